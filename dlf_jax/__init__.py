@@ -1,0 +1,31 @@
+"""dlf_jax: Learning to Teach with Dynamic Loss Functions (Wu et al., NeurIPS 2018) in JAX.
+
+Public API:
+
+* :func:`teach` -- Algorithm 1: learn a teacher by reverse-mode unrolling;
+* :func:`train_student` -- train a fresh student with a frozen teacher or a baseline;
+* :class:`Student`, :func:`make_optimizer` -- the student contract;
+* :class:`Teacher`, :class:`AttentionTeacher`, :class:`MLPTeacher` -- mu_theta;
+* :class:`LossParams`, :func:`parametric_loss`, :class:`BaselineLoss` -- Eqn. (2) and baselines;
+* :class:`ExpectedAccuracy`, :class:`SigmoidSmoothedError` -- smoothed dev measures;
+* :func:`hypergradient`, :func:`make_hypergradient_fn` -- Eqns. (3)-(5).
+"""
+from dlf_jax import data, models
+from dlf_jax.hypergrad import HypergradResult, hypergradient, make_hypergradient_fn
+from dlf_jax.losses import BaselineLoss, LossParams, parametric_loss
+from dlf_jax.measures import ExpectedAccuracy, SigmoidSmoothedError
+from dlf_jax.student import Student, StudentState, make_optimizer
+from dlf_jax.teach import TeachResult, TeachState, TrainResult, teach, train_student
+from dlf_jax.teacher import AttentionTeacher, MLPTeacher, Teacher
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "teach", "train_student", "TeachResult", "TeachState", "TrainResult",
+    "Student", "StudentState", "make_optimizer",
+    "Teacher", "AttentionTeacher", "MLPTeacher",
+    "LossParams", "parametric_loss", "BaselineLoss",
+    "ExpectedAccuracy", "SigmoidSmoothedError",
+    "hypergradient", "make_hypergradient_fn", "HypergradResult",
+    "data", "models",
+]

@@ -1,0 +1,23 @@
+"""Data: image datasets (train / dev / test splits) and deterministic batching."""
+from dlf_jax.data.batching import SegmentSampler, make_eval_batches
+from dlf_jax.data.images import DATASETS
+from dlf_jax.data.images import ImageDataset
+from dlf_jax.data.images import SOURCES
+from dlf_jax.data.images import Split
+from dlf_jax.data.images import default_data_dir
+from dlf_jax.data.images import load_image_dataset
+from dlf_jax.data.images import read_idx
+from dlf_jax.data.images import read_idx_header
+
+__all__ = [
+    "DATASETS",
+    "ImageDataset",
+    "SOURCES",
+    "SegmentSampler",
+    "make_eval_batches",
+    "Split",
+    "default_data_dir",
+    "load_image_dataset",
+    "read_idx",
+    "read_idx_header",
+]

@@ -1,0 +1,268 @@
+"""Eqns. (3)-(5): the teacher's hypergradient by a hand-written reverse scan.
+
+Forward: the unroll of Eqn. (1) (:mod:`dlf_jax.unroll`). Reverse
+(reverse-mode differentiation through the trajectory, Maclaurin et al. 2015)::
+
+    dw_T = dM~(f_{w_T}, D_dev) / dw_T                                     (3)
+    for t = T-1 .. 0:
+        dtheta += -eta_t d^2 L_{mu_theta(s_t)}(f_{w_t}, B_t) / dtheta dw_t . dw_{t+1}   (5)
+        dw_t    = dw_{t+1} - eta_t d^2 L_{mu_theta(s_t)}(f_{w_t}, B_t) / dw_t^2 . dw_{t+1}  (4)
+
+Methods (``method=``):
+
+* ``eqn45`` -- literally (4)-(5) for memoryless optimizers (plain SGD, with
+  or without coupled weight decay or a learning-rate schedule): the HVP is a
+  ``jax.jvp`` of the update built from ``jax.grad`` (forward-over-reverse),
+  the cross term a VJP in ``theta``. It assumes the update's Jacobian in
+  ``w`` is symmetric, which holds for ``w - eta (grad L + lambda w)``; use
+  ``vjp`` for anything else (e.g. gradient clipping).
+* ``vjp`` -- any differentiable optax optimizer: the carry is
+  ``z_t = (w_t, opt_state_t)`` (float leaves) and each reverse step is one VJP
+  of the whole update ``z_{t+1} = F(z_t, theta)``, giving ``dz_t`` and the
+  step's ``dtheta`` together. For plain SGD it is (4)-(5) again.
+* ``autodiff`` -- the reference: ``jax.grad`` through the same ``lax.scan``.
+* ``auto`` -- ``eqn45`` if the optimizer state has no float leaves, else ``vjp``.
+
+Memory policies (``memory=``): ``store_all`` keeps every carry ``z_t`` from the
+forward pass (``T x |z|``); ``checkpointed`` keeps the carry at the start of
+every segment of ``k`` steps (``k = ceil(sqrt(T))`` by default) and recomputes
+each segment in the reverse (``(T/k + k) x |z|`` memory, one extra forward).
+For ``autodiff``, ``checkpointed`` wraps each step in ``jax.checkpoint``.
+
+State features that depend on ``w`` (running training loss/accuracy) are
+recorded in the forward pass and treated as constants in the reverse, as in
+the authors' demo; the reference path applies ``stop_gradient`` to them, so
+all methods compute the same number. BatchNorm statistics are likewise data.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from dlf_jax import measures
+from dlf_jax.student import Student, StudentState
+from dlf_jax.unroll import (StepMetrics, apply_step, check_unroll_batches, dev_measure,
+                            inner_step, unroll)
+
+__all__ = ["METHODS", "MEMORY_POLICIES", "HypergradResult", "hypergradient",
+           "make_hypergradient_fn", "default_segment_length", "resolve_method"]
+
+METHODS = ("auto", "eqn45", "vjp", "autodiff")
+MEMORY_POLICIES = ("store_all", "checkpointed")
+
+
+@struct.dataclass
+class HypergradResult:
+  """Output of :func:`hypergradient`.
+
+  Attributes:
+    dtheta: ``dM~/dtheta``, a pytree like ``theta`` (ascent direction if the
+      measure is maximised).
+    dparams0: ``dM~/dw_0``, a pytree like the student's params.
+    value: ``M~(f_{w_T}, D_dev)``, float scalar.
+    final_state: the student's carry after ``T`` steps.
+    metrics: :class:`~dlf_jax.unroll.StepMetrics` with ``[T]`` leaves.
+  """
+  dtheta: Any
+  dparams0: Any
+  value: jax.Array
+  final_state: StudentState
+  metrics: StepMetrics
+
+
+def _is_float(x) -> bool:
+  return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+
+def _split(tree):
+  """Float leaves (ints replaced by None) and the other leaves, plus the treedef."""
+  leaves, treedef = jax.tree_util.tree_flatten(tree)
+  diff = [x if _is_float(x) else None for x in leaves]
+  rest = [None if _is_float(x) else x for x in leaves]
+  return diff, rest, treedef
+
+
+def _merge(diff, rest, treedef):
+  return treedef.unflatten([d if d is not None else r for d, r in zip(diff, rest)])
+
+
+def resolve_method(method: str, opt_state: Any) -> str:
+  """``auto`` -> ``eqn45`` for memoryless optimizers, else ``vjp``.
+
+  Raises:
+    ValueError: unknown method, or ``eqn45`` with an optimizer that has state.
+  """
+  if method not in METHODS:
+    raise ValueError(f"Unknown hypergradient method {method!r}; choose one of {METHODS}.")
+  memoryless = not any(_is_float(x) for x in jax.tree_util.tree_leaves(opt_state))
+  if method == "auto":
+    return "eqn45" if memoryless else "vjp"
+  if method == "eqn45" and not memoryless:
+    raise ValueError("method='eqn45' is Eqns. (4)-(5) for plain SGD; this student's "
+                     "optimizer carries state (momentum/Adam): use method='vjp'.")
+  return method
+
+
+def default_segment_length(num_steps: int) -> int:
+  """``k = ceil(sqrt(T))``, the memory-optimal checkpoint spacing."""
+  return max(1, math.ceil(math.sqrt(num_steps)))
+
+
+def _transition(student, teacher, state: StudentState, batch):
+  """``G(z_diff, theta) -> z'_diff`` of one step, other carry parts held fixed."""
+  z, rest, treedef = _split((state.params, state.opt_state))
+  s = teacher.state_features(state.step, state.stats)
+
+  def g(z, theta):
+    params, opt_state = _merge(z, rest, treedef)
+    new, _ = apply_step(student, teacher, teacher.phi(theta, s),
+                        state.replace(params=params, opt_state=opt_state), batch)
+    return _split((new.params, new.opt_state))[0]
+
+  return g, z
+
+
+def _reverse_step(student, teacher, theta, method, dz, state, batch):
+  """One reverse step: ``(dz_{t+1}) -> (dz_t, dtheta_t)``."""
+  g, z = _transition(student, teacher, state, batch)
+  if method == "eqn45":
+    # Eqn. (4): dw_t = dw_{t+1} - eta H dw_{t+1}, as a jvp of the grad-based update.
+    dz_prev = jax.jvp(lambda z_: g(z_, theta), (z,), (dz,))[1]
+    # Eqn. (5): -eta d^2L/dtheta dw . dw_{t+1}, a vjp in theta.
+    dtheta = jax.vjp(lambda th: g(z, th), theta)[1](dz)[0]
+    return dz_prev, dtheta
+  _, vjp = jax.vjp(g, z, theta)
+  return vjp(dz)
+
+
+def hypergradient(student: Student, teacher: Any, measure: measures.Measure, theta: Any,
+                  state: StudentState, batches, dev_batches, *, method: str = "auto",
+                  memory: str = "store_all",
+                  segment_length: Optional[int] = None) -> HypergradResult:
+  """Unrolls ``T`` student steps and returns ``dM~/dtheta`` (Algorithm 1, inner part).
+
+  Args:
+    student: the :class:`~dlf_jax.student.Student`.
+    teacher: a :class:`~dlf_jax.teacher.Teacher` (``num_classes`` must match).
+    measure: the smoothed dev measure M~ (e.g. :class:`~dlf_jax.measures.ExpectedAccuracy`).
+    theta: teacher parameters.
+    state: the student's carry at the first unrolled step.
+    batches: training batches, dict of ``[T, B, ...]`` arrays.
+    dev_batches: dev batches, dict of ``[n, B_dev, ...]`` arrays (optional
+      0/1 ``mask`` for padding); ``dw_T`` is the gradient of their mean.
+    method: ``auto`` | ``eqn45`` | ``vjp`` | ``autodiff`` (module docstring).
+    memory: ``store_all`` | ``checkpointed``.
+    segment_length: ``k`` of ``checkpointed`` (default ``ceil(sqrt(T))``).
+
+  Returns:
+    :class:`HypergradResult`.
+
+  Raises:
+    ValueError: unknown method/memory, ``T <= 0``, ``segment_length < 1``,
+      ``eqn45`` with a stateful optimizer, class-count mismatch.
+
+  References:
+    Wu et al. 2018, Eqns. (3)-(5) and Algorithm 1; Maclaurin, Duvenaud, Adams,
+    "Gradient-based Hyperparameter Optimization through Reversible Learning", 2015.
+  """
+  num_steps = check_unroll_batches(batches)
+  if memory not in MEMORY_POLICIES:
+    raise ValueError(f"Unknown memory policy {memory!r}; choose one of {MEMORY_POLICIES}.")
+  if teacher.num_classes is not None and teacher.num_classes != student.num_classes:
+    raise ValueError(f"The teacher's loss has C={teacher.num_classes} classes but the student "
+                     f"has num_classes={student.num_classes}.")
+  method = resolve_method(method, state.opt_state)
+  k = default_segment_length(num_steps) if segment_length is None else int(segment_length)
+  if k < 1:
+    raise ValueError(f"segment_length must be >= 1, got {segment_length}.")
+  objective = lambda params, model_state: dev_measure(student, measure, params, model_state,
+                                                      dev_batches)
+
+  if method == "autodiff":
+    return _autodiff(student, teacher, theta, state, batches, objective, memory == "checkpointed")
+
+  step = lambda s, b: inner_step(student, teacher, theta, s, b)
+
+  def fwd_store(s, b):                      # keeps the input carry z_t of every step
+    new, m = step(s, b)
+    return new, (s, m)
+
+  def rev_segment(carry, states, seg_batches):
+    def body(c, xs):
+      dz, dtheta = c
+      dz, dtheta_t = _reverse_step(student, teacher, theta, method, dz, *xs)
+      return (dz, jax.tree_util.tree_map(jnp.add, dtheta, dtheta_t)), None
+    return jax.lax.scan(body, carry, (states, seg_batches), reverse=True)[0]
+
+  if memory == "store_all":
+    final, (states, metrics) = jax.lax.scan(fwd_store, state, batches)
+  else:
+    n_full, rem = divmod(num_steps, k)
+    head = jax.tree_util.tree_map(lambda x: x[:n_full * k].reshape((n_full, k) + x.shape[1:]),
+                                  batches)
+    tail = jax.tree_util.tree_map(lambda x: x[n_full * k:], batches)
+    seg_fwd = lambda s, b: (lambda out: (out[0], (s, out[1])))(jax.lax.scan(step, s, b))
+    mid, (seg_starts, metrics) = jax.lax.scan(seg_fwd, state, head)
+    metrics = jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), metrics)
+    final = mid
+    if rem:
+      final, metrics_tail = jax.lax.scan(step, mid, tail)
+      metrics = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), metrics,
+                                       metrics_tail)
+
+  # Eqn. (3): dw_T from the dev measure; the optimizer state gets a zero cotangent.
+  value, dparams_t = jax.value_and_grad(objective)(final.params, final.model_state)
+  dz_t = _split((dparams_t, jax.tree_util.tree_map(jnp.zeros_like, final.opt_state)))[0]
+  carry = (dz_t, jax.tree_util.tree_map(jnp.zeros_like, theta))
+
+  if memory == "store_all":
+    dz0, dtheta = rev_segment(carry, states, batches)
+  else:
+    def rev_recompute(c, xs):
+      start, seg_batches = xs
+      _, (states, _) = jax.lax.scan(fwd_store, start, seg_batches)
+      return rev_segment(c, states, seg_batches), None
+    if rem:
+      carry, _ = rev_recompute(carry, (mid, tail))
+    (dz0, dtheta), _ = jax.lax.scan(rev_recompute, carry, (seg_starts, head), reverse=True)
+
+  _, rest, treedef = _split((state.params, state.opt_state))
+  dparams0 = _merge(dz0, rest, treedef)[0]
+  return HypergradResult(dtheta=dtheta, dparams0=dparams0, value=value, final_state=final,
+                         metrics=metrics)
+
+
+def _autodiff(student, teacher, theta, state, batches, objective, remat):
+  """Reference: ``jax.grad`` through the forward ``lax.scan``."""
+  def run(theta, params0):
+    step = lambda s, b: inner_step(student, teacher, theta, s, b)
+    if remat:
+      step = jax.checkpoint(step)
+    final, metrics = jax.lax.scan(step, state.replace(params=params0), batches)
+    return objective(final.params, final.model_state), (final, metrics)
+
+  (value, (final, metrics)), (dtheta, dparams0) = jax.value_and_grad(
+      run, argnums=(0, 1), has_aux=True)(theta, state.params)
+  return HypergradResult(dtheta=dtheta, dparams0=dparams0, value=value, final_state=final,
+                         metrics=metrics)
+
+
+def make_hypergradient_fn(student: Student, teacher: Any, measure: measures.Measure, *,
+                          method: str = "auto", memory: str = "store_all",
+                          segment_length: Optional[int] = None):
+  """``jax.jit``-compiled ``fn(theta, state, batches, dev_batches) -> HypergradResult``.
+
+  Compiled once per input shapes; the unroll is a scan, so compile time does not
+  grow with ``T``. See :func:`hypergradient` for the arguments.
+  """
+  fn = functools.partial(hypergradient, student, teacher, measure, method=method,
+                         memory=memory, segment_length=segment_length)
+  return jax.jit(fn)
+
+
+_ = unroll  # re-exported for readers looking for the forward pass here

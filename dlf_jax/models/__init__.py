@@ -1,0 +1,5 @@
+"""Student models (flax linen). Each returns ``(logits [B, C], features [B, D])``."""
+from dlf_jax.models.lenet import ConvBN, LeNet
+from dlf_jax.models.mlp import MLP
+
+__all__ = ["MLP", "LeNet", "ConvBN"]

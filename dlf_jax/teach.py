@@ -1,0 +1,346 @@
+"""Algorithm 1 (``teach``) and training a student with a frozen teacher (``train_student``).
+
+``teach`` repeats: take a student (fresh, optionally pre-trained with
+cross-entropy for ``pretrain_steps``, as the authors' demo does); unroll ``T``
+inner steps; compute the hypergradient (Eqns. 3-5, :mod:`dlf_jax.hypergrad`);
+take one outer step of the teacher with an optax optimizer (ascent on the
+smoothed dev measure M~, or descent if the measure is an error).
+
+Two schedules, one loop: an *episode* is one student; it is cut into
+``segments_per_episode`` consecutive segments of ``T`` steps and the teacher is
+updated after each segment. ``mode='episodes'`` (default ``1`` segment: a new
+student per teacher update) or ``mode='online'`` (one student run of
+``total_steps = segments x T`` per episode, so the teacher sees every phase of
+training).
+
+Both functions are resumable: they take and return plain pytrees
+(:class:`TeachState`, :class:`~dlf_jax.student.StudentState`), call a
+``callback`` after every outer step / evaluation (e.g. to checkpoint), and draw
+batch ``i`` of a run as a pure function of ``(seed, i)``, so a resumed run
+reproduces an uninterrupted one.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from dlf_jax import hypergrad, losses, measures, unroll as unroll_lib
+from dlf_jax.data.batching import SegmentSampler, make_eval_batches
+from dlf_jax.student import Student, StudentState
+
+__all__ = ["TeachState", "TeachResult", "TrainResult", "teach", "train_student", "MODES"]
+
+MODES = ("episodes", "online")
+
+
+@struct.dataclass
+class TeachState:
+  """Everything Algorithm 1 carries between outer steps (checkpoint this).
+
+  Attributes:
+    theta: teacher parameters.
+    opt_state: the teacher optimizer's state.
+    student: the current student's carry (continued across segments).
+    update: int, the number of outer steps taken so far.
+  """
+  theta: Any
+  opt_state: Any
+  student: Optional[StudentState]
+  update: int = struct.field(pytree_node=False, default=0)
+
+
+@struct.dataclass
+class TeachResult:
+  """``theta``: the learned teacher; ``history``: one dict per outer step; ``state``."""
+  theta: Any
+  history: list = struct.field(pytree_node=False)
+  state: TeachState
+
+
+@struct.dataclass
+class TrainResult:
+  """``state``: the trained student; ``history``: one dict per evaluation."""
+  state: StudentState
+  history: list = struct.field(pytree_node=False)
+
+
+def _as_arrays(data, name: str) -> dict:
+  if isinstance(data, Mapping):
+    arrays = dict(data)
+  elif hasattr(data, "x") and hasattr(data, "y"):
+    arrays = {"x": data.x, "y": data.y}
+  else:
+    raise TypeError(f"{name} must be a dict of arrays (e.g. {{'x': ..., 'y': ...}}) or an "
+                    f"object with .x and .y; got {type(data).__name__}.")
+  for k, v in arrays.items():
+    v = np.asarray(v)
+    if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
+      raise ValueError(f"{name}[{k!r}] contains NaN or inf; clean the data first.")
+    arrays[k] = v
+  return arrays
+
+
+def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
+  if not enabled:
+    return None
+  from tqdm.auto import tqdm
+  return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
+
+
+def _host(tree) -> dict:
+  return {k: float(v) for k, v in jax.device_get(tree).items()}
+
+
+def _baseline_unroll(student):
+  ce = losses.BaselineLoss("cross_entropy")
+  return jax.jit(lambda state, batches: unroll_lib.unroll(student, ce, None, state, batches))
+
+
+def teach(student: Student, teacher: Any, train, dev, *,
+          measure: Optional[measures.Measure] = None,
+          teacher_optimizer: Optional[optax.GradientTransformation] = None,
+          unroll_steps: int = 200, num_episodes: int = 10, mode: str = "episodes",
+          segments_per_episode: Optional[int] = None, pretrain_steps: int = 0,
+          batch_size: int = 128, dev_batch_size: int = 500,
+          dev_sample_size: Optional[int] = None, method: str = "auto",
+          memory: str = "store_all", segment_length: Optional[int] = None, seed: int = 0,
+          init_state: Optional[TeachState] = None,
+          callback: Optional[Callable[[TeachState, dict], None]] = None,
+          progress: bool = True) -> TeachResult:
+  """Algorithm 1: learn the teacher ``theta`` by reverse-mode unrolling.
+
+  Args:
+    student: the :class:`~dlf_jax.student.Student` (model + optimizer).
+    teacher: a :class:`~dlf_jax.teacher.Teacher`.
+    train: training data, ``{'x': [N, ...], 'y': int [N]}`` (or an object
+      with ``.x`` / ``.y``).
+    dev: dev data, same form; its smoothed measure is the teacher's reward.
+    measure: M~ (default :class:`~dlf_jax.measures.ExpectedAccuracy`).
+    teacher_optimizer: optax transformation for theta (default Adam 1e-3).
+    unroll_steps: ``T`` inner steps per outer step.
+    num_episodes: number of students (episodes).
+    mode: ``episodes`` | ``online`` (module docstring).
+    segments_per_episode: outer steps per student (default: 1 for
+      ``episodes``; ``teacher.total_steps // T`` for ``online``).
+    pretrain_steps: cross-entropy steps before the first unrolled segment of
+      each student (a warm start, as in the authors' demo; 0 = fresh).
+    batch_size: student batch size ``B``.
+    dev_batch_size: batch size of the dev pass.
+    dev_sample_size: if set, each outer step uses a fresh random sample of this
+      many dev examples for ``dw_T``; else the whole dev set.
+    method, memory, segment_length: see :func:`dlf_jax.hypergrad.hypergradient`.
+    seed: seeds students, batches and dev samples.
+    init_state: a :class:`TeachState` to resume from (else fresh theta).
+    callback: ``callback(state, record)`` after every outer step.
+    progress: show a progress bar.
+
+  Returns:
+    :class:`TeachResult` with the learned ``theta`` and a history of dicts
+    (``update, episode, segment, student_step, dev_measure, dev_accuracy,
+    train_loss, train_cross_entropy, hypergrad_norm, w_diag_mean,
+    w_offdiag_mean, b_mean, seconds``).
+
+  Raises:
+    ValueError: bad mode, ``T <= 0``, sizes, or class-count mismatch.
+    FloatingPointError: NaN/inf in the unroll (names the step) or hypergradient.
+
+  References:
+    Wu et al. 2018, Algorithm 1.
+  """
+  if mode not in MODES:
+    raise ValueError(f"Unknown teaching mode {mode!r}; choose one of {MODES}.")
+  if unroll_steps <= 0:
+    raise ValueError(f"unroll_steps (T) must be >= 1, got {unroll_steps}.")
+  if num_episodes <= 0 or pretrain_steps < 0:
+    raise ValueError(f"num_episodes must be >= 1 and pretrain_steps >= 0; got "
+                     f"{num_episodes}, {pretrain_steps}.")
+  if teacher.num_classes != student.num_classes:
+    raise ValueError(f"The teacher's loss has C={teacher.num_classes} classes but the student "
+                     f"has num_classes={student.num_classes}.")
+  if segments_per_episode is None:
+    segments_per_episode = 1 if mode == "episodes" else max(1, teacher.total_steps // unroll_steps)
+  if segments_per_episode <= 0:
+    raise ValueError(f"segments_per_episode must be >= 1, got {segments_per_episode}.")
+  measure = measure or measures.ExpectedAccuracy()
+  tx = teacher_optimizer or optax.adam(1e-3)
+  train, dev = _as_arrays(train, "train"), _as_arrays(dev, "dev")
+  n_dev = len(next(iter(dev.values())))
+  if dev_sample_size is not None and not 1 <= dev_sample_size <= n_dev:
+    raise ValueError(f"dev_sample_size={dev_sample_size} must be in [1, {n_dev}].")
+  full_dev = make_eval_batches(dev, dev_batch_size)
+
+  rng = jax.random.PRNGKey(seed)
+  if init_state is None:
+    theta = teacher.init(jax.random.fold_in(rng, 0))
+    init_state = TeachState(theta=theta, opt_state=tx.init(theta), student=None, update=0)
+  state = init_state
+  total_updates = num_episodes * segments_per_episode
+
+  hyper_fn = hypergrad.make_hypergradient_fn(student, teacher, measure, method=method,
+                                             memory=memory, segment_length=segment_length)
+  eval_fn = jax.jit(lambda p, ms, b: unroll_lib.evaluate(student, p, ms, b))
+  pretrain_fn = _baseline_unroll(student) if pretrain_steps else None
+  phi_fn = jax.jit(lambda th, st: losses.phi_statistics(
+      teacher.phi(th, teacher.state_features(st.step, st.stats))))
+
+  @jax.jit
+  def outer_step(theta, opt_state, dtheta):
+    grads = jax.tree_util.tree_map(lambda g: -g if measure.maximize else g, dtheta)
+    updates, opt_state = tx.update(grads, opt_state, theta)
+    return optax.apply_updates(theta, updates), opt_state
+
+  history = []
+  bar = _progress(total_updates, "teach", progress, initial=state.update)
+  while state.update < total_updates:
+    t0 = time.time()
+    episode, segment = divmod(state.update, segments_per_episode)
+    sampler = SegmentSampler(train, batch_size, seed=seed * 1_000_003 + episode)
+    student_state = state.student
+    if segment == 0 or student_state is None:
+      first = sampler.segment(0, 1)
+      student_state = student.init(jax.random.fold_in(rng, 1000 + episode),
+                                   {k: v[0] for k, v in first.items()})
+      if pretrain_steps:
+        student_state, m = pretrain_fn(student_state, sampler.segment(0, pretrain_steps))
+        unroll_lib.check_finite(m, 0)
+    start = int(student_state.step)
+    batches = sampler.segment(start, unroll_steps)
+    if dev_sample_size is None:
+      dev_batches = full_dev
+    else:
+      idx = np.random.default_rng([seed, 7, state.update]).choice(n_dev, dev_sample_size,
+                                                                   replace=False)
+      dev_batches = make_eval_batches({k: v[idx] for k, v in dev.items()}, dev_batch_size)
+
+    res = hyper_fn(state.theta, student_state, batches, dev_batches)
+    unroll_lib.check_finite(res.metrics, start)
+    hnorm = float(optax.global_norm(res.dtheta))
+    if not np.isfinite(hnorm):
+      raise FloatingPointError(
+          f"Non-finite hypergradient at outer step {state.update} (student steps "
+          f"{start}..{start + unroll_steps - 1}); lower the student learning rate or T.")
+    theta, opt_state = outer_step(state.theta, state.opt_state, res.dtheta)
+    final = res.final_state
+    dev_eval = _host(eval_fn(final.params, final.model_state, full_dev))
+    final = final.replace(stats=final.stats.replace(
+        dev_acc=jnp.asarray(dev_eval["accuracy"], final.stats.dev_acc.dtype)))
+    record = {
+        "update": state.update, "episode": episode, "segment": segment,
+        "student_step": int(final.step), "dev_measure": float(res.value),
+        "dev_accuracy": dev_eval["accuracy"],
+        "train_loss": float(jnp.mean(res.metrics.loss)),
+        "train_cross_entropy": float(jnp.mean(res.metrics.cross_entropy)),
+        "hypergrad_norm": hnorm, **_host(phi_fn(state.theta, student_state)),
+    }
+    last = segment == segments_per_episode - 1
+    state = TeachState(theta=theta, opt_state=opt_state, student=None if last else final,
+                       update=state.update + 1)
+    record["seconds"] = time.time() - t0
+    history.append(record)
+    if callback is not None:
+      callback(state, record)
+    if bar is not None:
+      bar.update(1)
+      bar.set_postfix(dev_M=f"{record['dev_measure']:.4f}",
+                      dev_acc=f"{record['dev_accuracy']:.4f}")
+  if bar is not None:
+    bar.close()
+  return TeachResult(theta=state.theta, history=history, state=state)
+
+
+def train_student(student: Student, loss: Any, train, *, theta: Any = None,
+                  num_steps: int = 1000, batch_size: int = 128, seed: int = 0,
+                  eval_every: int = 100, dev=None, test=None, eval_batch_size: int = 1000,
+                  init_state: Optional[StudentState] = None,
+                  callback: Optional[Callable[[StudentState, dict], None]] = None,
+                  progress: bool = True, desc: str = "student") -> TrainResult:
+  """Trains a fresh student for ``num_steps`` with a frozen teacher or a fixed loss.
+
+  Args:
+    student: the :class:`~dlf_jax.student.Student`.
+    loss: a :class:`~dlf_jax.teacher.Teacher` (then ``theta`` is required) or
+      a :class:`~dlf_jax.losses.BaselineLoss`.
+    train: training data ``{'x', 'y'}`` (or ``.x`` / ``.y``).
+    theta: the frozen teacher's parameters.
+    num_steps: total student steps (match ``teacher.total_steps``, which
+      normalises the progress feature).
+    batch_size: ``B``.
+    seed: seeds the student's init, dropout and batch order.
+    eval_every: evaluate dev/test every this many steps (and at the end); the
+      steps in between run as one jit-compiled ``lax.scan``.
+    dev, test: optional evaluation data; dev accuracy feeds the teacher's
+      ``dev_acc`` state feature.
+    eval_batch_size: evaluation batch size.
+    init_state: resume from this carry (its ``step`` says where).
+    callback: ``callback(state, record)`` after every evaluation.
+    progress: show a progress bar; desc: its label.
+
+  Returns:
+    :class:`TrainResult` (final carry; history of dicts with ``step``,
+    ``train_loss``, ``train_cross_entropy``, ``train_accuracy``,
+    ``dev_accuracy``, ``dev_cross_entropy``, ``test_accuracy``, ...,
+    ``w_diag_mean``/``w_offdiag_mean``/``b_mean`` for teachers, ``seconds``).
+
+  Raises:
+    ValueError: bad sizes, missing theta, class-count mismatch.
+    FloatingPointError: NaN/inf in training (names the step).
+  """
+  if num_steps <= 0 or eval_every <= 0:
+    raise ValueError(f"num_steps and eval_every must be >= 1; got {num_steps}, {eval_every}.")
+  is_baseline = isinstance(loss, losses.BaselineLoss)
+  if not is_baseline:
+    if theta is None:
+      raise ValueError("train_student with a Teacher needs its frozen parameters: theta=...")
+    if loss.num_classes != student.num_classes:
+      raise ValueError(f"The teacher's loss has C={loss.num_classes} classes but the student "
+                       f"has num_classes={student.num_classes}.")
+  train = _as_arrays(train, "train")
+  sampler = SegmentSampler(train, batch_size, seed=seed)
+  evals = {name: make_eval_batches(_as_arrays(d, name), eval_batch_size)
+           for name, d in (("dev", dev), ("test", test)) if d is not None}
+
+  run_fn = jax.jit(lambda th, st, b: unroll_lib.unroll(student, loss, th, st, b))
+  eval_fn = jax.jit(lambda p, ms, b: unroll_lib.evaluate(student, p, ms, b))
+  phi_fn = jax.jit(lambda th, st: losses.phi_statistics(
+      loss.phi(th, loss.state_features(st.step, st.stats))))
+
+  state = init_state
+  if state is None:
+    first = sampler.segment(0, 1)
+    state = student.init(jax.random.PRNGKey(seed), {k: v[0] for k, v in first.items()})
+  history = []
+  bar = _progress(num_steps, desc, progress, initial=int(state.step))
+  while int(state.step) < num_steps:
+    t0 = time.time()
+    start = int(state.step)
+    count = min(eval_every - start % eval_every, num_steps - start)
+    phi_stats = _host(phi_fn(theta, state))
+    state, metrics = run_fn(theta, state, sampler.segment(start, count))
+    unroll_lib.check_finite(metrics, start)
+    record = {"step": int(state.step),
+              "train_loss": float(jnp.mean(metrics.loss)),
+              "train_cross_entropy": float(jnp.mean(metrics.cross_entropy)),
+              "train_accuracy": float(jnp.mean(metrics.accuracy)), **phi_stats}
+    for name, batches in evals.items():
+      for k, v in _host(eval_fn(state.params, state.model_state, batches)).items():
+        record[f"{name}_{k}"] = v
+    if "dev" in evals:
+      state = state.replace(stats=state.stats.replace(
+          dev_acc=jnp.asarray(record["dev_accuracy"], state.stats.dev_acc.dtype)))
+    record["seconds"] = time.time() - t0
+    history.append(record)
+    if callback is not None:
+      callback(state, record)
+    if bar is not None:
+      bar.update(count)
+      shown = {k: f"{record[k]:.4f}" for k in ("dev_accuracy", "test_accuracy") if k in record}
+      bar.set_postfix(loss=f"{record['train_loss']:.4f}", **shown)
+  if bar is not None:
+    bar.close()
+  return TrainResult(state=state, history=history)

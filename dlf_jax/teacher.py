@@ -1,0 +1,239 @@
+"""The teacher mu_theta: training state s_t -> loss parameters phi_t (Sec. 3.2).
+
+Two teacher modules map a state vector ``s_t`` to :class:`~dlf_jax.losses.LossParams`:
+
+* :class:`AttentionTeacher` (default; the paper's Figure 2): attention over a
+  bank of ``K`` learnable loss matrices,
+  ``Phi_t = sum_k a_k W_k``, ``a = softmax(V s_t)``. With structured ``W``
+  the bank holds structured matrices; a mixture of ``K`` low-rank matrices of
+  rank ``r`` is represented exactly with rank ``K r``.
+* :class:`MLPTeacher`: ``W_t = W_0 + Delta W(s_t)`` with a small MLP.
+
+Both are initialised so that ``phi`` at init is ``W ~ I``, ``b ~ 0`` with a
+small **non-zero** perturbation: an exactly-zero dynamic part is a saddle at
+which every teacher gradient vanishes.
+
+The state ``s_t`` (:func:`state_vector`) is built from the student's progress:
+``progress = t / total_steps``, running averages of the training cross-entropy
+and accuracy, and the last measured dev accuracy, carried in
+:class:`RunningStats` inside the unroll. The running averages depend on the
+student's parameters, but are recorded as data in the forward pass and treated
+as constants in the reverse (as in the authors' demo).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from dlf_jax import losses
+
+__all__ = [
+    "STATE_FEATURES", "RunningStats", "init_running_stats", "update_running_stats",
+    "state_vector", "AttentionTeacher", "MLPTeacher", "Teacher",
+]
+
+STATE_FEATURES = ("progress", "train_loss", "train_acc", "dev_acc")
+
+
+@struct.dataclass
+class RunningStats:
+  """Running training statistics that feed the teacher's state (float32 scalars).
+
+  Attributes:
+    train_loss: exponential moving average of the batch cross-entropy (nats).
+    train_acc: exponential moving average of the batch accuracy, in [0, 1].
+    dev_acc: the last measured dev accuracy, in [0, 1].
+  """
+  train_loss: jax.Array
+  train_acc: jax.Array
+  dev_acc: jax.Array
+
+
+def init_running_stats(num_classes: int) -> RunningStats:
+  """Stats of an untrained student: CE = log C, accuracy = 1/C."""
+  f = lambda v: jnp.asarray(v, jnp.float32)
+  return RunningStats(f(math.log(num_classes)), f(1.0 / num_classes), f(1.0 / num_classes))
+
+
+def update_running_stats(stats: RunningStats, batch_loss: jax.Array,
+                         batch_acc: jax.Array, decay: float) -> RunningStats:
+  """EMA update ``v <- decay v + (1 - decay) x``; inputs are ``stop_gradient``-ed."""
+  sg = lambda x: jax.lax.stop_gradient(x).astype(stats.train_loss.dtype)
+  return stats.replace(
+      train_loss=decay * stats.train_loss + (1 - decay) * sg(batch_loss),
+      train_acc=decay * stats.train_acc + (1 - decay) * sg(batch_acc))
+
+
+def state_vector(features: Sequence[str], step: jax.Array, total_steps: int,
+                 stats: RunningStats) -> jax.Array:
+  """The teacher's input ``s_t``: float32 ``[len(features)]``.
+
+  Args:
+    features: names from :data:`STATE_FEATURES`, in order.
+    step: int scalar, the student's step ``t``.
+    total_steps: the length of the student's whole training run (normalises
+      ``progress = t / total_steps``).
+    stats: :class:`RunningStats`.
+
+  Raises:
+    ValueError: an unknown feature name.
+  """
+  values = {
+      "progress": lambda: jnp.asarray(step, jnp.float32) / float(total_steps),
+      "train_loss": lambda: stats.train_loss,
+      "train_acc": lambda: stats.train_acc,
+      "dev_acc": lambda: stats.dev_acc,
+  }
+  out = []
+  for name in features:
+    if name not in values:
+      raise ValueError(f"Unknown state feature {name!r}; choose from {STATE_FEATURES}.")
+    out.append(jnp.asarray(values[name](), jnp.float32))
+  return jax.lax.stop_gradient(jnp.stack(out)) if out else jnp.zeros((0,), jnp.float32)
+
+
+def _perturbed(base_fn, scale):
+  def init(rng, shape, dtype=jnp.float32):
+    return base_fn(shape, dtype) + scale * jax.random.normal(rng, shape, dtype)
+  return init
+
+
+def _eye_bank(shape, dtype):          # [K, C, C] of identities
+  return jnp.broadcast_to(jnp.eye(shape[-1], dtype=dtype), shape)
+
+
+class AttentionTeacher(nn.Module):
+  """``Phi_t = sum_k softmax(V s_t)_k W_k`` (the paper's Fig. 2 teacher).
+
+  Attributes:
+    num_classes: ``C``.
+    num_matrices: ``K``, the size of the bank.
+    parameterisation: ``full`` | ``diagonal`` | ``low_rank``.
+    rank: ``r`` per bank entry (``low_rank``).
+    per_class_bias: bias ``[C]`` (else scalar).
+    init_scale: std of the non-zero perturbation around ``W = I, b = 0`` and
+      of the attention scores' weights.
+
+  Input ``s``: float ``[S]``. Output: :class:`~dlf_jax.losses.LossParams`.
+  """
+  num_classes: int
+  num_matrices: int = 8
+  parameterisation: str = "full"
+  rank: int = 4
+  per_class_bias: bool = True
+  init_scale: float = 1e-2
+
+  @nn.compact
+  def __call__(self, s: jax.Array) -> losses.LossParams:
+    c, k, eps = self.num_classes, self.num_matrices, self.init_scale
+    scores = nn.Dense(k, kernel_init=nn.initializers.normal(eps),
+                      bias_init=nn.initializers.normal(eps), name="scores")(s)
+    a = jax.nn.softmax(scores)                                         # [K]
+    b_shape = (k, c) if self.per_class_bias else (k,)
+    b = jnp.einsum("k,k...->...", a, self.param("b_bank", nn.initializers.normal(eps), b_shape))
+    if self.parameterisation == "full":
+      w = self.param("w_bank", _perturbed(_eye_bank, eps), (k, c, c))
+      return losses.LossParams(jnp.einsum("k,kij->ij", a, w), b, parameterisation="full")
+    w = self.param("w_bank", _perturbed(jnp.ones, eps), (k, c))
+    w = a @ w
+    if self.parameterisation == "diagonal":
+      return losses.LossParams(w, b, parameterisation="diagonal")
+    if self.parameterisation != "low_rank":
+      raise ValueError(f"Unknown W parameterisation {self.parameterisation!r}; "
+                       f"choose one of {losses.PARAMETERISATIONS}.")
+    u = self.param("u_bank", nn.initializers.normal(eps), (k, c, self.rank))
+    v = self.param("v_bank", nn.initializers.normal(eps), (k, c, self.rank))
+    # sum_k a_k U_k V_k^T = [a_1 U_1 .. a_K U_K] [V_1 .. V_K]^T, rank K r.
+    u = jnp.moveaxis(a[:, None, None] * u, 0, 1).reshape(c, k * self.rank)
+    v = jnp.moveaxis(v, 0, 1).reshape(c, k * self.rank)
+    return losses.LossParams(w, b, u, v, parameterisation="low_rank")
+
+
+class MLPTeacher(nn.Module):
+  """``W_t = W_0 + Delta W(s_t)``, ``b_t = b_0 + Delta b(s_t)`` with a small MLP.
+
+  ``W_0`` starts at ``I`` (+ perturbation); the MLP's output layer is
+  initialised small but non-zero. For ``low_rank`` the MLP drives the diagonal
+  and the bias, ``U, V`` are learned static factors.
+
+  Input ``s``: float ``[S]``. Output: :class:`~dlf_jax.losses.LossParams`.
+  """
+  num_classes: int
+  parameterisation: str = "full"
+  rank: int = 4
+  per_class_bias: bool = True
+  hidden: int = 32
+  init_scale: float = 1e-2
+
+  @nn.compact
+  def __call__(self, s: jax.Array) -> losses.LossParams:
+    c, eps = self.num_classes, self.init_scale
+    if self.parameterisation not in losses.PARAMETERISATIONS:
+      raise ValueError(f"Unknown W parameterisation {self.parameterisation!r}; "
+                       f"choose one of {losses.PARAMETERISATIONS}.")
+    w_shape = (c, c) if self.parameterisation == "full" else (c,)
+    b_shape = (c,) if self.per_class_bias else ()
+    n_w, n_b = math.prod(w_shape), math.prod(b_shape)
+    h = jnp.tanh(nn.Dense(self.hidden, name="hidden")(s))
+    delta = nn.Dense(n_w + n_b, kernel_init=nn.initializers.normal(eps),
+                     bias_init=nn.initializers.zeros, name="delta")(h)
+    base = (lambda sh, dt: jnp.eye(c, dtype=dt)) if self.parameterisation == "full" else jnp.ones
+    w = self.param("w0", _perturbed(base, eps), w_shape) + delta[:n_w].reshape(w_shape)
+    b = self.param("b0", nn.initializers.normal(eps), b_shape) + delta[n_w:].reshape(b_shape)
+    if self.parameterisation == "low_rank":
+      u = self.param("u", nn.initializers.normal(eps), (c, self.rank))
+      v = self.param("v", nn.initializers.normal(eps), (c, self.rank))
+      return losses.LossParams(w, b, u, v, parameterisation="low_rank")
+    return losses.LossParams(w, b, parameterisation=self.parameterisation)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Teacher:
+  """mu_theta together with its state features: what the student step calls.
+
+  Attributes:
+    module: :class:`AttentionTeacher` or :class:`MLPTeacher` (any flax module
+      mapping ``s [S]`` to :class:`~dlf_jax.losses.LossParams`).
+    features: state feature names (subset of :data:`STATE_FEATURES`).
+    total_steps: length of the student's whole run; normalises ``progress``.
+    ema_decay: decay of the running training loss / accuracy, in [0, 1).
+  """
+  module: nn.Module
+  features: tuple = STATE_FEATURES
+  total_steps: int = 1000
+  ema_decay: float = 0.9
+
+  def __post_init__(self):
+    for name in self.features:
+      if name not in STATE_FEATURES:
+        raise ValueError(f"Unknown state feature {name!r}; choose from {STATE_FEATURES}.")
+    if self.total_steps <= 0:
+      raise ValueError(f"total_steps must be > 0, got {self.total_steps}.")
+    if not 0.0 <= self.ema_decay < 1.0:
+      raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
+
+  @property
+  def num_classes(self) -> int:
+    return self.module.num_classes
+
+  def init(self, rng: jax.Array):
+    """theta: the teacher's flax params (a pytree)."""
+    return self.module.init(rng, jnp.zeros((len(self.features),), jnp.float32))["params"]
+
+  def state_features(self, step, stats: RunningStats) -> jax.Array:
+    """``s_t``: float32 ``[S]`` (constant w.r.t. the student's parameters)."""
+    return state_vector(self.features, step, self.total_steps, stats)
+
+  def phi(self, theta, s: jax.Array) -> losses.LossParams:
+    """``phi_t = mu_theta(s_t)``."""
+    return self.module.apply({"params": theta}, s)
+
+  def loss(self, phi: losses.LossParams, outputs, labels, mask=None) -> jax.Array:
+    """Eqn. (2) on ``outputs.logits [..., C]``; see :func:`~dlf_jax.losses.parametric_loss`."""
+    return losses.parametric_loss(phi, outputs.logits, labels, mask)

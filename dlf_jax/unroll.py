@@ -1,0 +1,199 @@
+"""Eqn. (1): the student's inner steps and their forward unroll (``lax.scan``).
+
+One inner step at time ``t``::
+
+    s_t     = state features (progress, running train loss/accuracy, dev accuracy)
+    phi_t   = mu_theta(s_t)
+    g_t     = grad_w L_{phi_t}(f_{w_t}, B_t)
+    z_{t+1} = optimizer update of z_t = (w_t, opt_state_t) with g_t
+
+For plain SGD the update is ``w_{t+1} = w_t - eta_t g_t`` (Eqn. 1). BatchNorm
+statistics, the PRNG key, the step counter and the running statistics ride in
+the carry (:class:`~dlf_jax.student.StudentState`) under ``stop_gradient``.
+
+The "loss provider" argument ``teacher`` is anything with the teacher
+interface (``state_features``, ``phi``, ``loss``): a
+:class:`~dlf_jax.teacher.Teacher` or a fixed
+:class:`~dlf_jax.losses.BaselineLoss`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from dlf_jax import losses, measures, teacher as teacher_lib
+from dlf_jax.student import Student, StudentState
+
+__all__ = ["StepMetrics", "apply_step", "inner_step", "unroll", "dev_measure",
+           "evaluate", "check_finite", "check_unroll_batches"]
+
+
+@struct.dataclass
+class StepMetrics:
+  """Per-step diagnostics (float scalars; ``[T]`` after a scan).
+
+  Attributes:
+    loss: the training loss that was minimised (teacher's or baseline's).
+    cross_entropy: the batch cross-entropy (nats), whatever the loss.
+    accuracy: the batch accuracy in [0, 1].
+    grad_norm: global L2 norm of the student gradient.
+  """
+  loss: jax.Array
+  cross_entropy: jax.Array
+  accuracy: jax.Array
+  grad_norm: jax.Array
+
+
+def apply_step(student: Student, teacher: Any, phi: Any, state: StudentState,
+               batch) -> tuple[StudentState, StepMetrics]:
+  """One optimizer step of the student with a given ``phi_t`` (Eqn. 1).
+
+  Args:
+    student: the :class:`~dlf_jax.student.Student`.
+    teacher: loss provider (``teacher.loss(phi, outputs, labels, mask)``).
+    phi: loss parameters ``phi_t`` (None for baselines).
+    state: the carry at step ``t``.
+    batch: one batch ``B_t`` (dict of ``[B, ...]`` arrays).
+
+  Returns:
+    ``(state at t + 1, StepMetrics)``. ``stats`` and ``model_state`` of the new
+    state are ``stop_gradient``-ed: they are data, not functions of ``w``.
+  """
+  rng = jax.random.fold_in(state.rng, state.step)
+  labels, mask = student.labels(batch), student.mask(batch)
+
+  def loss_fn(params):
+    outputs, new_model_state = student.apply(params, state.model_state, batch,
+                                             train=True, rng=rng)
+    return teacher.loss(phi, outputs, labels, mask), (outputs.logits, new_model_state)
+
+  (loss, (logits, new_model_state)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  updates, opt_state = student.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  logits = jax.lax.stop_gradient(logits)
+  ce = losses.cross_entropy(logits, labels, mask)
+  acc = measures.accuracy(logits, labels, mask)
+  decay = getattr(teacher, "ema_decay", 0.9)
+  stats = teacher_lib.update_running_stats(state.stats, ce, acc, decay)
+  metrics = StepMetrics(loss=jax.lax.stop_gradient(loss), cross_entropy=ce, accuracy=acc,
+                        grad_norm=jax.lax.stop_gradient(optax.global_norm(grads)))
+  new_state = state.replace(params=params, opt_state=opt_state,
+                            model_state=new_model_state, step=state.step + 1, stats=stats)
+  return new_state, metrics
+
+
+def inner_step(student: Student, teacher: Any, theta: Any, state: StudentState,
+               batch) -> tuple[StudentState, StepMetrics]:
+  """``phi_t = mu_theta(s_t)``, then :func:`apply_step`."""
+  phi = teacher.phi(theta, teacher.state_features(state.step, state.stats))
+  return apply_step(student, teacher, phi, state, batch)
+
+
+def check_unroll_batches(batches) -> int:
+  """Returns ``T`` of batches with a leading ``[T, B, ...]`` axis.
+
+  Raises:
+    ValueError: no arrays, ``T <= 0``, or leaves disagreeing on ``T``.
+  """
+  leaves = jax.tree_util.tree_leaves(batches)
+  if not leaves:
+    raise ValueError("The unroll got no batches: pass a dict of [T, B, ...] arrays.")
+  ts = {int(np.shape(x)[0]) if np.ndim(x) else 0 for x in leaves}
+  if len(ts) != 1:
+    raise ValueError(f"All batch arrays need the same leading unroll axis T; got {sorted(ts)}.")
+  t = ts.pop()
+  if t <= 0:
+    raise ValueError(f"The number of unrolled steps T must be >= 1, got T={t}.")
+  return t
+
+
+def unroll(student: Student, teacher: Any, theta: Any, state: StudentState, batches,
+           ) -> tuple[StudentState, StepMetrics]:
+  """Eqn. (1) for ``t = 0 .. T-1`` as one ``lax.scan`` (compiled once, any T).
+
+  Args:
+    student, teacher, theta: as in :func:`inner_step`.
+    state: the carry at the first step.
+    batches: dict of ``[T, B, ...]`` arrays.
+
+  Returns:
+    ``(final state, StepMetrics with [T] leaves)``.
+
+  Raises:
+    ValueError: ``T <= 0`` or inconsistent leading axes.
+  """
+  check_unroll_batches(batches)
+  return jax.lax.scan(lambda s, b: inner_step(student, teacher, theta, s, b), state, batches)
+
+
+def dev_measure(student: Student, measure: measures.Measure, params: Any, model_state: Any,
+                dev_batches) -> jax.Array:
+  """M~(f_w, D_dev): the measure's exact mean over ``[n, B, ...]`` (masked) dev batches.
+
+  Differentiable in ``params``; this is the source of ``dw_T`` (Eqn. 3).
+  """
+  dtype = jax.tree_util.tree_leaves(params)[0].dtype
+
+  def body(carry, batch):
+    total, count = measure.batch_sums(student, params, model_state, batch)
+    return (carry[0] + total.astype(dtype), carry[1] + count.astype(dtype)), None
+
+  zero = jnp.zeros((), dtype)
+  (total, count), _ = jax.lax.scan(body, (zero, zero), dev_batches)
+  return total / jnp.maximum(count, 1)
+
+
+def evaluate(student: Student, params: Any, model_state: Any, batches,
+             measure: measures.Measure | None = None) -> dict:
+  """Accuracy, cross-entropy (and the measure) over ``[n, B, ...]`` masked batches, eval mode.
+
+  Returns:
+    dict of float scalars: ``accuracy``, ``cross_entropy`` and, if given, ``measure``.
+  """
+  dtype = jax.tree_util.tree_leaves(params)[0].dtype
+
+  def body(carry, batch):
+    outputs = student.apply(params, model_state, batch, train=False)[0]
+    labels, mask = student.labels(batch), student.mask(batch)
+    logits = outputs.logits.astype(dtype)
+    m = jnp.ones(labels.shape, dtype) if mask is None else mask.astype(dtype)
+    log_p = jax.nn.log_softmax(logits)
+    nll = -jnp.take_along_axis(log_p, labels[..., None], -1)[..., 0]
+    correct = (jnp.argmax(logits, -1) == labels).astype(dtype)
+    out = {"accuracy": jnp.sum(correct * m), "cross_entropy": jnp.sum(nll * m),
+           "count": jnp.sum(m)}
+    if measure is not None:
+      out["measure"] = measure.batch_sums(student, params, model_state, batch)[0].astype(dtype)
+    return jax.tree_util.tree_map(jnp.add, carry, out), None
+
+  keys = ["accuracy", "cross_entropy", "count"] + (["measure"] if measure is not None else [])
+  sums, _ = jax.lax.scan(body, {k: jnp.zeros((), dtype) for k in keys}, batches)
+  count = jnp.maximum(sums.pop("count"), 1)
+  return {k: v / count for k, v in sums.items()}
+
+
+def check_finite(metrics: StepMetrics, first_step: int) -> None:
+  """Raises if any step's loss or gradient norm is NaN/inf (host side).
+
+  Args:
+    metrics: :class:`StepMetrics` with ``[T]`` leaves (device or host arrays).
+    first_step: global step index of ``metrics[0]``.
+
+  Raises:
+    FloatingPointError: naming the first bad global step and what to try.
+  """
+  loss = np.asarray(metrics.loss)
+  grad = np.asarray(metrics.grad_norm)
+  bad = ~(np.isfinite(loss) & np.isfinite(grad))
+  if bad.any():
+    i = int(np.argmax(bad))
+    raise FloatingPointError(
+        f"Non-finite student loss/gradient at inner step {first_step + i} "
+        f"(loss={loss[i]}, grad_norm={grad[i]}). Lower the student learning rate, "
+        "check the inputs for NaN, or lower the teacher learning rate.")
