@@ -114,30 +114,35 @@ def default_segment_length(num_steps: int) -> int:
 
 
 def _transition(student, teacher, state: StudentState, batch):
-  """``G(z_diff, theta) -> z'_diff`` of one step, other carry parts held fixed."""
+  """``G(z_diff, theta) -> (z'_diff, (new state, metrics))`` of one step, the rest fixed."""
   z, rest, treedef = _split((state.params, state.opt_state))
   s = teacher.state_features(state.step, state.stats)
 
   def g(z, theta):
     params, opt_state = _merge(z, rest, treedef)
-    new, _ = apply_step(student, teacher, teacher.phi(theta, s),
-                        state.replace(params=params, opt_state=opt_state), batch)
-    return _split((new.params, new.opt_state))[0]
+    new, metrics = apply_step(student, teacher, teacher.phi(theta, s),
+                              state.replace(params=params, opt_state=opt_state), batch)
+    return _split((new.params, new.opt_state))[0], (new, metrics)
 
   return g, z
 
 
-def _reverse_step(student, teacher, theta, method, dz, state, batch):
-  """One reverse step: ``(dz_{t+1}) -> (dz_t, dtheta_t)``."""
+def _linearized_step(student, teacher, theta, state, batch):
+  """Forward step that also returns its VJP (a pytree of residuals, storable in a scan)."""
   g, z = _transition(student, teacher, state, batch)
-  if method == "eqn45":
-    # Eqn. (4): dw_t = dw_{t+1} - eta H dw_{t+1}, as a jvp of the grad-based update.
-    dz_prev = jax.jvp(lambda z_: g(z_, theta), (z,), (dz,))[1]
-    # Eqn. (5): -eta d^2L/dtheta dw . dw_{t+1}, a vjp in theta.
-    dtheta = jax.vjp(lambda th: g(z, th), theta)[1](dz)[0]
-    return dz_prev, dtheta
-  _, vjp = jax.vjp(g, z, theta)
-  return vjp(dz)
+  _, vjp_fn, (new, metrics) = jax.vjp(g, z, theta, has_aux=True)
+  return new, (vjp_fn, metrics)
+
+
+def _eqn45_reverse_step(student, teacher, theta, dz, state, batch):
+  """Eqns. (4)-(5) for one step: ``dz_{t+1} -> (dz_t, dtheta_t)``, recomputing the step."""
+  g_aux, z = _transition(student, teacher, state, batch)
+  g = lambda z_, th: g_aux(z_, th)[0]
+  # Eqn. (4): dw_t = dw_{t+1} - eta H dw_{t+1}, as a jvp of the grad-based update.
+  dz_prev = jax.jvp(lambda z_: g(z_, theta), (z,), (dz,))[1]
+  # Eqn. (5): -eta d^2L/dtheta dw . dw_{t+1}, a vjp in theta.
+  dtheta = jax.vjp(lambda th: g(z, th), theta)[1](dz)[0]
+  return dz_prev, dtheta
 
 
 def hypergradient(student: Student, teacher: Any, measure: measures.Measure, theta: Any,
@@ -188,19 +193,25 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
 
   step = lambda s, b: inner_step(student, teacher, theta, s, b)
 
-  def fwd_store(s, b):                      # keeps the input carry z_t of every step
-    new, m = step(s, b)
-    return new, (s, m)
+  # What the forward keeps per step for the reverse: ``vjp`` keeps the step's VJP
+  # residuals (no recomputation in the reverse); ``eqn45`` keeps the carry z_t and
+  # recomputes the step inside its jvp / vjp.
+  if method == "vjp":
+    fwd_record = lambda s, b: _linearized_step(student, teacher, theta, s, b)
+    reverse_one = lambda dz, rec, b: rec(dz)
+  else:
+    fwd_record = lambda s, b: (lambda out: (out[0], (s, out[1])))(step(s, b))
+    reverse_one = lambda dz, rec, b: _eqn45_reverse_step(student, teacher, theta, dz, rec, b)
 
-  def rev_segment(carry, states, seg_batches):
+  def rev_segment(carry, records, seg_batches):
     def body(c, xs):
       dz, dtheta = c
-      dz, dtheta_t = _reverse_step(student, teacher, theta, method, dz, *xs)
+      dz, dtheta_t = reverse_one(dz, *xs)
       return (dz, jax.tree_util.tree_map(jnp.add, dtheta, dtheta_t)), None
-    return jax.lax.scan(body, carry, (states, seg_batches), reverse=True)[0]
+    return jax.lax.scan(body, carry, (records, seg_batches), reverse=True)[0]
 
   if memory == "store_all":
-    final, (states, metrics) = jax.lax.scan(fwd_store, state, batches)
+    final, (records, metrics) = jax.lax.scan(fwd_record, state, batches)
   else:
     n_full, rem = divmod(num_steps, k)
     head = jax.tree_util.tree_map(lambda x: x[:n_full * k].reshape((n_full, k) + x.shape[1:]),
@@ -221,12 +232,12 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
   carry = (dz_t, jax.tree_util.tree_map(jnp.zeros_like, theta))
 
   if memory == "store_all":
-    dz0, dtheta = rev_segment(carry, states, batches)
+    dz0, dtheta = rev_segment(carry, records, batches)
   else:
     def rev_recompute(c, xs):
       start, seg_batches = xs
-      _, (states, _) = jax.lax.scan(fwd_store, start, seg_batches)
-      return rev_segment(c, states, seg_batches), None
+      _, (records, _) = jax.lax.scan(fwd_record, start, seg_batches)
+      return rev_segment(c, records, seg_batches), None
     if rem:
       carry, _ = rev_recompute(carry, (mid, tail))
     (dz0, dtheta), _ = jax.lax.scan(rev_recompute, carry, (seg_starts, head), reverse=True)

@@ -144,6 +144,11 @@ class Student:
     variables = self.model.init(init_rng, *self.inputs(batch), train=False)
     variables = dict(variables)
     params = variables.pop("params")
+    # Non-parameter state in the parameters' float dtype (flax keeps BatchNorm
+    # statistics in float32 even for float64 models).
+    dtype = jax.tree_util.tree_leaves(params)[0].dtype
+    variables = jax.tree_util.tree_map(
+        lambda v: v.astype(dtype) if jnp.issubdtype(v.dtype, jnp.floating) else v, variables)
     if stats is None:
       stats = teacher_lib.init_running_stats(self.num_classes)
     return StudentState(params=params, opt_state=self.tx.init(params),

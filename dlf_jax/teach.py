@@ -220,7 +220,7 @@ def teach(student: Student, teacher: Any, train, dev, *,
 
     res = hyper_fn(state.theta, student_state, batches, dev_batches)
     unroll_lib.check_finite(res.metrics, start)
-    hnorm = float(optax.global_norm(res.dtheta))
+    hnorm = float(optax.tree.norm(res.dtheta))
     if not np.isfinite(hnorm):
       raise FloatingPointError(
           f"Non-finite hypergradient at outer step {state.update} (student steps "

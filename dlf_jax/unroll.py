@@ -82,7 +82,7 @@ def apply_step(student: Student, teacher: Any, phi: Any, state: StudentState,
   decay = getattr(teacher, "ema_decay", 0.9)
   stats = teacher_lib.update_running_stats(state.stats, ce, acc, decay)
   metrics = StepMetrics(loss=jax.lax.stop_gradient(loss), cross_entropy=ce, accuracy=acc,
-                        grad_norm=jax.lax.stop_gradient(optax.global_norm(grads)))
+                        grad_norm=jax.lax.stop_gradient(optax.tree.norm(grads)))
   new_state = state.replace(params=params, opt_state=opt_state,
                             model_state=new_model_state, step=state.step + 1, stats=stats)
   return new_state, metrics
