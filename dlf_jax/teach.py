@@ -21,6 +21,7 @@ reproduces an uninterrupted one.
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Callable, Mapping, Optional
 
@@ -97,9 +98,30 @@ def _host(tree) -> dict:
   return {k: float(v) for k, v in jax.device_get(tree).items()}
 
 
-def _baseline_unroll(student):
-  ce = losses.BaselineLoss("cross_entropy")
-  return jax.jit(lambda state, batches: unroll_lib.unroll(student, ce, None, state, batches))
+# Jitted functions are cached per (student, loss) so that repeated calls (seeds,
+# methods, resumed runs) compile once. Students and teachers hash by identity.
+@functools.lru_cache(maxsize=32)
+def _unroll_fn(student, loss):
+  return jax.jit(lambda theta, state, batches: unroll_lib.unroll(student, loss, theta, state,
+                                                                 batches))
+
+
+@functools.lru_cache(maxsize=32)
+def _eval_fn(student):
+  return jax.jit(lambda params, model_state, batches: unroll_lib.evaluate(
+      student, params, model_state, batches))
+
+
+@functools.lru_cache(maxsize=32)
+def _phi_stats_fn(loss):
+  return jax.jit(lambda theta, state: losses.phi_statistics(
+      loss.phi(theta, loss.state_features(state.step, state.stats))))
+
+
+_hypergradient_fn = functools.lru_cache(maxsize=32)(
+    lambda student, teacher, measure, method, memory, segment_length:
+    hypergrad.make_hypergradient_fn(student, teacher, measure, method=method, memory=memory,
+                                    segment_length=segment_length))
 
 
 def teach(student: Student, teacher: Any, train, dev, *,
@@ -127,7 +149,7 @@ def teach(student: Student, teacher: Any, train, dev, *,
     num_episodes: number of students (episodes).
     mode: ``episodes`` | ``online`` (module docstring).
     segments_per_episode: outer steps per student (default: 1 for
-      ``episodes``; ``teacher.total_steps // T`` for ``online``).
+      ``episodes``; ``(teacher.total_steps - pretrain_steps) // T`` for ``online``).
     pretrain_steps: cross-entropy steps before the first unrolled segment of
       each student (a warm start, as in the authors' demo; 0 = fresh).
     batch_size: student batch size ``B``.
@@ -164,7 +186,8 @@ def teach(student: Student, teacher: Any, train, dev, *,
     raise ValueError(f"The teacher's loss has C={teacher.num_classes} classes but the student "
                      f"has num_classes={student.num_classes}.")
   if segments_per_episode is None:
-    segments_per_episode = 1 if mode == "episodes" else max(1, teacher.total_steps // unroll_steps)
+    segments_per_episode = 1 if mode == "episodes" else max(
+        1, (teacher.total_steps - pretrain_steps) // unroll_steps)
   if segments_per_episode <= 0:
     raise ValueError(f"segments_per_episode must be >= 1, got {segments_per_episode}.")
   measure = measure or measures.ExpectedAccuracy()
@@ -182,12 +205,10 @@ def teach(student: Student, teacher: Any, train, dev, *,
   state = init_state
   total_updates = num_episodes * segments_per_episode
 
-  hyper_fn = hypergrad.make_hypergradient_fn(student, teacher, measure, method=method,
-                                             memory=memory, segment_length=segment_length)
-  eval_fn = jax.jit(lambda p, ms, b: unroll_lib.evaluate(student, p, ms, b))
-  pretrain_fn = _baseline_unroll(student) if pretrain_steps else None
-  phi_fn = jax.jit(lambda th, st: losses.phi_statistics(
-      teacher.phi(th, teacher.state_features(st.step, st.stats))))
+  hyper_fn = _hypergradient_fn(student, teacher, measure, method, memory, segment_length)
+  eval_fn = _eval_fn(student)
+  pretrain_fn = _unroll_fn(student, losses.BaselineLoss("cross_entropy"))
+  phi_fn = _phi_stats_fn(teacher)
 
   @jax.jit
   def outer_step(theta, opt_state, dtheta):
@@ -207,7 +228,7 @@ def teach(student: Student, teacher: Any, train, dev, *,
       student_state = student.init(jax.random.fold_in(rng, 1000 + episode),
                                    {k: v[0] for k, v in first.items()})
       if pretrain_steps:
-        student_state, m = pretrain_fn(student_state, sampler.segment(0, pretrain_steps))
+        student_state, m = pretrain_fn(None, student_state, sampler.segment(0, pretrain_steps))
         unroll_lib.check_finite(m, 0)
     start = int(student_state.step)
     batches = sampler.segment(start, unroll_steps)
@@ -305,10 +326,9 @@ def train_student(student: Student, loss: Any, train, *, theta: Any = None,
   evals = {name: make_eval_batches(_as_arrays(d, name), eval_batch_size)
            for name, d in (("dev", dev), ("test", test)) if d is not None}
 
-  run_fn = jax.jit(lambda th, st, b: unroll_lib.unroll(student, loss, th, st, b))
-  eval_fn = jax.jit(lambda p, ms, b: unroll_lib.evaluate(student, p, ms, b))
-  phi_fn = jax.jit(lambda th, st: losses.phi_statistics(
-      loss.phi(th, loss.state_features(st.step, st.stats))))
+  run_fn = _unroll_fn(student, loss)
+  eval_fn = _eval_fn(student)
+  phi_fn = _phi_stats_fn(loss)
 
   state = init_state
   if state is None:

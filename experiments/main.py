@@ -1,0 +1,44 @@
+r"""Runs one L2T-DLF experiment: teach, freeze, train students, evaluate, report.
+
+Usage (from the repository root)::
+
+  python -m experiments.main --config=experiments/configs/quickstart.py \
+      --workdir=/tmp/dlf_quickstart
+  python -m experiments.main --config=experiments/configs/mnist_mlp.py:smoke \
+      --workdir=/tmp/dlf_smoke --config.num_seeds=2
+
+The config is locked: overriding a key that does not exist is an error. Running
+the same command again resumes from the workdir's checkpoints (see
+:mod:`experiments.train`).
+"""
+import logging as std_logging
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from experiments import train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (experiments/configs/<name>.py[:variant]).",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _not_orbax_info(record: std_logging.LogRecord) -> bool:
+  """Drops orbax's per-checkpoint INFO lines (dozens per save); keeps its warnings."""
+  return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_not_orbax_info)
+  train.run(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

