@@ -54,11 +54,11 @@ def get_config(arg=None):
     config.teach.unroll_steps = 5
     return config
   if arg == "cpu":
-    # A reduced schedule for 2 CPU cores (~10-15 min): 3,000 steps (~6.7 epochs),
-    # a 500-step warm start, T = 50, one online episode (50 teacher updates).
+    # A reduced schedule for 2 CPU cores (~20 min): 3,000 steps (~6.7 epochs),
+    # a 500-step warm start, T = 100, one online episode (25 teacher updates).
     config.student.num_steps = 3000
-    config.student.eval_every = 50
-    config.teach.unroll_steps = 50
+    config.student.eval_every = 100
+    config.teach.unroll_steps = 100
     config.teach.pretrain_steps = 500
     config.teach.num_episodes = 1
     config.baselines.beta_gamma = common.large_margin_gamma(config.student.num_steps)
