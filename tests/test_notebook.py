@@ -1,0 +1,27 @@
+"""Executes notebooks/quickstart.ipynb end to end at smoke size (DLF_NOTEBOOK_SMOKE=1)."""
+import os
+import pathlib
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="pip install -e '.[dev]' (nbformat)")
+nbclient = pytest.importorskip("nbclient", reason="pip install -e '.[dev]' (nbclient)")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_quickstart_notebook_runs(monkeypatch):
+  monkeypatch.setenv("DLF_NOTEBOOK_SMOKE", "1")
+  monkeypatch.setenv("MPLBACKEND", "Agg")
+  nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+  assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
+      "commit the notebook with its outputs cleared")
+  client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                   resources={"metadata": {"path": str(ROOT / "notebooks")}})
+  client.execute()
+  errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+            if o.get("output_type") == "error"]
+  assert not errors, errors
+  images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+            if "image/png" in o.get("data", {})]
+  assert images, "the notebook should display its plots"
