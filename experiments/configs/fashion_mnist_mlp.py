@@ -17,11 +17,10 @@ Command::
   python -m experiments.main --config=experiments/configs/fashion_mnist_mlp.py:smoke \\
       --workdir=/tmp/dlf_fashion_mlp_smoke
 
-Expected runtime: ~25-35 min on 2 CPU cores, estimated (not run in full) from the
-quickstart's measured costs of this MLP (~6 ms per SGD step: 12 students x 10,000
-steps; ~15 ms per unrolled and reversed step: 80 segments x 200 steps; plus
-evaluations on 5k dev / 10k test). GPU: not measured. Expected result: TBD by the
-maintainer.
+Expected runtime on 2 CPU cores: 16 min (measured: teaching 283 s, each
+student ~56 s). GPU: not measured. Measured result (test error %, seeds 0-2; see
+RESULTS.md): cross-entropy 11.04 +- 0.06, label smoothing 10.51 +- 0.30,
+Large-Margin Softmax 11.05 +- 0.50, L2T-DLF 11.35 +- 0.07.
 """
 from experiments.configs import common
 

@@ -22,11 +22,10 @@ Command::
   python -m experiments.main --config=experiments/configs/mnist_mlp.py:smoke \\
       --workdir=/tmp/dlf_mnist_mlp_smoke
 
-Expected runtime: ~15-20 min on 2 CPU cores, estimated (not run in full) from the
-quickstart's measured costs of this MLP: ~6 ms per SGD step (12 students x 5,000
-steps), ~15 ms per unrolled and reversed step (80 segments x 200 steps), plus
-evaluations on the 10k test digits. GPU: not measured. Expected result: TBD by the
-maintainer.
+Expected runtime on 2 CPU cores: 12 min (measured: teaching 382 s, each
+student ~28 s). GPU: not measured. Measured result (test error %, seeds 0-2; see
+RESULTS.md): cross-entropy 4.59 +- 0.14, label smoothing 3.42 +- 0.05,
+Large-Margin Softmax 3.70 +- 0.03, L2T-DLF 4.95 +- 0.18.
 """
 from experiments.configs import common
 
