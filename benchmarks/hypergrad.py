@@ -20,7 +20,6 @@ agrees with autodiff. It prints a table and writes JSON (``--out``).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import platform
 import statistics

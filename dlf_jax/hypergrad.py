@@ -47,7 +47,7 @@ from flax import struct
 from dlf_jax import measures
 from dlf_jax.student import Student, StudentState
 from dlf_jax.unroll import (StepMetrics, apply_step, check_unroll_batches, dev_measure,
-                            inner_step, unroll)
+                            inner_step)
 
 __all__ = ["METHODS", "MEMORY_POLICIES", "HypergradResult", "hypergradient",
            "make_hypergradient_fn", "default_segment_length", "resolve_method"]
@@ -134,6 +134,14 @@ def _linearized_step(student, teacher, theta, state, batch):
   return new, (vjp_fn, metrics)
 
 
+def _keeping_input(body):
+  """Scan body ``(s, b) -> (new, aux)`` turned into ``(s, b) -> (new, (s, aux))``."""
+  def wrapped(s, b):
+    new, aux = body(s, b)
+    return new, (s, aux)
+  return wrapped
+
+
 def _eqn45_reverse_step(student, teacher, theta, dz, state, batch):
   """Eqns. (4)-(5) for one step: ``dz_{t+1} -> (dz_t, dtheta_t)``, recomputing the step."""
   g_aux, z = _transition(student, teacher, state, batch)
@@ -200,7 +208,7 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
     fwd_record = lambda s, b: _linearized_step(student, teacher, theta, s, b)
     reverse_one = lambda dz, rec, b: rec(dz)
   else:
-    fwd_record = lambda s, b: (lambda out: (out[0], (s, out[1])))(step(s, b))
+    fwd_record = _keeping_input(step)
     reverse_one = lambda dz, rec, b: _eqn45_reverse_step(student, teacher, theta, dz, rec, b)
 
   def rev_segment(carry, records, seg_batches):
@@ -217,7 +225,7 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
     head = jax.tree_util.tree_map(lambda x: x[:n_full * k].reshape((n_full, k) + x.shape[1:]),
                                   batches)
     tail = jax.tree_util.tree_map(lambda x: x[n_full * k:], batches)
-    seg_fwd = lambda s, b: (lambda out: (out[0], (s, out[1])))(jax.lax.scan(step, s, b))
+    seg_fwd = _keeping_input(lambda s, b: jax.lax.scan(step, s, b))
     mid, (seg_starts, metrics) = jax.lax.scan(seg_fwd, state, head)
     metrics = jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), metrics)
     final = mid
@@ -275,5 +283,3 @@ def make_hypergradient_fn(student: Student, teacher: Any, measure: measures.Meas
                          memory=memory, segment_length=segment_length)
   return jax.jit(fn)
 
-
-_ = unroll  # re-exported for readers looking for the forward pass here

@@ -1,5 +1,4 @@
 """Executes notebooks/quickstart.ipynb end to end at smoke size (DLF_NOTEBOOK_SMOKE=1)."""
-import os
 import pathlib
 
 import pytest
