@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -138,6 +139,7 @@ def main(argv=None) -> int:
           "devices": [str(d) for d in jax.devices()], "python": platform.python_version(),
           "machine": platform.machine(), "date": time.strftime("%Y-%m-%d")}
   if a.out:
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:
       json.dump({"meta": meta, "rows": rows}, f, indent=1)
   bad = [r for r in rows if r.get("rel_err_vs_autodiff", 0) > 1e-4]
