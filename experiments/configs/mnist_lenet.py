@@ -21,7 +21,9 @@ Expected runtime: ~5-6 hours on 2 CPU cores, estimated (not run in full) from
 measured LeNet costs at batch 20 here: ~75 ms per plain SGD step (12 students x
 10,000 steps ~ 2.5 h; XLA's CPU convolutions are slow) and ~0.6 s per unrolled and
 reversed step (90 segments x 200 steps ~ 3 h). Use a GPU for this one (not
-measured). Expected result: TBD by the maintainer.
+measured). The ``:cpu`` variant was run (2 seeds, ~40 min; RESULTS.md): test error %
+cross-entropy 2.39 +- 0.04, label smoothing 2.05 +- 0.03, Large-Margin Softmax
+2.43 +- 0.04, L2T-DLF 3.74 +- 0.12. Command: ``--config=experiments/configs/mnist_lenet.py:cpu``.
 """
 from experiments.configs import common
 
@@ -54,7 +56,7 @@ def get_config(arg=None):
     config.teach.unroll_steps = 5
     return config
   if arg == "cpu":
-    # A reduced schedule for 2 CPU cores (~20 min): 3,000 steps (~6.7 epochs),
+    # A reduced schedule for 2 CPU cores (~40 min with 2 seeds): 3,000 steps (~6.7 epochs),
     # a 500-step warm start, T = 100, one online episode (25 teacher updates).
     config.student.num_steps = 3000
     config.student.eval_every = 100
