@@ -227,9 +227,10 @@ def teach(student: Student, teacher: Any, train, dev, *,
       first = sampler.segment(0, 1)
       student_state = student.init(jax.random.fold_in(rng, 1000 + episode),
                                    {k: v[0] for k, v in first.items()})
-      if pretrain_steps:
-        student_state, m = pretrain_fn(None, student_state, sampler.segment(0, pretrain_steps))
-        unroll_lib.check_finite(m, 0)
+      for done in range(0, pretrain_steps, unroll_steps):   # in chunks: bounded host memory
+        count = min(unroll_steps, pretrain_steps - done)
+        student_state, m = pretrain_fn(None, student_state, sampler.segment(done, count))
+        unroll_lib.check_finite(m, done)
     start = int(student_state.step)
     batches = sampler.segment(start, unroll_steps)
     if dev_sample_size is None:
