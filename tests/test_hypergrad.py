@@ -139,6 +139,10 @@ def results(model, opt, parameterisation):
                 "store_all": dict(method="auto", memory="store_all"),
                 "checkpointed": dict(method="auto", memory="checkpointed",
                                      segment_length=SEGMENT)}
+    if opt == "sgd":      # the literal Eqns. (4)-(5) as well
+      variants["eqn45/store_all"] = dict(method="eqn45", memory="store_all")
+      variants["eqn45/checkpointed"] = dict(method="eqn45", memory="checkpointed",
+                                            segment_length=SEGMENT)
     fns = {name: functools.partial(hypergrad.hypergradient, problem.student, problem.teacher,
                                    measures.ExpectedAccuracy(), **kw)
            for name, kw in variants.items()}
@@ -191,6 +195,14 @@ def test_hand_written_matches_autodiff(x64, model, opt, parameterisation, memory
     assert a.shape == b.shape
 
 
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("parameterisation", losses.PARAMETERISATIONS)
+@pytest.mark.parametrize("memory", hypergrad.MEMORY_POLICIES)
+def test_eqn45_matches_autodiff(x64, model, parameterisation, memory):
+  _, out = results(model, "sgd", parameterisation)
+  assert_same_result(out[f"eqn45/{memory}"], out["autodiff"])
+
+
 @pytest.mark.parametrize("segment_length", [1, 3, 5, 8])
 def test_checkpoint_segment_lengths(x64, segment_length):
   """Segments of 1, of 3 (remainder 2), of exactly T and longer than T."""
@@ -216,10 +228,9 @@ def test_nesterov_mlp_teacher_and_sigmoid_error(x64):
 
 
 def test_sgd_with_schedule_and_weight_decay(x64):
-  """Memoryless beyond an integer count: 'auto' picks Eqns. (4)-(5) and stays exact."""
+  """Memoryless beyond an integer count: Eqns. (4)-(5) apply and stay exact."""
   tx = student_lib.make_optimizer("sgd", lambda t: 0.3 / (1.0 + t), weight_decay=0.05)
   problem = make_problem("mlp", "sgd", "diagonal", tx=tx)
-  assert hypergrad.resolve_method("auto", problem.state.opt_state) == "eqn45"
   ref = run(problem, method="autodiff")
   for method in ("eqn45", "vjp"):
     assert_same_result(run(problem, method=method, memory="checkpointed",
@@ -230,7 +241,10 @@ def test_resolve_method():
   problem = make_problem("mlp", "momentum", "full", dtype=jnp.float32)
   assert hypergrad.resolve_method("auto", problem.state.opt_state) == "vjp"
   sgd = make_problem("mlp", "sgd", "full", dtype=jnp.float32)
-  assert hypergrad.resolve_method("auto", sgd.state.opt_state) == "eqn45"
+  assert hypergrad.resolve_method("auto", sgd.state.opt_state) == "vjp"
+  assert hypergrad.resolve_method("eqn45", sgd.state.opt_state) == "eqn45"
+  with pytest.raises(ValueError, match="use method='vjp'"):
+    hypergrad.resolve_method("eqn45", problem.state.opt_state)
   assert hypergrad.default_segment_length(30) == 6
   assert hypergrad.default_segment_length(1) == 1
 

@@ -1,5 +1,6 @@
 """Student models (flax linen). Each returns ``(logits [B, C], features [B, D])``."""
+from dlf_jax.models.layers import Conv, max_pool
 from dlf_jax.models.lenet import ConvBN, LeNet
 from dlf_jax.models.mlp import MLP
 
-__all__ = ["MLP", "LeNet", "ConvBN"]
+__all__ = ["MLP", "LeNet", "ConvBN", "Conv", "max_pool"]
