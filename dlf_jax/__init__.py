@@ -8,9 +8,10 @@ Public API:
 * :class:`Teacher`, :class:`AttentionTeacher`, :class:`MLPTeacher` -- mu_theta;
 * :class:`LossParams`, :func:`parametric_loss`, :class:`BaselineLoss` -- Eqn. (2) and baselines;
 * :class:`ExpectedAccuracy`, :class:`SigmoidSmoothedError` -- smoothed dev measures;
-* :func:`hypergradient`, :func:`make_hypergradient_fn` -- Eqns. (3)-(5).
+* :func:`hypergradient`, :func:`make_hypergradient_fn` -- Eqns. (3)-(5);
+* :mod:`dlf_jax.parallel` -- data parallelism over devices (``jax.sharding``).
 """
-from dlf_jax import data, models
+from dlf_jax import data, models, parallel
 from dlf_jax.hypergrad import HypergradResult, hypergradient, make_hypergradient_fn
 from dlf_jax.losses import BaselineLoss, LossParams, parametric_loss
 from dlf_jax.measures import ExpectedAccuracy, SigmoidSmoothedError
@@ -27,5 +28,5 @@ __all__ = [
     "LossParams", "parametric_loss", "BaselineLoss",
     "ExpectedAccuracy", "SigmoidSmoothedError",
     "hypergradient", "make_hypergradient_fn", "HypergradResult",
-    "data", "models",
+    "data", "models", "parallel",
 ]

@@ -18,7 +18,7 @@ optional 0/1 ``'mask'`` of the labels' shape (padding).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -116,6 +116,9 @@ class Student:
     mask_key: batch key of the optional 0/1 padding mask.
     head_path: path in ``params`` of the last layer's ``[D, C]`` kernel
       (Large-Margin Softmax); ``None`` if the model has no such layer.
+    augment: optional ``(rng, batch) -> batch`` applied to every training batch
+      inside the jitted step (e.g. :func:`dlf_jax.data.make_augment`); data,
+      not differentiated.
   """
   model: nn.Module
   tx: optax.GradientTransformation
@@ -124,6 +127,7 @@ class Student:
   label_key: str = "y"
   mask_key: str = "mask"
   head_path: Optional[tuple] = ("head", "kernel")
+  augment: Optional[Callable] = None
 
   def inputs(self, batch):
     missing = [k for k in self.input_keys + (self.label_key,) if k not in batch]

@@ -30,8 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+from jax.sharding import Mesh
 
-from dlf_jax import hypergrad, losses, measures, unroll as unroll_lib
+from dlf_jax import hypergrad, losses, measures, parallel, unroll as unroll_lib
 from dlf_jax.data.batching import SegmentSampler, make_eval_batches
 from dlf_jax.student import Student, StudentState
 
@@ -134,7 +135,7 @@ def teach(student: Student, teacher: Any, train, dev, *,
           memory: str = "store_all", segment_length: Optional[int] = None, seed: int = 0,
           init_state: Optional[TeachState] = None,
           callback: Optional[Callable[[TeachState, dict], None]] = None,
-          progress: bool = True) -> TeachResult:
+          progress: bool = True, mesh: Optional[Mesh] = None) -> TeachResult:
   """Algorithm 1: learn the teacher ``theta`` by reverse-mode unrolling.
 
   Args:
@@ -161,6 +162,10 @@ def teach(student: Student, teacher: Any, train, dev, *,
     init_state: a :class:`TeachState` to resume from (else fresh theta).
     callback: ``callback(state, record)`` after every outer step.
     progress: show a progress bar.
+    mesh: data parallelism (:func:`dlf_jax.parallel.make_mesh`): every batch is
+      split over the mesh's devices, theta and the student replicated; same
+      numbers as one device. ``batch_size`` and ``dev_batch_size`` must be
+      multiples of the device count.
 
   Returns:
     :class:`TeachResult` with the learned ``theta`` and a history of dicts
@@ -196,13 +201,15 @@ def teach(student: Student, teacher: Any, train, dev, *,
   n_dev = len(next(iter(dev.values())))
   if dev_sample_size is not None and not 1 <= dev_sample_size <= n_dev:
     raise ValueError(f"dev_sample_size={dev_sample_size} must be in [1, {n_dev}].")
-  full_dev = make_eval_batches(dev, dev_batch_size)
+  full_dev = parallel.shard_batches(make_eval_batches(dev, dev_batch_size), mesh)
 
   rng = jax.random.PRNGKey(seed)
   if init_state is None:
     theta = teacher.init(jax.random.fold_in(rng, 0))
     init_state = TeachState(theta=theta, opt_state=tx.init(theta), student=None, update=0)
-  state = init_state
+  state = init_state.replace(theta=parallel.replicate(init_state.theta, mesh),
+                             opt_state=parallel.replicate(init_state.opt_state, mesh),
+                             student=parallel.replicate(init_state.student, mesh))
   total_updates = num_episodes * segments_per_episode
 
   hyper_fn = _hypergradient_fn(student, teacher, measure, method, memory, segment_length)
@@ -225,20 +232,23 @@ def teach(student: Student, teacher: Any, train, dev, *,
     student_state = state.student
     if segment == 0 or student_state is None:
       first = sampler.segment(0, 1)
-      student_state = student.init(jax.random.fold_in(rng, 1000 + episode),
-                                   {k: v[0] for k, v in first.items()})
+      student_state = parallel.replicate(
+          student.init(jax.random.fold_in(rng, 1000 + episode),
+                       {k: v[0] for k, v in first.items()}), mesh)
       for done in range(0, pretrain_steps, unroll_steps):   # in chunks: bounded host memory
         count = min(unroll_steps, pretrain_steps - done)
-        student_state, m = pretrain_fn(None, student_state, sampler.segment(done, count))
+        student_state, m = pretrain_fn(
+            None, student_state, parallel.shard_batches(sampler.segment(done, count), mesh))
         unroll_lib.check_finite(m, done)
     start = int(student_state.step)
-    batches = sampler.segment(start, unroll_steps)
+    batches = parallel.shard_batches(sampler.segment(start, unroll_steps), mesh)
     if dev_sample_size is None:
       dev_batches = full_dev
     else:
       idx = np.random.default_rng([seed, 7, state.update]).choice(n_dev, dev_sample_size,
                                                                    replace=False)
-      dev_batches = make_eval_batches({k: v[idx] for k, v in dev.items()}, dev_batch_size)
+      dev_batches = parallel.shard_batches(
+          make_eval_batches({k: v[idx] for k, v in dev.items()}, dev_batch_size), mesh)
 
     res = hyper_fn(state.theta, student_state, batches, dev_batches)
     unroll_lib.check_finite(res.metrics, start)
@@ -281,7 +291,8 @@ def train_student(student: Student, loss: Any, train, *, theta: Any = None,
                   eval_every: int = 100, dev=None, test=None, eval_batch_size: int = 1000,
                   init_state: Optional[StudentState] = None,
                   callback: Optional[Callable[[StudentState, dict], None]] = None,
-                  progress: bool = True, desc: str = "student") -> TrainResult:
+                  progress: bool = True, desc: str = "student",
+                  mesh: Optional[Mesh] = None) -> TrainResult:
   """Trains a fresh student for ``num_steps`` with a frozen teacher or a fixed loss.
 
   Args:
@@ -302,6 +313,8 @@ def train_student(student: Student, loss: Any, train, *, theta: Any = None,
     init_state: resume from this carry (its ``step`` says where).
     callback: ``callback(state, record)`` after every evaluation.
     progress: show a progress bar; desc: its label.
+    mesh: data parallelism, as in :func:`teach` (batch sizes must be multiples
+      of the device count).
 
   Returns:
     :class:`TrainResult` (final carry; history of dicts with ``step``,
@@ -324,7 +337,8 @@ def train_student(student: Student, loss: Any, train, *, theta: Any = None,
                        f"has num_classes={student.num_classes}.")
   train = _as_arrays(train, "train")
   sampler = SegmentSampler(train, batch_size, seed=seed)
-  evals = {name: make_eval_batches(_as_arrays(d, name), eval_batch_size)
+  evals = {name: parallel.shard_batches(make_eval_batches(_as_arrays(d, name), eval_batch_size),
+                                        mesh)
            for name, d in (("dev", dev), ("test", test)) if d is not None}
 
   run_fn = _unroll_fn(student, loss)
@@ -335,6 +349,8 @@ def train_student(student: Student, loss: Any, train, *, theta: Any = None,
   if state is None:
     first = sampler.segment(0, 1)
     state = student.init(jax.random.PRNGKey(seed), {k: v[0] for k, v in first.items()})
+  state = parallel.replicate(state, mesh)
+  theta = parallel.replicate(theta, mesh)
   history = []
   bar = _progress(num_steps, desc, progress, initial=int(state.step))
   while int(state.step) < num_steps:
@@ -342,7 +358,8 @@ def train_student(student: Student, loss: Any, train, *, theta: Any = None,
     start = int(state.step)
     count = min(eval_every - start % eval_every, num_steps - start)
     phi_stats = _host(phi_fn(theta, state))
-    state, metrics = run_fn(theta, state, sampler.segment(start, count))
+    state, metrics = run_fn(theta, state,
+                            parallel.shard_batches(sampler.segment(start, count), mesh))
     unroll_lib.check_finite(metrics, start)
     record = {"step": int(state.step),
               "train_loss": float(jnp.mean(metrics.loss)),

@@ -56,12 +56,14 @@ from experiments import reporting
 __all__ = [
     "METHODS", "MODELS", "TEACHERS", "MEASURES", "TEACHER_OPTIMIZERS",
     "validate_config", "load_data", "build_student", "build_teacher", "build_measure",
-    "build_baseline", "build_teacher_optimizer", "teach_phase", "student_phase",
+    "build_baseline", "build_teacher_optimizer", "build_schedule", "build_mesh",
+    "teach_phase", "student_phase",
     "with_teacher_state", "run",
 ]
 
 METHODS = losses.BASELINES + ("l2t_dlf",)
-MODELS = ("mlp", "lenet", "convbn")
+MODELS = ("mlp", "lenet", "convbn", "resnet", "wrn")
+SCHEDULES = ("constant", "step")
 TEACHERS = ("attention", "mlp")
 MEASURES = ("expected_accuracy", "sigmoid_error")
 TEACHER_OPTIMIZERS = ("adam", "sgd", "momentum")
@@ -127,6 +129,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       or not all(isinstance(h, int) and h >= 1 for h in hidden)):
     _fail("model.hidden", hidden, "a non-empty tuple of integer widths >= 1")
   _check_int(config, "model.width")
+  _check_int(config, "model.depth")
+  _check_int(config, "model.widen")
+  _check_choice(config, "model.conv_impl", models.layers.CONV_IMPLS)
+  if config.model.name == "resnet" and (config.model.depth < 8 or (config.model.depth - 2) % 6):
+    _fail("model.depth", config.model.depth, "6n+2 for a CIFAR ResNet (8, 20, 32, 44, 56, 110)")
+  if config.model.name == "wrn" and (config.model.depth < 10 or (config.model.depth - 4) % 6):
+    _fail("model.depth", config.model.depth, "6n+4 for a Wide ResNet (10, 16, 22, 28, 40)")
+  _check_choice(config, "data.augment", data_lib.AUGMENTATIONS)
 
   _check_choice(config, "student.optimizer", student_lib.OPTIMIZERS)
   _check_positive(config, "student.learning_rate")
@@ -137,6 +147,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for key in ("student.batch_size", "student.num_steps", "student.eval_every",
               "student.eval_batch_size"):
     _check_int(config, key)
+  _check_choice(config, "student.schedule", SCHEDULES)
+  bounds = config.student.schedule_boundaries
+  if (not isinstance(bounds, (tuple, list))
+      or not all(isinstance(b, (int, float)) and 0 < b < 1 for b in bounds)
+      or list(bounds) != sorted(bounds)):
+    _fail("student.schedule_boundaries", bounds,
+          "an increasing tuple of fractions of student.num_steps in (0, 1), e.g. (0.5, 0.75)")
+  _check_positive(config, "student.schedule_factor")
+  if config.data_parallel not in (True, False):
+    _fail("data_parallel", config.data_parallel, "True or False")
 
   _check_choice(config, "teacher.kind", TEACHERS)
   _check_choice(config, "teacher.parameterisation", losses.PARAMETERISATIONS)
@@ -206,12 +226,46 @@ def build_student(config: ml_collections.ConfigDict, num_classes: int) -> dlf_ja
   elif m.name == "lenet":
     model = models.LeNet(num_classes=num_classes)
   elif m.name == "convbn":
-    model = models.ConvBN(num_classes=num_classes, width=m.width)
+    model = models.ConvBN(num_classes=num_classes, width=m.width, conv_impl=m.conv_impl)
+  elif m.name == "resnet":
+    model = models.ResNet(depth=m.depth, num_classes=num_classes, width=m.width,
+                          conv_impl=m.conv_impl)
+  elif m.name == "wrn":
+    model = models.WideResNet(depth=m.depth, widen=m.widen, num_classes=num_classes,
+                              conv_impl=m.conv_impl)
   else:
     raise ValueError(f"config.model.name={m.name!r} is invalid: expected one of {MODELS}.")
-  tx = dlf_jax.make_optimizer(s.optimizer, s.learning_rate, momentum=s.momentum,
+  tx = dlf_jax.make_optimizer(s.optimizer, build_schedule(config), momentum=s.momentum,
                               weight_decay=s.weight_decay)
-  return dlf_jax.Student(model=model, tx=tx, num_classes=num_classes)
+  return dlf_jax.Student(model=model, tx=tx, num_classes=num_classes,
+                         augment=data_lib.make_augment(config.data.augment))
+
+
+def build_schedule(config: ml_collections.ConfigDict):
+  """The student's learning rate: a float (``constant``) or an optax schedule.
+
+  ``step``: ``learning_rate``, multiplied by ``schedule_factor`` (0.1) at each
+  fraction in ``schedule_boundaries`` of ``num_steps`` -- ResNet's 0.1, /10 at
+  50% and 75% of training (He et al., 2016). The schedule is a function of the
+  optimizer's step count, which the unroll differentiates through as data.
+  """
+  s = config.student
+  if s.schedule == "constant":
+    return s.learning_rate
+  return optax.piecewise_constant_schedule(
+      s.learning_rate, {int(b * s.num_steps): s.schedule_factor for b in s.schedule_boundaries})
+
+
+def build_mesh(config: ml_collections.ConfigDict):
+  """A data-parallel mesh over all devices if ``config.data_parallel`` and >1 device, else None."""
+  if not config.data_parallel or jax.device_count() == 1:
+    return None
+  n = jax.device_count()
+  for key in ("student.batch_size", "student.eval_batch_size", "teach.dev_batch_size"):
+    if _get(config, key) % n:
+      _fail(key, _get(config, key), f"a multiple of the {n} devices for data parallelism "
+            "(or set data_parallel=False)")
+  return dlf_jax.parallel.make_mesh()
 
 
 def build_teacher(config: ml_collections.ConfigDict, num_classes: int) -> dlf_jax.Teacher:
@@ -376,7 +430,7 @@ def teach_phase(config: ml_collections.ConfigDict, data: data_lib.ImageDataset,
         batch_size=config.student.batch_size, dev_batch_size=t.dev_batch_size,
         dev_sample_size=t.dev_sample_size, method=t.method, memory=t.memory,
         segment_length=t.segment_length, seed=config.seed, init_state=init_state,
-        callback=callback, progress=config.progress)
+        callback=callback, progress=config.progress, mesh=build_mesh(config))
   finally:
     writer.close()
     ckpt.close()
@@ -476,7 +530,8 @@ def student_phase(config: ml_collections.ConfigDict, data: data_lib.ImageDataset
           batch_size=s.batch_size, seed=seed, eval_every=s.eval_every,
           dev=_arrays(data.dev), test=_arrays(data.test),
           eval_batch_size=s.eval_batch_size, init_state=state, callback=callback,
-          progress=config.progress, desc=f"{method} seed {seed}").state
+          progress=config.progress, desc=f"{method} seed {seed}",
+          mesh=build_mesh(config)).state
     seconds = elapsed + time.time() - start
   finally:
     writer.close()

@@ -18,11 +18,17 @@ import pytest
 from dlf_jax.data import load_image_dataset
 from experiments import reporting
 from experiments import train
-from experiments.configs import fashion_mnist_mlp, mnist_lenet, mnist_mlp, quickstart
+from experiments.configs import (cifar10_resnet8, cifar10_resnet20, cifar10_resnet32,
+                                 cifar10_wrn, cifar100_resnet8, cifar100_resnet20,
+                                 cifar100_resnet32, fashion_mnist_mlp, mnist_lenet, mnist_mlp,
+                                 quickstart)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"quickstart": quickstart, "mnist_mlp": mnist_mlp, "mnist_lenet": mnist_lenet,
-           "fashion_mnist_mlp": fashion_mnist_mlp}
+           "fashion_mnist_mlp": fashion_mnist_mlp, "cifar10_resnet8": cifar10_resnet8,
+           "cifar10_resnet20": cifar10_resnet20, "cifar10_resnet32": cifar10_resnet32,
+           "cifar10_wrn": cifar10_wrn, "cifar100_resnet8": cifar100_resnet8,
+           "cifar100_resnet20": cifar100_resnet20, "cifar100_resnet32": cifar100_resnet32}
 PLOTS = ("w_heatmaps.png", "phi_statistics.png", "teach_curve.png", "accuracy_curves.png")
 
 
@@ -81,8 +87,10 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-@pytest.mark.parametrize("variant", [None, "smoke"])
+@pytest.mark.parametrize("variant", [None, "smoke", "cpu"])
 def test_configs_load_and_validate(name, variant):
+  if variant == "cpu" and name in ("quickstart", "mnist_mlp", "fashion_mnist_mlp"):
+    pytest.skip("no :cpu variant (the full run is CPU-sized)")
   config = CONFIGS[name].get_config(variant)
   train.validate_config(config)
   assert config.student.eval_every <= config.student.num_steps
@@ -101,7 +109,12 @@ def test_unknown_variant(name):
     ("teach.mode", "offline", r"config\.teach\.mode='offline'.*'episodes', 'online'"),
     ("teacher.kind", "rnn", r"config\.teacher\.kind='rnn'.*'attention', 'mlp'"),
     ("teacher.parameterisation", "sparse", r"teacher\.parameterisation.*'low_rank'"),
-    ("model.name", "resnet", r"config\.model\.name='resnet'.*'mlp', 'lenet', 'convbn'"),
+    ("model.name", "vit", r"config\.model\.name='vit'.*'mlp', 'lenet', 'convbn', 'resnet'"),
+    ("model.conv_impl", "cudnn", r"config\.model\.conv_impl='cudnn'.*'im2col'"),
+    ("data.augment", "mixup", r"config\.data\.augment='mixup'.*'crop_flip'"),
+    ("student.schedule", "cosine", r"config\.student\.schedule='cosine'.*'step'"),
+    ("student.schedule_boundaries", (0.75, 0.5), r"schedule_boundaries.*increasing"),
+    ("data_parallel", "yes", r"config\.data_parallel='yes'.*True or False"),
     ("data.name", "imagenet", r"config\.data\.name='imagenet'.*'mnist'"),
     ("student.optimizer", "rmsprop", r"student\.optimizer='rmsprop'.*'adam'"),
     ("student.num_steps", 0, r"config\.student\.num_steps=0.*integer >= 1"),
@@ -114,6 +127,7 @@ def test_unknown_variant(name):
     ("num_seeds", 0, r"config\.num_seeds=0"),
 ])
 def test_bad_config_value_is_named(key, value, match):
+  """Every bad value names its key, the value and what is valid."""
   config = quickstart.get_config("smoke")
   section, _, leaf = key.rpartition(".")
   setattr(config[section] if section else config, leaf, value)
@@ -190,7 +204,32 @@ def test_quickstart_smoke_end_to_end(reference):
   assert "w_diag_mean" not in l2t[0] and "w_diag_mean" in l2t[1]   # CE, then the teacher
 
 
-@pytest.mark.parametrize("name", ["mnist_mlp", "mnist_lenet", "fashion_mnist_mlp"])
+@pytest.mark.parametrize("key, value, match", [
+    ("model.depth", 21, r"config\.model\.depth=21.*6n\+2"),
+])
+def test_bad_resnet_depth_is_named(key, value, match):
+  config = cifar10_resnet8.get_config("smoke")
+  config.model.depth = value
+  with pytest.raises(ValueError, match=match):
+    train.validate_config(config)
+  config = cifar10_wrn.get_config("smoke")
+  config.model.depth = 12
+  with pytest.raises(ValueError, match=r"config\.model\.depth=12.*6n\+4"):
+    train.validate_config(config)
+
+
+def test_step_schedule_divides_at_half_and_three_quarters():
+  config = cifar10_resnet20.get_config()
+  sched = train.build_schedule(config)
+  n = config.student.num_steps
+  assert float(sched(0)) == pytest.approx(0.1)
+  assert float(sched(n // 2 - 1)) == pytest.approx(0.1)
+  assert float(sched(n // 2 + 1)) == pytest.approx(0.01)
+  assert float(sched(3 * n // 4 + 1)) == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("name", ["mnist_mlp", "mnist_lenet", "fashion_mnist_mlp",
+                                  "cifar10_resnet8", "cifar10_wrn"])
 def test_smoke_end_to_end(name, tmp_path):
   config = _smoke(name)
   results = train.run(config, str(tmp_path))

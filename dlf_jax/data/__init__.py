@@ -1,4 +1,5 @@
 """Data: image datasets (train / dev / test splits) and deterministic batching."""
+from dlf_jax.data.augment import AUGMENTATIONS, make_augment, random_crop_flip
 from dlf_jax.data.batching import SegmentSampler, make_eval_batches
 from dlf_jax.data.images import DATASETS
 from dlf_jax.data.images import ImageDataset
@@ -10,6 +11,9 @@ from dlf_jax.data.images import read_idx
 from dlf_jax.data.images import read_idx_header
 
 __all__ = [
+    "AUGMENTATIONS",
+    "make_augment",
+    "random_crop_flip",
     "DATASETS",
     "ImageDataset",
     "SOURCES",

@@ -7,16 +7,21 @@ Fields (validated by :func:`experiments.train.validate_config`):
   ``../shared/data`` next to the project), ``dev_size`` (None: the dataset's
   default), ``dev_split`` (``random | tail``), ``train_size`` / ``test_size``
   (None: all; set for smoke runs), ``seed`` (the dev carve and subsampling; fixed
-  across student seeds so every method sees the same splits).
-* ``model``: ``name`` (``mlp | lenet | convbn``), ``hidden`` (MLP widths),
-  ``width`` (ConvBN channels).
+  across student seeds so every method sees the same splits), ``augment``
+  (``none | crop_flip``: 4-pixel pad + random crop + horizontal flip, on device).
+* ``model``: ``name`` (``mlp | lenet | convbn | resnet | wrn``), ``hidden`` (MLP
+  widths), ``width`` (ConvBN channels; the first ResNet stage, 16), ``depth``
+  (ResNet 6n+2, WRN 6n+4), ``widen`` (WRN k), ``conv_impl`` (``auto | im2col |
+  xla``; ``auto`` = im2col on CPU, see :mod:`dlf_jax.models.layers`).
 * ``student``: ``optimizer`` (``sgd | momentum | nesterov | adam``),
   ``learning_rate``, ``momentum``, ``weight_decay``, ``batch_size``,
   ``num_steps`` (every student's run; also the teacher's ``total_steps``),
   ``eval_every`` (dev/test evaluation, checkpoint and the teacher's ``dev_acc``
   refresh; keep it equal to ``teach.unroll_steps`` so the teacher sees the same
   ``dev_acc`` cadence while teaching and while training students),
-  ``eval_batch_size``.
+  ``eval_batch_size``, ``schedule`` (``constant | step``), ``schedule_boundaries``
+  (fractions of ``num_steps``) and ``schedule_factor`` (the step schedule multiplies
+  the learning rate by it at each boundary).
 * ``teacher``: ``kind`` (``attention``: the paper's Fig. 2 bank of ``num_matrices``
   loss matrices; ``mlp``: ``W_0 + Delta W(s)`` with ``hidden`` units),
   ``parameterisation`` (``full | diagonal | low_rank``), ``rank``,
@@ -38,7 +43,9 @@ Fields (validated by :func:`experiments.train.validate_config`):
   ``beta_min``, ``beta_gamma``, ``beta_power`` (L-Softmax and its annealing
   ``beta_t = max(beta_min, beta (1 + beta_gamma t)^-beta_power)``).
 * ``num_seeds`` (students per method, seeds ``seed .. seed + num_seeds - 1``),
-  ``seed`` (also the teacher's), ``progress`` (tqdm bars).
+  ``seed`` (also the teacher's), ``progress`` (tqdm bars), ``data_parallel`` (split
+  every batch over all devices when there is more than one; batch sizes must be
+  multiples of the device count).
 
 Default recipe: a *diagonal* W (per-class weights and biases) and a cross-entropy
 warm start. Measured on the quickstart (2,000-step MLP runs): with a full W the
@@ -75,11 +82,15 @@ def base_config() -> config_dict.ConfigDict:
   config.data.train_size = config_dict.placeholder(int)
   config.data.test_size = config_dict.placeholder(int)
   config.data.seed = 0
+  config.data.augment = "none"
 
   config.model = config_dict.ConfigDict()
   config.model.name = "mlp"
   config.model.hidden = (500, 300)
   config.model.width = 16
+  config.model.depth = 20
+  config.model.widen = 4
+  config.model.conv_impl = "auto"
 
   config.student = config_dict.ConfigDict()
   config.student.optimizer = "sgd"
@@ -90,6 +101,9 @@ def base_config() -> config_dict.ConfigDict:
   config.student.num_steps = 2000
   config.student.eval_every = 100
   config.student.eval_batch_size = 1000
+  config.student.schedule = "constant"
+  config.student.schedule_boundaries = (0.5, 0.75)
+  config.student.schedule_factor = 0.1
 
   config.teacher = config_dict.ConfigDict()
   config.teacher.kind = "attention"
@@ -131,6 +145,7 @@ def base_config() -> config_dict.ConfigDict:
   config.num_seeds = 3
   config.seed = 0
   config.progress = True
+  config.data_parallel = True
   return config
 
 
