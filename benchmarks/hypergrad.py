@@ -38,7 +38,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import dlf_jax
@@ -227,7 +226,14 @@ def _rss_probe(spec: str) -> None:
   """Child process: set up, compile and run one path once, print peak RSS (JSON)."""
   case, steps, path = spec.split(":", 2)
   before = _peak_rss_bytes()
-  run_case(case, int(steps), rounds=1, quick=False, torch_max_steps=10**9, only=path)
+  if path.startswith("torch/"):
+    student, teacher, theta, state, batches, dev = _setup(case, int(steps), False)
+    before = _peak_rss_bytes()
+    fn = torch_peers.hypergradient_fn(path[len("torch/"):], state.params, theta, int(steps),
+                                      teacher.total_steps, LEARNING_RATE, dtype=_dtype())
+    fn(batches["x"], batches["y"], dev["x"][0], dev["y"][0])
+  else:
+    run_case(case, int(steps), rounds=1, quick=False, torch_max_steps=10**9, only=path)
   print(json.dumps({"peak_rss_bytes": _peak_rss_bytes(), "setup_rss_bytes": before}))
 
 
@@ -265,6 +271,24 @@ def print_table(rows: list[dict]) -> None:
           f"{_fmt(r.get('rel_err_vs_autodiff'), '8.1e'):>8}")
 
 
+def markdown_table(rows: list[dict]) -> str:
+  """The rows as a Markdown table (what ``benchmarks/RESULTS.md`` shows)."""
+  out = ["| case | T | path | median s | × forward | × autodiff | compile s | XLA temp MB "
+         "| peak RSS MB | rel. err vs autodiff |",
+         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+  for r in rows:
+    if "skipped" in r:
+      out.append(f"| {r['case']} | {r['T']} | {r['path']} | skipped: {r['skipped']} |||||||")
+      continue
+    temp = None if r.get("temp_bytes") is None else r["temp_bytes"] / 2**20
+    rss = None if r.get("peak_rss_bytes") is None else r["peak_rss_bytes"] / 2**20
+    out.append(f"| {r['case']} | {r['T']} | {r['path']} | {_fmt(r.get('seconds'), '.4f')} | "
+               f"{_fmt(r.get('x_forward'), '.2f')} | {_fmt(r.get('x_autodiff'), '.2f')} | "
+               f"{_fmt(r.get('compile_s'), '.2f')} | {_fmt(temp, '.1f')} | {_fmt(rss, '.0f')} | "
+               f"{_fmt(r.get('rel_err_vs_autodiff'), '.1e')} |")
+  return "\n".join(out) + "\n"
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--quick", action="store_true", help="tiny sizes; agreement check only (CI)")
@@ -276,6 +300,9 @@ def main(argv=None) -> int:
   p.add_argument("--rss", action="store_true",
                  help="also measure each path's peak RSS in a fresh subprocess")
   p.add_argument("--out", default=None, help="write JSON here")
+  p.add_argument("--markdown", default=None, help="also write the table as Markdown here")
+  p.add_argument("--from-json", default=None,
+                 help="only render a previous --out JSON (with --markdown); runs nothing")
   p.add_argument("--x64", action="store_true",
                  help="everything in float64 (JAX and the PyTorch peers): exact agreement check")
   p.add_argument("--rss-probe", default=None, help=argparse.SUPPRESS)
@@ -283,6 +310,14 @@ def main(argv=None) -> int:
   a = p.parse_args(argv)
   if a.x64:
     jax.config.update("jax_enable_x64", True)
+  if a.from_json:
+    with open(a.from_json) as f:
+      rows = json.load(f)["rows"]
+    print_table(rows)
+    if a.markdown:
+      with open(a.markdown, "w") as f:
+        f.write(markdown_table(rows))
+    return 0
   if a.torch_probe:
     _torch_probe(a.torch_probe)
     return 0
@@ -315,6 +350,9 @@ def main(argv=None) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:
       json.dump({"meta": meta, "rows": rows}, f, indent=1)
+  if a.markdown:
+    with open(a.markdown, "w") as f:
+      f.write(markdown_table(rows))
   bad = [r for r in rows if r.get("rel_err_vs_autodiff", 0) > 1e-3]
   if bad:
     print("FAIL: paths disagree with autodiff:",

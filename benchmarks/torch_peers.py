@@ -139,18 +139,22 @@ def hypergradient_fn(library: str, params, theta, num_steps: int, total_steps: i
     p = torch.softmax(forward(dev_x), dim=-1)
     return p.gather(1, dev_y[:, None]).mean()
 
+  def unroll(forward, step, x, y):
+    """The T inner steps: phi_t from s_t, one differentiable SGD step, running stats."""
+    stats = init_stats
+    for t in range(num_steps):
+      w, b = teacher(features(t, stats))
+      logits = forward(x[t])
+      step(_loss(w, b, logits, y[t]))
+      stats = stats_step(stats, logits, y[t])
+
   if library == "higher":
     import higher
 
     def fn(x, y, dev_x, dev_y):
       opt = torch.optim.SGD(student.parameters(), lr=learning_rate)
-      stats = init_stats
       with higher.innerloop_ctx(student, opt, copy_initial_weights=True) as (fmodel, diffopt):
-        for t in range(num_steps):
-          w, b = teacher(features(t, stats))
-          logits = fmodel(x[t])
-          diffopt.step(_loss(w, b, logits, y[t]))
-          stats = stats_step(stats, logits, y[t])
+        unroll(fmodel, diffopt.step, x, y)
         value = dev_value(fmodel, dev_x, dev_y)
         grads = torch.autograd.grad(value, list(teacher.parameters()))
       return grads, value
@@ -160,12 +164,7 @@ def hypergradient_fn(library: str, params, theta, num_steps: int, total_steps: i
     def fn(x, y, dev_x, dev_y):
       saved = torchopt.extract_state_dict(student)
       opt = torchopt.MetaSGD(student, lr=learning_rate)
-      stats = init_stats
-      for t in range(num_steps):
-        w, b = teacher(features(t, stats))
-        logits = student(x[t])
-        opt.step(_loss(w, b, logits, y[t]))
-        stats = stats_step(stats, logits, y[t])
+      unroll(student, opt.step, x, y)
       value = dev_value(student, dev_x, dev_y)
       grads = torch.autograd.grad(value, list(teacher.parameters()))
       torchopt.recover_state_dict(student, saved)

@@ -250,8 +250,9 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
     return new, (_teacher_output(teacher, theta, c)[0], metrics)
 
   # What the forward keeps per step for the reverse: ``vjp`` keeps the step's VJP
-  # residuals (no recomputation in the reverse); ``eqn45`` keeps the carry z_t and
-  # recomputes the step inside its jvp / vjp. Both keep s_t.
+  # residuals (matmul outputs; only elementwise work is redone in the reverse);
+  # ``eqn45`` keeps the carry z_t and recomputes the whole step inside its jvp / vjp.
+  # Both keep s_t for the batched teacher VJP.
   if method == "vjp":
     fwd_record = lambda s, b: _linearized_step(student, teacher, theta, s, b)
     reverse_one = lambda dz, rec, b: rec[0](dz)

@@ -7,6 +7,9 @@ Usage (from the repository root)::
   python -m experiments.main --config=experiments/configs/mnist_mlp.py:smoke \
       --workdir=/tmp/dlf_smoke --config.num_seeds=2
 
+With several devices, batches are split over all of them (``config.data_parallel``);
+``--distributed`` initialises multi-host JAX first.
+
 The config is locked: overriding a key that does not exist is an error. Running
 the same command again resumes from the workdir's checkpoints (see
 :mod:`experiments.train`).
@@ -18,12 +21,16 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+import dlf_jax
 from experiments import train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (experiments/configs/<name>.py[:variant]).",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Multi-host: call jax.distributed.initialize() first (coordinator "
+    "address, process count and id from the environment, e.g. a SLURM or TPU-pod launcher).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -37,6 +44,8 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_not_orbax_info)
+  if _DISTRIBUTED.value:
+    dlf_jax.parallel.initialize_distributed()
   try:
     train.run(_CONFIG.value, _WORKDIR.value)
   except KeyboardInterrupt:

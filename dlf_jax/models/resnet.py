@@ -25,6 +25,15 @@ __all__ = ["ResNet", "WideResNet", "resnet_depth_blocks"]
 _he_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
+def _layers(module, train: bool):
+  """``(conv, norm)`` constructors shared by both families (He init, no conv bias, BN)."""
+  kw = dict(dtype=module.dtype, param_dtype=module.dtype)
+  conv = partial(Conv, use_bias=False, impl=module.conv_impl, kernel_init=_he_init, **kw)
+  norm = partial(nn.BatchNorm, use_running_average=not train, momentum=module.bn_momentum,
+                 epsilon=1e-5, **kw)
+  return conv, norm
+
+
 def resnet_depth_blocks(depth: int) -> int:
   """Blocks per stage ``n`` of a CIFAR ResNet of ``depth = 6n + 2`` (8, 20, 32, 44, 56, 110).
 
@@ -90,10 +99,7 @@ class ResNet(nn.Module):
     n = resnet_depth_blocks(self.depth)
     if self.shortcut not in ("A", "B"):
       raise ValueError(f"shortcut must be 'A' or 'B', got {self.shortcut!r}.")
-    kw = dict(dtype=self.dtype, param_dtype=self.dtype)
-    conv = partial(Conv, use_bias=False, impl=self.conv_impl, kernel_init=_he_init, **kw)
-    norm = partial(nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
-                   epsilon=1e-5, **kw)
+    conv, norm = _layers(self, train)
     h = self.activation(norm()(conv(self.width, (3, 3))(x.astype(self.dtype))))
     for stage in range(3):
       for block in range(n):
@@ -101,7 +107,8 @@ class ResNet(nn.Module):
         h = _BasicBlock(self.width * 2 ** stage, strides, self.shortcut, norm, conv,
                         self.activation)(h)
     h = jnp.mean(h, axis=(1, 2))
-    return nn.Dense(self.num_classes, **kw, name="head")(h), h
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.dtype, name="head")(h)
+    return logits, h
 
 
 class _WideBlock(nn.Module):
@@ -142,14 +149,12 @@ class WideResNet(nn.Module):
     if self.depth < 10 or (self.depth - 4) % 6:
       raise ValueError(f"A Wide ResNet has depth 6n+4 (10, 16, 22, 28, 40); got {self.depth}.")
     n = (self.depth - 4) // 6
-    kw = dict(dtype=self.dtype, param_dtype=self.dtype)
-    conv = partial(Conv, use_bias=False, impl=self.conv_impl, kernel_init=_he_init, **kw)
-    norm = partial(nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
-                   epsilon=1e-5, **kw)
+    conv, norm = _layers(self, train)
     h = conv(16, (3, 3))(x.astype(self.dtype))
     for stage in range(3):
       for block in range(n):
         strides = 2 if stage > 0 and block == 0 else 1
         h = _WideBlock(16 * self.widen * 2 ** stage, strides, norm, conv, self.activation)(h)
     h = jnp.mean(self.activation(norm()(h)), axis=(1, 2))
-    return nn.Dense(self.num_classes, **kw, name="head")(h), h
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.dtype, name="head")(h)
+    return logits, h

@@ -1,13 +1,16 @@
-"""CIFAR-100, ResNet-20 student; the paper's CIFAR100 ResNet-20 row.
+"""CIFAR-100, ResNet-20 student; the paper's CIFAR-100 ResNet-20 row.
 
 Recipe, runtimes and variants: :mod:`experiments.configs.cifar`. Paper target
 (test error %, cross-entropy -> L2T-DLF): 32.33 -> 30.97.
 
 Commands::
 
-  python -m experiments.main --config=experiments/configs/cifar100_resnet20.py --workdir=runs/cifar100_resnet20
-  python -m experiments.main --config=experiments/configs/cifar100_resnet20.py:cpu --workdir=runs/cifar100_resnet20_cpu
-  python -m experiments.main --config=experiments/configs/cifar100_resnet20.py:smoke --workdir=/tmp/smoke
+  python -m experiments.main --config=experiments/configs/cifar100_resnet20.py \\
+      --workdir=runs/cifar100_resnet20
+  python -m experiments.main --config=experiments/configs/cifar100_resnet20.py:cpu \\
+      --workdir=runs/cifar100_resnet20_cpu
+  python -m experiments.main --config=experiments/configs/cifar100_resnet20.py:smoke \\
+      --workdir=/tmp/smoke
 """
 from experiments.configs import cifar
 

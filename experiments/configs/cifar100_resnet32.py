@@ -1,13 +1,16 @@
-"""CIFAR-100, ResNet-32 student; the paper's CIFAR100 ResNet-32 row.
+"""CIFAR-100, ResNet-32 student; the paper's CIFAR-100 ResNet-32 row.
 
 Recipe, runtimes and variants: :mod:`experiments.configs.cifar`. Paper target
 (test error %, cross-entropy -> L2T-DLF): 30.38 -> 29.25.
 
 Commands::
 
-  python -m experiments.main --config=experiments/configs/cifar100_resnet32.py --workdir=runs/cifar100_resnet32
-  python -m experiments.main --config=experiments/configs/cifar100_resnet32.py:cpu --workdir=runs/cifar100_resnet32_cpu
-  python -m experiments.main --config=experiments/configs/cifar100_resnet32.py:smoke --workdir=/tmp/smoke
+  python -m experiments.main --config=experiments/configs/cifar100_resnet32.py \\
+      --workdir=runs/cifar100_resnet32
+  python -m experiments.main --config=experiments/configs/cifar100_resnet32.py:cpu \\
+      --workdir=runs/cifar100_resnet32_cpu
+  python -m experiments.main --config=experiments/configs/cifar100_resnet32.py:smoke \\
+      --workdir=/tmp/smoke
 """
 from experiments.configs import cifar
 

@@ -1,13 +1,16 @@
-"""CIFAR-10, ResNet-8 student; the paper's CIFAR10 ResNet-8 row.
+"""CIFAR-10, ResNet-8 student; the paper's CIFAR-10 ResNet-8 row.
 
 Recipe, runtimes and variants: :mod:`experiments.configs.cifar`. Paper target
 (test error %, cross-entropy -> L2T-DLF): 12.45 -> 10.82.
 
 Commands::
 
-  python -m experiments.main --config=experiments/configs/cifar10_resnet8.py --workdir=runs/cifar10_resnet8
-  python -m experiments.main --config=experiments/configs/cifar10_resnet8.py:cpu --workdir=runs/cifar10_resnet8_cpu
-  python -m experiments.main --config=experiments/configs/cifar10_resnet8.py:smoke --workdir=/tmp/smoke
+  python -m experiments.main --config=experiments/configs/cifar10_resnet8.py \\
+      --workdir=runs/cifar10_resnet8
+  python -m experiments.main --config=experiments/configs/cifar10_resnet8.py:cpu \\
+      --workdir=runs/cifar10_resnet8_cpu
+  python -m experiments.main --config=experiments/configs/cifar10_resnet8.py:smoke \\
+      --workdir=/tmp/smoke
 """
 from experiments.configs import cifar
 

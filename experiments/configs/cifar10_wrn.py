@@ -7,9 +7,12 @@ GPU model; the ``:cpu`` variant uses WRN-16-4 (2.7M).
 
 Commands::
 
-  python -m experiments.main --config=experiments/configs/cifar10_wrn.py --workdir=runs/cifar10_wrn
-  python -m experiments.main --config=experiments/configs/cifar10_wrn.py:cpu --workdir=runs/cifar10_wrn_cpu
-  python -m experiments.main --config=experiments/configs/cifar10_wrn.py:smoke --workdir=/tmp/smoke
+  python -m experiments.main --config=experiments/configs/cifar10_wrn.py \\
+      --workdir=runs/cifar10_wrn
+  python -m experiments.main --config=experiments/configs/cifar10_wrn.py:cpu \\
+      --workdir=runs/cifar10_wrn_cpu
+  python -m experiments.main --config=experiments/configs/cifar10_wrn.py:smoke \\
+      --workdir=/tmp/smoke
 """
 from experiments.configs import cifar
 

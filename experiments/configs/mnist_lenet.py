@@ -17,11 +17,12 @@ Command::
   python -m experiments.main --config=experiments/configs/mnist_lenet.py:smoke \\
       --workdir=/tmp/dlf_mnist_lenet_smoke
 
-Expected runtime: ~5-6 hours on 2 CPU cores, estimated (not run in full) from
-measured LeNet costs at batch 20 here: ~75 ms per plain SGD step (12 students x
-10,000 steps ~ 2.5 h; XLA's CPU convolutions are slow) and ~0.6 s per unrolled and
-reversed step (90 segments x 200 steps ~ 3 h). Use a GPU for this one (not
-measured). The ``:cpu`` variant was run (2 seeds, ~40 min; RESULTS.md): test error %
+Expected runtime: ~20-30 minutes on 2 CPU cores, estimated (not run in full) from
+measured LeNet costs at batch 20 with the im2col convolution (dlf_jax.models.layers):
+~3.6 ms per SGD step inside the scan (12 students x 10,000 steps ~ 7 min) and ~3 s per
+200-step hypergradient (90 segments ~ 5 min), plus evaluations. (Before the im2col
+convolution XLA's CPU convolutions made this ~6 hours.) The ``:cpu`` variant was run
+before that change (2 seeds, ~40 min; RESULTS.md): test error %
 cross-entropy 2.39 +- 0.04, label smoothing 2.05 +- 0.03, Large-Margin Softmax
 2.43 +- 0.04, L2T-DLF 3.74 +- 0.12. Command: ``--config=experiments/configs/mnist_lenet.py:cpu``.
 """
@@ -51,7 +52,7 @@ def get_config(arg=None):
   config.baselines.beta_gamma = common.large_margin_gamma(config.student.num_steps)
   if arg == "smoke":
     config = common.smoke(config)
-    # XLA's CPU convolutions make LeNet's unroll ~50x the tiny MLP's: shrink B and T.
+    # LeNet's unroll is still ~20x the tiny MLP's: shrink B and T.
     config.student.batch_size = 8
     config.teach.unroll_steps = 5
     return config
