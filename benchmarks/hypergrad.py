@@ -304,7 +304,8 @@ def markdown_table(rows: list[dict]) -> str:
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--quick", action="store_true", help="tiny sizes; agreement check only (CI)")
-  p.add_argument("--cases", default="mlp,mlp_small,lenet,resnet8")
+  p.add_argument("--cases", default="mlp,mlp_small,lenet,resnet8",
+                 help=f"comma-separated, from {sorted(CASES)}")
   p.add_argument("--steps", default=None, help="comma-separated T values (default per case)")
   p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 5; quick 1)")
   p.add_argument("--torch-max-steps", type=int, default=200,

@@ -61,10 +61,12 @@ def shard_batches(tree: Any, mesh: Optional[Mesh], axis: int = 1) -> Any:
   Args:
     tree: pytree of arrays, e.g. ``{'x': [T, B, ...], 'y': [T, B]}``.
     mesh: from :func:`make_mesh`; ``None`` returns ``tree`` unchanged.
-    axis: the batch axis (1 for stacked ``[T, B, ...]`` batches, 0 for one batch).
+    axis: the batch axis: 1 for stacked ``[T, B, ...]`` batches (the default),
+      0 for a single batch ``{'x': [B, ...], 'y': [B]}``. Scalars are replicated.
 
   Raises:
-    ValueError: an array's batch size is not divisible by the number of devices
+    ValueError: an array has no ``axis`` (e.g. a single batch with the default
+      ``axis=1``), or its batch size is not divisible by the number of devices
       (the message names the array, its size and the fix).
   """
   if mesh is None:
@@ -72,8 +74,12 @@ def shard_batches(tree: Any, mesh: Optional[Mesh], axis: int = 1) -> Any:
   n = num_batch_shards(mesh)
 
   def put(path, x):
-    if np.ndim(x) <= axis:
+    if np.ndim(x) == 0:
       return _put(x, NamedSharding(mesh, P()))
+    if np.ndim(x) <= axis:
+      raise ValueError(
+          f"Batch array {jax.tree_util.keystr(path)} has shape {np.shape(x)}, no batch axis "
+          f"{axis}: pass axis=0 for a single batch, axis=1 for stacked [T, B, ...] batches.")
     if np.shape(x)[axis] % n:
       raise ValueError(
           f"Batch array {jax.tree_util.keystr(path)} has {np.shape(x)[axis]} examples on axis "

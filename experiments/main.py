@@ -39,6 +39,20 @@ def _not_orbax_info(record: std_logging.LogRecord) -> bool:
   return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
 
 
+def _parse_flags(argv):
+  """absl's parser, with a readable message for a config key that does not exist."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error:
+    raise
+  except (AttributeError, KeyError) as e:
+    bad = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+    raise SystemExit(
+        f"FATAL Flags parsing error: a --config.<key> override names a key the config does not "
+        f"have ({e}); overrides given: {', '.join(bad)}. The keys and their meaning are in "
+        "experiments/configs/common.py.") from None
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -55,4 +69,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

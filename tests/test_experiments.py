@@ -134,6 +134,16 @@ def test_bad_config_value_is_named(key, value, match):
     train.validate_config(config)
 
 
+def test_cli_names_an_unknown_config_key(tmp_path):
+  cmd = [sys.executable, "-m", "experiments.main",
+         "--config=experiments/configs/quickstart.py:smoke", f"--workdir={tmp_path}",
+         "--config.model.foo=1"]
+  done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+  assert done.returncode != 0
+  assert "names a key the config does not have" in done.stderr
+  assert "--config.model.foo" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_unknown_key_in_locked_config():
   config = _smoke("quickstart")
   with pytest.raises(AttributeError, match="unroll_step"):

@@ -491,7 +491,7 @@ def test_bad_beta_and_feature_size():
 
 
 def test_sigmoid_ce_gradient_is_scaled_ce_gradient(x64, rng):
-  """d sigmoid(CE)/d logits = sigmoid'(CE) dCE/d logits per example (Sec. 1 of PAPER.md)."""
+  """d sigmoid(CE)/d logits = sigmoid'(CE) dCE/d logits per example (Wu et al. 2018, Eqn. 2)."""
   logits, labels = data(rng, (1,))
   phi = losses.identity_loss_params(C, dtype=jnp.float64)
   g = jax.grad(lambda lg: losses.parametric_loss(phi, lg, jnp.asarray(labels)))(

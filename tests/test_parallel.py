@@ -81,3 +81,5 @@ def test_indivisible_batch_error_message():
     shape = {"batch": 3}
   with pytest.raises(ValueError, match=r"\['y'\] has 4 examples .* multiple of 3"):
     parallel.shard_batches({"y": jnp.zeros((2, 4))}, FakeMesh())
+  with pytest.raises(ValueError, match=r"\['y'\] has shape \(4,\), no batch axis 1: pass axis=0"):
+    parallel.shard_batches({"y": jnp.zeros((4,))}, FakeMesh())

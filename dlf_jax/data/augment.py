@@ -1,7 +1,7 @@
 """On-device image augmentation for the unroll (pure, jit-able, deterministic given a key).
 
 The student applies its ``augment`` to every training batch inside the jitted
-step, keyed by ``fold_in(state.rng, step)``, so augmentation is part of the
+step, keyed by ``fold_in(fold_in(state.rng, step), 1)``, so augmentation is part of the
 compiled unroll (no host input pipeline to wait for), is reproducible from the
 seed, and is resumed exactly from a checkpoint. It is data: the hypergradient
 does not differentiate through it.
@@ -61,6 +61,7 @@ def make_augment(kind: str, *, key: str = "x", padding: int = 4
   Args:
     kind: ``none`` (returns None) or ``crop_flip`` (:func:`random_crop_flip`).
     key: the batch entry holding the images.
+    padding: pixels of zero padding before the random crop (4 for CIFAR).
 
   Raises:
     ValueError: unknown ``kind``.

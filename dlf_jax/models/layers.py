@@ -89,7 +89,8 @@ class Conv(nn.Module):
 
   Parameters ``kernel [kh, kw, C_in, C_out]`` and ``bias [C_out]`` have the
   same names, shapes and default initialisers as ``nn.Conv``, so checkpoints
-  and parameter counts are interchangeable.
+  and parameter counts are interchangeable. Unlike ``nn.Conv`` (which infers
+  it), the computation dtype defaults to float32; set ``dtype`` explicitly.
 
   Attributes:
     features: ``C_out``.

@@ -134,6 +134,13 @@ class WideResNet(nn.Module):
 
   WRN-28-10 has 36.5M parameters, WRN-16-4 2.7M (no dropout).
 
+  Attributes:
+    depth: ``6n + 4``.
+    widen: the widening factor ``k``.
+    num_classes: ``C``.
+    conv_impl: see :class:`~dlf_jax.models.layers.Conv`.
+    bn_momentum: BatchNorm running-average momentum.
+
   ``x [B, 32, 32, 3] -> (logits [B, C], features [B, 64 widen])``.
   """
   depth: int = 28

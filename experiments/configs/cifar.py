@@ -1,6 +1,6 @@
 """Shared CIFAR-10/100 recipe for the ResNet and Wide ResNet configs (not a config itself).
 
-Paper setting (PAPER.md Sec. 4): students are CIFAR ResNets (He et al., 2016) and
+Paper setting (Wu et al., 2018, Sec. 5): students are CIFAR ResNets (He et al., 2016) and
 Wide ResNets (Zagoruyko & Komodakis, 2016) trained with momentum SGD 0.9, weight
 decay 1e-4 (ResNet) / 5e-4 (WRN), batch 128, learning rate 0.1 divided by 10 at
 50% and 75% of training, standard augmentation (4-pixel pad + random 32x32 crop +
@@ -8,7 +8,7 @@ horizontal flip, per-channel normalisation); dev = 5,000 images carved from the
 training set, test = the official 10,000. The teacher is learned online over the
 run (one episode, a 1-epoch cross-entropy warm start), with a diagonal W.
 
-Full schedule: 64,000 steps (~164 epochs of 45,000 images) per student. Expected
+Full schedule: 64,000 steps (~182 epochs of 45,000 images) per student. Expected
 GPU runtime (not measured here): ResNet-8/20/32 ~0.3/0.6/1 h per student on one
 modern GPU, WRN-28-10 ~5 h; the teacher's unroll + reverse costs ~3x the
 student's steps it covers. Data: ``../shared/data/cifar10`` holds CIFAR-10 as
@@ -22,8 +22,8 @@ cores; see each config's docstring for what was measured).
 from experiments.configs import common
 
 PAPER_TEST_ERROR = {
-    # PAPER.md Sec. 4 (recalled, approximate): test error %, cross-entropy -> L2T-DLF.
-    # The paper also reports WRN rows; their values are not in PAPER.md.
+    # Wu et al. 2018 (values recalled, approximate): test error %, cross-entropy -> L2T-DLF.
+    # The paper also reports WRN rows; their values are not reproduced here.
     ("cifar10", 8): (12.45, 10.82), ("cifar10", 20): (8.75, 7.63),
     ("cifar10", 32): (7.51, 7.0),
     ("cifar100", 8): (39.79, 38.27), ("cifar100", 20): (32.33, 30.97),

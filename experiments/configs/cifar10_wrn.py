@@ -1,7 +1,7 @@
 """CIFAR-10, Wide ResNet student: WRN-28-10 (the paper's row); WRN-16-4 in ``:cpu``.
 
 Recipe, runtimes and variants: :mod:`experiments.configs.cifar`. The paper reports a
-WRN row (its values are not in PAPER.md; WRN-28-10 cross-entropy is ~4% error in
+WRN row (its values are not reproduced here; WRN-28-10 cross-entropy is ~4% error in
 Zagoruyko & Komodakis, 2016). WRN-28-10 (36.5M parameters) is a
 GPU model; the ``:cpu`` variant uses WRN-16-4 (2.7M).
 

@@ -1,6 +1,6 @@
 """MNIST, LeNet student (the paper's MNIST LeNet row: CE ~1.0% -> L2T-DLF ~0.8%).
 
-Follows the authors' public demo (PAPER.md Sec. 3) where it is explicit: LeNet
+Follows the authors' public demo where it is explicit: LeNet
 (conv 20 - conv 50 - fc 500), plain SGD lr 0.01, batch 20, 1,000 cross-entropy
 pre-training steps, T = 200 unrolled steps per teacher update, ~100 teacher updates
 (2 online episodes of 45 segments), the demo's sigmoid-smoothed dev error
