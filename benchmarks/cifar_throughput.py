@@ -104,7 +104,8 @@ def main(argv=None) -> int:
     print(f"{r['what']:18} {r['model']:9} {r['seconds']:11.3f} {r['images_per_s']:10.0f}")
   meta = {"jax": jax.__version__, "backend": jax.default_backend(), "cpu_count": os.cpu_count(),
           "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
-          "batch": a.batch, "steps": a.steps, "command": " ".join(sys.argv)}
+          "batch": a.batch, "steps": a.steps,
+          "command": " ".join(["python -m benchmarks.cifar_throughput"] + sys.argv[1:])}
   if a.out:
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:

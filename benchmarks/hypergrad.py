@@ -364,7 +364,8 @@ def main(argv=None) -> int:
   meta = {"jax": jax.__version__, "backend": jax.default_backend(), "x64": bool(a.x64),
           "devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
           "python": platform.python_version(), "machine": platform.machine(),
-          "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
+          "date": time.strftime("%Y-%m-%d"),
+          "command": " ".join(["python -m benchmarks.hypergrad"] + sys.argv[1:]),
           "torch_peers": torch_peers.available()}
   if torch_peers.torch is not None:
     meta["torch"] = torch_peers.torch.__version__
