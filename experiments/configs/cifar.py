@@ -16,8 +16,8 @@ JPEG (quality ~75) -- every result from it says so; real pickles or tfds are
 used when present.
 
 Variants: ``smoke`` (CI, seconds: 512 training images, ResNet-8 of width 4,
-60 steps), ``cpu`` (a reduced schedule that finishes in about an hour on 2 CPU
-cores; see each config's docstring for what was measured).
+60 steps), ``cpu`` (a reduced schedule: 2,000 steps of batch 64, T = 25; ResNet-8
+measured 65 minutes on 2 CPU cores shared with another job -- RESULTS.md).
 """
 from experiments.configs import common
 
@@ -85,7 +85,7 @@ def cifar_config(dataset: str, model: str, depth: int, widen: int = 10, arg=None
     config.teach.dev_sample_size = 64
     return config
   if arg == "cpu":
-    # ~40 minutes on 2 CPU cores for ResNet-8 (3 methods x 2 seeds + the teacher):
+    # 65 min measured on 2 shared CPU cores for ResNet-8 (3 methods x 2 seeds + the teacher):
     # 2,000 steps of batch 64 (~2.8 epochs of 45,000 images), T = 25, 70 teacher updates.
     s.batch_size = 64
     s.num_steps = 2000
