@@ -165,8 +165,8 @@ def _linearized_step(student, teacher, theta, state, batch):
 
 def _recording_state(student, teacher, theta, state, batch):
   """Forward step that keeps ``(z_t's state, s_t)`` for a recomputing reverse (``eqn45``)."""
-  s, _ = _teacher_output(teacher, theta, state)
-  new, metrics = inner_step(student, teacher, theta, state, batch)
+  s, phi = _teacher_output(teacher, theta, state)
+  new, metrics = apply_step(student, teacher, phi, state, batch)
   return new, ((state, s), metrics)
 
 
@@ -246,8 +246,9 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
 
   def step(c, b):
     """Plain forward step that also returns s_t (for the batched teacher VJP)."""
-    new, metrics = inner_step(student, teacher, theta, c, b)
-    return new, (_teacher_output(teacher, theta, c)[0], metrics)
+    s, phi = _teacher_output(teacher, theta, c)
+    new, metrics = apply_step(student, teacher, phi, c, b)
+    return new, (s, metrics)
 
   # What the forward keeps per step for the reverse: ``vjp`` keeps the step's VJP
   # residuals (matmul outputs; only elementwise work is redone in the reverse);
