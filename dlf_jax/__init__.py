@@ -9,9 +9,12 @@ Public API:
 * :class:`LossParams`, :func:`parametric_loss`, :class:`BaselineLoss` -- Eqn. (2) and baselines;
 * :class:`ExpectedAccuracy`, :class:`SigmoidSmoothedError` -- smoothed dev measures;
 * :func:`hypergradient`, :func:`make_hypergradient_fn` -- Eqns. (3)-(5);
-* :mod:`dlf_jax.parallel` -- data parallelism over devices (``jax.sharding``).
+* :mod:`dlf_jax.parallel` -- data parallelism over devices (``jax.sharding``);
+* :mod:`dlf_jax.decoding` -- greedy / beam search / sampling for seq2seq students;
+* :mod:`dlf_jax.bleu` -- sacreBLEU evaluation and the expected-BLEU teacher reward
+  (:class:`~dlf_jax.bleu.ExpectedSentenceBLEU`).
 """
-from dlf_jax import data, models, parallel
+from dlf_jax import bleu, data, decoding, models, parallel
 from dlf_jax.hypergrad import HypergradResult, hypergradient, make_hypergradient_fn
 from dlf_jax.losses import BaselineLoss, LossParams, parametric_loss
 from dlf_jax.measures import ExpectedAccuracy, SigmoidSmoothedError
@@ -28,5 +31,5 @@ __all__ = [
     "LossParams", "parametric_loss", "BaselineLoss",
     "ExpectedAccuracy", "SigmoidSmoothedError",
     "hypergradient", "make_hypergradient_fn", "HypergradResult",
-    "data", "models", "parallel",
+    "data", "models", "parallel", "decoding", "bleu",
 ]

@@ -74,6 +74,16 @@ class Measure:
   """
   maximize: bool = True
 
+  def prepare(self, student, state, dev_batches: dict, rng) -> dict:
+    """Host-side hook before each outer step: returns the dev batches to score.
+
+    Called by :func:`dlf_jax.teach` with the student's carry at the start of
+    the unrolled segment; measures that need data drawn from the student (e.g.
+    sampled candidate translations) add it here. Default: unchanged.
+    """
+    del student, state, rng
+    return dev_batches
+
   def batch_sums(self, student, params, model_state, batch) -> tuple[jax.Array, jax.Array]:
     """``(sum of per-example values, number of examples)`` on one batch (eval mode)."""
     raise NotImplementedError

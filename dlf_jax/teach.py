@@ -72,6 +72,20 @@ class TrainResult:
   history: list = struct.field(pytree_node=False)
 
 
+def _is_sampler(data) -> bool:
+  return hasattr(data, "segment") and hasattr(data, "batch_size")
+
+
+def _sampler(train, batch_size: int, seed: int):
+  """``train`` itself if it is a batch sampler, else a :class:`SegmentSampler` over it."""
+  if _is_sampler(train):
+    if train.batch_size != batch_size:
+      raise ValueError(f"The training sampler draws batches of {train.batch_size} but "
+                       f"batch_size={batch_size}; make them agree.")
+    return train.reseeded(seed) if hasattr(train, "reseeded") else train
+  return SegmentSampler(_as_arrays(train, "train"), batch_size, seed=seed)
+
+
 def _as_arrays(data, name: str) -> dict:
   if isinstance(data, Mapping):
     arrays = dict(data)
@@ -142,7 +156,10 @@ def teach(student: Student, teacher: Any, train, dev, *,
     student: the :class:`~dlf_jax.student.Student` (model + optimizer).
     teacher: a :class:`~dlf_jax.teacher.Teacher`.
     train: training data, ``{'x': [N, ...], 'y': int [N]}`` (or an object
-      with ``.x`` / ``.y``).
+      with ``.x`` / ``.y``), or a batch sampler with ``batch_size``,
+      ``segment(start, count) -> [count, B, ...]`` and optionally
+      ``reseeded(seed)`` (e.g. :class:`dlf_jax.data.BucketSampler`; episode
+      ``e`` uses ``reseeded(seed * 1000003 + e)``).
     dev: dev data, same form; its smoothed measure is the teacher's reward.
     measure: M~ (default :class:`~dlf_jax.measures.ExpectedAccuracy`).
     teacher_optimizer: optax transformation for theta (default Adam 1e-3).
@@ -197,11 +214,12 @@ def teach(student: Student, teacher: Any, train, dev, *,
     raise ValueError(f"segments_per_episode must be >= 1, got {segments_per_episode}.")
   measure = measure or measures.ExpectedAccuracy()
   tx = teacher_optimizer or optax.adam(1e-3)
-  train, dev = _as_arrays(train, "train"), _as_arrays(dev, "dev")
+  dev = _as_arrays(dev, "dev")
   n_dev = len(next(iter(dev.values())))
   if dev_sample_size is not None and not 1 <= dev_sample_size <= n_dev:
     raise ValueError(f"dev_sample_size={dev_sample_size} must be in [1, {n_dev}].")
-  full_dev = parallel.shard_batches(make_eval_batches(dev, dev_batch_size), mesh)
+  full_dev_host = make_eval_batches(dev, dev_batch_size)
+  full_dev = parallel.shard_batches(full_dev_host, mesh)
 
   rng = jax.random.PRNGKey(seed)
   if init_state is None:
@@ -228,7 +246,7 @@ def teach(student: Student, teacher: Any, train, dev, *,
   while state.update < total_updates:
     t0 = time.time()
     episode, segment = divmod(state.update, segments_per_episode)
-    sampler = SegmentSampler(train, batch_size, seed=seed * 1_000_003 + episode)
+    sampler = _sampler(train, batch_size, seed * 1_000_003 + episode)
     student_state = state.student
     if segment == 0 or student_state is None:
       first = sampler.segment(0, 1)
@@ -243,13 +261,15 @@ def teach(student: Student, teacher: Any, train, dev, *,
     start = int(student_state.step)
     batches = parallel.shard_batches(sampler.segment(start, unroll_steps), mesh)
     if dev_sample_size is None:
-      dev_batches = full_dev
+      dev_batches = full_dev_host
     else:
       idx = np.random.default_rng([seed, 7, state.update]).choice(n_dev, dev_sample_size,
                                                                    replace=False)
-      dev_batches = parallel.shard_batches(
-          make_eval_batches({k: v[idx] for k, v in dev.items()}, dev_batch_size), mesh)
-
+      dev_batches = make_eval_batches({k: v[idx] for k, v in dev.items()}, dev_batch_size)
+    prepared = measure.prepare(student, student_state, dev_batches,
+                               jax.random.fold_in(rng, 2_000_000 + state.update))
+    dev_batches = (full_dev if prepared is full_dev_host
+                   else parallel.shard_batches(prepared, mesh))
     res = hyper_fn(state.theta, student_state, batches, dev_batches)
     unroll_lib.check_finite(res.metrics, start)
     hnorm = float(optax.tree.norm(res.dtheta))
@@ -299,7 +319,9 @@ def train_student(student: Student, loss: Any, train, *, theta: Any = None,
     student: the :class:`~dlf_jax.student.Student`.
     loss: a :class:`~dlf_jax.teacher.Teacher` (then ``theta`` is required) or
       a :class:`~dlf_jax.losses.BaselineLoss`.
-    train: training data ``{'x', 'y'}`` (or ``.x`` / ``.y``).
+    train: training data ``{'x', 'y'}`` (or ``.x`` / ``.y``), or a batch
+      sampler as in :func:`teach` (``reseeded(seed)`` if it has it; scans are
+      cut at multiples of its ``segment_steps``).
     theta: the frozen teacher's parameters.
     num_steps: total student steps (match ``teacher.total_steps``, which
       normalises the progress feature).
@@ -335,8 +357,7 @@ def train_student(student: Student, loss: Any, train, *, theta: Any = None,
     if loss.num_classes != student.num_classes:
       raise ValueError(f"The teacher's loss has C={loss.num_classes} classes but the student "
                        f"has num_classes={student.num_classes}.")
-  train = _as_arrays(train, "train")
-  sampler = SegmentSampler(train, batch_size, seed=seed)
+  sampler = _sampler(train, batch_size, seed)
   evals = {name: parallel.shard_batches(make_eval_batches(_as_arrays(d, name), eval_batch_size),
                                         mesh)
            for name, d in (("dev", dev), ("test", test)) if d is not None}
@@ -358,9 +379,16 @@ def train_student(student: Student, loss: Any, train, *, theta: Any = None,
     start = int(state.step)
     count = min(eval_every - start % eval_every, num_steps - start)
     phi_stats = _host(phi_fn(theta, state))
-    state, metrics = run_fn(theta, state,
-                            parallel.shard_batches(sampler.segment(start, count), mesh))
-    unroll_lib.check_finite(metrics, start)
+    # A length-bucketed sampler asks for scans of its block size (one padded width each).
+    piece = getattr(sampler, "segment_steps", count)
+    parts = []
+    while int(state.step) < start + count:
+      at = int(state.step)
+      n = min(piece - at % piece, start + count - at)
+      state, m = run_fn(theta, state, parallel.shard_batches(sampler.segment(at, n), mesh))
+      unroll_lib.check_finite(m, at)
+      parts.append(m)
+    metrics = jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *parts)
     record = {"step": int(state.step),
               "train_loss": float(jnp.mean(metrics.loss)),
               "train_cross_entropy": float(jnp.mean(metrics.cross_entropy)),

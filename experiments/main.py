@@ -23,6 +23,7 @@ from ml_collections import config_flags
 
 import dlf_jax
 from experiments import train
+from experiments import translate
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (experiments/configs/<name>.py[:variant]).",
@@ -61,7 +62,9 @@ def main(argv):
   if _DISTRIBUTED.value:
     dlf_jax.parallel.initialize_distributed()
   try:
-    train.run(_CONFIG.value, _WORKDIR.value)
+    config = _CONFIG.value
+    runner = translate if config.get("task") == "translation" else train
+    runner.run(config, _WORKDIR.value)
   except KeyboardInterrupt:
     logging.warning("Interrupted. Re-run the same command to resume from the last checkpoint "
                     "in %s.", _WORKDIR.value)

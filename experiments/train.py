@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -63,7 +64,7 @@ __all__ = [
 
 METHODS = losses.BASELINES + ("l2t_dlf",)
 MODELS = ("mlp", "lenet", "convbn", "resnet", "wrn")
-SCHEDULES = ("constant", "step")
+SCHEDULES = ("constant", "step", "inverse_sqrt")
 TEACHERS = ("attention", "mlp")
 MEASURES = ("expected_accuracy", "sigmoid_error")
 TEACHER_OPTIMIZERS = ("adam", "sgd", "momentum")
@@ -246,12 +247,18 @@ def build_schedule(config: ml_collections.ConfigDict):
 
   ``step``: ``learning_rate``, multiplied by ``schedule_factor`` (0.1) at each
   fraction in ``schedule_boundaries`` of ``num_steps`` -- ResNet's 0.1, /10 at
-  50% and 75% of training (He et al., 2016). The schedule is a function of the
+  50% and 75% of training (He et al., 2016). ``inverse_sqrt``: linear warm-up
+  over ``student.warmup_steps`` to ``learning_rate``, then ``1 / sqrt(step)``
+  decay (Vaswani et al., 2017). The schedule is a function of the
   optimizer's step count, which the unroll differentiates through as data.
   """
   s = config.student
   if s.schedule == "constant":
     return s.learning_rate
+  if s.schedule == "inverse_sqrt":
+    warmup = max(1, int(s.get("warmup_steps", 1)))
+    return lambda step: s.learning_rate * jnp.minimum(
+        (step + 1) / warmup, jnp.sqrt(warmup / jnp.maximum(step + 1, 1)))
   return optax.piecewise_constant_schedule(
       s.learning_rate, {int(b * s.num_steps): s.schedule_factor for b in s.schedule_boundaries})
 
@@ -311,11 +318,17 @@ def build_baseline(config: ml_collections.ConfigDict, method: str) -> dlf_jax.Ba
                               beta_power=b.beta_power)
 
 
-def _arrays(split: data_lib.Split) -> dict:
+def _arrays(split):
+  """An image :class:`~dlf_jax.data.Split` as ``{'x', 'y'}``; dicts and samplers pass through."""
+  if isinstance(split, dict) or hasattr(split, "segment"):
+    return split
   return {"x": split.x, "y": split.y}
 
 
-def _example_batch(data: data_lib.ImageDataset) -> dict:
+def _example_batch(data) -> dict:
+  """A two-example batch that fixes the student's input shapes (restoring checkpoints)."""
+  if hasattr(data, "example_batch"):
+    return data.example_batch
   return {"x": data.train.x[:2], "y": data.train.y[:2]}
 
 
@@ -374,7 +387,8 @@ def _write_scalars(writer: Optional[tensorboardX.SummaryWriter], record: dict, s
 
 def teach_phase(config: ml_collections.ConfigDict, data: data_lib.ImageDataset,
                 student: dlf_jax.Student, teacher: dlf_jax.Teacher, workdir: str, *,
-                on_checkpoint: Optional[CheckpointHook] = None) -> dict:
+                on_checkpoint: Optional[CheckpointHook] = None,
+                measure: Optional[dlf_jax.measures.Measure] = None) -> dict:
   """Algorithm 1 with a checkpoint after every outer step; resumes from the latest.
 
   Args:
@@ -384,6 +398,7 @@ def teach_phase(config: ml_collections.ConfigDict, data: data_lib.ImageDataset,
     workdir: the experiment's directory.
     on_checkpoint: called as ``on_checkpoint('teach', update)`` after each save
       (tests use it to interrupt the run).
+    measure: the smoothed dev measure (default: :func:`build_measure`).
 
   Returns:
     dict with ``theta`` (the learned teacher), ``history`` (one record per outer
@@ -424,7 +439,7 @@ def teach_phase(config: ml_collections.ConfigDict, data: data_lib.ImageDataset,
   try:
     result = dlf_jax.teach(
         student, teacher, _arrays(data.train), _arrays(data.dev),
-        measure=build_measure(config), teacher_optimizer=tx,
+        measure=measure or build_measure(config), teacher_optimizer=tx,
         unroll_steps=t.unroll_steps, num_episodes=t.num_episodes, mode=t.mode,
         segments_per_episode=segments, pretrain_steps=t.pretrain_steps,
         batch_size=config.student.batch_size, dev_batch_size=t.dev_batch_size,

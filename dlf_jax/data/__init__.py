@@ -1,4 +1,4 @@
-"""Data: image datasets (train / dev / test splits) and deterministic batching."""
+"""Data: image datasets, parallel text for translation, deterministic batching."""
 from dlf_jax.data.augment import AUGMENTATIONS, make_augment, random_crop_flip
 from dlf_jax.data.batching import SegmentSampler, make_eval_batches
 from dlf_jax.data.images import DATASETS
@@ -25,3 +25,9 @@ __all__ = [
     "read_idx",
     "read_idx_header",
 ]
+from dlf_jax.data.translation import (BucketSampler, ParallelText, SubwordTokenizer,
+                                      TranslationCorpus, encode_corpus,
+                                      load_translation_corpus, trim_padding)
+
+__all__ += ["BucketSampler", "ParallelText", "SubwordTokenizer", "TranslationCorpus",
+            "encode_corpus", "load_translation_corpus", "trim_padding"]

@@ -1,0 +1,334 @@
+"""Translation experiments: teach on De->En, train students, decode, score BLEU.
+
+The protocol of :mod:`experiments.train` on a translation corpus: sentencepiece
+subwords (trained on the training split, cached in ``<workdir>/spm``), a
+length-bucketed sampler, a Transformer or LSTM student; the teacher's loss is
+Eqn. (2) over the target vocabulary (``diagonal`` or ``low_rank`` W, never a
+dense ``|V| x |V|``) and its reward is expected sentence BLEU over sampled
+candidates (``teach.measure='expected_bleu'``) or the token-level expected
+accuracy (``'expected_accuracy'``). Every student (per method and seed) is
+trained with checkpoints as in :func:`experiments.train.student_phase`, then
+translates the test set with beam search; the report gives sacreBLEU on the
+detokenised output (with its signature) and the tokenised BLEU that IWSLT14
+papers report, labelled.
+
+Workdir layout (in addition to :mod:`experiments.train`'s)::
+
+  spm/spm_*.model                                  sentencepiece model(s)
+  translations/<method>_seed<s>.test.{hyp,ref}.txt detokenised test output
+  runs/<method>_seed<s>.bleu.json                  BLEU of that output
+
+Run (see ``experiments/configs/multi30k_transformer.py``)::
+
+  python -m experiments.main --config=experiments/configs/multi30k_transformer.py:smoke \\
+      --workdir=/tmp/nmt_smoke
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Optional
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+import dlf_jax
+from dlf_jax import bleu as bleu_lib
+from dlf_jax import decoding
+from dlf_jax.data import translation as tr
+from dlf_jax.models import transformer as seq2seq
+from experiments import reporting
+from experiments import train
+
+__all__ = ["NMT_MODELS", "NMT_MEASURES", "NMT_METHODS", "validate_config", "load_data",
+           "build_student", "build_measure", "translate_split", "bleu_phase", "run"]
+
+NMT_MODELS = ("transformer", "lstm")
+NMT_MEASURES = ("expected_bleu", "expected_accuracy")
+NMT_METHODS = ("cross_entropy", "label_smoothing", "sigmoid_cross_entropy", "l2t_dlf")
+
+
+@dataclasses.dataclass
+class NMTData:
+  """What the phases of :mod:`experiments.train` read: train sampler, dev/test arrays."""
+  corpus: tr.TranslationCorpus
+  tokenizer: tr.SubwordTokenizer
+  train: tr.BucketSampler
+  dev: dict
+  test: dict
+  example_batch: dict
+
+  @property
+  def vocab_size(self) -> int:
+    return self.tokenizer.tgt_vocab_size
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Checks a translation config before any work (see ``experiments/configs/nmt.py``).
+
+  Raises:
+    ValueError: naming the offending key, its value and the valid options.
+  """
+  c = train._check_choice
+  c(config, "data.name", tr.CORPORA)
+  c(config, "data.variant", ("raw", "tok"))
+  c(config, "model.name", NMT_MODELS)
+  c(config, "student.optimizer", dlf_jax.student.OPTIMIZERS)
+  c(config, "student.schedule", train.SCHEDULES)
+  c(config, "teacher.kind", train.TEACHERS)
+  c(config, "teacher.parameterisation", ("diagonal", "low_rank"))
+  c(config, "teach.mode", train.TEACH_MODES)
+  c(config, "teach.optimizer", train.TEACHER_OPTIMIZERS)
+  c(config, "teach.measure", NMT_MEASURES)
+  for key in ("data.vocab_size", "data.max_src_len", "data.max_tgt_len", "data.block",
+              "data.pad_multiple", "model.d_model", "model.num_heads", "model.d_ff",
+              "model.num_layers", "model.embed_dim", "model.hidden", "student.batch_size",
+              "student.num_steps", "student.eval_every", "student.eval_batch_size",
+              "student.warmup_steps", "teacher.rank", "teacher.num_matrices",
+              "teach.unroll_steps", "teach.num_episodes", "teach.dev_batch_size",
+              "teach.num_candidates", "eval.beam_size", "eval.batch_size", "num_seeds"):
+    train._check_int(config, key)
+  for key in ("data.train_size", "data.dev_size", "data.test_size", "teach.dev_sample_size",
+              "teach.segments_per_episode", "teach.segment_length"):
+    train._check_int(config, key, allow_none=True)
+  train._check_int(config, "teach.pretrain_steps", minimum=0)
+  for key in ("student.learning_rate", "teach.learning_rate", "teach.temperature"):
+    train._check_positive(config, key)
+  if not 0.0 <= config.model.dropout < 1.0:
+    train._fail("model.dropout", config.model.dropout, "a rate in [0, 1)")
+  if config.model.d_model % config.model.num_heads:
+    train._fail("model.num_heads", config.model.num_heads,
+                f"a divisor of model.d_model={config.model.d_model}")
+  if config.model.shared_embeddings and not config.data.joint_vocab:
+    train._fail("model.shared_embeddings", True,
+                "False when data.joint_vocab=False (one embedding needs one vocabulary)")
+  bad = [m for m in config.methods if m not in NMT_METHODS]
+  if bad or not config.methods:
+    train._fail("methods", tuple(config.methods), f"a non-empty subset of {NMT_METHODS}")
+  if config.data.block % config.teach.unroll_steps and config.teach.unroll_steps % config.data.block:
+    train._fail("teach.unroll_steps", config.teach.unroll_steps,
+                f"a divisor or multiple of data.block={config.data.block} (one padded width "
+                "per unrolled segment)")
+  for key in ("student.eval_every", "teach.pretrain_steps"):
+    if train._get(config, key) % min(config.data.block, config.teach.unroll_steps):
+      train._fail(key, train._get(config, key),
+                  f"a multiple of min(data.block, teach.unroll_steps)="
+                  f"{min(config.data.block, config.teach.unroll_steps)}")
+  if not 0.0 <= config.baselines.smoothing < 1.0:
+    train._fail("baselines.smoothing", config.baselines.smoothing, "a value in [0, 1)")
+
+
+def load_data(config: ml_collections.ConfigDict, workdir: str) -> NMTData:
+  """Corpus -> subwords (cached in ``<workdir>/spm``) -> sampler and padded arrays.
+
+  Raises:
+    FileNotFoundError: the corpus files are missing (the message says where to
+      put them).
+  """
+  d = config.data
+  corpus = tr.load_translation_corpus(d.name, data_dir=d.data_dir, variant=d.variant,
+                                      src_lang=d.src_lang, tgt_lang=d.tgt_lang,
+                                      train_size=d.train_size, dev_size=d.dev_size,
+                                      test_size=d.test_size)
+  tokenizer = tr.SubwordTokenizer.train_or_load(corpus.train, os.path.join(workdir, "spm"),
+                                                vocab_size=d.vocab_size, joint=d.joint_vocab)
+  lengths = dict(max_src_len=d.max_src_len, max_tgt_len=d.max_tgt_len)
+  train_arrays = tr.encode_corpus(tokenizer, corpus.train, drop_long=True, **lengths)
+  sampler = tr.BucketSampler(train_arrays, config.student.batch_size, seed=config.seed,
+                             block=d.block, pad_multiple=d.pad_multiple)
+  dev = tr.trim_padding(tr.encode_corpus(tokenizer, corpus.dev, drop_long=False, **lengths),
+                        d.pad_multiple)
+  test = tr.trim_padding(tr.encode_corpus(tokenizer, corpus.test, drop_long=False, **lengths),
+                         d.pad_multiple)
+  example = {k: v[:2] for k, v in train_arrays.items()}
+  return NMTData(corpus, tokenizer, sampler, dev, test, example)
+
+
+def build_student(config: ml_collections.ConfigDict, data: NMTData) -> dlf_jax.Student:
+  """A Transformer or LSTM student over the target vocabulary, Adam by default."""
+  m, s = config.model, config.student
+  common = dict(vocab_size=data.vocab_size, src_vocab_size=data.tokenizer.src_vocab_size,
+                dropout=m.dropout, shared_embeddings=m.shared_embeddings)
+  if m.name == "transformer":
+    model = seq2seq.Transformer(d_model=m.d_model, num_heads=m.num_heads, d_ff=m.d_ff,
+                                num_layers=m.num_layers,
+                                max_len=max(config.data.max_src_len, config.data.max_tgt_len),
+                                **common)
+  else:
+    model = seq2seq.LSTMSeq2Seq(embed_dim=m.embed_dim, hidden=m.hidden,
+                                num_layers=m.num_layers, **common)
+  tx = dlf_jax.make_optimizer(s.optimizer, train.build_schedule(config), momentum=s.momentum,
+                              weight_decay=s.weight_decay, b2=s.b2)
+  return dlf_jax.Student(model=model, tx=tx, num_classes=data.vocab_size,
+                         input_keys=("src", "tgt_in"), label_key="tgt_out", head_path=None)
+
+
+def build_measure(config: ml_collections.ConfigDict, data: NMTData):
+  """Expected sentence BLEU over sampled candidates, or token-level expected accuracy."""
+  t = config.teach
+  if t.measure == "expected_accuracy":
+    return dlf_jax.ExpectedAccuracy()
+  return bleu_lib.ExpectedSentenceBLEU(
+      detokenize=data.tokenizer.decode_tgt, num_samples=t.num_candidates,
+      max_len=config.data.max_tgt_len, temperature=t.temperature)
+
+
+def translate_split(model, params, model_state, arrays: dict, *, beam_size: int, alpha: float,
+                    max_len: int, batch_size: int) -> np.ndarray:
+  """Beam-search translations of ``arrays['src']``: int32 ``[N, max_len]``."""
+  fn = jax.jit(lambda v, src: decoding.translate(model, v, src, max_len=max_len,
+                                                 beam_size=beam_size, alpha=alpha))
+  variables = {"params": params, **model_state}
+  src = arrays["src"]
+  out = []
+  for i in range(0, len(src), batch_size):
+    chunk = src[i:i + batch_size]
+    n = len(chunk)
+    if n < batch_size:        # one shape for jit
+      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - n, 0)])
+    out.append(np.asarray(fn(variables, jnp.asarray(chunk)))[:n])
+  return np.concatenate(out)
+
+
+def bleu_phase(config: ml_collections.ConfigDict, data: NMTData, student: dlf_jax.Student,
+               method: str, seed: int, workdir: str) -> dict:
+  """Restores the finished student, translates the test set, scores BLEU (cached)."""
+  path = os.path.join(workdir, "runs", f"{method}_seed{seed}.bleu.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  ckpt = train._Checkpoints(os.path.join(workdir, "checkpoints", method, f"seed_{seed}"))
+  try:
+    template = student.init(jax.random.PRNGKey(seed), data.example_batch)
+    state = ckpt.restore_state(ckpt.latest_step(), template)
+  finally:
+    ckpt.close()
+  t0 = time.time()
+  e = config.eval
+  ids = translate_split(student.model, state.params, state.model_state, data.test,
+                        beam_size=e.beam_size, alpha=e.alpha, max_len=config.data.max_tgt_len,
+                        batch_size=e.batch_size)
+  hyps = [data.tokenizer.decode_tgt(row) for row in ids]
+  refs = list(data.corpus.test.tgt)
+  scores = bleu_lib.corpus_bleu(hyps, refs, lowercase_tokenized=e.lowercase_tokenized,
+                                lang=config.data.tgt_lang)
+  out_dir = os.path.join(workdir, "translations")
+  reporting.write_text(os.path.join(out_dir, f"{method}_seed{seed}.test.hyp.txt"),
+                       "\n".join(hyps) + "\n")
+  reporting.write_text(os.path.join(out_dir, f"{method}_seed{seed}.test.ref.txt"),
+                       "\n".join(refs) + "\n")
+  result = {"method": method, "seed": seed, "step": int(state.step),
+            "beam_size": e.beam_size, "alpha": e.alpha, "decode_seconds": time.time() - t0,
+            **scores}
+  logging.info("%s seed %d: sacreBLEU %.2f (%s), tokenised BLEU %s", method, seed,
+               scores["bleu"], scores["signature"], scores["tokenized_bleu"])
+  reporting.write_json(path, result)
+  return result
+
+
+def _summary(bleus: list, runs: list, methods) -> dict:
+  out = {}
+  for m in methods:
+    b = [r for r in bleus if r["method"] == m]
+    s = [r for r in runs if r["method"] == m]
+    stats = lambda key, rows: reporting._mean_std([r[key] for r in rows if r[key] is not None])
+    out[m] = {"bleu": stats("bleu", b), "tokenized_bleu": stats("tokenized_bleu", b),
+              "token_accuracy": reporting._mean_std([100 - r["test_error"] for r in s]),
+              "seconds": float(sum(r["seconds"] for r in s)), "seeds": len(b)}
+  return out
+
+
+def results_markdown(results: dict) -> str:
+  """The BLEU table of one translation experiment (markdown)."""
+  lines = [f"# {results['data']['name']} {results['data']['pair']}: "
+           f"{results['config']['model']['name']} student", "",
+           results["data"]["notes"], "",
+           "| method | sacreBLEU (detok.) | tokenised BLEU | test token acc. % | seeds | "
+           "train time |", "|---|---|---|---|---|---|"]
+  for m, r in results["methods"].items():
+    pm = lambda v: "n/a" if v[0] is None or np.isnan(v[0]) else f"{v[0]:.2f} ± {v[1]:.2f}"
+    lines.append(f"| {reporting.METHOD_NAMES.get(m, m)} | {pm(r['bleu'])} | "
+                 f"{pm(r['tokenized_bleu'])} | {pm(r['token_accuracy'])} | {r['seeds']} | "
+                 f"{r['seconds'] / 60:.1f} min |")
+  lines += ["", f"sacreBLEU signature: `{results['signature']}`",
+            f"Tokenised BLEU: `{results['tokenized_signature']}` (the IWSLT14 convention; "
+            "not comparable with sacreBLEU).",
+            f"Beam {results['config']['eval']['beam_size']}, length penalty alpha "
+            f"{results['config']['eval']['alpha']}."]
+  return "\n".join(lines) + "\n"
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *,
+        on_checkpoint: Optional[train.CheckpointHook] = None) -> dict:
+  """Runs (or resumes) one translation experiment; writes ``results.{json,md}``.
+
+  Args:
+    config: a translation config (``experiments/configs/{multi30k,iwslt14}_*.py``).
+    workdir: output directory; re-running with the same config resumes.
+    on_checkpoint: as in :func:`experiments.train.run`.
+
+  Returns:
+    The ``results.json`` content.
+
+  Raises:
+    ValueError: an invalid config value or a workdir of another experiment.
+    FileNotFoundError: the corpus is missing.
+  """
+  validate_config(config)
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  train._check_workdir_config(config, workdir)
+  t_start = time.time()
+  data = load_data(config, workdir)
+  logging.info("%s %s-%s from %s: train %d pairs (%d within the length limits), dev %d, "
+               "test %d; vocabulary %d", data.corpus.name, config.data.src_lang,
+               config.data.tgt_lang, data.corpus.source, len(data.corpus.train),
+               data.train.num_examples, len(data.corpus.dev), len(data.corpus.test),
+               data.vocab_size)
+  student = build_student(config, data)
+  teacher = train.build_teacher(config, data.vocab_size)
+
+  taught = None
+  if "l2t_dlf" in config.methods:
+    taught = train.teach_phase(config, data, student, teacher, workdir,
+                               on_checkpoint=on_checkpoint,
+                               measure=build_measure(config, data))
+  runs, bleus = [], []
+  for method in config.methods:
+    for i in range(config.num_seeds):
+      seed = config.seed + i
+      runs.append(train.student_phase(
+          config, data, student, method, seed, workdir, teacher=teacher,
+          theta=None if taught is None else taught["theta"], on_checkpoint=on_checkpoint))
+      bleus.append(bleu_phase(config, data, student, method, seed, workdir))
+
+  results = {
+      "config": train._config_json(config),
+      "data": {"name": data.corpus.name, "pair": f"{config.data.src_lang}->"
+               f"{config.data.tgt_lang}", "notes": data.corpus.notes,
+               "train": len(data.corpus.train), "train_used": data.train.num_examples,
+               "dev": len(data.corpus.dev), "test": len(data.corpus.test),
+               "vocab_size": data.vocab_size},
+      "methods": _summary(bleus, runs, config.methods),
+      "bleu": bleus,
+      "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs],
+      "signature": bleus[0]["signature"],
+      "tokenized_signature": bleus[0]["tokenized_signature"],
+      "teach": reporting.teach_summary([] if taught is None else taught["history"]),
+      "wall_seconds": {"teach": None if taught is None else taught["seconds"],
+                       "session": time.time() - t_start},
+      "environment": {"jax": jax.__version__, "backend": jax.default_backend()},
+  }
+  reporting.write_json(os.path.join(workdir, "results.json"), results)
+  markdown = results_markdown(results)
+  reporting.write_text(os.path.join(workdir, "results.md"), markdown)
+  reporting.write_plots(os.path.join(workdir, "plots"), runs=runs,
+                        teach_history=[] if taught is None else taught["history"],
+                        snapshots=None)
+  print(markdown)
+  return results
