@@ -4,7 +4,8 @@ Every decoder here drives a ``step_fn(cache, tokens [N], position) -> (logits
 [N, V], cache)`` (the ``decode_step`` of :mod:`dlf_jax.models.transformer`) in a
 ``lax.while_loop`` that stops as soon as every sequence has ended, so the cost
 follows the longest output rather than ``max_len``. Outputs are int32
-``[N, max_len]`` token ids without the leading BOS, PAD after the first EOS.
+``[N, max_len]`` token ids without the leading BOS, PAD after the first EOS; PAD
+and BOS are never emitted as tokens.
 
 :func:`translate` and :func:`sample_translations` wrap the model's ``encode`` /
 ``init_cache`` / ``decode_step``; :func:`beam_search` follows the
@@ -31,6 +32,11 @@ def length_penalty(length, alpha: float):
   return ((5.0 + jnp.asarray(length, jnp.float32)) / 6.0) ** alpha
 
 
+def _never_emit(logits: jax.Array) -> jax.Array:
+  """``-inf`` at PAD and BOS: a decoder never outputs them (as in fairseq)."""
+  return logits.at[..., jnp.array([PAD_ID, BOS_ID])].set(-jnp.inf)
+
+
 def _check(max_len: int, n: int) -> None:
   if max_len < 1:
     raise ValueError(f"max_len must be >= 1, got {max_len}.")
@@ -52,7 +58,7 @@ def _token_loop(step_fn: StepFn, cache, n: int, max_len: int, pick: Callable):
   def body(carry):
     i, tokens, out, done, cache = carry
     logits, cache = step_fn(cache, tokens, i)
-    nxt = jnp.where(done, PAD_ID, pick(logits, i).astype(jnp.int32))
+    nxt = jnp.where(done, PAD_ID, pick(_never_emit(logits), i).astype(jnp.int32))
     out = out.at[:, i].set(nxt)
     return i + 1, nxt, out, done | (nxt == EOS_ID), cache
 
@@ -102,8 +108,9 @@ def beam_search(step_fn: StepFn, cache, batch: int, beam_size: int, max_len: int
     cache: decoding cache with leading axis ``B * K`` (each example's cache
       repeated ``K`` times, beam-major within the example).
     batch: ``B``; beam_size: ``K >= 1``; max_len: output length.
-    alpha: length-penalty exponent (0: raw log-probability). With
-      ``beam_size=1`` and ``alpha=0`` the result is exactly greedy decoding.
+    alpha: length-penalty exponent (0: raw log-probability). An ended
+      hypothesis is kept only if it ranks among the step's top ``K``
+      candidates, so ``beam_size=1`` with ``alpha=0`` is exactly greedy decoding.
 
   Returns:
     ``(tokens int32 [B, max_len], score float32 [B])``: the best finished
@@ -138,7 +145,8 @@ def beam_search(step_fn: StepFn, cache, batch: int, beam_size: int, max_len: int
     i, alive_seq, alive_lp, fin_seq, fin_score, cache = carry
     tokens = alive_seq[:, :, i].reshape(batch * k)
     logits, cache = step_fn(cache, tokens, i)
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), -1)
+    # The model's log-probabilities, with PAD and BOS excluded (not renormalised).
+    logp = _never_emit(jax.nn.log_softmax(logits.astype(jnp.float32), -1))
     v = logp.shape[-1]
     cand = (alive_lp[:, :, None] + logp.reshape(batch, k, v)).reshape(batch, k * v)
     top_lp, top_idx = jax.lax.top_k(cand, 2 * k)                     # [B, 2K]
@@ -151,8 +159,12 @@ def beam_search(step_fn: StepFn, cache, batch: int, beam_size: int, max_len: int
     new_alive_lp, keep = jax.lax.top_k(alive_cand, k)
     new_alive_seq = jnp.take_along_axis(seqs, keep[:, :, None], axis=1)
     cache = _gather_beams(cache, jnp.take_along_axis(beam_idx, keep, axis=1), batch, k)
-    # Finished: merge the newly ended hypotheses with the old finished set.
-    fin_cand = jnp.where(is_eos, top_lp / length_penalty(i + 1, alpha), neg).astype(jnp.float32)
+    # Finished: an ended hypothesis counts only if it ranks among this step's top K (it
+    # takes a beam slot, as in OpenNMT), so beam 1 with alpha 0 is exactly greedy. Merge
+    # it with the old finished set.
+    in_top_k = jnp.arange(2 * k)[None, :] < k
+    fin_cand = jnp.where(is_eos & in_top_k, top_lp / length_penalty(i + 1, alpha),
+                         neg).astype(jnp.float32)
     all_seq = jnp.concatenate([fin_seq, seqs], axis=1)
     all_score = jnp.concatenate([fin_score, fin_cand], axis=1)
     new_fin_score, fin_idx = jax.lax.top_k(all_score, k)

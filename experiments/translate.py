@@ -29,7 +29,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Optional
+from typing import Optional
 
 from absl import logging
 import jax
@@ -85,6 +85,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   c(config, "teach.mode", train.TEACH_MODES)
   c(config, "teach.optimizer", train.TEACHER_OPTIMIZERS)
   c(config, "teach.measure", NMT_MEASURES)
+  c(config, "teach.method", dlf_jax.hypergrad.METHODS)
+  c(config, "teach.memory", dlf_jax.hypergrad.MEMORY_POLICIES)
+  features = config.teacher.features
+  if (not isinstance(features, (tuple, list))
+      or not all(f in dlf_jax.teacher.STATE_FEATURES for f in features)):
+    train._fail("teacher.features", features,
+                f"a tuple of names from {dlf_jax.teacher.STATE_FEATURES}")
   for key in ("data.vocab_size", "data.max_src_len", "data.max_tgt_len", "data.block",
               "data.pad_multiple", "model.d_model", "model.num_heads", "model.d_ff",
               "model.num_layers", "model.embed_dim", "model.hidden", "student.batch_size",
@@ -108,8 +115,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     train._fail("model.shared_embeddings", True,
                 "False when data.joint_vocab=False (one embedding needs one vocabulary)")
   bad = [m for m in config.methods if m not in NMT_METHODS]
-  if bad or not config.methods:
-    train._fail("methods", tuple(config.methods), f"a non-empty subset of {NMT_METHODS}")
+  if bad or not config.methods or len(set(config.methods)) != len(config.methods):
+    train._fail("methods", tuple(config.methods), f"a non-empty subset of {NMT_METHODS}, each once")
   if config.data.block % config.teach.unroll_steps and config.teach.unroll_steps % config.data.block:
     train._fail("teach.unroll_steps", config.teach.unroll_steps,
                 f"a divisor or multiple of data.block={config.data.block} (one padded width "

@@ -324,8 +324,10 @@ class BucketSampler:
   ``pad_multiple``): XLA compiles a handful of widths and short sentences cost
   less. This is the fixed-shape counterpart of length-bucketed batching that an
   unrolled ``lax.scan`` needs (all steps of one scan share a shape); steps
-  within a block see similar lengths, blocks come in random order. The last
-  incomplete batch of every epoch is dropped (static ``B``).
+  within a block see similar lengths, blocks come in random order. An epoch is a
+  whole number of blocks of full batches (static ``B``); the ``N - epoch size``
+  pairs that do not fit sit out, a run of the length-sorted order starting at a
+  random offset that changes every epoch.
 
   Args:
     arrays: :func:`encode_corpus` output (``src``, ``tgt_in``, ``tgt_out``,
