@@ -181,6 +181,14 @@ def beam_search(step_fn: StepFn, cache, batch: int, beam_size: int, max_len: int
   return jnp.where(ended, PAD_ID, seq), score
 
 
+def _check_positions(model, max_len: int) -> None:
+  limit = getattr(model, "max_len", None)
+  if limit is not None and max_len > limit:
+    raise ValueError(f"max_len={max_len} exceeds the model's position table "
+                     f"(max_len={limit}); decode shorter or build the model with a larger "
+                     "max_len.")
+
+
 def _repeat(tree, times: int):
   return jax.tree_util.tree_map(lambda x: jnp.repeat(x, times, axis=0), tree)
 
@@ -200,7 +208,14 @@ def translate(model, variables, src: jax.Array, *, max_len: int, beam_size: int 
 
   Returns:
     int32 ``[B, max_len]`` target ids (EOS-terminated, PAD after).
+
+  Raises:
+    ValueError: ``beam_size`` not an integer >= 1, ``max_len < 1``, or
+      ``max_len`` beyond the model's position table (``model.max_len``).
   """
+  if int(beam_size) != beam_size or beam_size < 1:
+    raise ValueError(f"beam_size must be an integer >= 1, got {beam_size}.")
+  _check_positions(model, max_len)
   b = src.shape[0]
   memory = model.apply(variables, src, method=model.encode)
   if beam_size == 1:
@@ -218,6 +233,7 @@ def sample_translations(model, variables, src: jax.Array, rng: jax.Array, *, num
   """``num_samples`` sampled translations per source: int32 ``[B, K, max_len]``."""
   if num_samples < 1:
     raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+  _check_positions(model, max_len)
   b = src.shape[0]
   memory = _repeat(model.apply(variables, src, method=model.encode), num_samples)
   cache = model.apply(variables, memory, _repeat(src, num_samples), max_len,

@@ -51,7 +51,7 @@ def _parse_flags(argv):
     raise SystemExit(
         f"FATAL Flags parsing error: a --config.<key> override names a key the config does not "
         f"have ({e}); overrides given: {', '.join(bad)}. The keys and their meaning are in "
-        "experiments/configs/common.py.") from None
+        "experiments/configs/common.py (translation configs: experiments/configs/nmt.py).") from None
 
 
 def main(argv):

@@ -81,7 +81,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   c(config, "student.optimizer", dlf_jax.student.OPTIMIZERS)
   c(config, "student.schedule", train.SCHEDULES)
   c(config, "teacher.kind", train.TEACHERS)
-  c(config, "teacher.parameterisation", ("diagonal", "low_rank"))
+  if config.teacher.parameterisation not in ("diagonal", "low_rank"):
+    train._fail("teacher.parameterisation", config.teacher.parameterisation,
+                "'diagonal' or 'low_rank' (a full W over the vocabulary is |V| x |V|: "
+                "too large for translation)")
   c(config, "teach.mode", train.TEACH_MODES)
   c(config, "teach.optimizer", train.TEACHER_OPTIMIZERS)
   c(config, "teach.measure", NMT_MEASURES)
@@ -114,6 +117,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.model.shared_embeddings and not config.data.joint_vocab:
     train._fail("model.shared_embeddings", True,
                 "False when data.joint_vocab=False (one embedding needs one vocabulary)")
+  for key in ("data.max_src_len", "data.max_tgt_len"):
+    train._check_int(config, key, minimum=2)
+  # large_margin (L-Softmax) needs a classifier head over features; not for seq2seq here.
   bad = [m for m in config.methods if m not in NMT_METHODS]
   if bad or not config.methods or len(set(config.methods)) != len(config.methods):
     train._fail("methods", tuple(config.methods), f"a non-empty subset of {NMT_METHODS}, each once")
@@ -192,6 +198,7 @@ def translate_split(model, params, model_state, arrays: dict, *, beam_size: int,
                                                  beam_size=beam_size, alpha=alpha))
   variables = {"params": params, **model_state}
   src = arrays["src"]
+  batch_size = max(1, min(batch_size, len(src)))
   out = []
   for i in range(0, len(src), batch_size):
     chunk = src[i:i + batch_size]
@@ -233,7 +240,8 @@ def bleu_phase(config: ml_collections.ConfigDict, data: NMTData, student: dlf_ja
             "beam_size": e.beam_size, "alpha": e.alpha, "decode_seconds": time.time() - t0,
             **scores}
   logging.info("%s seed %d: sacreBLEU %.2f (%s), tokenised BLEU %s", method, seed,
-               scores["bleu"], scores["signature"], scores["tokenized_bleu"])
+               scores["bleu"], scores["signature"],
+               "n/a" if scores["tokenized_bleu"] is None else f"{scores['tokenized_bleu']:.2f}")
   reporting.write_json(path, result)
   return result
 
@@ -262,6 +270,9 @@ def results_markdown(results: dict) -> str:
     lines.append(f"| {reporting.METHOD_NAMES.get(m, m)} | {pm(r['bleu'])} | "
                  f"{pm(r['tokenized_bleu'])} | {pm(r['token_accuracy'])} | {r['seeds']} | "
                  f"{r['seconds'] / 60:.1f} min |")
+  if results["data"].get("pretokenized"):
+    lines += ["", "Note: this corpus is already tokenised (and lowercased); the sacreBLEU "
+              "column is computed on that text, not on detokenised output."]
   lines += ["", f"sacreBLEU signature: `{results['signature']}`",
             f"Tokenised BLEU: `{results['tokenized_signature']}` (the IWSLT14 convention; "
             "not comparable with sacreBLEU).",
@@ -289,9 +300,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   validate_config(config)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  train._check_workdir_config(config, workdir)
   t_start = time.time()
-  data = load_data(config, workdir)
+  data = load_data(config, workdir)          # fails early on missing data, before config.json
+  train._check_workdir_config(config, workdir)
   logging.info("%s %s-%s from %s: train %d pairs (%d within the length limits), dev %d, "
                "test %d; vocabulary %d", data.corpus.name, config.data.src_lang,
                config.data.tgt_lang, data.corpus.source, len(data.corpus.train),
@@ -320,7 +331,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
                f"{config.data.tgt_lang}", "notes": data.corpus.notes,
                "train": len(data.corpus.train), "train_used": data.train.num_examples,
                "dev": len(data.corpus.dev), "test": len(data.corpus.test),
-               "vocab_size": data.vocab_size},
+               "vocab_size": data.vocab_size, "source": data.corpus.source,
+               "pretokenized": config.data.name == "iwslt14" or config.data.variant == "tok"},
       "methods": _summary(bleus, runs, config.methods),
       "bleu": bleus,
       "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs],

@@ -59,12 +59,17 @@ def read_lines(path: str) -> list[str]:
 
   Raises:
     FileNotFoundError: ``path`` (or ``path + '.gz'``) does not exist.
+    ValueError: the file is truncated, corrupt or not UTF-8 (names the file).
   """
   for candidate in (path, path + ".gz"):
     if os.path.exists(candidate):
       opener = gzip.open if candidate.endswith(".gz") else open
-      with opener(candidate, "rt", encoding="utf-8") as f:
-        return [line.rstrip("\n").rstrip("\r") for line in f]
+      try:
+        with opener(candidate, "rt", encoding="utf-8") as f:
+          return [line.rstrip("\n").rstrip("\r") for line in f]
+      except (EOFError, OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"Cannot read {candidate}: {type(e).__name__}: {e}. The file is "
+                         "truncated, corrupt or not UTF-8 text; replace it.") from None
   raise FileNotFoundError(f"No such text file: {path} (nor {path}.gz).")
 
 
@@ -100,6 +105,8 @@ def _read_pair(directory: str, stem: str, src_lang: str, tgt_lang: str,
                      f"{len(src)} vs {len(tgt)} lines.")
   if limit is not None:
     src, tgt = src[:limit], tgt[:limit]
+  if not src:
+    raise ValueError(f"{directory}/{stem}.{{{src_lang},{tgt_lang}}} hold no sentences.")
   return ParallelText(tuple(src), tuple(tgt))
 
 
@@ -151,9 +158,10 @@ def load_translation_corpus(name: str, *, data_dir: Optional[str] = None,
   except FileNotFoundError as e:
     expected = ", ".join(f"{s}.{lang}[.gz]" for s in stems.values()
                          for lang in (src_lang, tgt_lang))
-    raise FileNotFoundError(
-        f"{name}: {e} Expected in {root}: {expected}. Set data_dir (config.data.data_dir) or "
-        "DLF_DATA_DIR to the directory that holds them.") from None
+    where = ("Set data_dir (config.data.data_dir) or DLF_DATA_DIR to the directory that "
+             f"contains multi30k/ (the files go in multi30k/{variant}/)" if name == "multi30k"
+             else "Set data_dir (config.data.data_dir) to the directory that holds them")
+    raise FileNotFoundError(f"{name}: {e} Expected in {root}: {expected}. {where}.") from None
   return TranslationCorpus(name=name, src_lang=src_lang, tgt_lang=tgt_lang, source=root,
                            notes=notes, **splits)
 
@@ -241,8 +249,8 @@ class SubwordTokenizer:
               minloglevel=2)
         except RuntimeError as e:
           raise RuntimeError(f"sentencepiece could not train a {vocab_size}-piece BPE "
-                             f"vocabulary on {len(sentences)} sentences ({e}); lower "
-                             "config.data.vocab_size.") from None
+                             f"vocabulary on {len(sentences)} sentences ({e}); change "
+                             "config.data.vocab_size as sentencepiece says.") from None
       models.append(spm.SentencePieceProcessor(model_file=prefix + ".model"))
     return cls(models)
 
@@ -325,7 +333,8 @@ class BucketSampler:
   less. This is the fixed-shape counterpart of length-bucketed batching that an
   unrolled ``lax.scan`` needs (all steps of one scan share a shape); steps
   within a block see similar lengths, blocks come in random order. An epoch is a
-  whole number of blocks of full batches (static ``B``); the ``N - epoch size``
+  whole number of blocks of full batches (static ``B``; fewer than ``block``
+  batches when the data hold fewer); the ``N - epoch size``
   pairs that do not fit sit out, a run of the length-sorted order starting at a
   random offset that changes every epoch.
 
@@ -348,8 +357,10 @@ class BucketSampler:
     if missing:
       raise ValueError(f"BucketSampler needs encode_corpus arrays; missing {missing}.")
     n = len(arrays["src"])
-    if not 1 <= batch_size <= n:
-      raise ValueError(f"batch_size={batch_size} must be in [1, {n}] (sentence pairs).")
+    if int(batch_size) != batch_size or not 1 <= batch_size <= n:
+      raise ValueError(f"batch_size={batch_size} must be an integer in [1, {n}] (the sentence "
+                       "pairs left after the length filter); lower the batch size "
+                       "(config.student.batch_size) or raise the max lengths.")
     if block < 1 or pad_multiple < 1:
       raise ValueError(f"block and pad_multiple must be >= 1; got {block}, {pad_multiple}.")
     self.arrays = {k: np.asarray(v) for k, v in arrays.items()}

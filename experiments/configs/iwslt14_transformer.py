@@ -20,5 +20,5 @@ from experiments.configs import nmt
 
 
 def get_config(arg=None):
-  """``arg``: None (full recipe), ``'cpu'`` (measured on 2 CPU cores) or ``'smoke'`` (tests)."""
+  """``arg``: None (full recipe), ``'cpu'`` (a small recipe for 2 CPU cores) or ``'smoke'`` (tests)."""
   return nmt.variant(nmt.nmt_config("iwslt14", "transformer"), arg, "iwslt14_transformer")

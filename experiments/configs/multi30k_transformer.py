@@ -16,7 +16,7 @@ output with its signature, and the tokenised BLEU of IWSLT14 papers, labelled.
 
 Commands::
 
-  # seconds-long end-to-end check (tests, CI):
+  # end-to-end check (tests, CI; ~1-2 min on 2 cores, mostly compilation):
   python -m experiments.main --config=experiments/configs/multi30k_transformer.py:smoke \\
       --workdir=/tmp/m30k_smoke
   # the CPU recipe of RESULTS.md (d 256, 3+3 layers, 1,200 steps of 128 pairs):
@@ -37,5 +37,5 @@ from experiments.configs import nmt
 
 
 def get_config(arg=None):
-  """``arg``: None (full recipe), ``'cpu'`` (measured on 2 CPU cores) or ``'smoke'`` (tests)."""
+  """``arg``: None (full recipe), ``'cpu'`` (a small recipe for 2 CPU cores; measured in RESULTS.md) or ``'smoke'`` (tests)."""
   return nmt.variant(nmt.nmt_config("multi30k", "transformer"), arg, "multi30k_transformer")
