@@ -123,7 +123,6 @@ def cpu(config: config_dict.ConfigDict) -> config_dict.ConfigDict:
   config.model.d_model = 256
   config.model.num_layers = 3 if config.model.name == "transformer" else 1
   config.model.dropout = 0.1
-  config.model.hidden = 256            # LSTM only
   config.student.learning_rate = 1.5e-3 if config.model.name == "transformer" else 1e-3
   config.student.warmup_steps = 300
   config.student.num_steps = 1200
