@@ -61,7 +61,11 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], *,
 
   Raises:
     ValueError: different numbers of hypotheses and references, or none.
+    TypeError: strings passed instead of lists of segments.
   """
+  if isinstance(hypotheses, str) or isinstance(references, str):
+    raise TypeError("corpus_bleu takes lists of segments, not strings: wrap a single "
+                    "sentence as [sentence].")
   if len(hypotheses) != len(references) or not hypotheses:
     raise ValueError(f"corpus_bleu needs as many hypotheses as references (> 0); got "
                      f"{len(hypotheses)} and {len(references)}.")

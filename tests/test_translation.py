@@ -984,3 +984,8 @@ def test_decoders_never_emit_pad_or_bos():
   samples = np.asarray(decoding.sample_decode(step, jnp.zeros(2), 2, 4, jax.random.PRNGKey(0)))
   real = samples[np.cumsum(samples == EOS, 1) - (samples == EOS) == 0]
   assert not np.isin(real, [PAD, BOS]).any()
+
+
+def test_corpus_bleu_rejects_strings():
+  with pytest.raises(TypeError, match="lists of segments"):
+    bleu.corpus_bleu("the cat", "the cat")
