@@ -184,11 +184,10 @@ class ExpectedSentenceBLEU(Measure):
           seen.add(ids)
           valid[i, j, c] = 1.0
           bleu[i, j, c] = sentence_bleu(self.detokenize(cand[i, j, c]), reference) / 100.0
-    cand_out = cand
     cand_in = np.concatenate([np.full((n, b, k, 1), BOS_ID, np.int32), cand[..., :-1]], -1)
     cand_in = np.where(cand_in == EOS_ID, PAD_ID, cand_in)   # nothing follows EOS
-    cand_mask = (cand_out != PAD_ID).astype(np.float32)
-    return dict(dev_batches, cand_in=cand_in, cand_out=cand_out, cand_mask=cand_mask,
+    cand_mask = (cand != PAD_ID).astype(np.float32)
+    return dict(dev_batches, cand_in=cand_in, cand_out=cand, cand_mask=cand_mask,
                 cand_bleu=bleu, cand_valid=valid)
 
   def batch_sums(self, student, params, model_state, batch):

@@ -218,13 +218,12 @@ def translate(model, variables, src: jax.Array, *, max_len: int, beam_size: int 
   _check_positions(model, max_len)
   b = src.shape[0]
   memory = model.apply(variables, src, method=model.encode)
+  step = lambda c, t, i: model.apply(variables, c, t, i, method=model.decode_step)
   if beam_size == 1:
     cache = model.apply(variables, memory, src, max_len, method=model.init_cache)
-    step = lambda c, t, i: model.apply(variables, c, t, i, method=model.decode_step)
     return greedy_decode(step, cache, b, max_len)
   memory, src_k = _repeat(memory, beam_size), _repeat(src, beam_size)
   cache = model.apply(variables, memory, src_k, max_len, method=model.init_cache)
-  step = lambda c, t, i: model.apply(variables, c, t, i, method=model.decode_step)
   return beam_search(step, cache, b, beam_size, max_len, alpha)[0]
 
 

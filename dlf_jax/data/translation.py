@@ -368,8 +368,8 @@ class BucketSampler:
                                                                  pad_multiple)
     self.num_examples = n
     # A whole number of blocks per epoch keeps blocks aligned to multiples of ``block``.
-    self.batches_per_epoch = max(1, (n // batch_size) // block) * block if n // batch_size >= block \
-        else n // batch_size
+    full = n // batch_size
+    self.batches_per_epoch = full - full % block if full >= block else full
     src_len = (self.arrays["src"] != PAD_ID).sum(1)
     tgt_len = (self.arrays["tgt_out"] != PAD_ID).sum(1)
     self._length = np.maximum(src_len, tgt_len)

@@ -45,6 +45,17 @@ def sinusoidal_positions(length: int, dim: int, dtype=jnp.float32) -> jax.Array:
   return jnp.asarray(table, dtype)
 
 
+def _embedding_tables(model, dim: int, init):
+  """``(target, source)`` embedding tables of ``model`` (one table if shared)."""
+  tgt = nn.Embed(model.vocab_size, dim, embedding_init=init)
+  if not model.shared_embeddings:
+    return tgt, nn.Embed(model.src_vocab_size or model.vocab_size, dim, embedding_init=init)
+  if model.src_vocab_size not in (None, model.vocab_size):
+    raise ValueError("shared_embeddings needs one joint vocabulary: src_vocab_size "
+                     f"{model.src_vocab_size} != vocab_size {model.vocab_size}.")
+  return tgt, tgt
+
+
 def _neg_inf(dtype):
   return jnp.finfo(dtype).min
 
@@ -180,16 +191,8 @@ class Transformer(nn.Module):
   max_len: int = 256
 
   def setup(self):
-    init = nn.initializers.normal(self.d_model ** -0.5)
-    self.tgt_embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=init)
-    if self.shared_embeddings:
-      if self.src_vocab_size not in (None, self.vocab_size):
-        raise ValueError("shared_embeddings needs one joint vocabulary: src_vocab_size "
-                         f"{self.src_vocab_size} != vocab_size {self.vocab_size}.")
-      self.src_embed = self.tgt_embed
-    else:
-      self.src_embed = nn.Embed(self.src_vocab_size or self.vocab_size, self.d_model,
-                                embedding_init=init)
+    self.tgt_embed, self.src_embed = _embedding_tables(
+        self, self.d_model, nn.initializers.normal(self.d_model ** -0.5))
     self.encoder = [EncoderLayer(self.d_model, self.num_heads, self.d_ff, self.dropout)
                     for _ in range(self.num_layers)]
     self.decoder = [DecoderLayer(self.d_model, self.num_heads, self.d_ff, self.dropout)
@@ -283,14 +286,8 @@ class LSTMSeq2Seq(nn.Module):
   def setup(self):
     if self.hidden % 2:
       raise ValueError(f"hidden={self.hidden} must be even (two encoder directions).")
-    self.tgt_embed = nn.Embed(self.vocab_size, self.embed_dim)
-    if self.shared_embeddings:
-      if self.src_vocab_size not in (None, self.vocab_size):
-        raise ValueError("shared_embeddings needs one joint vocabulary: src_vocab_size "
-                         f"{self.src_vocab_size} != vocab_size {self.vocab_size}.")
-      self.src_embed = self.tgt_embed
-    else:
-      self.src_embed = nn.Embed(self.src_vocab_size or self.vocab_size, self.embed_dim)
+    self.tgt_embed, self.src_embed = _embedding_tables(
+        self, self.embed_dim, nn.linear.default_embed_init)
     half = self.hidden // 2
     self.enc_fwd = nn.RNN(nn.OptimizedLSTMCell(half))
     self.enc_bwd = nn.RNN(nn.OptimizedLSTMCell(half), reverse=True, keep_order=True)
