@@ -188,7 +188,9 @@ def teach(student: Student, teacher: Any, train, dev, *,
     :class:`TeachResult` with the learned ``theta`` and a history of dicts
     (``update, episode, segment, student_step, dev_measure, dev_accuracy,
     train_loss, train_cross_entropy, hypergrad_norm, w_diag_mean,
-    w_offdiag_mean, b_mean, seconds``).
+    w_offdiag_mean, b_mean, seconds, warm_start_seconds``; ``seconds`` is the
+    outer step's wall time, the student's warm start at a new episode is
+    ``warm_start_seconds``).
 
   Raises:
     ValueError: bad mode, ``T <= 0``, sizes, or class-count mismatch.
@@ -248,6 +250,7 @@ def teach(student: Student, teacher: Any, train, dev, *,
     episode, segment = divmod(state.update, segments_per_episode)
     sampler = _sampler(train, batch_size, seed * 1_000_003 + episode)
     student_state = state.student
+    warm_start_seconds = 0.0
     if segment == 0 or student_state is None:
       first = sampler.segment(0, 1)
       student_state = parallel.replicate(
@@ -258,6 +261,8 @@ def teach(student: Student, teacher: Any, train, dev, *,
         student_state, m = pretrain_fn(
             None, student_state, parallel.shard_batches(sampler.segment(done, count), mesh))
         unroll_lib.check_finite(m, done)
+      warm_start_seconds = time.time() - t0   # reported apart from the outer step's time
+      t0 = time.time()
     start = int(student_state.step)
     batches = parallel.shard_batches(sampler.segment(start, unroll_steps), mesh)
     if dev_sample_size is None:
@@ -294,6 +299,7 @@ def teach(student: Student, teacher: Any, train, dev, *,
     state = TeachState(theta=theta, opt_state=opt_state, student=None if last else final,
                        update=state.update + 1)
     record["seconds"] = time.time() - t0
+    record["warm_start_seconds"] = warm_start_seconds
     history.append(record)
     if callback is not None:
       callback(state, record)

@@ -566,6 +566,17 @@ def _config_json(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json_best_effort())
 
 
+def _flatten(tree: dict, prefix: str = "") -> dict:
+  """``{'a': {'b': 1}}`` -> ``{'a.b': 1}`` (config.json keys as ``--config.`` paths)."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
 def _check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes ``config.json``; if one exists, the experiment-defining keys must match."""
   path = os.path.join(workdir, "config.json")
@@ -575,10 +586,11 @@ def _check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> No
       saved = json.load(f)
     strip = lambda c: {k: v for k, v in c.items() if k not in _RESUMABLE_KEYS}
     if strip(saved) != strip(current):
-      diff = sorted(k for k in set(strip(saved)) | set(strip(current))
-                    if strip(saved).get(k) != strip(current).get(k))
+      old, new = _flatten(strip(saved)), _flatten(strip(current))
+      diff = [f"{k} = {old.get(k, '<absent>')!r} there, {new.get(k, '<absent>')!r} now"
+              for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
       raise ValueError(
-          f"{workdir} holds a run of a different config (differs in: {', '.join(diff)}); "
+          f"{workdir} holds a run of a different config (differs in: {'; '.join(diff)}); "
           "resume with the same config or use a fresh --workdir.")
   reporting.write_json(path, current)
 

@@ -6,6 +6,7 @@ interrupt a run during teaching and during student training (through the
 ``on_checkpoint`` hook at several points in turn, and by SIGKILL of the CLI) and check that the
 resumed run's numbers equal an uninterrupted run's exactly.
 """
+import csv
 import json
 import os
 import signal
@@ -212,6 +213,16 @@ def test_quickstart_smoke_end_to_end(reference):
     assert {"s_train_loss", "s_train_acc", "s_dev_acc", "test_accuracy"} <= set(history[0])
   l2t = _histories(workdir)["l2t_dlf_seed0.json"]
   assert "w_diag_mean" not in l2t[0] and "w_diag_mean" in l2t[1]   # CE, then the teacher
+  # The student's warm start is timed apart from the outer step, once per episode.
+  with open(os.path.join(workdir, "metrics.csv")) as f:
+    teach_rows = [r for r in csv.DictReader(f) if r["phase"] == "teach"]
+  by_update = {}
+  for r in teach_rows:
+    by_update.setdefault(int(r["step"]), {})[r["metric"]] = float(r["value"])
+  assert len(by_update) == 6
+  for update in by_update.values():
+    assert update["seconds"] > 0
+    assert (update["warm_start_seconds"] > 0) == (update["segment"] == 0), update
 
 
 @pytest.mark.parametrize("key, value, match", [
@@ -320,8 +331,10 @@ def test_resume_refuses_a_different_config(reference, tmp_path):
   ref_dir, _ = reference
   config = quickstart.get_config("smoke")
   config.teach.learning_rate = 0.5
-  with pytest.raises(ValueError, match="different config.*teach"):
+  with pytest.raises(ValueError, match=r"different config.*teach\.learning_rate = .* there, "
+                     r"0\.5 now") as err:
     train.run(config, ref_dir)
+  assert "student." not in str(err.value) and "teach.unroll_steps" not in str(err.value)
 
 
 # ------------------------------------------------------------------- reporting
