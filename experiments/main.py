@@ -12,7 +12,9 @@ With several devices, batches are split over all of them (``config.data_parallel
 
 The config is locked: overriding a key that does not exist is an error. Running
 the same command again resumes from the workdir's checkpoints (see
-:mod:`experiments.train`).
+:mod:`experiments.train`). A bad config value, missing data or a workdir that
+holds another experiment ends with exit status 2 and a message naming the
+problem and the fix.
 """
 import logging as std_logging
 
@@ -54,6 +56,12 @@ def _parse_flags(argv):
         "experiments/configs/common.py (translation configs: experiments/configs/nmt.py).") from None
 
 
+def _fail(message: str) -> None:
+  """Ends with exit status 2 and ``message`` (no traceback: the input is at fault)."""
+  logging.error("%s", message)
+  raise SystemExit(2)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -61,10 +69,16 @@ def main(argv):
   logging.get_absl_handler().addFilter(_not_orbax_info)
   if _DISTRIBUTED.value:
     dlf_jax.parallel.initialize_distributed()
+  config = _CONFIG.value
+  runner = translate if config.get("task") == "translation" else train
   try:
-    config = _CONFIG.value
-    runner = translate if config.get("task") == "translation" else train
+    runner.validate_config(config)
+  except ValueError as e:         # a bad value: the message names the key and the fix
+    _fail(f"Invalid config: {e}")
+  try:
     runner.run(config, _WORKDIR.value)
+  except (FileNotFoundError, train.WorkdirConfigError) as e:   # missing data, wrong workdir
+    _fail(str(e))
   except KeyboardInterrupt:
     logging.warning("Interrupted. Re-run the same command to resume from the last checkpoint "
                     "in %s.", _WORKDIR.value)

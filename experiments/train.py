@@ -566,6 +566,10 @@ def _config_json(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json_best_effort())
 
 
+class WorkdirConfigError(ValueError):
+  """The workdir holds a run of a different config (the message names the keys)."""
+
+
 def _flatten(tree: dict, prefix: str = "") -> dict:
   """``{'a': {'b': 1}}`` -> ``{'a.b': 1}`` (config.json keys as ``--config.`` paths)."""
   out = {}
@@ -589,7 +593,7 @@ def _check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> No
       old, new = _flatten(strip(saved)), _flatten(strip(current))
       diff = [f"{k} = {old.get(k, '<absent>')!r} there, {new.get(k, '<absent>')!r} now"
               for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-      raise ValueError(
+      raise WorkdirConfigError(
           f"{workdir} holds a run of a different config (differs in: {'; '.join(diff)}); "
           "resume with the same config or use a fresh --workdir.")
   reporting.write_json(path, current)

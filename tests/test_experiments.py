@@ -145,6 +145,28 @@ def test_cli_names_an_unknown_config_key(tmp_path):
   assert "--config.model.foo" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("case", ["bad_value", "missing_data", "other_workdir"])
+def test_cli_input_errors_end_cleanly(case, tmp_path):
+  """Bad input ends with status 2 and the message naming it, not a traceback."""
+  config, flags, expect = "quickstart.py:smoke", [], None
+  if case == "bad_value":
+    flags, expect = ["--config.teach.mode=offline"], "Invalid config: config.teach.mode='offline'"
+  elif case == "missing_data":
+    config = "mnist_mlp.py:smoke"
+    flags, expect = [f"--config.data.data_dir={tmp_path / 'nowhere'}"], "nowhere"
+  else:
+    other = _smoke("quickstart")
+    other.teach.learning_rate = 0.5
+    train._check_workdir_config(other, str(tmp_path))
+    expect = "teach.learning_rate = 0.5 there"
+  cmd = [sys.executable, "-m", "experiments.main", f"--config=experiments/configs/{config}",
+         f"--workdir={tmp_path}", *flags]
+  done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+  assert done.returncode == 2, done.stderr[-2000:]
+  assert expect in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+  assert not os.path.exists(os.path.join(tmp_path, "results.json"))
+
+
 def test_unknown_key_in_locked_config():
   config = _smoke("quickstart")
   with pytest.raises(AttributeError, match="unroll_step"):
