@@ -133,8 +133,9 @@ def teach_summary(history: Sequence[dict]) -> dict:
   return out
 
 
-def _pm(mean: float, std: float) -> str:
-  return f"{mean:.2f} ± {std:.2f}"
+def _pm(mean: float, std: float, seeds: int = 2) -> str:
+  """``mean ± std``; the mean alone for one seed (no spread to show)."""
+  return f"{mean:.2f}" if seeds < 2 else f"{mean:.2f} ± {std:.2f}"
 
 
 def results_table(results: dict) -> str:
@@ -147,11 +148,10 @@ def results_table(results: dict) -> str:
            "| train time (s) |",
            "|---|---|---|---|---|---|"]
   for method, e in results["methods"].items():
+    pm = lambda key: _pm(e[f"{key}_mean"], e[f"{key}_std"], len(e["seeds"]))
     lines.append(
-        f"| {METHOD_NAMES.get(method, method)} | {_pm(e['test_error_mean'], e['test_error_std'])} "
-        f"| {_pm(e['dev_error_mean'], e['dev_error_std'])} "
-        f"| {_pm(e['test_error_at_best_dev_mean'], e['test_error_at_best_dev_std'])} "
-        f"| {len(e['seeds'])} | {e['seconds']:.1f} |")
+        f"| {METHOD_NAMES.get(method, method)} | {pm('test_error')} | {pm('dev_error')} "
+        f"| {pm('test_error_at_best_dev')} | {len(e['seeds'])} | {e['seconds']:.1f} |")
   return "\n".join(lines)
 
 

@@ -266,7 +266,8 @@ def results_markdown(results: dict) -> str:
            "| method | sacreBLEU (detok.) | tokenised BLEU | test token acc. % | seeds | "
            "train time |", "|---|---|---|---|---|---|"]
   for m, r in results["methods"].items():
-    pm = lambda v: "n/a" if v[0] is None or np.isnan(v[0]) else f"{v[0]:.2f} ± {v[1]:.2f}"
+    pm = lambda v: ("n/a" if v[0] is None or np.isnan(v[0])
+                    else reporting._pm(v[0], v[1], r["seeds"]))
     lines.append(f"| {reporting.METHOD_NAMES.get(m, m)} | {pm(r['bleu'])} | "
                  f"{pm(r['tokenized_bleu'])} | {pm(r['token_accuracy'])} | {r['seeds']} | "
                  f"{r['seconds'] / 60:.1f} min |")

@@ -377,5 +377,8 @@ def test_reporting_summary_and_table():
   assert reporting.final_numbers(runs[0]["history"])["best_dev_step"] == 20
   table = reporting.results_table({"methods": {"cross_entropy": summary}})
   assert "| Cross-entropy | 15.00 ± 7.07 |" in table
+  one = reporting.summarize(runs[:1], ["cross_entropy"])["cross_entropy"]   # no spread to show
+  assert "| Cross-entropy | 10.00 | 10.00 | 15.00 | 1 |" in reporting.results_table(
+      {"methods": {"cross_entropy": one}})
   rows = reporting.metric_rows(runs, [], 0)
   assert ("student", "cross_entropy", 1, 30, "test_accuracy", 0.8) in rows

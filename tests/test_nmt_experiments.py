@@ -20,7 +20,7 @@ import pytest
 
 from dlf_jax import bleu
 from dlf_jax.data import translation as tr
-from experiments import translate
+from experiments import reporting, translate
 from experiments.configs import (iwslt14_lstm, iwslt14_transformer, multi30k_lstm,
                                  multi30k_transformer)
 
@@ -177,6 +177,8 @@ def _check_results(results, config, workdir, test_refs):
   with open(os.path.join(workdir, "results.md"), encoding="utf-8") as f:
     md = f.read()
   assert results["signature"] in md and "sacreBLEU" in md
+  for m in methods:       # one seed: the BLEU alone, no "± 0.00"
+    assert f"| {reporting.METHOD_NAMES[m]} | {results['methods'][m]['bleu'][0]:.2f} | " in md, m
 
 
 def _no_checkpoints(phase, step):
