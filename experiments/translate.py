@@ -17,6 +17,8 @@ Workdir layout (in addition to :mod:`experiments.train`'s)::
   spm/spm_*.model                                  sentencepiece model(s)
   translations/<method>_seed<s>.test.{hyp,ref}.txt detokenised test output
   runs/<method>_seed<s>.bleu.json                  BLEU of that output
+  metrics.csv                                      as there, plus rows ``test_bleu`` and
+                                                   ``test_tokenized_bleu`` per student
 
 Run (see ``experiments/configs/multi30k_transformer.py``)::
 
@@ -345,10 +347,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
       "environment": {"jax": jax.__version__, "backend": jax.default_backend()},
   }
   reporting.write_json(os.path.join(workdir, "results.json"), results)
+  teach_history = [] if taught is None else taught["history"]
+  rows = reporting.metric_rows(runs, teach_history, config.seed)
+  rows += [("student", b["method"], b["seed"], b["step"], f"test_{key}", float(b[key]))
+           for b in bleus for key in ("bleu", "tokenized_bleu") if b[key] is not None]
+  reporting.write_metrics_csv(os.path.join(workdir, "metrics.csv"), rows)
   markdown = results_markdown(results)
   reporting.write_text(os.path.join(workdir, "results.md"), markdown)
   reporting.write_plots(os.path.join(workdir, "plots"), runs=runs,
-                        teach_history=[] if taught is None else taught["history"],
-                        snapshots=None)
+                        teach_history=teach_history, snapshots=None)
   print(markdown)
   return results

@@ -8,6 +8,7 @@ directory; the CLI routes a translation config to the translation runner.
 Compilation dominates, so XLA runs without most optimizations (in this process and in
 the CLI's).
 """
+import csv
 import gzip
 import json
 import math
@@ -177,6 +178,16 @@ def _check_results(results, config, workdir, test_refs):
   with open(os.path.join(workdir, "results.md"), encoding="utf-8") as f:
     md = f.read()
   assert results["signature"] in md and "sacreBLEU" in md
+  with open(os.path.join(workdir, "metrics.csv"), encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  for b in results["bleu"]:
+    for key in ("bleu", "tokenized_bleu"):
+      got = [float(r["value"]) for r in rows if (r["phase"], r["method"], r["metric"]) == (
+          "student", b["method"], f"test_{key}") and int(r["step"]) == b["step"]]
+      assert got == [pytest.approx(b[key])], (b["method"], key)
+  assert {r["method"] for r in rows if r["metric"] == "dev_accuracy"} == set(methods)
+  if "l2t_dlf" in methods:
+    assert any(r["phase"] == "teach" and r["metric"] == "dev_measure" for r in rows)
   for m in methods:       # one seed: the BLEU alone, no "± 0.00"
     assert f"| {reporting.METHOD_NAMES[m]} | {results['methods'][m]['bleu'][0]:.2f} | " in md, m
 
