@@ -12,11 +12,12 @@ With several devices, batches are split over all of them (``config.data_parallel
 
 The config is locked: overriding a key that does not exist is an error. Running
 the same command again resumes from the workdir's checkpoints (see
-:mod:`experiments.train`). A bad config value, missing data or a workdir that
-holds another experiment ends with exit status 2 and a message naming the
-problem and the fix.
+:mod:`experiments.train`). A bad config file, variant, key or value, missing data
+or a workdir that holds another experiment ends with exit status 2 and a
+message naming the problem and the fix.
 """
 import logging as std_logging
+import sys
 
 from absl import app
 from absl import flags
@@ -42,24 +43,30 @@ def _not_orbax_info(record: std_logging.LogRecord) -> bool:
   return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
 
 
+def _fail(message: str) -> None:
+  """Ends with exit status 2 and ``message`` on stderr (no traceback: the input is at fault)."""
+  print(message, file=sys.stderr, flush=True)
+  raise SystemExit(2)
+
+
 def _parse_flags(argv):
-  """absl's parser, with a readable message for a config key that does not exist."""
+  """absl's parser; a bad flag, config key or variant ends with status 2 and a message."""
   try:
     return flags.FLAGS(argv)
-  except flags.Error:
-    raise
+  except flags.Error as e:      # a value of the wrong type; an error in the config file
+    message = str(e)
+    if "Traceback (most recent call last)" in message:   # ml_collections quotes the traceback
+      head, _, tail = message.partition("Traceback (most recent call last)")
+      message = f"{head.strip()} {tail.strip().splitlines()[-1]}"
+    _fail(f"FATAL Flags parsing error: {message}\nPass --helpfull to see help on flags.")
   except (AttributeError, KeyError) as e:
     bad = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
-    raise SystemExit(
-        f"FATAL Flags parsing error: a --config.<key> override names a key the config does not "
-        f"have ({e}); overrides given: {', '.join(bad)}. The keys and their meaning are in "
-        "experiments/configs/common.py (translation configs: experiments/configs/nmt.py).") from None
-
-
-def _fail(message: str) -> None:
-  """Ends with exit status 2 and ``message`` (no traceback: the input is at fault)."""
-  logging.error("%s", message)
-  raise SystemExit(2)
+    key = repr(str(e.args[0] if e.args else e).strip("'\""))
+    _fail(f"FATAL Flags parsing error: a --config.<key> override names a key the config does "
+          f"not have ({key}); overrides given: {', '.join(bad)}. The keys and their meaning are "
+          "in experiments/configs/common.py (translation configs: experiments/configs/nmt.py).")
+  except ValueError as e:       # e.g. an unknown ``:variant`` of the config file
+    _fail(f"FATAL Flags parsing error: {e}")
 
 
 def main(argv):
@@ -69,8 +76,12 @@ def main(argv):
   logging.get_absl_handler().addFilter(_not_orbax_info)
   if _DISTRIBUTED.value:
     dlf_jax.parallel.initialize_distributed()
-  config = _CONFIG.value
-  runner = translate if config.get("task") == "translation" else train
+  try:
+    config = _CONFIG.value
+    runner = translate if config.get("task") == "translation" else train
+  except OSError as e:          # a wrong --config path is reported at first use
+    _fail(f"Could not load --config: {str(e).splitlines()[0]} "
+          f"{' '.join(line.strip() for line in str(e).splitlines()[1:])}")
   try:
     runner.validate_config(config)
   except ValueError as e:         # a bad value: the message names the key and the fix

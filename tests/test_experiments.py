@@ -140,17 +140,24 @@ def test_cli_names_an_unknown_config_key(tmp_path):
          "--config=experiments/configs/quickstart.py:smoke", f"--workdir={tmp_path}",
          "--config.model.foo=1"]
   done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
-  assert done.returncode != 0
-  assert "names a key the config does not have" in done.stderr
+  assert done.returncode == 2
+  assert "names a key the config does not have ('foo')" in done.stderr
   assert "--config.model.foo" in done.stderr and "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("case", ["bad_value", "missing_data", "other_workdir"])
+@pytest.mark.parametrize("case", ["bad_value", "bad_type", "unknown_variant", "no_such_file",
+                                  "missing_data", "other_workdir"])
 def test_cli_input_errors_end_cleanly(case, tmp_path):
   """Bad input ends with status 2 and the message naming it, not a traceback."""
   config, flags, expect = "quickstart.py:smoke", [], None
   if case == "bad_value":
     flags, expect = ["--config.teach.mode=offline"], "Invalid config: config.teach.mode='offline'"
+  elif case == "bad_type":
+    flags, expect = ["--config.student.num_steps=abc"], "--config.student.num_steps=abc"
+  elif case == "unknown_variant":
+    config, expect = "quickstart.py:bogus", "Unknown quickstart variant 'bogus'"
+  elif case == "no_such_file":
+    config, expect = "nope.py", "No such file or directory: 'experiments/configs/nope.py'"
   elif case == "missing_data":
     config = "mnist_mlp.py:smoke"
     flags, expect = [f"--config.data.data_dir={tmp_path / 'nowhere'}"], "nowhere"
@@ -179,7 +186,7 @@ def test_cli_rejects_unknown_key(tmp_path):
        "--config=experiments/configs/quickstart.py:smoke", f"--workdir={tmp_path}",
        "--config.teach.bogus_key=3"],
       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
-  assert proc.returncode != 0
+  assert proc.returncode == 2
   assert "bogus_key" in proc.stderr
   assert not os.path.exists(os.path.join(tmp_path, "results.json"))
 
