@@ -18,6 +18,7 @@ message naming the problem and the fix.
 """
 import logging as std_logging
 import sys
+from typing import NoReturn
 
 from absl import app
 from absl import flags
@@ -43,7 +44,7 @@ def _not_orbax_info(record: std_logging.LogRecord) -> bool:
   return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
   """Ends with exit status 2 and ``message`` on stderr (no traceback: the input is at fault)."""
   print(message, file=sys.stderr, flush=True)
   raise SystemExit(2)
