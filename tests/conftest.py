@@ -17,3 +17,12 @@ def x64():
 def rng():
   """A seeded numpy generator (fresh per test)."""
   return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def fast_compile():
+  """XLA without most optimizations for a module: compiles ~2x faster; for tiny programs."""
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", previous)

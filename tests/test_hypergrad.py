@@ -27,6 +27,8 @@ from dlf_jax import hypergrad, losses, measures, models, unroll
 from dlf_jax import student as student_lib
 from dlf_jax import teacher as teacher_lib
 
+from _numerics import flat, rel_err
+
 C, T, B, B_DEV = 5, 5, 8, 6
 SEGMENT = 2                                   # does not divide T: 2 full segments + 1 step
 LEARNING_RATES = {"sgd": 0.3, "momentum": 0.1, "nesterov": 0.1, "adam": 0.02}
@@ -38,15 +40,12 @@ MAX_REL_ERR = {"autodiff": 0.0, "finite_diff": 0.0, "eqn45": 0.0}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _fast_compile():
-  """XLA without most optimizations: compiles ~2x faster; the programs here are tiny.
+def _fast_compile_and_report(fast_compile):
+  """The programs here are tiny: XLA without most optimizations (``fast_compile``).
 
   Tests that use ``xla_optimized`` run with the default optimizations instead.
   """
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
   yield
-  jax.config.update("jax_disable_most_optimizations", previous)
   print("\nmax relative errors observed:", MAX_REL_ERR)
 
 
@@ -114,16 +113,6 @@ def run(problem, measure=None, **kw):
   measure = measures.ExpectedAccuracy() if measure is None else measure
   fn = hypergrad.make_hypergradient_fn(problem.student, problem.teacher, measure, **kw)
   return fn(problem.theta, problem.state, problem.batches, problem.dev)
-
-
-def flat(tree):
-  return np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in jax.tree.leaves(tree)])
-
-
-def rel_err(got, ref):
-  got, ref = flat(got), flat(ref)
-  assert got.shape == ref.shape
-  return np.linalg.norm(got - ref) / np.linalg.norm(ref)
 
 
 def results(model, opt, parameterisation):

@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 
-import jax
 import pytest
 
 from dlf_jax import bleu
@@ -31,12 +30,7 @@ CONFIGS = {"multi30k_transformer": multi30k_transformer, "multi30k_lstm": multi3
 SIGNATURE = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compile():
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_compile")   # tiny programs
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,8 @@ import pytest
 import dlf_jax
 from dlf_jax import bleu, decoding, hypergrad, losses, measures
 from dlf_jax import teacher as teacher_lib
+
+from _numerics import flat, rel_err
 from dlf_jax.data import translation as tr
 from dlf_jax.models.transformer import LSTMSeq2Seq, Transformer
 
@@ -32,23 +34,7 @@ PAD, UNK, BOS, EOS = 0, 1, 2, 3
 V = 20
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compile():
-  """XLA without most optimizations: compiles ~2x faster; the programs here are tiny."""
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
-
-
-def flat(tree):
-  return np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in jax.tree.leaves(tree)])
-
-
-def rel_err(got, ref):
-  got, ref = flat(got), flat(ref)
-  assert got.shape == ref.shape
-  return np.linalg.norm(got - ref) / np.linalg.norm(ref)
+pytestmark = pytest.mark.usefixtures("fast_compile")   # tiny programs
 
 
 def to_f64(tree, dtype=jnp.float64):
