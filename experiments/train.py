@@ -620,7 +620,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
 
   Raises:
     ValueError: an invalid config value (naming the key), or a workdir that
-      holds a different experiment.
+      holds a different experiment (:class:`WorkdirConfigError`, a ValueError
+      naming every differing key).
     FileNotFoundError: the dataset is not available (the library's message).
   """
   validate_config(config)

@@ -297,7 +297,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     The ``results.json`` content.
 
   Raises:
-    ValueError: an invalid config value or a workdir of another experiment.
+    ValueError: an invalid config value; a workdir of another experiment
+      (:class:`experiments.train.WorkdirConfigError`).
     FileNotFoundError: the corpus is missing.
   """
   validate_config(config)
