@@ -7,7 +7,7 @@ Public API:
 * :class:`Student`, :func:`make_optimizer` -- the student contract;
 * :class:`Teacher`, :class:`AttentionTeacher`, :class:`MLPTeacher` -- mu_theta;
 * :class:`LossParams`, :func:`parametric_loss`, :class:`BaselineLoss` -- Eqn. (2) and baselines;
-* :class:`ExpectedAccuracy`, :class:`SigmoidSmoothedError` -- smoothed dev measures;
+* :class:`ExpectedAccuracy`, :class:`SigmoidSmoothedError`, :class:`CrossEntropy` -- dev measures;
 * :func:`hypergradient`, :func:`make_hypergradient_fn` -- Eqns. (3)-(5);
 * :mod:`dlf_jax.parallel` -- data parallelism over devices (``jax.sharding``);
 * :mod:`dlf_jax.decoding` -- greedy / beam search / sampling for seq2seq students;
@@ -17,7 +17,7 @@ Public API:
 from dlf_jax import bleu, data, decoding, models, parallel
 from dlf_jax.hypergrad import HypergradResult, hypergradient, make_hypergradient_fn
 from dlf_jax.losses import BaselineLoss, LossParams, parametric_loss
-from dlf_jax.measures import ExpectedAccuracy, SigmoidSmoothedError
+from dlf_jax.measures import CrossEntropy, ExpectedAccuracy, SigmoidSmoothedError
 from dlf_jax.student import Student, StudentState, make_optimizer
 from dlf_jax.teach import TeachResult, TeachState, TrainResult, teach, train_student
 from dlf_jax.teacher import AttentionTeacher, MLPTeacher, Teacher
@@ -29,7 +29,7 @@ __all__ = [
     "Student", "StudentState", "make_optimizer",
     "Teacher", "AttentionTeacher", "MLPTeacher",
     "LossParams", "parametric_loss", "BaselineLoss",
-    "ExpectedAccuracy", "SigmoidSmoothedError",
+    "ExpectedAccuracy", "SigmoidSmoothedError", "CrossEntropy",
     "hypergradient", "make_hypergradient_fn", "HypergradResult",
     "data", "models", "parallel", "decoding", "bleu",
 ]

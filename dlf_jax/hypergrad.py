@@ -57,8 +57,8 @@ from flax import struct
 
 from dlf_jax import measures
 from dlf_jax.student import Student, StudentState
-from dlf_jax.unroll import (StepMetrics, apply_step, check_unroll_batches, dev_measure,
-                            inner_step)
+from dlf_jax.unroll import (StepMetrics, apply_step, check_finite_inputs, check_unroll_batches,
+                            dev_measure, inner_step)
 
 __all__ = ["METHODS", "MEMORY_POLICIES", "HypergradResult", "hypergradient",
            "make_hypergradient_fn", "default_segment_length", "resolve_method"]
@@ -193,6 +193,13 @@ def _slice_steps(batches, start, length):
                                 batches)
 
 
+def _join_segments(tree):
+  """``[n, k, ...] -> [n * k, ...]`` for every leaf (an explicit size: a leaf may be
+  empty, e.g. the state features of a teacher with ``features=()``)."""
+  return jax.tree_util.tree_map(lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:]),
+                                tree)
+
+
 def _concat_steps(a, b):
   return jax.tree_util.tree_map(lambda x, y: jnp.concatenate([x, y]), a, b)
 
@@ -221,13 +228,16 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
 
   Raises:
     ValueError: unknown method/memory, ``T <= 0``, ``segment_length < 1``,
-      ``eqn45`` with a stateful optimizer, class-count mismatch.
+      ``eqn45`` with a stateful optimizer, class-count mismatch, NaN/inf in
+      concrete (not traced) ``batches`` / ``dev_batches``.
 
   References:
     Wu et al. 2018, Eqns. (3)-(5) and Algorithm 1; Maclaurin, Duvenaud, Adams,
     "Gradient-based Hyperparameter Optimization through Reversible Learning", 2015.
   """
   num_steps = check_unroll_batches(batches)
+  check_finite_inputs(batches, "batches")          # concrete inputs only: skipped under jit
+  check_finite_inputs(dev_batches, "dev_batches")
   if memory not in MEMORY_POLICIES:
     raise ValueError(f"Unknown memory policy {memory!r}; choose one of {MEMORY_POLICIES}.")
   if teacher.num_classes is not None and teacher.num_classes != student.num_classes:
@@ -278,8 +288,7 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
       return new, (s, feats, metrics)
 
     mid, (seg_starts, feats, metrics) = jax.lax.scan(seg_fwd, state, jnp.arange(n_full))
-    flatten = lambda t: jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), t)
-    feats, metrics = flatten(feats), flatten(metrics)
+    feats, metrics = _join_segments(feats), _join_segments(metrics)
     final = mid
     if rem:
       tail = _slice_steps(batches, n_full * k, rem)
@@ -303,7 +312,7 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
     dz0, dphis = jax.lax.scan(
         lambda d, xs: rev_recompute(d, xs[0], _slice_steps(batches, xs[1] * k, k)),
         dz, (seg_starts, jnp.arange(n_full)), reverse=True)
-    dphis = jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), dphis)
+    dphis = _join_segments(dphis)
     if dphis_tail is not None:
       dphis = _concat_steps(dphis, dphis_tail)
 

@@ -12,14 +12,31 @@ b)``). With ``W = I`` and ``b = 0`` this is ``sigmoid(CE)``. Column ``y`` of
 is the likelihood term, ``W[i, y] > 0`` smooths toward class ``i`` and
 ``W[i, y] < 0`` pushes away from it.
 
-``W`` comes in three parameterisations (:class:`LossParams`):
+``W`` comes in four parameterisations (:class:`LossParams`):
 
 * ``full``: a dense ``[C, C]`` matrix;
 * ``diagonal``: ``W = diag(w)``, ``w`` of shape ``[C]``;
 * ``low_rank``: ``W = diag(w) + U V^T`` with ``U, V`` of shape ``[C, r]``;
   the score ``log(p)^T W e_y = w_y log p_y + (log(p)^T U) . V[y]`` is computed
   without forming ``W`` (memory ``O(C r)``), which is what a vocabulary-sized
-  ``C`` (translation) needs.
+  ``C`` (translation) needs;
+* ``soft_target`` (ours, not the paper's): every column of ``W`` on the simplex,
+  ``W[:, y] = (1 - eps_y) e_y + eps_y q_y`` with ``eps_y`` in ``[0, 1)`` and a
+  target distribution ``q_y`` (uniform, one distribution ``q`` shared by every
+  class -- ``O(C)``, for vocabularies -- or one per class, ``[C, C]``). ``W``
+  never has a negative entry, so the student cannot lower the loss by pushing a
+  wrong class to ``p -> 0``.
+
+The **link** wraps the score: ``sigmoid`` (the paper's Eqn. 2, above) or
+``identity``, ``L = -log(p)^T W e_y + b_y``. With the identity link, ``W = I``
+is exactly cross-entropy, a ``soft_target`` ``W`` with uniform ``q`` is exactly
+label smoothing with ``eps`` (Szegedy et al., 2016), and a class-conditional
+``q_y`` is a class-conditional soft target (cf. Online Label Smoothing, Zhang et
+al., 2021). With the sigmoid link, ``W = I`` is ``sigmoid(CE)``, whose logit
+gradient is cross-entropy's times ``sigmoid'(CE) <= 1/4``: at initialisation
+(``CE ~ log C``) that is ``~0.08`` for 10 classes, a 12x smaller step, and
+``~e^-CE`` on hard examples, which are starved. A student trained on it from
+scratch needs a warm start or a larger learning rate.
 
 Baselines: cross-entropy, label smoothing (Szegedy et al., 2016) and
 Large-Margin Softmax (Liu et al., ICML 2016).
@@ -34,35 +51,50 @@ from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 __all__ = [
-    "PARAMETERISATIONS", "LossParams", "identity_loss_params", "bilinear_score",
+    "PARAMETERISATIONS", "LINKS", "TARGETS", "ANCHORS", "LossParams", "identity_loss_params",
+    "soft_target_params", "anchor_loss_params", "bilinear_score",
     "parametric_loss", "dense_w", "cross_entropy", "label_smoothing",
     "large_margin_softmax", "large_margin_logits", "masked_mean",
     "check_labels", "BASELINES", "BaselineLoss", "phi_statistics",
 ]
 
-PARAMETERISATIONS = ("full", "diagonal", "low_rank")
+PARAMETERISATIONS = ("full", "diagonal", "low_rank", "soft_target")
+LINKS = ("sigmoid", "identity")
+# Structure of the soft targets q_y of ``soft_target``: uniform (label smoothing),
+# one learned distribution shared by all classes ([C]), one per class ([C, C]).
+TARGETS = ("uniform", "shared", "class")
+# The loss a teacher starts from (see :func:`anchor_loss_params`).
+ANCHORS = ("cross_entropy", "label_smoothing")
 
 
 @struct.dataclass
 class LossParams:
-  """phi = {W, b} of Eqn. (2), in one of three parameterisations.
+  """phi = {W, b} of Eqn. (2), in one of four parameterisations, and the link.
 
   Attributes:
     w: ``full``: float ``[C, C]`` (column ``y`` used for label ``y``);
-      ``diagonal`` / ``low_rank``: the diagonal, float ``[C]``.
+      ``diagonal`` / ``low_rank``: the diagonal, float ``[C]``;
+      ``soft_target``: the smoothing weights ``eps``, float ``[C]`` in ``[0, 1)``.
     b: bias, float ``[]`` (scalar) or ``[C]`` (per class, ``b_y`` used).
     u: ``low_rank`` only: float ``[C, r]``; ``None`` otherwise.
     v: ``low_rank`` only: float ``[C, r]``; ``None`` otherwise.
+    q: ``soft_target`` only: the target distributions, ``None`` (uniform),
+      float ``[C]`` (one distribution for every class) or ``[C, C]`` (column
+      ``y`` is ``q_y``); non-negative, summing to 1 (over axis 0).
     parameterisation: one of :data:`PARAMETERISATIONS` (static).
+    link: one of :data:`LINKS` (static): ``sigmoid`` (Eqn. 2) or ``identity``.
   """
   w: jax.Array
   b: jax.Array
   u: Optional[jax.Array] = None
   v: Optional[jax.Array] = None
+  q: Optional[jax.Array] = None
   parameterisation: str = struct.field(pytree_node=False, default="full")
+  link: str = struct.field(pytree_node=False, default="sigmoid")
 
   @property
   def num_classes(self) -> int:
@@ -76,36 +108,128 @@ def _check_parameterisation(parameterisation: str) -> None:
         f"{PARAMETERISATIONS}.")
 
 
+def _check_link(link: str) -> None:
+  if link not in LINKS:
+    raise ValueError(f"Unknown link {link!r}; choose one of {LINKS} ('sigmoid' is the "
+                     "paper's Eqn. 2, 'identity' makes W = I exactly cross-entropy).")
+
+
+def _check_eps(eps, name: str = "eps") -> None:
+  """Raises if a concrete ``eps`` has an entry outside ``[0, 1)`` (traced values pass)."""
+  try:
+    values = np.asarray(eps, np.float64)
+  except (TypeError, jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    return
+  if values.size and not ((values >= 0) & (values < 1)).all():
+    bad = values[~((values >= 0) & (values < 1))].ravel()[0]
+    raise ValueError(f"{name} must be in [0, 1) (0 = cross-entropy, 1 would drop the "
+                     f"label); got {bad}.")
+
+
 def identity_loss_params(num_classes: int, parameterisation: str = "full",
                          rank: int = 0, per_class_bias: bool = True,
-                         dtype=jnp.float32) -> LossParams:
-  """phi with ``W = I`` and ``b = 0``, for which Eqn. (2) is ``sigmoid(CE)``.
+                         dtype=jnp.float32, link: str = "sigmoid") -> LossParams:
+  """phi with ``W = I`` and ``b = 0``: ``sigmoid(CE)`` (sigmoid link) or CE (identity).
 
   Args:
     num_classes: ``C``.
-    parameterisation: ``full`` | ``diagonal`` | ``low_rank``.
+    parameterisation: one of :data:`PARAMETERISATIONS` (``soft_target``: ``eps = 0``).
     rank: ``r`` of the low-rank part (``low_rank`` only; ``U = V = 0``).
     per_class_bias: bias of shape ``[C]`` if True, else a scalar.
     dtype: floating dtype.
+    link: one of :data:`LINKS`.
 
   Raises:
-    ValueError: unknown parameterisation.
+    ValueError: unknown parameterisation or link.
   """
   _check_parameterisation(parameterisation)
+  _check_link(link)
   b = jnp.zeros((num_classes,) if per_class_bias else (), dtype)
   if parameterisation == "full":
-    return LossParams(jnp.eye(num_classes, dtype=dtype), b, parameterisation="full")
+    return LossParams(jnp.eye(num_classes, dtype=dtype), b, parameterisation="full", link=link)
+  if parameterisation == "soft_target":
+    return LossParams(jnp.zeros((num_classes,), dtype), b, parameterisation="soft_target",
+                      link=link)
   w = jnp.ones((num_classes,), dtype)
   if parameterisation == "diagonal":
-    return LossParams(w, b, parameterisation="diagonal")
+    return LossParams(w, b, parameterisation="diagonal", link=link)
   z = jnp.zeros((num_classes, rank), dtype)
-  return LossParams(w, b, z, z, parameterisation="low_rank")
+  return LossParams(w, b, z, z, parameterisation="low_rank", link=link)
+
+
+def soft_target_params(eps, q=None, b=None, *, link: str = "identity") -> LossParams:
+  """A ``soft_target`` phi: ``W[:, y] = (1 - eps_y) e_y + eps_y q_y``.
+
+  Args:
+    eps: float ``[C]`` in ``[0, 1)`` (checked when concrete).
+    q: ``None`` (uniform: label smoothing), float ``[C]`` (shared) or ``[C, C]``
+      (column ``y`` is ``q_y``); each distribution non-negative, summing to 1.
+    b: bias ``[]`` or ``[C]`` (default: zeros ``[C]``).
+    link: one of :data:`LINKS` (default ``identity``: the cross-entropy family).
+
+  Raises:
+    ValueError: ``eps`` outside ``[0, 1)``, ``q`` of the wrong shape, unknown link.
+  """
+  _check_link(link)
+  _check_eps(eps)
+  eps = jnp.asarray(eps)
+  c = eps.shape[-1] if eps.ndim else None
+  if eps.ndim != 1:
+    raise ValueError(f"eps must be a [C] vector, got shape {tuple(eps.shape)}.")
+  if q is not None:
+    q = jnp.asarray(q, eps.dtype)
+    if q.shape not in ((c,), (c, c)):
+      raise ValueError(f"q must be None, [C] or [C, C] with C={c}; got shape {tuple(q.shape)}.")
+  b = jnp.zeros((c,), eps.dtype) if b is None else jnp.asarray(b, eps.dtype)
+  return LossParams(eps, b, q=q, parameterisation="soft_target", link=link)
+
+
+def anchor_loss_params(num_classes: int, anchor: str = "cross_entropy",
+                       smoothing: float = 0.1, parameterisation: str = "soft_target",
+                       link: str = "identity", dtype=jnp.float32) -> LossParams:
+  """The loss a teacher starts from (its *anchor*), as :class:`LossParams`.
+
+  ``cross_entropy``: ``W = I`` (CE with the identity link). ``label_smoothing``:
+  ``W = (1 - eps) I + eps / C 1 1^T`` (label smoothing with ``eps`` under the
+  identity link); representable by ``soft_target`` (uniform ``q``) and ``full``.
+
+  Raises:
+    ValueError: unknown anchor, ``smoothing`` outside ``[0, 1)``, or label
+      smoothing with a ``diagonal`` / ``low_rank`` W (it needs off-diagonal mass).
+  """
+  if anchor not in ANCHORS:
+    raise ValueError(f"Unknown anchor {anchor!r}; choose one of {ANCHORS}.")
+  _check_eps(smoothing, "the anchor's smoothing")
+  phi = identity_loss_params(num_classes, parameterisation, rank=0, dtype=dtype, link=link)
+  if anchor == "cross_entropy" or smoothing == 0:
+    return phi
+  if parameterisation == "soft_target":
+    return phi.replace(w=jnp.full((num_classes,), smoothing, dtype))
+  if parameterisation == "full":
+    return phi.replace(w=(1 - smoothing) * jnp.eye(num_classes, dtype=dtype)
+                       + smoothing / num_classes)
+  raise ValueError(f"A {parameterisation!r} W cannot represent label smoothing (it has no "
+                   "off-diagonal mass): use parameterisation='soft_target' or 'full'.")
+
+
+def _soft_target_columns(phi: LossParams, labels: jax.Array) -> jax.Array:
+  """``q_y`` for every label: ``[..., C]`` (``soft_target`` with a per-class ``q``)."""
+  return jnp.take(phi.q.T, labels, axis=0)
 
 
 def dense_w(phi: LossParams) -> jax.Array:
   """The dense ``[C, C]`` matrix ``W`` that ``phi`` represents (for tests/plots)."""
   if phi.parameterisation == "full":
     return phi.w
+  if phi.parameterisation == "soft_target":
+    c = phi.num_classes
+    if phi.q is None:
+      q = jnp.full((c, c), 1.0 / c, phi.w.dtype)
+    elif phi.q.ndim == 1:
+      q = jnp.broadcast_to(phi.q[:, None], (c, c))
+    else:
+      q = phi.q
+    return jnp.diag(1 - phi.w) + q * phi.w[None, :]
   w = jnp.diag(phi.w)
   if phi.parameterisation == "low_rank":
     w = w + phi.u @ phi.v.T
@@ -130,6 +254,23 @@ def check_labels(logits: jax.Array, labels: jax.Array,
   if mask is not None and mask.shape != labels.shape:
     raise ValueError(
         f"mask shape {tuple(mask.shape)} must equal labels shape {tuple(labels.shape)}.")
+
+
+def _check_shapes(phi: LossParams, c: int) -> None:
+  """Trace-time shape checks of ``phi``'s other fields against ``C`` (names field and fix)."""
+  if phi.b.shape not in ((), (c,)):
+    raise ValueError(f"The bias b must be a scalar or [C] = [{c}], got shape "
+                     f"{tuple(phi.b.shape)}.")
+  if phi.parameterisation == "low_rank":
+    if phi.u is None or phi.v is None:
+      raise ValueError("A low_rank W needs both factors u and v of shape [C, r].")
+    if phi.u.ndim != 2 or phi.u.shape[0] != c or phi.v.shape != phi.u.shape:
+      raise ValueError(f"The low-rank factors u and v must both be [C, r] with C={c}; got u "
+                       f"{tuple(phi.u.shape)} and v {tuple(phi.v.shape)}.")
+  if phi.parameterisation == "soft_target" and phi.q is not None and phi.q.shape not in (
+      (c,), (c, c)):
+    raise ValueError(f"The soft targets q must be None, [C] or [C, C] with C={c}; got shape "
+                     f"{tuple(phi.q.shape)}.")
 
 
 def masked_mean(values: jax.Array, mask: Optional[jax.Array] = None) -> jax.Array:
@@ -164,11 +305,22 @@ def bilinear_score(phi: LossParams, log_probs: jax.Array, labels: jax.Array) -> 
     raise ValueError(
         f"The loss has C={phi.num_classes} classes (W of shape {tuple(phi.w.shape)}) "
         f"but the student outputs C={c}; build the teacher with num_classes={c}.")
+  _check_shapes(phi, c)
   if phi.parameterisation == "full":
     # Column y of W, as rows of W^T: [..., C].
     cols = jnp.take(phi.w.T, labels, axis=0)
     return jnp.sum(log_probs * cols, axis=-1)
   log_py = jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+  if phi.parameterisation == "soft_target":
+    # (1 - eps_y) log p_y + eps_y q_y^T log p, never forming W.
+    if phi.q is None:
+      soft = jnp.mean(log_probs, axis=-1)
+    elif phi.q.ndim == 1:
+      soft = log_probs @ phi.q
+    else:
+      soft = jnp.sum(log_probs * _soft_target_columns(phi, labels), axis=-1)
+    eps = jnp.take(phi.w, labels)
+    return (1 - eps) * log_py + eps * soft
   score = jnp.take(phi.w, labels) * log_py
   if phi.parameterisation == "low_rank":
     score = score + jnp.sum((log_probs @ phi.u) * jnp.take(phi.v, labels, axis=0), axis=-1)
@@ -177,7 +329,11 @@ def bilinear_score(phi: LossParams, log_probs: jax.Array, labels: jax.Array) -> 
 
 def parametric_loss(phi: LossParams, logits: jax.Array, labels: jax.Array,
                     mask: Optional[jax.Array] = None) -> jax.Array:
-  """Eqn. (2): masked mean of ``sigmoid(-log(p)^T W e_y + b_y)``.
+  """Eqn. (2): masked mean of ``link(-log(p)^T W e_y + b_y)``.
+
+  ``link = sigmoid`` is the paper's Eqn. (2); ``identity`` gives the
+  cross-entropy family (``W = I``: CE; ``soft_target`` with uniform ``q``:
+  label smoothing).
 
   Args:
     phi: :class:`LossParams` (W and b).
@@ -195,10 +351,12 @@ def parametric_loss(phi: LossParams, logits: jax.Array, labels: jax.Array,
     Wu et al., "Learning to Teach with Dynamic Loss Functions", NeurIPS 2018, Eqn. (2).
   """
   check_labels(logits, labels, mask)
+  _check_link(phi.link)
   log_probs = jax.nn.log_softmax(logits, axis=-1)
   score = bilinear_score(phi, log_probs, labels)
   b = phi.b if phi.b.ndim == 0 else jnp.take(phi.b, labels)
-  return masked_mean(jax.nn.sigmoid(-score + b), mask)
+  value = -score + b
+  return masked_mean(jax.nn.sigmoid(value) if phi.link == "sigmoid" else value, mask)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array,
@@ -393,6 +551,17 @@ def phi_statistics(phi: Any, max_dense: int = 1024) -> dict:
     diag = jnp.diag(phi.w)
   elif phi.parameterisation == "diagonal":
     diag = phi.w
+  elif phi.parameterisation == "soft_target":
+    out["eps_mean"] = jnp.mean(phi.w)
+    if phi.q is None:
+      q_yy = jnp.full_like(phi.w, 1.0 / c)
+    else:
+      q_yy = phi.q if phi.q.ndim == 1 else jnp.diag(phi.q)
+    diag = 1 - phi.w + phi.w * q_yy
+    # Every column sums to 1: the mean off-diagonal entry follows from the diagonal.
+    out["w_diag_mean"] = jnp.mean(diag)
+    out["w_offdiag_mean"] = (c - jnp.sum(diag)) / max(c * (c - 1), 1)
+    return out
   else:
     diag = phi.w + jnp.sum(phi.u * phi.v, axis=-1)
   out["w_diag_mean"] = jnp.mean(diag)

@@ -3,7 +3,11 @@
 For a measure ``M(y', y)`` the smoothed measure is
 ``M~(f_w(x), y) = sum_{y'} M(y', y) p_w(y'|x)``. With 0-1 accuracy this is the
 expected accuracy ``p_w(y|x)`` (:class:`ExpectedAccuracy`). The authors' demo
-minimises a sigmoid-smoothed error instead (:class:`SigmoidSmoothedError`).
+minimises a sigmoid-smoothed error instead (:class:`SigmoidSmoothedError`). The
+dev cross-entropy (:class:`CrossEntropy`, minimised; ours, not the paper's) is a
+proper scoring rule: unlike expected accuracy, which is largest for a student
+that puts all its mass on one class and so rewards over-confidence, it rewards
+calibrated probabilities, and it keeps a gradient on every example.
 
 A :class:`Measure` is evaluated batch by batch: ``batch_sums`` returns the sum
 of per-example values and the number of (unmasked) examples, so a dev set in
@@ -23,7 +27,7 @@ from flax import struct
 from dlf_jax import losses
 
 __all__ = ["expected_accuracy", "sigmoid_smoothed_error", "accuracy", "Measure",
-           "ExpectedAccuracy", "SigmoidSmoothedError"]
+           "ExpectedAccuracy", "SigmoidSmoothedError", "CrossEntropy"]
 
 
 def _p_target(logits, labels):
@@ -129,3 +133,13 @@ class SigmoidSmoothedError(_ClassificationMeasure):
   def per_example(self, logits, labels):
     p, p_y = _p_target(logits, labels)
     return 2.0 * jax.nn.sigmoid(self.k * (jnp.max(p, -1) - p_y)) - 1.0
+
+
+@struct.dataclass
+class CrossEntropy(_ClassificationMeasure):
+  """``M~ = E[-log p_w(y|x)]`` in nats (minimised): the dev cross-entropy."""
+  maximize: bool = struct.field(pytree_node=False, default=False)
+
+  def per_example(self, logits, labels):
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.take_along_axis(log_p, labels[..., None], axis=-1)[..., 0]

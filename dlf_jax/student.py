@@ -83,10 +83,14 @@ def make_optimizer(name: str, learning_rate, *, momentum: float = 0.9,
       derivative at zero when differentiating through the update.
 
   Raises:
-    ValueError: unknown name, or Adam with ``eps_root <= 0``.
+    ValueError: unknown name, a constant learning rate <= 0, or Adam with
+      ``eps_root <= 0``.
   """
   if name not in OPTIMIZERS:
     raise ValueError(f"Unknown student optimizer {name!r}; choose one of {OPTIMIZERS}.")
+  if not callable(learning_rate) and not float(learning_rate) > 0:
+    raise ValueError(f"The student learning rate must be > 0, got {learning_rate} (a "
+                     "negative rate ascends the loss, zero never moves the student).")
   if name == "sgd":
     tx = optax.sgd(learning_rate)
   elif name == "momentum":

@@ -2,9 +2,18 @@
 
 ``teach`` repeats: take a student (fresh, optionally pre-trained with
 cross-entropy for ``pretrain_steps``, as the authors' demo does); unroll ``T``
-inner steps; compute the hypergradient (Eqns. 3-5, :mod:`dlf_jax.hypergrad`);
-take one outer step of the teacher with an optax optimizer (ascent on the
-smoothed dev measure M~, or descent if the measure is an error).
+inner steps; compute the hypergradient; take one outer step of the teacher with
+an optax optimizer (ascent on the smoothed dev measure M~, or descent if the
+measure is an error). Three hypergradient estimators (``estimator=``):
+
+* ``reverse`` (default): the reverse scan of Eqns. (3)-(5),
+  :mod:`dlf_jax.hypergrad` (memory grows with ``T``);
+* ``forward``: forward-mode, :mod:`dlf_jax.forward_hypergrad` -- the same
+  number, memory flat in ``T`` (the segment is streamed from the host in
+  chunks of ``chunk_steps``), cost ~``P`` x the unroll: for small teachers and
+  long (full-run) horizons;
+* ``es``: evolution strategies, :mod:`dlf_jax.evolution` -- forward runs of
+  perturbed teachers only, a noisy estimate.
 
 Two schedules, one loop: an *episode* is one student; it is cut into
 ``segments_per_episode`` consecutive segments of ``T`` steps and the teacher is
@@ -32,13 +41,17 @@ import optax
 from flax import struct
 from jax.sharding import Mesh
 
-from dlf_jax import hypergrad, losses, measures, parallel, unroll as unroll_lib
+from dlf_jax import forward_hypergrad, hypergrad, losses, measures, parallel
+from dlf_jax import unroll as unroll_lib
 from dlf_jax.data.batching import SegmentSampler, make_eval_batches
 from dlf_jax.student import Student, StudentState
 
-__all__ = ["TeachState", "TeachResult", "TrainResult", "teach", "train_student", "MODES"]
+__all__ = ["TeachState", "TeachResult", "TrainResult", "teach", "train_student", "MODES",
+           "ESTIMATORS"]
 
 MODES = ("episodes", "online")
+ESTIMATORS = ("reverse", "forward", "es")
+DEFAULT_MAX_CHUNK_STEPS = 200
 
 
 @struct.dataclass
@@ -138,6 +151,26 @@ _hypergradient_fn = functools.lru_cache(maxsize=32)(
     hypergrad.make_hypergradient_fn(student, teacher, measure, method=method, memory=memory,
                                     segment_length=segment_length))
 
+_forward_fns = functools.lru_cache(maxsize=32)(forward_hypergrad.make_forward_fns)
+
+
+def _forward_segment(fns, theta, student_state, sampler, start: int, num_steps: int,
+                     chunk_steps: int, dev_batches, mesh) -> hypergrad.HypergradResult:
+  """Forward-mode hypergradient of ``num_steps`` steps, batches streamed in chunks."""
+  init, chunk, readout = fns
+  carry = init(theta, student_state)
+  parts = []
+  for done in range(0, num_steps, chunk_steps):
+    n = min(chunk_steps, num_steps - done)
+    carry, m = chunk(theta, carry,
+                     parallel.shard_batches(sampler.segment(start + done, n), mesh))
+    unroll_lib.check_finite(m, start + done)
+    parts.append(m)
+  value, dtheta = readout(theta, carry, dev_batches)
+  metrics = jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *parts)
+  return hypergrad.HypergradResult(dtheta=dtheta, dparams0=None, value=value,
+                                   final_state=carry.state, metrics=metrics)
+
 
 def teach(student: Student, teacher: Any, train, dev, *,
           measure: Optional[measures.Measure] = None,
@@ -149,8 +182,10 @@ def teach(student: Student, teacher: Any, train, dev, *,
           memory: str = "store_all", segment_length: Optional[int] = None, seed: int = 0,
           init_state: Optional[TeachState] = None,
           callback: Optional[Callable[[TeachState, dict], None]] = None,
-          progress: bool = True, mesh: Optional[Mesh] = None) -> TeachResult:
-  """Algorithm 1: learn the teacher ``theta`` by reverse-mode unrolling.
+          progress: bool = True, mesh: Optional[Mesh] = None, estimator: str = "reverse",
+          chunk_steps: Optional[int] = None, forward_max_params: int = 256,
+          es_population: int = 8, es_sigma: float = 0.01) -> TeachResult:
+  """Algorithm 1: learn the teacher ``theta`` by unrolling the student.
 
   Args:
     student: the :class:`~dlf_jax.student.Student` (model + optimizer).
@@ -174,7 +209,8 @@ def teach(student: Student, teacher: Any, train, dev, *,
     dev_batch_size: batch size of the dev pass.
     dev_sample_size: if set, each outer step uses a fresh random sample of this
       many dev examples for ``dw_T``; else the whole dev set.
-    method, memory, segment_length: see :func:`dlf_jax.hypergrad.hypergradient`.
+    method, memory, segment_length: see :func:`dlf_jax.hypergrad.hypergradient`
+      (``estimator='reverse'`` only).
     seed: seeds students, batches and dev samples.
     init_state: a :class:`TeachState` to resume from (else fresh theta).
     callback: ``callback(state, record)`` after every outer step.
@@ -183,17 +219,29 @@ def teach(student: Student, teacher: Any, train, dev, *,
       split over the mesh's devices, theta and the student replicated; same
       numbers as one device. ``batch_size`` and ``dev_batch_size`` must be
       multiples of the device count.
+    estimator: how the hypergradient of each segment is computed, one of
+      :data:`ESTIMATORS`: ``reverse`` (:func:`dlf_jax.hypergrad.hypergradient`),
+      ``forward`` (:mod:`dlf_jax.forward_hypergrad`: the same number at memory
+      independent of ``T``, cost ~``P`` x the unroll) or ``es`` (evolution
+      strategies, :func:`dlf_jax.evolution.es_gradient`; a noisy estimate).
+    chunk_steps: ``forward``: the segment's batches are drawn from the host and
+      processed in chunks of this many steps (default ``min(T, 200)``), so
+      ``T`` can be a whole training run.
+    forward_max_params: ``forward`` refuses teachers with more parameters.
+    es_population, es_sigma: ``es``: population size and perturbation scale.
 
   Returns:
     :class:`TeachResult` with the learned ``theta`` and a history of dicts
-    (``update, episode, segment, student_step, dev_measure, dev_accuracy,
-    train_loss, train_cross_entropy, hypergrad_norm, w_diag_mean,
-    w_offdiag_mean, b_mean, seconds, warm_start_seconds``; ``seconds`` is the
-    outer step's wall time, the student's warm start at a new episode is
-    ``warm_start_seconds``).
+    (``update, episode, segment, student_step, estimator, dev_measure,
+    dev_accuracy, train_loss, train_cross_entropy, hypergrad_norm,
+    w_diag_mean, w_offdiag_mean, b_mean, seconds, warm_start_seconds``;
+    ``seconds`` is the outer step's wall time, the student's warm start at a
+    new episode is ``warm_start_seconds``).
 
   Raises:
-    ValueError: bad mode, ``T <= 0``, sizes, or class-count mismatch.
+    ValueError: bad mode or estimator, ``T <= 0``, sizes, class-count
+      mismatch, ``chunk_steps < 1``, or (``forward``) a teacher with more than
+      ``forward_max_params`` parameters.
     FloatingPointError: NaN/inf in the unroll (names the step) or hypergradient.
 
   References:
@@ -201,6 +249,11 @@ def teach(student: Student, teacher: Any, train, dev, *,
   """
   if mode not in MODES:
     raise ValueError(f"Unknown teaching mode {mode!r}; choose one of {MODES}.")
+  if estimator not in ESTIMATORS:
+    raise ValueError(f"Unknown hypergradient estimator {estimator!r}; choose one of "
+                     f"{ESTIMATORS}.")
+  if chunk_steps is not None and chunk_steps < 1:
+    raise ValueError(f"chunk_steps must be >= 1, got {chunk_steps}.")
   if unroll_steps <= 0:
     raise ValueError(f"unroll_steps (T) must be >= 1, got {unroll_steps}.")
   if num_episodes <= 0 or pretrain_steps < 0:
@@ -231,6 +284,10 @@ def teach(student: Student, teacher: Any, train, dev, *,
                              opt_state=parallel.replicate(init_state.opt_state, mesh),
                              student=parallel.replicate(init_state.student, mesh))
   total_updates = num_episodes * segments_per_episode
+  if estimator == "forward":
+    forward_hypergrad.check_num_params(state.theta, forward_max_params)
+    chunk = min(unroll_steps, DEFAULT_MAX_CHUNK_STEPS) if chunk_steps is None else chunk_steps
+    forward_fns = _forward_fns(student, teacher, measure)
 
   hyper_fn = _hypergradient_fn(student, teacher, measure, method, memory, segment_length)
   eval_fn = _eval_fn(student)
@@ -264,7 +321,8 @@ def teach(student: Student, teacher: Any, train, dev, *,
       warm_start_seconds = time.time() - t0   # reported apart from the outer step's time
       t0 = time.time()
     start = int(student_state.step)
-    batches = parallel.shard_batches(sampler.segment(start, unroll_steps), mesh)
+    if estimator != "forward":            # forward draws its batches chunk by chunk
+      batches = parallel.shard_batches(sampler.segment(start, unroll_steps), mesh)
     if dev_sample_size is None:
       dev_batches = full_dev_host
     else:
@@ -275,7 +333,17 @@ def teach(student: Student, teacher: Any, train, dev, *,
                                jax.random.fold_in(rng, 2_000_000 + state.update))
     dev_batches = (full_dev if prepared is full_dev_host
                    else parallel.shard_batches(prepared, mesh))
-    res = hyper_fn(state.theta, student_state, batches, dev_batches)
+    if estimator == "reverse":
+      res = hyper_fn(state.theta, student_state, batches, dev_batches)
+    elif estimator == "forward":
+      res = _forward_segment(forward_fns, state.theta, student_state, sampler, start,
+                             unroll_steps, chunk, dev_batches, mesh)
+    else:
+      from dlf_jax import evolution       # imported here: optional for the other estimators
+      res = evolution.es_gradient(student, teacher, measure, state.theta, student_state,
+                                  batches, dev_batches,
+                                  jax.random.fold_in(rng, 3_000_000 + state.update),
+                                  population=es_population, sigma=es_sigma)
     unroll_lib.check_finite(res.metrics, start)
     hnorm = float(optax.tree.norm(res.dtheta))
     if not np.isfinite(hnorm):
@@ -289,7 +357,7 @@ def teach(student: Student, teacher: Any, train, dev, *,
         dev_acc=jnp.asarray(dev_eval["accuracy"], final.stats.dev_acc.dtype)))
     record = {
         "update": state.update, "episode": episode, "segment": segment,
-        "student_step": int(final.step), "dev_measure": float(res.value),
+        "student_step": int(final.step), "estimator": estimator, "dev_measure": float(res.value),
         "dev_accuracy": dev_eval["accuracy"],
         "train_loss": float(jnp.mean(res.metrics.loss)),
         "train_cross_entropy": float(jnp.mean(res.metrics.cross_entropy)),

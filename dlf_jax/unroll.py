@@ -30,7 +30,7 @@ from dlf_jax import losses, measures, teacher as teacher_lib
 from dlf_jax.student import Student, StudentState
 
 __all__ = ["StepMetrics", "apply_step", "inner_step", "unroll", "dev_measure",
-           "evaluate", "check_finite", "check_unroll_batches"]
+           "evaluate", "check_finite", "check_unroll_batches", "check_finite_inputs"]
 
 
 @struct.dataclass
@@ -113,6 +113,30 @@ def check_unroll_batches(batches) -> int:
   if t <= 0:
     raise ValueError(f"The number of unrolled steps T must be >= 1, got T={t}.")
   return t
+
+
+def check_finite_inputs(tree, name: str) -> None:
+  """Raises if a concrete float leaf of ``tree`` holds NaN/inf; skips traced leaves (jit).
+
+  Args:
+    tree: a pytree of arrays (e.g. the ``[T, B, ...]`` training batches).
+    name: how the caller calls ``tree`` (``'batches'``), for the message.
+
+  Raises:
+    ValueError: naming the first bad leaf (e.g. ``batches['x']``) and the fix.
+  """
+  for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    if isinstance(x, jax.core.Tracer) or not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+      continue
+    xp = jnp if isinstance(x, jax.Array) else np            # device arrays stay on device
+    with jax.ensure_compile_time_eval():      # a concrete array closed over by a jit trace
+      if bool(xp.all(xp.isfinite(x))):
+        continue
+      bad = int(np.size(x)) - int(xp.sum(xp.isfinite(x)))
+    raise ValueError(
+        f"{name}{jax.tree_util.keystr(path)} holds {bad} NaN/inf value(s) of "
+        f"{int(np.size(x))}: the result would be NaN. Remove or impute them (e.g. "
+        "np.nan_to_num) before the call.")
 
 
 def unroll(student: Student, teacher: Any, theta: Any, state: StudentState, batches,

@@ -12,9 +12,10 @@ With several devices, batches are split over all of them (``config.data_parallel
 
 The config is locked: overriding a key that does not exist is an error. Running
 the same command again resumes from the workdir's checkpoints (see
-:mod:`experiments.train`). A bad config file, variant, key or value, missing data
-or a workdir that holds another experiment ends with exit status 2 and a
-message naming the problem and the fix.
+:mod:`experiments.train`). A bad config file, variant, key or value, missing or
+unusable data (labels out of range, a batch larger than the training split), or a
+workdir that holds another experiment or cannot be created ends with exit status 2
+and a message naming the problem and the fix.
 """
 import logging as std_logging
 import sys
@@ -89,8 +90,8 @@ def main(argv):
     _fail(f"Invalid config: {e}")
   try:
     runner.run(config, _WORKDIR.value)
-  except (FileNotFoundError, train.WorkdirConfigError) as e:   # missing data, wrong workdir
-    _fail(str(e))
+  except (FileNotFoundError, train.WorkdirConfigError, train.InputError) as e:
+    _fail(str(e))           # missing data, a workdir of another run or not creatable, bad data
   except KeyboardInterrupt:
     logging.warning("Interrupted. Re-run the same command to resume from the last checkpoint "
                     "in %s.", _WORKDIR.value)

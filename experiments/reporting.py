@@ -350,6 +350,59 @@ def plot_w_heatmaps(snapshots: Sequence, path: Optional[str] = None) -> Figure:
   return _save(fig, path)
 
 
+def plot_target_mass(snapshots: Sequence, path: Optional[str] = None) -> Figure:
+  """Per class ``y``, the loss mass moved off the label, ``1 - W_yy``, along a run.
+
+  For a soft-target W this is ``eps_y (1 - q_y[y])``: label smoothing with ``eps``
+  is the flat line ``eps (1 - 1/C)``, cross-entropy the zero line.
+
+  Args:
+    snapshots: ``[(step, W [C, C]), ...]`` from :func:`w_snapshots`.
+    path: if given, save the figure there (PNG).
+  """
+  fig = _new_figure(6.5, 3.4)
+  ax = fig.subplots()
+  steps = [step for step, _ in snapshots]
+  mass = np.stack([1.0 - np.diag(w) for _, w in snapshots])          # [n, C]
+  for y in range(mass.shape[1]):
+    ax.plot(steps, mass[:, y], marker=".", color=f"C{y % 10}", label=str(y),
+            ls="-" if y < 10 else "--")
+  ax.set_xlabel("student step")
+  ax.set_ylabel("1 - W_yy (mass off the label)")
+  ax.set_title("What the teacher smooths, per target class", fontsize=9)
+  ax.grid(alpha=0.3)
+  if mass.shape[1] <= 20:
+    ax.legend(fontsize=6, ncol=2, title="class y", title_fontsize=7)
+  return _save(fig, path)
+
+
+def plot_error_bars(groups: Sequence[tuple], path: Optional[str] = None,
+                    ylabel: str = "test error % (seeds as dots)") -> Figure:
+  """A bar per method (mean, +- sample std) with every seed's value as a dot.
+
+  Args:
+    groups: ``[(label, [value per seed], highlight: bool), ...]``.
+    path: if given, save the figure there.
+  """
+  fig = _new_figure(1.0 * len(groups) + 2.2, 3.6)
+  ax = fig.subplots()
+  values = [np.asarray(v, np.float64) for _, v, _ in groups]
+  for i, ((label, _, highlight), v) in enumerate(zip(groups, values)):
+    ax.bar(i, v.mean(), color="#9ecae1" if highlight else "#d9d9d9")
+    if len(v) > 1:
+      ax.errorbar(i, v.mean(), yerr=v.std(ddof=1), color="k", capsize=3)
+    ax.scatter(i + np.linspace(-0.2, 0.2, len(v)), v, s=10, color="k", zorder=3)
+  ax.set_xticks(range(len(groups)), [label for label, _, _ in groups], rotation=30,
+                ha="right", fontsize=8)
+  lo = min(float(v.min()) for v in values)
+  hi = max(float(v.max()) for v in values)
+  pad = 0.1 * (hi - lo) + 0.05
+  ax.set_ylim(max(0.0, lo - 3 * pad), hi + pad)
+  ax.set_ylabel(ylabel)
+  ax.grid(alpha=0.3, axis="y")
+  return _save(fig, path)
+
+
 def plot_phi_statistics(student_histories: dict, teach_history: Sequence[dict],
                         path: Optional[str] = None) -> Figure:
   """``w_diag_mean``, ``w_offdiag_mean``, ``b_mean`` over a student's steps and over teaching.
@@ -439,6 +492,8 @@ def write_plots(plots_dir: str, *, runs: Sequence[dict], teach_history: Sequence
   if snapshots:
     paths.append(os.path.join(plots_dir, "w_heatmaps.png"))
     plot_w_heatmaps(snapshots, paths[-1])
+    paths.append(os.path.join(plots_dir, "target_mass.png"))
+    plot_target_mass(snapshots, paths[-1])
   l2t = {f"seed {r['seed']}": r["history"] for r in runs if r["method"] == "l2t_dlf"}
   if l2t or teach_history:
     paths.append(os.path.join(plots_dir, "phi_statistics.png"))
@@ -449,4 +504,9 @@ def write_plots(plots_dir: str, *, runs: Sequence[dict], teach_history: Sequence
   if runs:
     paths.append(os.path.join(plots_dir, "accuracy_curves.png"))
     plot_accuracy_curves(runs, paths[-1])
+    methods = list(dict.fromkeys(r["method"] for r in runs))
+    paths.append(os.path.join(plots_dir, "test_error_bars.png"))
+    plot_error_bars([(METHOD_NAMES.get(m, m), [r["test_error"] for r in runs
+                                               if r["method"] == m], m == "l2t_dlf")
+                     for m in methods], paths[-1])
   return paths

@@ -66,7 +66,9 @@ METHODS = losses.BASELINES + ("l2t_dlf",)
 MODELS = ("mlp", "lenet", "convbn", "resnet", "wrn")
 SCHEDULES = ("constant", "step", "inverse_sqrt")
 TEACHERS = ("attention", "mlp")
-MEASURES = ("expected_accuracy", "sigmoid_error")
+MEASURES = ("expected_accuracy", "sigmoid_error", "cross_entropy")
+RECIPES = ("config", "paper")
+ESTIMATORS = ("reverse", "forward", "es")
 TEACHER_OPTIMIZERS = ("adam", "sgd", "momentum")
 # Config keys that may change between a run and its resumption.
 _RESUMABLE_KEYS = ("progress", "methods", "num_seeds")
@@ -171,6 +173,19 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           f"a tuple of names from {teacher_lib.STATE_FEATURES}")
   if not 0 <= config.teacher.ema_decay < 1:
     _fail("teacher.ema_decay", config.teacher.ema_decay, "a number in [0, 1)")
+  _check_choice(config, "teacher.recipe", RECIPES)
+  _check_choice(config, "teacher.link", losses.LINKS)
+  _check_choice(config, "teacher.anchor", losses.ANCHORS)
+  _check_choice(config, "teacher.target", losses.TARGETS)
+  if not 0 <= config.teacher.anchor_smoothing < 1:
+    _fail("teacher.anchor_smoothing", config.teacher.anchor_smoothing,
+          "a number in [0, 1) (0 = cross-entropy)")
+  if (config.teacher.recipe == "config" and config.teacher.anchor == "label_smoothing"
+      and config.teacher.anchor_smoothing > 0
+      and config.teacher.parameterisation in ("diagonal", "low_rank")):
+    _fail("teacher.anchor", config.teacher.anchor,
+          "'cross_entropy' for a diagonal/low-rank W (it cannot represent label smoothing), "
+          "or set teacher.parameterisation='soft_target'")
 
   _check_choice(config, "teach.mode", TEACH_MODES)
   for key in ("teach.unroll_steps", "teach.num_episodes", "teach.dev_batch_size"):
@@ -188,6 +203,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_choice(config, "teach.memory", hypergrad.MEMORY_POLICIES)
   _check_choice(config, "teach.measure", MEASURES)
   _check_positive(config, "teach.measure_k")
+  _check_choice(config, "teach.estimator", ESTIMATORS)
+  _check_int(config, "teach.chunk_steps", allow_none=True)
+  _check_int(config, "teach.forward_max_params")
+  _check_int(config, "teach.es_population", minimum=2)
+  if config.teach.es_population % 2:
+    _fail("teach.es_population", config.teach.es_population,
+          "an even number (antithetic pairs)")
+  _check_positive(config, "teach.es_sigma")
 
   methods = config.methods
   if (not isinstance(methods, (tuple, list)) or not methods
@@ -275,18 +298,37 @@ def build_mesh(config: ml_collections.ConfigDict):
   return dlf_jax.parallel.make_mesh()
 
 
+# What ``teacher.recipe='paper'`` sets: Eqn. (2) as the paper writes it.
+PAPER_RECIPE = {"teacher.parameterisation": "full", "teacher.link": "sigmoid",
+                "teacher.anchor": "cross_entropy", "teach.measure": "expected_accuracy"}
+
+
+def resolve_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config`` itself for ``teacher.recipe='config'``; a copy with :data:`PAPER_RECIPE`
+  applied for ``'paper'`` (the keys it sets are overridden, whatever they say)."""
+  if config.teacher.get("recipe", "config") != "paper":
+    return config
+  resolved = ml_collections.ConfigDict(config.to_dict())
+  for key, value in PAPER_RECIPE.items():
+    section, name = key.split(".")
+    resolved[section][name] = value
+  return resolved
+
+
 def build_teacher(config: ml_collections.ConfigDict, num_classes: int) -> dlf_jax.Teacher:
   """``mu_theta`` of ``config.teacher``; ``total_steps = config.student.num_steps``."""
-  t = config.teacher
+  t = resolve_recipe(config).teacher
+  family = dict(link=t.link, anchor=t.anchor, anchor_smoothing=t.anchor_smoothing,
+                target=t.target)
   if t.kind == "attention":
     module = dlf_jax.AttentionTeacher(
         num_classes=num_classes, num_matrices=t.num_matrices,
         parameterisation=t.parameterisation, rank=t.rank,
-        per_class_bias=t.per_class_bias, init_scale=t.init_scale)
+        per_class_bias=t.per_class_bias, init_scale=t.init_scale, **family)
   elif t.kind == "mlp":
     module = dlf_jax.MLPTeacher(
         num_classes=num_classes, parameterisation=t.parameterisation, rank=t.rank,
-        per_class_bias=t.per_class_bias, hidden=t.hidden, init_scale=t.init_scale)
+        per_class_bias=t.per_class_bias, hidden=t.hidden, init_scale=t.init_scale, **family)
   else:
     raise ValueError(f"config.teacher.kind={t.kind!r} is invalid: expected one of {TEACHERS}.")
   return dlf_jax.Teacher(module=module, features=tuple(t.features),
@@ -294,9 +336,12 @@ def build_teacher(config: ml_collections.ConfigDict, num_classes: int) -> dlf_ja
 
 
 def build_measure(config: ml_collections.ConfigDict):
-  """The smoothed dev measure M~ of ``config.teach.measure``."""
-  if config.teach.measure == "expected_accuracy":
+  """The smoothed dev measure M~ of ``config.teach.measure`` (after the recipe)."""
+  measure = resolve_recipe(config).teach.measure
+  if measure == "expected_accuracy":
     return dlf_jax.ExpectedAccuracy()
+  if measure == "cross_entropy":
+    return dlf_jax.CrossEntropy()
   return dlf_jax.SigmoidSmoothedError(k=config.teach.measure_k)
 
 
@@ -351,9 +396,16 @@ class _Checkpoints:
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()
 
+  @staticmethod
+  def _fill_empty(tree: Any) -> Any:
+    """Zero-size arrays (orbax refuses them; e.g. the score kernel of a teacher with
+    ``features=()``) -> a one-element stand-in; :meth:`restore_state` puts them back."""
+    return jax.tree_util.tree_map(
+        lambda x: jnp.zeros((1,), x.dtype) if getattr(x, "size", 1) == 0 else x, tree)
+
   def save(self, step: int, state: Any, meta: dict) -> None:
     self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+        state=ocp.args.StandardSave(self._fill_empty(state)), meta=ocp.args.JsonSave(meta)))
     self._manager.wait_until_finished()
 
   def restore_meta(self, step: int) -> dict:
@@ -361,8 +413,10 @@ class _Checkpoints:
         meta=ocp.args.JsonRestore()))["meta"]
 
   def restore_state(self, step: int, template: Any) -> Any:
-    return self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(template)))["state"]
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(self._fill_empty(template))))["state"]
+    return jax.tree_util.tree_map(lambda t, r: t if getattr(t, "size", 1) == 0 else r,
+                                  template, restored)
 
   def close(self) -> None:
     self._manager.close()
@@ -445,7 +499,10 @@ def teach_phase(config: ml_collections.ConfigDict, data: data_lib.ImageDataset,
         batch_size=config.student.batch_size, dev_batch_size=t.dev_batch_size,
         dev_sample_size=t.dev_sample_size, method=t.method, memory=t.memory,
         segment_length=t.segment_length, seed=config.seed, init_state=init_state,
-        callback=callback, progress=config.progress, mesh=build_mesh(config))
+        callback=callback, progress=config.progress, mesh=build_mesh(config),
+        estimator=t.estimator, chunk_steps=t.chunk_steps,
+        forward_max_params=t.forward_max_params, es_population=t.es_population,
+        es_sigma=t.es_sigma)
   finally:
     writer.close()
     ckpt.close()
@@ -570,6 +627,52 @@ class WorkdirConfigError(ValueError):
   """The workdir holds a run of a different config (the message names the keys)."""
 
 
+class InputError(ValueError):
+  """The data or the workdir cannot serve this config (the message names it and the fix)."""
+
+
+def make_workdir(workdir: str) -> str:
+  """Creates ``workdir`` (and its parents); returns its absolute path.
+
+  Raises:
+    InputError: it cannot be created or written (under a regular file, read-only, ...).
+  """
+  workdir = os.path.abspath(workdir)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    reason = ("a file of that name exists" if isinstance(e, FileExistsError)
+              else e.strerror or str(e))
+    raise InputError(f"cannot create workdir {workdir}: {reason}; pass a --workdir that can "
+                     "be created as a directory and written.") from None
+  if not os.access(workdir, os.W_OK | os.X_OK):
+    raise InputError(f"cannot create workdir {workdir}: it is not writable; pass a --workdir "
+                     "that can be created as a directory and written.")
+  return workdir
+
+
+def check_data(config: ml_collections.ConfigDict, data: data_lib.ImageDataset) -> None:
+  """Host-side checks of the loaded splits against the config (once, before any step).
+
+  Raises:
+    InputError: a label outside ``[0, num_classes)``, or ``student.batch_size`` larger
+      than the training split.
+  """
+  for name in ("train", "dev", "test"):
+    y = np.asarray(getattr(data, name).y)
+    if y.size and (y.min() < 0 or y.max() >= data.num_classes):
+      bad = int(y.min()) if y.min() < 0 else int(y.max())
+      raise InputError(
+          f"The {name} split of data.name={config.data.name!r} has label {bad}, outside the "
+          f"valid range [0, {data.num_classes - 1}] of its {data.num_classes} classes; fix "
+          "the labels of the data files (or the dataset's class count).")
+  if config.student.batch_size > len(data.train):
+    raise InputError(
+        f"config.student.batch_size={config.student.batch_size} is larger than the training "
+        f"split ({len(data.train)} examples); set --config.student.batch_size <= "
+        f"{len(data.train)} or a larger config.data.train_size.")
+
+
 def _flatten(tree: dict, prefix: str = "") -> dict:
   """``{'a': {'b': 1}}`` -> ``{'a.b': 1}`` (config.json keys as ``--config.`` paths)."""
   out = {}
@@ -621,15 +724,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   Raises:
     ValueError: an invalid config value (naming the key), or a workdir that
       holds a different experiment (:class:`WorkdirConfigError`, a ValueError
-      naming every differing key).
+      naming every differing key); data or a workdir this config cannot use
+      (:class:`InputError`: labels out of range, a batch larger than the
+      training split, a workdir that cannot be created).
     FileNotFoundError: the dataset is not available (the library's message).
   """
   validate_config(config)
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  _check_workdir_config(config, workdir)
+  workdir = make_workdir(workdir)
   t_start = time.time()
   data = load_data(config)
+  check_data(config, data)                   # before config.json: a fixed rerun is no conflict
+  _check_workdir_config(config, workdir)
   logging.info("data %s from %s: train %d, dev %d, test %d", data.name, data.source,
                len(data.train), len(data.dev), len(data.test))
   student = build_student(config, data.num_classes)

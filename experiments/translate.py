@@ -83,15 +83,21 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   c(config, "student.optimizer", dlf_jax.student.OPTIMIZERS)
   c(config, "student.schedule", train.SCHEDULES)
   c(config, "teacher.kind", train.TEACHERS)
-  if config.teacher.parameterisation not in ("diagonal", "low_rank"):
+  c(config, "teacher.recipe", ("config",))
+  c(config, "teacher.link", dlf_jax.losses.LINKS)
+  c(config, "teacher.anchor", dlf_jax.losses.ANCHORS)
+  if config.teacher.parameterisation not in ("diagonal", "low_rank", "soft_target"):
     train._fail("teacher.parameterisation", config.teacher.parameterisation,
-                "'diagonal' or 'low_rank' (a full W over the vocabulary is |V| x |V|: "
-                "too large for translation)")
+                "'diagonal', 'low_rank' or 'soft_target' (a full W over the vocabulary is "
+                "|V| x |V|: too large for translation)")
+  if config.teacher.parameterisation == "soft_target":
+    c(config, "teacher.target", ("uniform", "shared"))   # 'class' is |V| x |V| too
   c(config, "teach.mode", train.TEACH_MODES)
   c(config, "teach.optimizer", train.TEACHER_OPTIMIZERS)
   c(config, "teach.measure", NMT_MEASURES)
   c(config, "teach.method", dlf_jax.hypergrad.METHODS)
   c(config, "teach.memory", dlf_jax.hypergrad.MEMORY_POLICIES)
+  c(config, "teach.estimator", train.ESTIMATORS)
   features = config.teacher.features
   if (not isinstance(features, (tuple, list))
       or not all(f in dlf_jax.teacher.STATE_FEATURES for f in features)):
@@ -302,8 +308,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     FileNotFoundError: the corpus is missing.
   """
   validate_config(config)
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = train.make_workdir(workdir)
   t_start = time.time()
   data = load_data(config, workdir)          # fails early on missing data, before config.json
   train._check_workdir_config(config, workdir)

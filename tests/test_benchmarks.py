@@ -20,3 +20,20 @@ def test_quick_benchmark_paths_agree(tmp_path, capsys):
   again = tmp_path / "again.md"
   assert bench.main(["--from-json", str(out), "--markdown", str(again)]) == 0
   assert again.read_text() == md.read_text()
+
+
+def test_quick_full_horizon_benchmark(tmp_path, capsys, fast_compile):
+  """``benchmarks.full_horizon --quick``: forward mode agrees with reverse / autodiff."""
+  from benchmarks import full_horizon
+  out, md = tmp_path / "fh.json", tmp_path / "fh.md"
+  assert full_horizon.main(["--quick", "--out", str(out), "--markdown", str(md)]) == 0
+  rows = json.loads(out.read_text())["rows"]
+  paths = {r["path"] for r in rows}
+  assert {"forward", "forward-mode P=10", "forward-mode P=20", "reverse/store_all",
+          "reverse/checkpointed", "autodiff"} <= paths
+  checked = [r for r in rows if "rel_err" in r]
+  assert len(checked) == 4 and all(r["rel_err"] < 1e-4 for r in checked), checked
+  memory = [r for r in rows if r["kind"] == "memory"]
+  assert len(memory) == 5 and all(r["temp_bytes"] > 0 for r in memory)
+  assert "× forward unroll" in md.read_text() and len(md.read_text().splitlines()) == 2 + len(rows)
+  assert "forward-mode P=20" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Executes notebooks/quickstart.ipynb end to end at smoke size (DLF_NOTEBOOK_SMOKE=1)."""
+"""Executes the notebooks end to end at smoke size (DLF_NOTEBOOK_SMOKE=1)."""
 import pathlib
 
 import pytest
@@ -9,10 +9,11 @@ nbclient = pytest.importorskip("nbclient", reason="pip install -e '.[dev]' (nbcl
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_quickstart_notebook_runs(monkeypatch):
+@pytest.mark.parametrize("name", ["quickstart.ipynb", "learned_loss.ipynb"])
+def test_notebook_runs(monkeypatch, name):
   monkeypatch.setenv("DLF_NOTEBOOK_SMOKE", "1")
   monkeypatch.setenv("MPLBACKEND", "Agg")
-  nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+  nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
   assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
       "commit the notebook with its outputs cleared")
   client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",

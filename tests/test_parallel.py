@@ -21,6 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     jax.config.update("jax_enable_x64", True)
+    # Tiny shapes: XLA without most optimizations compiles much faster, same numbers.
+    jax.config.update("jax_disable_most_optimizations", True)
     assert jax.device_count() == 4, jax.devices()
     from dlf_jax import hypergrad, measures, parallel, teach, unroll
     from tests.test_models import _resnet_problem

@@ -6,7 +6,11 @@ decay 1e-4 (ResNet) / 5e-4 (WRN), batch 128, learning rate 0.1 divided by 10 at
 50% and 75% of training, standard augmentation (4-pixel pad + random 32x32 crop +
 horizontal flip, per-channel normalisation); dev = 5,000 images carved from the
 training set, test = the official 10,000. The teacher is learned online over the
-run (one episode, a 1-epoch cross-entropy warm start), with a diagonal W.
+run (one episode, a 1-epoch cross-entropy warm start), with the default recipe of
+``common.py`` (soft-target W anchored at label smoothing, identity link, dev
+cross-entropy reward). The ``:cpu`` numbers in RESULTS.md are from the previous
+recipe (diagonal W, sigmoid link, expected accuracy); the current one has not been
+run on CIFAR yet.
 
 Full schedule: 64,000 steps (~182 epochs of 45,000 images) per student. Expected
 GPU runtime (not measured here): ResNet-8/20/32 ~0.3/0.6/1 h per student on one

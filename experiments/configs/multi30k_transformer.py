@@ -8,9 +8,13 @@ split (cached in ``<workdir>/spm``).
 
 Student: pre-LN Transformer with sinusoidal positions and one embedding table for
 source, target and output projection; Adam (0.9, 0.98), inverse-sqrt learning rate
-with warm-up; teacher forcing. Loss of the L2T-DLF students: Eqn. (2) per target
-token with a *diagonal* W over the vocabulary (``--config.teacher.parameterisation=
-low_rank`` for diag + U V^T); reward: expected sentence BLEU over sampled candidates.
+with warm-up; teacher forcing. Loss of the L2T-DLF students: the loss family per
+target token with a *soft-target* W over the vocabulary (per-token smoothing eps_y,
+uniform soft targets, identity link, anchored at label smoothing 0.1: O(|V|)
+parameters; ``--config.teacher.parameterisation=diagonal --config.teacher.link=sigmoid
+--config.teacher.anchor=cross_entropy`` is Eqn. (2) with a diagonal W, the recipe of
+the RESULTS.md run); reward: expected sentence BLEU over sampled candidates. The
+current recipe has been run at smoke size only on translation.
 Evaluation: beam search (beam 4, length penalty 0.6), sacreBLEU on detokenised
 output with its signature, and the tokenised BLEU of IWSLT14 papers, labelled.
 

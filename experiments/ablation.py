@@ -1,0 +1,380 @@
+"""The teaching-efficacy protocol: an ablation from the paper's recipe to ours, many seeds.
+
+Splits (all fixed by ``config.data.seed``, disjoint by construction and checked):
+
+* ``train``: what every student trains on (the config's training split minus
+  ``--val_size`` examples);
+* ``dev``: the teacher's reward (the config's dev split, carved from the
+  training data); ``teach.dev_sample_size`` redraws a sample of it per outer step;
+* ``val``: a second held-out split carved from ``train`` that **selects**: the
+  label-smoothing ``eps`` of the baseline (and of the teacher's anchor), and, for
+  variants marked ``select``, the final teacher among its teaching checkpoints
+  with the untaught anchor as a candidate (one fresh student per candidate);
+* ``test``: the official test split, read once per final student, after training,
+  for the table. Nothing is chosen on it.
+
+Every row is a cumulative change of the config (:data:`VARIANTS`); each taught
+row is taught once (teacher seed ``config.seed``) and then ``--seeds`` fresh
+students are trained with the frozen teacher, as in :mod:`experiments.train`
+(a cross-entropy warm start of ``teach.pretrain_steps``, then the teacher).
+``*_untaught`` rows are controls: the same students with the untaught anchor
+(no outer step), so that what teaching adds is separated from what the anchor
+gives.
+Finished students and teachers are cached in the workdir, so a re-run resumes
+(an interrupted teaching run restarts that variant's teaching).
+
+Command (MNIST-9k MLP; ``--variants`` picks rows, ``--seeds`` the students)::
+
+  python -m experiments.ablation --config=experiments/configs/mnist_mlp.py \\
+    --workdir=runs/ablation_mnist --seeds=5
+
+Writes ``ablation.json`` and ``ablation.md`` (the table: test error mean +- std
+over seeds, validation error, teaching wall time) and ``plots/ablation.png``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Optional
+
+from absl import app, flags, logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import serialization
+from ml_collections import config_flags
+
+import dlf_jax
+from dlf_jax import unroll as unroll_lib
+from dlf_jax.data.batching import make_eval_batches
+from experiments import reporting, train
+
+__all__ = ["VARIANTS", "BASELINE_ROWS", "carve_validation", "apply_overrides", "run"]
+
+# name -> (what the row adds, config overrides applied on top of the previous row, options).
+# ``anchor_smoothing='tuned'`` takes the label-smoothing eps selected on the validation split.
+VARIANTS = {
+    "paper": ("Eqn. (2) as written: full W, sigmoid link, CE anchor, expected dev accuracy",
+              {"teacher.recipe": "paper"}, {}),
+    "diagonal": ("diagonal W (the previous default)",
+                 {"teacher.recipe": "config", "teacher.parameterisation": "diagonal",
+                  "teacher.link": "sigmoid", "teach.measure": "expected_accuracy"}, {}),
+    "identity": ("+ identity link (W = I is exactly CE)", {"teacher.link": "identity"}, {}),
+    "soft_target": ("+ soft-target W (class-conditional q on the simplex), CE anchor",
+                    {"teacher.parameterisation": "soft_target", "teacher.target": "class"}, {}),
+    "soft_target_untaught": ("control: the soft_target row's anchor, untaught (eps = 0.001)",
+                             {}, {"untaught": True}),
+    "ls_anchor": ("+ label-smoothing anchor (eps tuned on validation)",
+                  {"teacher.anchor": "label_smoothing", "teacher.anchor_smoothing": "tuned"}, {}),
+    "ls_untaught": ("control: the label-smoothing anchor, untaught (CE warm start, then LS)",
+                    {}, {"untaught": True}),
+    "dev_ce": ("+ dev cross-entropy reward", {"teach.measure": "cross_entropy"}, {}),
+    "full_horizon": ("+ full horizon: T = the whole run after the warm start (checkpointed)",
+                     {"teach.unroll_steps": "full", "teach.memory": "checkpointed",
+                      "teach.num_episodes": 8}, {}),
+    "select": ("+ validation selection among the teaching checkpoints and the untaught anchor",
+               {}, {"select": True}),
+}
+BASELINE_ROWS = ("cross_entropy", "label_smoothing", "large_margin")
+LS_GRID = (0.05, 0.1, 0.2, 0.3)
+TUNE_SEEDS = (1000, 1001)        # students that select (never the final seeds)
+
+FLAGS = flags.FLAGS
+
+
+def carve_validation(data, val_size: int, seed: int):
+  """Splits ``val_size`` random examples off ``data.train``.
+
+  Returns:
+    ``(train, val)`` as ``{'x', 'y'}`` dicts.
+
+  Raises:
+    ValueError: ``val_size`` not in ``[1, len(train) - 1]``.
+  """
+  x, y = np.asarray(data.train.x), np.asarray(data.train.y)
+  n = len(y)
+  if not 1 <= val_size < n:
+    raise ValueError(f"--val_size={val_size} must be in [1, {n - 1}] (the training "
+             f"split has {n} examples).")
+  perm = np.random.default_rng([seed, 31337]).permutation(n)
+  val_idx, train_idx = np.sort(perm[:val_size]), np.sort(perm[val_size:])
+  return ({"x": x[train_idx], "y": y[train_idx]}, {"x": x[val_idx], "y": y[val_idx]})
+
+
+def check_disjoint(splits: dict) -> None:
+  """Raises if two splits share an example (exact duplicate images are compared by hash).
+
+  Raises:
+    ValueError: naming the two splits and how many examples they share.
+  """
+  hashes = {k: {hash(row.tobytes()) for row in np.asarray(v["x"]).reshape(len(v["x"]), -1)}
+        for k, v in splits.items()}
+  names = list(splits)
+  for i, a in enumerate(names):
+    for b in names[i + 1:]:
+      shared = len(hashes[a] & hashes[b])
+      # A handful of byte-identical digits exist in MNIST itself; more is an overlap.
+      if shared > max(5, len(hashes[a]) // 1000):
+        raise ValueError(f"The {a} and {b} splits share {shared} examples: the "
+                 f"validation split must be disjoint from dev and test; "
+                 "carve it from the training split only.")
+
+
+def apply_overrides(config, overrides: dict, *, tuned_eps: float):
+  """A copy of ``config`` with ``section.key`` overrides (``'tuned'``/``'full'`` resolved)."""
+  out = ml_collections.ConfigDict(config.to_dict())
+  for key, value in overrides.items():
+    section, name = key.split(".")
+    if value == "tuned":
+      value = tuned_eps
+    elif value == "full":
+      value = out.student.num_steps - out.teach.pretrain_steps
+    out[section][name] = value
+  if out.teach.mode == "online":
+    out.teach.segments_per_episode = max(
+      1, (out.student.num_steps - out.teach.pretrain_steps) // out.teach.unroll_steps)
+  train.validate_config(out)
+  return out
+
+
+class Runner:
+  """Trains and caches students and teachers of one ablation workdir."""
+
+  def __init__(self, config, workdir: str, splits: dict, num_classes: int):
+    self.config, self.workdir, self.splits = config, workdir, splits
+    self.num_classes = num_classes
+    self.student = train.build_student(config, num_classes)
+    self._eval = jax.jit(lambda p, m, b: unroll_lib.evaluate(self.student, p, m, b))
+    self._eval_batches = {k: make_eval_batches(splits[k], config.student.eval_batch_size)
+                for k in ("val", "test")}
+    os.makedirs(os.path.join(workdir, "cache"), exist_ok=True)
+
+  def _cached(self, name: str, fn):
+    path = os.path.join(self.workdir, "cache", name + ".json")
+    if os.path.exists(path):
+      with open(path) as f:
+        return json.load(f)
+    out = fn()
+    reporting.write_json(path, out)
+    return out
+
+  def student_run(self, tag: str, seed: int, loss, theta=None, *, warm: int = 0,
+          config=None, read_test: bool = True) -> dict:
+    """One fresh student; val error always, test error only if ``read_test``."""
+    config = config or self.config
+    s = config.student
+
+    def fn():
+      t0 = time.time()
+      stages = ([(train.build_baseline(config, "cross_entropy"), None, warm)] if warm
+            else []) + [(loss, theta, s.num_steps)]
+      state = None
+      for stage_loss, stage_theta, end in stages:
+        state = dlf_jax.train_student(
+          self.student, stage_loss, self.splits["train"], theta=stage_theta,
+          num_steps=end, batch_size=s.batch_size, seed=seed,
+          eval_every=s.eval_every, dev=self.splits["dev"],
+          eval_batch_size=s.eval_batch_size, init_state=state, progress=False).state
+      out = {"tag": tag, "seed": seed, "seconds": time.time() - t0}
+      names = ("val", "test") if read_test else ("val",)
+      for name in names:
+        acc = float(self._eval(state.params, state.model_state,
+                     self._eval_batches[name])["accuracy"])
+        out[f"{name}_error"] = 100.0 * (1.0 - acc)
+      return out
+
+    return self._cached(f"{tag}_seed{seed}" + ("" if read_test else "_val"), fn)
+
+  def baseline(self, method: str, seed: int, smoothing: float = 0.1,
+         read_test: bool = True) -> dict:
+    config = ml_collections.ConfigDict(self.config.to_dict())
+    config.baselines.smoothing = smoothing
+    tag = method if method != "label_smoothing" else f"label_smoothing_{smoothing:g}"
+    return self.student_run(tag, seed, train.build_baseline(config, method),
+                config=config, read_test=read_test)
+
+  def untaught(self, config) -> dict:
+    """The anchor as a frozen teacher (no outer step): the control for a taught row."""
+    teacher = train.build_teacher(config, self.num_classes)
+    theta0 = teacher.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0))
+    return {"teacher": teacher, "snapshots": [theta0], "updates": [0], "seconds": 0.0}
+
+  def teach(self, config) -> dict:
+    """Teaches (or reads back) a teacher for ``config``; returns theta snapshots, wall time.
+
+    Teachers are cached by a hash of the config, so rows with the same teaching
+    config (e.g. ``select``) reuse the teacher.
+    """
+    key = hashlib.sha1(config.to_json(sort_keys=True).encode()).hexdigest()[:12]
+    path = os.path.join(self.workdir, "cache", f"teacher_{key}.msgpack")
+    teacher = train.build_teacher(config, self.num_classes)
+    template = teacher.init(jax.random.PRNGKey(0))
+    meta_path = path + ".json"
+    if os.path.exists(path) and os.path.exists(meta_path):
+      with open(path, "rb") as f:
+        snaps = serialization.from_bytes({"s": [template] * 3}, f.read())["s"]
+      with open(meta_path) as f:
+        meta = json.load(f)
+      return {"teacher": teacher, "snapshots": snaps, **meta}
+    t = config.teach
+    total = t.num_episodes * config.teach.segments_per_episode
+    keep = {0: None, total // 2: None, total: None}
+    theta0 = teacher.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0))
+    keep[0] = theta0
+    history = []
+
+    def callback(state, record):
+      history.append(record)
+      if state.update in keep:
+        keep[state.update] = jax.device_get(state.theta)
+
+    t0 = time.time()
+    dlf_jax.teach(
+      self.student, teacher, self.splits["train"], self.splits["dev"],
+      measure=train.build_measure(config),
+      teacher_optimizer=train.build_teacher_optimizer(config),
+      unroll_steps=t.unroll_steps, num_episodes=t.num_episodes, mode=t.mode,
+      segments_per_episode=t.segments_per_episode, pretrain_steps=t.pretrain_steps,
+      batch_size=config.student.batch_size, dev_batch_size=t.dev_batch_size,
+      dev_sample_size=t.dev_sample_size, method=t.method, memory=t.memory,
+      segment_length=t.segment_length, seed=config.seed, callback=callback,
+      progress=config.progress, estimator=t.estimator, chunk_steps=t.chunk_steps,
+      forward_max_params=t.forward_max_params, es_population=t.es_population,
+      es_sigma=t.es_sigma)
+    seconds = time.time() - t0
+    snaps = [keep[k] for k in sorted(keep)]
+    with open(path, "wb") as f:
+      f.write(serialization.to_bytes({"s": snaps}))
+    meta = {"seconds": seconds, "updates": sorted(keep),
+        "history": [{k: v for k, v in r.items() if isinstance(v, (int, float))}
+              for r in history]}
+    reporting.write_json(meta_path, meta)
+    return {"teacher": teacher, "snapshots": snaps, **meta}
+
+
+def _mean_std(values):
+  values = np.asarray(values, np.float64)
+  return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def run(config, workdir: str, variants, seeds: int, val_size: int,
+    baselines=BASELINE_ROWS) -> dict:
+  """Runs the ablation (module docstring) and writes ``ablation.{json,md}`` and a plot."""
+  train.validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  data = train.load_data(config)
+  train_split, val = carve_validation(data, val_size, config.data.seed)
+  splits = {"train": train_split, "dev": {"x": data.dev.x, "y": data.dev.y}, "val": val,
+        "test": {"x": data.test.x, "y": data.test.y}}
+  check_disjoint({k: v for k, v in splits.items() if k != "train"})
+  check_disjoint({"train": splits["train"], "val": val})
+  runner = Runner(config, workdir, splits, data.num_classes)
+  final_seeds = [config.seed + i for i in range(seeds)]
+  rows, t_start = [], time.time()
+
+  # Label smoothing eps, selected on the validation split (never on test).
+  tuning = {eps: _mean_std([runner.baseline("label_smoothing", s, eps, read_test=False)
+                ["val_error"] for s in TUNE_SEEDS])[0] for eps in LS_GRID}
+  tuned_eps = min(tuning, key=tuning.get)
+  logging.info("label smoothing: validation error per eps %s -> eps = %g", tuning, tuned_eps)
+
+  def add_row(name, description, results, extra=None):
+    test = _mean_std([r["test_error"] for r in results])
+    val_ = _mean_std([r["val_error"] for r in results])
+    rows.append({"name": name, "description": description, "test_error": test[0],
+           "test_std": test[1], "val_error": val_[0], "val_std": val_[1],
+           "seeds": [r["seed"] for r in results],
+           "test_errors": [r["test_error"] for r in results], **(extra or {})})
+    logging.info("%s: test %.2f +- %.2f", name, *test)
+
+  for method in baselines:
+    eps = tuned_eps if method == "label_smoothing" else 0.1
+    desc = {"cross_entropy": "cross-entropy",
+        "label_smoothing": f"label smoothing, eps = {tuned_eps:g} (tuned on validation)",
+        "large_margin": "Large-Margin Softmax (m = 2, beta annealed)"}[method]
+    add_row(method, desc, [runner.baseline(method, s, eps) for s in final_seeds])
+
+  cfg = config
+  for name in variants:
+    description, overrides, options = VARIANTS[name]
+    cfg = apply_overrides(cfg, overrides, tuned_eps=tuned_eps)
+    taught = runner.untaught(cfg) if options.get("untaught") else runner.teach(cfg)
+    warm = cfg.teach.pretrain_steps
+    chosen, selection = len(taught["snapshots"]) - 1, None
+    if options.get("select"):
+      # One fresh student per candidate; the lowest validation error wins.
+      selection = {}
+      for i, theta in enumerate(taught["snapshots"]):
+        errs = [runner.student_run(f"{name}_cand{i}", s, taught["teacher"], theta,
+                       warm=warm, config=cfg, read_test=False)["val_error"]
+            for s in TUNE_SEEDS]
+        selection[taught["updates"][i]] = float(np.mean(errs))
+      chosen = int(np.argmin(list(selection.values())))
+    theta = taught["snapshots"][chosen]
+    results = [runner.student_run(f"{name}_u{taught['updates'][chosen]}", s,
+                    taught["teacher"], theta, warm=warm, config=cfg)
+           for s in final_seeds]
+    extra = {"teach_seconds": taught["seconds"], "outer_steps": taught["updates"][-1],
+         "selected_update": taught["updates"][chosen], "selection": selection,
+         "unroll_steps": cfg.teach.unroll_steps, "measure": cfg.teach.measure}
+    add_row(name, description, results, extra)
+
+  out = {"config": json.loads(config.to_json_best_effort()), "val_size": val_size,
+       "splits": {k: int(len(v["y"])) for k, v in splits.items()},
+       "label_smoothing_tuning": {f"{k:g}": v for k, v in tuning.items()},
+       "tuned_eps": tuned_eps, "rows": rows, "seconds": time.time() - t_start}
+  reporting.write_json(os.path.join(workdir, "ablation.json"), out)
+  reporting.write_text(os.path.join(workdir, "ablation.md"), markdown(out))
+  plot(out, os.path.join(workdir, "plots", "ablation.png"))
+  print(markdown(out))
+  return out
+
+
+def markdown(out: dict) -> str:
+  """The ablation table (test error % mean +- std over seeds, validation error, wall time)."""
+  lines = ["| row | what it adds | test error % | val error % | seeds | teaching s | "
+       "outer steps (T) | selected |", "|---|---|---|---|---|---|---|---|"]
+  for r in out["rows"]:
+    teach = f"{r['teach_seconds']:.0f}" if "teach_seconds" in r else "—"
+    steps = f"{r['outer_steps']} ({r['unroll_steps']})" if "outer_steps" in r else "—"
+    sel = (f"update {r['selected_update']}" if r.get("selection") else "—")
+    lines.append(f"| {r['name']} | {r['description']} | {r['test_error']:.2f} ± "
+           f"{r['test_std']:.2f} | {r['val_error']:.2f} ± {r['val_std']:.2f} | "
+           f"{len(r['seeds'])} | {teach} | {steps} | {sel} |")
+  tuning = ", ".join(f"eps {k}: {v:.2f}" for k, v in out["label_smoothing_tuning"].items())
+  lines.append("")
+  lines.append(f"Label smoothing, validation error % per eps (seeds {TUNE_SEEDS}): {tuning}; "
+         f"selected eps = {out['tuned_eps']:g}. Splits: {out['splits']}.")
+  return "\n".join(lines) + "\n"
+
+
+def plot(out: dict, path: str) -> None:
+  """Test error per row: a bar (mean +- std) with every seed as a dot; taught rows in blue."""
+  reporting.plot_error_bars([(r["name"], r["test_errors"], "teach_seconds" in r)
+                             for r in out["rows"]], path)
+
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                      lock_config=True)
+flags.DEFINE_string("workdir", None, "Output directory (re-running resumes).")
+flags.DEFINE_list("variants", list(VARIANTS), f"Rows, cumulative, from {list(VARIANTS)}.")
+flags.DEFINE_list("baselines", list(BASELINE_ROWS), "Baseline rows.")
+flags.DEFINE_integer("seeds", 5, "Final students per row.")
+flags.DEFINE_integer("val_size", 1000, "Validation examples carved from the training split.")
+
+
+def main(argv):
+  del argv
+  unknown = [v for v in FLAGS.variants if v not in VARIANTS]
+  if unknown or FLAGS.workdir is None:
+    raise app.UsageError(f"unknown variants {unknown}; choose from {list(VARIANTS)}"
+               if unknown else "--workdir is required.")
+  run(_CONFIG.value, FLAGS.workdir, FLAGS.variants, FLAGS.seeds, FLAGS.val_size,
+    baselines=FLAGS.baselines)
+
+
+if __name__ == "__main__":
+  app.run(main)

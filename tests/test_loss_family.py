@@ -1,0 +1,265 @@
+"""Tests of the loss family that contains the baselines: link x W form, soft targets, anchors.
+
+* identity link with ``W = I`` (every W form) is exactly cross-entropy; a soft-target W
+  with uniform targets is exactly label smoothing; per-class and shared targets equal
+  the dense-W computation;
+* every W a teacher can output in the ``soft_target`` form is non-negative with columns
+  on the simplex, whatever theta;
+* the hypergradient equals ``jax.grad`` through the scan and central finite
+  differences (float64) for the identity link with every W form and for the sigmoid
+  link with the soft-target W (``test_hypergrad.py`` covers the sigmoid link with the
+  paper's three W forms);
+* bad inputs: eps outside [0, 1), unknown link / anchor / target / measure, a
+  label-smoothing anchor that the W form cannot represent, ``init_scale = 0``, a
+  validation split that overlaps dev or test.
+"""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from dlf_jax import hypergrad, losses, measures, unroll
+from dlf_jax import student as student_lib
+from dlf_jax import teacher as teacher_lib
+from experiments import ablation, train
+from experiments.configs import quickstart
+
+from _numerics import flat, rel_err
+from test_hypergrad import C, make_problem
+
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
+def _logits_labels(rng, n=7, c=C, dtype=np.float64):
+  return (jnp.asarray(rng.normal(size=(n, c)) * 2, dtype),
+          jnp.asarray(rng.integers(0, c, size=(n,))))
+
+
+@pytest.mark.parametrize("parameterisation", losses.PARAMETERISATIONS)
+def test_identity_link_at_identity_is_cross_entropy(x64, rng, parameterisation):
+  logits, labels = _logits_labels(rng)
+  phi = losses.identity_loss_params(C, parameterisation, rank=2, dtype=jnp.float64,
+                                    link="identity")
+  got = losses.parametric_loss(phi, logits, labels)
+  np.testing.assert_allclose(got, losses.cross_entropy(logits, labels), rtol=1e-14)
+  # The sigmoid link at the same phi is sigmoid(CE) per example (the paper's Eqn. 2).
+  nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], -1)[:, 0]
+  np.testing.assert_allclose(losses.parametric_loss(phi.replace(link="sigmoid"), logits, labels),
+                             jnp.mean(jax.nn.sigmoid(nll)), rtol=1e-14)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.05, 0.3, 0.9])
+def test_uniform_soft_target_is_label_smoothing(x64, rng, eps):
+  logits, labels = _logits_labels(rng)
+  mask = jnp.asarray([1, 1, 0, 1, 1, 1, 0], jnp.float64)
+  phi = losses.soft_target_params(jnp.full((C,), eps, jnp.float64))
+  np.testing.assert_allclose(losses.parametric_loss(phi, logits, labels, mask),
+                             losses.label_smoothing(logits, labels, eps, mask), rtol=1e-13)
+  anchor = losses.anchor_loss_params(C, "label_smoothing", eps, dtype=jnp.float64)
+  np.testing.assert_allclose(losses.parametric_loss(anchor, logits, labels),
+                             losses.label_smoothing(logits, labels, eps), rtol=1e-13)
+  full = losses.anchor_loss_params(C, "label_smoothing", eps, parameterisation="full",
+                                   dtype=jnp.float64)
+  np.testing.assert_allclose(losses.parametric_loss(full, logits, labels),
+                             losses.label_smoothing(logits, labels, eps), rtol=1e-13)
+
+
+@pytest.mark.parametrize("target", ["shared", "class"])
+@pytest.mark.parametrize("link", losses.LINKS)
+def test_soft_target_equals_dense_w(x64, rng, target, link):
+  logits, labels = _logits_labels(rng)
+  eps = jnp.asarray(rng.uniform(0, 0.9, size=C))
+  shape = (C,) if target == "shared" else (C, C)
+  q = jax.nn.softmax(jnp.asarray(rng.normal(size=shape)), axis=0)
+  b = jnp.asarray(rng.normal(size=C))
+  phi = losses.soft_target_params(eps, q, b, link=link)
+  w = losses.dense_w(phi)
+  assert (w >= 0).all()
+  np.testing.assert_allclose(w.sum(0), 1.0, rtol=1e-14)
+  dense = losses.LossParams(w, b, parameterisation="full", link=link)
+  np.testing.assert_allclose(losses.parametric_loss(phi, logits, labels),
+                             losses.parametric_loss(dense, logits, labels), rtol=1e-13)
+  # By hand: -[(1 - eps_y) log p_y + eps_y q_y . log p] + b_y, through the link.
+  log_p = np.asarray(jax.nn.log_softmax(logits))
+  qm = np.broadcast_to(np.asarray(q)[:, None], (C, C)) if target == "shared" else np.asarray(q)
+  e, yy = np.asarray(eps), np.asarray(labels)
+  v = -((1 - e[yy]) * log_p[np.arange(len(yy)), yy] + e[yy] * np.einsum(
+      "bi,ib->b", log_p, qm[:, yy])) + np.asarray(b)[yy]
+  v = 1 / (1 + np.exp(-v)) if link == "sigmoid" else v
+  np.testing.assert_allclose(losses.parametric_loss(phi, logits, labels), v.mean(), rtol=1e-12)
+  stats = losses.phi_statistics(phi)
+  np.testing.assert_allclose(stats["eps_mean"], e.mean())
+  np.testing.assert_allclose(stats["w_diag_mean"], np.diag(w).mean(), rtol=1e-12)
+  np.testing.assert_allclose(stats["w_offdiag_mean"],
+                             (w.sum() - np.trace(w)) / (C * (C - 1)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["attention", "mlp"])
+@pytest.mark.parametrize("target", losses.TARGETS)
+@pytest.mark.parametrize("anchor", losses.ANCHORS)
+def test_teacher_soft_target_w_is_never_negative(kind, target, anchor):
+  cls = teacher_lib.AttentionTeacher if kind == "attention" else teacher_lib.MLPTeacher
+  module = cls(C, parameterisation="soft_target", link="identity", target=target,
+               anchor=anchor, anchor_smoothing=0.2)
+  teacher = teacher_lib.Teacher(module, total_steps=10)
+  theta = teacher.init(jax.random.PRNGKey(0))
+  phi0 = teacher.phi(theta, jnp.zeros(4))
+  # At initialisation: the anchor (up to the small perturbation).
+  expected = 0.2 if anchor == "label_smoothing" else teacher_lib.CE_ANCHOR_EPS
+  np.testing.assert_allclose(phi0.w, expected, rtol=0.05)
+  for seed in range(3):
+    # Far from initialisation: large random theta and state.
+    big = jax.tree.map(lambda a: 5.0 * jax.random.normal(jax.random.PRNGKey(seed), a.shape),
+                       theta)
+    phi = teacher.phi(big, jax.random.normal(jax.random.PRNGKey(seed + 9), (4,)))
+    w = np.asarray(losses.dense_w(phi))
+    assert (w >= 0).all()
+    np.testing.assert_allclose(w.sum(0), 1.0, rtol=1e-5)
+    assert ((np.asarray(phi.w) >= 0) & (np.asarray(phi.w) < 1)).all()
+
+
+def _identity_problem(parameterisation, features=teacher_lib.STATE_FEATURES):
+  problem = make_problem("mlp", "sgd", parameterisation, features=features)
+  module = problem.teacher.module.clone(link="identity")
+  problem.teacher = teacher_lib.Teacher(module, features=problem.teacher.features,
+                                        total_steps=problem.teacher.total_steps)
+  return problem
+
+
+@pytest.mark.parametrize("parameterisation,link", [
+    ("full", "identity"), ("diagonal", "identity"), ("low_rank", "identity"),
+    ("soft_target", "identity"), ("soft_target", "sigmoid")])
+def test_loss_family_hypergradient_matches_autodiff(x64, parameterisation, link):
+  p = _identity_problem(parameterisation)
+  if link == "sigmoid":
+    p.teacher = teacher_lib.Teacher(p.teacher.module.clone(link="sigmoid"),
+                                    features=p.teacher.features, total_steps=20)
+  fns = {m: (lambda m=m: lambda *a: hypergrad.hypergradient(
+      p.student, p.teacher, measures.CrossEntropy(), *a, method=m, memory=mem, segment_length=2))()
+      for m, mem in (("autodiff", "store_all"), ("vjp", "checkpointed"))}
+  out = jax.jit(lambda *a: {k: f(*a) for k, f in fns.items()})(p.theta, p.state, p.batches,
+                                                                p.dev)
+  ref, got = out["autodiff"], out["vjp"]
+  assert np.linalg.norm(flat(ref.dtheta)) > 0
+  assert rel_err(got.dtheta, ref.dtheta) <= 1e-8
+  assert rel_err(got.final_state.params, p.state.params) > 1e-3
+
+
+@pytest.mark.parametrize("parameterisation,link", [
+    ("full", "identity"), ("diagonal", "identity"), ("low_rank", "identity"),
+    ("soft_target", "identity"), ("soft_target", "sigmoid")])
+def test_loss_family_finite_differences(x64, parameterisation, link):
+  p = _identity_problem(parameterisation, features=("progress", "dev_acc"))
+  if link == "sigmoid":
+    p.teacher = teacher_lib.Teacher(p.teacher.module.clone(link="sigmoid"),
+                                    features=p.teacher.features, total_steps=20)
+  measure = measures.CrossEntropy()
+  got = jax.jit(lambda *a: hypergrad.hypergradient(p.student, p.teacher, measure, *a))(
+      p.theta, p.state, p.batches, p.dev)
+
+  @jax.jit
+  def value(theta_flat):
+    final, _ = unroll.unroll(p.student, p.teacher, unravel(theta_flat), p.state, p.batches)
+    return unroll.dev_measure(p.student, measure, final.params, final.model_state, p.dev)
+
+  theta_flat, unravel = jax.flatten_util.ravel_pytree(p.theta)
+  g = np.asarray(jax.flatten_util.ravel_pytree(got.dtheta)[0])
+  np.testing.assert_allclose(value(theta_flat), got.value, rtol=1e-12)
+  h = 1e-5
+  for i in np.argsort(-np.abs(g))[:3]:           # the three largest entries
+    e = jnp.zeros_like(theta_flat).at[i].set(h)
+    fd = float(value(theta_flat + e) - value(theta_flat - e)) / (2 * h)
+    assert abs(g[i]) > 1e-7
+    assert abs(fd - g[i]) / abs(g[i]) <= 1e-5, (i, fd, g[i])
+
+
+def test_cross_entropy_measure(x64, rng):
+  logits, labels = _logits_labels(rng)
+  m = measures.CrossEntropy()
+  assert m.maximize is False
+  np.testing.assert_allclose(jnp.mean(m.per_example(logits, labels)),
+                             losses.cross_entropy(logits, labels), rtol=1e-14)
+
+
+def test_bad_inputs():
+  with pytest.raises(ValueError, match=r"eps must be in \[0, 1\)"):
+    losses.soft_target_params(jnp.asarray([0.1, 1.0, 0.0]))
+  with pytest.raises(ValueError, match=r"eps must be in \[0, 1\)"):
+    losses.soft_target_params(jnp.asarray([-0.1, 0.2, 0.0]))
+  with pytest.raises(ValueError, match="q must be None"):
+    losses.soft_target_params(jnp.zeros(3), jnp.ones(4) / 4)
+  logits, labels = jnp.zeros((2, 3)), jnp.asarray([0, 1])
+  with pytest.raises(ValueError, match="Unknown link 'relu'"):
+    losses.parametric_loss(losses.identity_loss_params(3).replace(link="relu"), logits, labels)
+  with pytest.raises(ValueError, match="Unknown anchor"):
+    losses.anchor_loss_params(3, "focal")
+  with pytest.raises(ValueError, match="cannot represent label smoothing"):
+    losses.anchor_loss_params(3, "label_smoothing", 0.1, parameterisation="diagonal")
+  low = losses.LossParams(jnp.ones(3), jnp.zeros(3), jnp.zeros((3, 2)), jnp.zeros((4, 2)),
+                         parameterisation="low_rank")
+  with pytest.raises(ValueError, match=r"u and v must both be \[C, r\]"):
+    losses.parametric_loss(low, logits, labels)
+  with pytest.raises(ValueError, match=r"bias b must be a scalar or \[C\]"):
+    losses.parametric_loss(losses.identity_loss_params(3).replace(b=jnp.zeros(4)), logits,
+                           labels)
+  for lr in (-0.1, 0.0):
+    with pytest.raises(ValueError, match="learning rate must be > 0"):
+      student_lib.make_optimizer("sgd", lr)
+  s = jnp.zeros(4)
+  bad = [(dict(parameterisation="diagonal", anchor="label_smoothing"), "cannot start at label"),
+         (dict(link="softplus"), "Unknown link"), (dict(anchor="x"), "Unknown anchor"),
+         (dict(parameterisation="soft_target", target="x"), "Unknown soft-target"),
+         (dict(anchor_smoothing=1.0), r"anchor_smoothing must be in \[0, 1\)"),
+         (dict(init_scale=0.0), "saddle")]
+  for kwargs, msg in bad:
+    for cls in (teacher_lib.AttentionTeacher, teacher_lib.MLPTeacher):
+      with pytest.raises(ValueError, match=msg):
+        cls(3, **kwargs).init(jax.random.PRNGKey(0), s)
+
+
+def test_config_keys_of_the_loss_family():
+  config = quickstart.get_config("smoke")
+  train.validate_config(config)
+  for key, value, msg in [("teacher.link", "relu", "teacher.link"),
+                          ("teacher.anchor", "focal", "teacher.anchor"),
+                          ("teacher.anchor_smoothing", 1.0, "anchor_smoothing"),
+                          ("teacher.recipe", "mine", "teacher.recipe"),
+                          ("teach.measure", "bleu", "teach.measure"),
+                          ("teach.estimator", "sgd", "teach.estimator"),
+                          ("teacher.anchor", "label_smoothing", "soft_target")]:
+    bad = ml_collections.ConfigDict(config.to_dict())
+    section, name = key.split(".")
+    bad[section][name] = value
+    with pytest.raises(ValueError, match=msg):
+      train.validate_config(bad)
+  # The paper recipe overrides the family keys, whatever they say.
+  soft = ml_collections.ConfigDict(config.to_dict())
+  soft.teacher.parameterisation, soft.teacher.link = "soft_target", "identity"
+  soft.teacher.recipe = "paper"
+  t = train.build_teacher(soft, 10).module
+  assert (t.parameterisation, t.link, t.anchor) == ("full", "sigmoid", "cross_entropy")
+  assert isinstance(train.build_measure(soft), measures.ExpectedAccuracy)
+  soft.teacher.recipe = "config"
+  soft.teach.measure = "cross_entropy"
+  assert train.build_teacher(soft, 10).module.parameterisation == "soft_target"
+  assert isinstance(train.build_measure(soft), measures.CrossEntropy)
+
+
+def test_validation_split_is_disjoint_and_overlap_is_refused(rng):
+  class Split:
+    def __init__(self, x, y):
+      self.x, self.y = x, y
+
+  class Data:
+    train = Split(rng.normal(size=(50, 4)).astype(np.float32), rng.integers(0, 3, 50))
+
+  tr, val = ablation.carve_validation(Data, 10, seed=0)
+  assert len(val["y"]) == 10 and len(tr["y"]) == 40
+  ablation.check_disjoint({"train": tr, "val": val})
+  with pytest.raises(ValueError, match="val_size"):
+    ablation.carve_validation(Data, 50, seed=0)
+  test = {"x": np.concatenate([val["x"][:8], rng.normal(size=(2, 4)).astype(np.float32)]),
+          "y": val["y"]}
+  with pytest.raises(ValueError, match="share 8 examples"):
+    ablation.check_disjoint({"val": val, "test": test})
