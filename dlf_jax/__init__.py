@@ -8,13 +8,15 @@ Public API:
 * :class:`Teacher`, :class:`AttentionTeacher`, :class:`MLPTeacher` -- mu_theta;
 * :class:`LossParams`, :func:`parametric_loss`, :class:`BaselineLoss` -- Eqn. (2) and baselines;
 * :class:`ExpectedAccuracy`, :class:`SigmoidSmoothedError`, :class:`CrossEntropy` -- dev measures;
-* :func:`hypergradient`, :func:`make_hypergradient_fn` -- Eqns. (3)-(5);
+* :func:`hypergradient`, :func:`make_hypergradient_fn` -- Eqns. (3)-(5), reverse mode;
+* :mod:`dlf_jax.forward_hypergrad` -- the same hypergradient in forward mode (memory
+  flat in the horizon); :mod:`dlf_jax.evolution` -- ES / PES (any reward);
 * :mod:`dlf_jax.parallel` -- data parallelism over devices (``jax.sharding``);
 * :mod:`dlf_jax.decoding` -- greedy / beam search / sampling for seq2seq students;
 * :mod:`dlf_jax.bleu` -- sacreBLEU evaluation and the expected-BLEU teacher reward
   (:class:`~dlf_jax.bleu.ExpectedSentenceBLEU`).
 """
-from dlf_jax import bleu, data, decoding, models, parallel
+from dlf_jax import bleu, data, decoding, evolution, forward_hypergrad, models, parallel
 from dlf_jax.hypergrad import HypergradResult, hypergradient, make_hypergradient_fn
 from dlf_jax.losses import BaselineLoss, LossParams, parametric_loss
 from dlf_jax.measures import CrossEntropy, ExpectedAccuracy, SigmoidSmoothedError
@@ -31,5 +33,5 @@ __all__ = [
     "LossParams", "parametric_loss", "BaselineLoss",
     "ExpectedAccuracy", "SigmoidSmoothedError", "CrossEntropy",
     "hypergradient", "make_hypergradient_fn", "HypergradResult",
-    "data", "models", "parallel", "decoding", "bleu",
+    "data", "models", "parallel", "decoding", "bleu", "forward_hypergrad", "evolution",
 ]

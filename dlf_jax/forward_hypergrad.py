@@ -27,24 +27,32 @@ hypergradient.
 
 Which estimator (``teach(..., estimator=...)``)?
 
-* **reverse** (:mod:`dlf_jax.hypergrad`): cost ~ 2-4 x the forward unroll
-  whatever ``P``; memory grows with ``N`` (``store_all``: ``N`` step records;
-  ``checkpointed``: ~``2 sqrt(N)``). The default for a segment of a few hundred
-  steps and any teacher size.
-* **forward** (this module): exact; memory ``|z| x P``, flat in ``N``, and the
-  run can be streamed from the host in chunks (:func:`forward_chunk`), so a
-  whole 5,000-step training run is one hypergradient (no short-horizon bias).
-  Cost grows linearly with ``P``: worthwhile for small teachers (tens to a few
-  hundred parameters) and long horizons.
-* **es** (:mod:`dlf_jax.evolution`): antithetic evolution strategies; needs
-  only forward runs of perturbed teachers, so it also works for
-  non-differentiable rewards (e.g. 0-1 accuracy, corpus BLEU) and
-  non-differentiable students; memory flat in ``N``; a noisy estimate whose
+* **reverse** (:mod:`dlf_jax.hypergrad`): exact; cost ~3-6 x the forward
+  unroll whatever ``P``; memory grows with ``N`` (``store_all``: ``N`` step
+  records; ``checkpointed``: ~``2 sqrt(N)``), and all ``N`` batches must be on
+  the device. The default for segments of up to a few thousand steps and any
+  teacher size.
+* **forward** (this module): exact; memory ~``2.5 x |w| x P`` floats, flat in
+  ``N``, and the run is streamed from the host in chunks
+  (:func:`forward_chunk`), so a whole training run (thousands of steps) is one
+  hypergradient (no short-horizon bias). Cost grows linearly with ``P``: for
+  small teachers (``P`` up to a few tens) and long horizons.
+* **es** (:mod:`dlf_jax.evolution`): evolution strategies; forward runs of
+  perturbed teachers only, so it also works for non-differentiable rewards
+  (0-1 accuracy, corpus BLEU); memory flat in ``N``; a noisy estimate whose
   variance grows with ``P``.
 
-Measured (float32 MLP 784-500-300-10, batch 128, plain SGD, 2 shared CPU
-cores; ``benchmarks/full_horizon.py``, table in ``benchmarks/RESULTS.md``):
-MEASURED_COSTS_PLACEHOLDER
+Measured (float32 MLP 784-500-300-10, ``|w|`` = 545,810, batch 128, plain SGD,
+2 shared CPU cores; ``benchmarks/full_horizon.py``, ``benchmarks/RESULTS.md``):
+forward mode takes 28x / 102x / ~620x the forward unroll's time for
+``P`` = 10 / 40 / 160 (about 2.6-3.9 ``P``), against 2.8-3.6x for the reverse
+scan (``store_all``) and 4.1-6.3x (``checkpointed``). Its XLA temp memory is
+53 / 203 / 802 MB for ``P`` = 10 / 40 / 160 at every ``N`` from 200 to
+10,000, against 232 MB -> 11.3 GB (``store_all``), 56 -> 367 MB
+(``checkpointed``) and 350 MB -> 17.2 GB (``jax.grad``), plus the reverse's
+``[N, B, ...]`` batch array on the device (3.7 GiB at ``N`` = 10,000; forward
+mode holds one 200-step chunk, 77 MiB). A 5,000-step run at ``P`` = 10 costs
+about 28 x 5,000 unrolled steps (~7 min on that machine).
 
 ``dparams0`` (``dM~/dw_0``) is not available in forward mode (it would need
 ``|w|`` tangents): :class:`~dlf_jax.hypergrad.HypergradResult` carries
@@ -67,9 +75,10 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from dlf_jax import measures
-from dlf_jax.hypergrad import HypergradResult, _merge, _split
+from dlf_jax.hypergrad import HypergradResult, merge_float_leaves, split_float_leaves
 from dlf_jax.student import Student, StudentState
-from dlf_jax.unroll import StepMetrics, apply_step, check_unroll_batches, dev_measure
+from dlf_jax.unroll import (StepMetrics, apply_step, check_finite_inputs, check_unroll_batches,
+                            dev_measure)
 
 __all__ = ["DEFAULT_MAX_PARAMS", "ForwardCarry", "num_teacher_params", "check_num_params",
            "init_forward_carry", "forward_chunk", "forward_readout", "forward_hypergradient",
@@ -124,7 +133,7 @@ def init_forward_carry(theta: Any, state: StudentState) -> ForwardCarry:
     :class:`ForwardCarry` with zero tangents ``[P, *leaf.shape]``.
   """
   p = num_teacher_params(theta)
-  z = _split((state.params, state.opt_state))[0]
+  z = split_float_leaves((state.params, state.opt_state))[0]
   tangents = [None if x is None else jnp.zeros((p,) + jnp.shape(x), jnp.result_type(x))
               for x in z]
   return ForwardCarry(state=state, tangents=tangents)
@@ -135,7 +144,7 @@ def _forward_step(student, teacher, theta, carry: ForwardCarry, batch):
   state = carry.state
   flat_theta, unravel = ravel_pytree(theta)
   s = teacher.state_features(state.step, state.stats)      # data: stop_gradient inside
-  z, rest, treedef = _split((state.params, state.opt_state))
+  z, rest, treedef = split_float_leaves((state.params, state.opt_state))
   idx = [i for i, x in enumerate(z) if x is not None]
 
   def f(zf, th):
@@ -143,10 +152,10 @@ def _forward_step(student, teacher, theta, carry: ForwardCarry, batch):
     full = list(z)
     for i, x in zip(idx, zf):
       full[i] = x
-    params, opt_state = _merge(full, rest, treedef)
+    params, opt_state = merge_float_leaves(full, rest, treedef)
     new, metrics = apply_step(student, teacher, teacher.phi(unravel(th), s),
                               state.replace(params=params, opt_state=opt_state), batch)
-    z_new = _split((new.params, new.opt_state))[0]
+    z_new = split_float_leaves((new.params, new.opt_state))[0]
     return [z_new[i] for i in idx], (new, metrics)
 
   zf = [z[i] for i in idx]
@@ -183,9 +192,11 @@ def forward_chunk(student: Student, teacher: Any, theta: Any, carry: ForwardCarr
     ``(carry after n steps, StepMetrics with [n] leaves)``.
 
   Raises:
-    ValueError: ``n <= 0`` or inconsistent leading axes.
+    ValueError: ``n <= 0``, inconsistent leading axes, NaN/inf in concrete
+      (not traced) ``batches``.
   """
   check_unroll_batches(batches)
+  check_finite_inputs(batches, "batches")          # concrete inputs only: skipped under jit
   return jax.lax.scan(lambda c, b: _forward_step(student, teacher, theta, c, b), carry,
                       batches)
 
@@ -208,7 +219,7 @@ def forward_readout(student: Student, measure: measures.Measure, theta: Any,
   flat_theta, unravel = ravel_pytree(theta)
   value, dparams = jax.value_and_grad(
       lambda p: dev_measure(student, measure, p, final.model_state, dev_batches))(final.params)
-  dz = _split((dparams, jax.tree_util.tree_map(jnp.zeros_like, final.opt_state)))[0]
+  dz = split_float_leaves((dparams, jax.tree_util.tree_map(jnp.zeros_like, final.opt_state)))[0]
   n_params = len(jax.tree_util.tree_leaves(final.params))
   dflat = jnp.zeros(flat_theta.shape, jnp.result_type(value))
   for j, d in zip(carry.tangents[:n_params], dz[:n_params]):   # opt_state: zero cotangent
@@ -239,12 +250,14 @@ def forward_hypergradient(student: Student, teacher: Any, measure: measures.Meas
     ``dparams0=None`` (forward mode does not compute ``dM~/dw_0``).
 
   Raises:
-    ValueError: ``P > max_params``, ``N <= 0``, class-count mismatch.
+    ValueError: ``P > max_params``, ``N <= 0``, class-count mismatch, NaN/inf
+      in concrete (not traced) ``batches`` / ``dev_batches``.
 
   References:
     Franceschi et al., ICML 2017 (Forward-HG); Wu et al. 2018, Eqns. (3)-(5).
   """
   check_num_params(theta, max_params)
+  check_finite_inputs(dev_batches, "dev_batches")
   if teacher.num_classes is not None and teacher.num_classes != student.num_classes:
     raise ValueError(f"The teacher's loss has C={teacher.num_classes} classes but the student "
                      f"has num_classes={student.num_classes}.")

@@ -44,6 +44,29 @@ State features that depend on ``w`` (running training loss/accuracy) are
 recorded in the forward pass and treated as constants in the reverse, as in
 the authors' demo; the reference path applies ``stop_gradient`` to them, so
 all methods compute the same number. BatchNorm statistics are likewise data.
+
+What the hypergradient reaches: ``dparams0 = dM~/dw_0`` (the student's
+weights at the start of the segment) is computed and returned but not used by
+:func:`dlf_jax.teach`; online teaching truncates the hypergradient at segment
+boundaries (each outer step differentiates its own ``T`` steps only, the
+student carried over from the previous segment is data).
+
+Which estimator (``teach(..., estimator=...)``; measured on the MLP
+784-500-300-10, batch 128, float32, 2 CPU cores, ``benchmarks/RESULTS.md``):
+
+* ``reverse`` (this module): exact; 2.8-3.6x the forward unroll (``store_all``,
+  memory ~1.1 MB per step here: 2.3 GB at T = 2,000) or 4.1-6.3x
+  (``checkpointed``, O(sqrt T) memory: 0.37 GB at T = 10,000), whatever the
+  teacher's size P. The default, and the only practical exact estimator for
+  teachers of hundreds of parameters over a whole run (checkpointed).
+* ``forward`` (:mod:`dlf_jax.forward_hypergrad`): exact; memory flat in T
+  (~2.5 P |w| floats) and the run streamed from the host in chunks, but time
+  ~2.6-3.9 x P x the unroll (28x at P = 10): for teachers of a few to a few
+  tens of parameters over long horizons.
+* ``es`` (:mod:`dlf_jax.evolution`): antithetic ES (and PES across
+  truncations): any reward, including non-differentiable ones (dev accuracy,
+  BLEU); a noisy estimate whose error grows with P / population; on this CPU
+  a vmapped population is slower than a loop (use ``chunk_size=1``).
 """
 from __future__ import annotations
 
@@ -61,7 +84,8 @@ from dlf_jax.unroll import (StepMetrics, apply_step, check_finite_inputs, check_
                             dev_measure, inner_step)
 
 __all__ = ["METHODS", "MEMORY_POLICIES", "HypergradResult", "hypergradient",
-           "make_hypergradient_fn", "default_segment_length", "resolve_method"]
+           "make_hypergradient_fn", "default_segment_length", "resolve_method",
+           "split_float_leaves", "merge_float_leaves"]
 
 METHODS = ("auto", "eqn45", "vjp", "autodiff")
 MEMORY_POLICIES = ("store_all", "checkpointed")
@@ -90,15 +114,21 @@ def _is_float(x) -> bool:
   return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
 
 
-def _split(tree):
-  """Float leaves (ints replaced by None) and the other leaves, plus the treedef."""
+def split_float_leaves(tree):
+  """``(float leaves, other leaves, treedef)`` of ``tree``.
+
+  The differentiated part of a carry: float leaves (integer leaves replaced by
+  None) and the rest (float leaves replaced by None). Inverse:
+  :func:`merge_float_leaves`.
+  """
   leaves, treedef = jax.tree_util.tree_flatten(tree)
   diff = [x if _is_float(x) else None for x in leaves]
   rest = [None if _is_float(x) else x for x in leaves]
   return diff, rest, treedef
 
 
-def _merge(diff, rest, treedef):
+def merge_float_leaves(diff, rest, treedef):
+  """Inverse of :func:`split_float_leaves`."""
   return treedef.unflatten([d if d is not None else r for d, r in zip(diff, rest)])
 
 
@@ -131,13 +161,13 @@ def _save_matmuls(prim, *_, **__) -> bool:
 
 def _transition(student, teacher, state: StudentState, batch):
   """``G(z_diff, phi) -> (z'_diff, (new state, metrics))`` of one step, the rest fixed."""
-  z, rest, treedef = _split((state.params, state.opt_state))
+  z, rest, treedef = split_float_leaves((state.params, state.opt_state))
 
   def g(z, phi):
-    params, opt_state = _merge(z, rest, treedef)
+    params, opt_state = merge_float_leaves(z, rest, treedef)
     new, metrics = apply_step(student, teacher, phi,
                               state.replace(params=params, opt_state=opt_state), batch)
-    return _split((new.params, new.opt_state))[0], (new, metrics)
+    return split_float_leaves((new.params, new.opt_state))[0], (new, metrics)
 
   return g, z
 
@@ -297,7 +327,7 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
 
   # Eqn. (3): dw_T from the dev measure; the optimizer state gets a zero cotangent.
   value, dparams_t = jax.value_and_grad(objective)(final.params, final.model_state)
-  dz = _split((dparams_t, jax.tree_util.tree_map(jnp.zeros_like, final.opt_state)))[0]
+  dz = split_float_leaves((dparams_t, jax.tree_util.tree_map(jnp.zeros_like, final.opt_state)))[0]
 
   if memory == "store_all":
     dz0, dphis = rev_segment(dz, records, batches)
@@ -321,8 +351,8 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
   _, teacher_vjp = jax.vjp(lambda th: jax.vmap(lambda s: teacher.phi(th, s))(feats), theta)
   dtheta = teacher_vjp(dphis)[0]
 
-  _, rest, treedef = _split((state.params, state.opt_state))
-  dparams0 = _merge(dz0, rest, treedef)[0]
+  _, rest, treedef = split_float_leaves((state.params, state.opt_state))
+  dparams0 = merge_float_leaves(dz0, rest, treedef)[0]
   return HypergradResult(dtheta=dtheta, dparams0=dparams0, value=value, final_state=final,
                          metrics=metrics)
 

@@ -47,7 +47,7 @@ from dlf_jax.data.batching import SegmentSampler, make_eval_batches
 from dlf_jax.student import Student, StudentState
 
 __all__ = ["TeachState", "TeachResult", "TrainResult", "teach", "train_student", "MODES",
-           "ESTIMATORS"]
+           "ESTIMATORS", "check_label_range", "check_descent"]
 
 MODES = ("episodes", "online")
 ESTIMATORS = ("reverse", "forward", "es")
@@ -89,17 +89,50 @@ def _is_sampler(data) -> bool:
   return hasattr(data, "segment") and hasattr(data, "batch_size")
 
 
-def _sampler(train, batch_size: int, seed: int):
+def _sampler(train, batch_size: int, seed: int, student: Optional[Student] = None):
   """``train`` itself if it is a batch sampler, else a :class:`SegmentSampler` over it."""
   if _is_sampler(train):
     if train.batch_size != batch_size:
       raise ValueError(f"The training sampler draws batches of {train.batch_size} but "
                        f"batch_size={batch_size}; make them agree.")
     return train.reseeded(seed) if hasattr(train, "reseeded") else train
-  return SegmentSampler(_as_arrays(train, "train"), batch_size, seed=seed)
+  return SegmentSampler(_as_arrays(train, "train", student), batch_size, seed=seed)
 
 
-def _as_arrays(data, name: str) -> dict:
+def check_label_range(arrays: Mapping, student: Student, name: str) -> None:
+  """Host-side check that the labels of a split are class ids in ``[0, C)``.
+
+  Done once per split before any jitted work: out-of-range labels otherwise
+  train silently (``-1`` indexes class ``C - 1``) or give NaN losses far from
+  the cause.
+
+  Args:
+    arrays: the split, a dict with the student's ``label_key`` (int ``[N, ...]``).
+    student: gives ``C`` (``num_classes``), the label key and the mask key
+      (masked-out entries, e.g. padding tokens, are not checked).
+    name: the split's name for the message (``train``, ``dev``, ``test``).
+
+  Raises:
+    ValueError: naming the split, the first bad value and the valid range.
+  """
+  labels = arrays.get(student.label_key)
+  if labels is None:
+    return
+  labels = np.asarray(labels)
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"{name}[{student.label_key!r}] must hold integer class ids, got dtype "
+                     f"{labels.dtype}.")
+  mask = arrays.get(student.mask_key)
+  valid = labels if mask is None else labels[np.asarray(mask) > 0]
+  bad = valid[(valid < 0) | (valid >= student.num_classes)]
+  if bad.size:
+    raise ValueError(f"{name}[{student.label_key!r}] holds label {int(bad.flat[0])} "
+                     f"({bad.size} bad in all), outside [0, {student.num_classes - 1}] for a "
+                     f"student with num_classes={student.num_classes}: fix the labels or the "
+                     "student's num_classes.")
+
+
+def _as_arrays(data, name: str, student: Optional[Student] = None) -> dict:
   if isinstance(data, Mapping):
     arrays = dict(data)
   elif hasattr(data, "x") and hasattr(data, "y"):
@@ -112,7 +145,41 @@ def _as_arrays(data, name: str) -> dict:
     if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
       raise ValueError(f"{name}[{k!r}] contains NaN or inf; clean the data first.")
     arrays[k] = v
+  if student is not None:
+    check_label_range(arrays, student, name)
   return arrays
+
+
+def check_descent(tx: optax.GradientTransformation, theta: Any) -> None:
+  """Raises if the teacher optimizer's first update ascends its gradient (e.g. ``sgd(-1)``).
+
+  ``teach`` hands the optimizer the gradient of the loss it minimises (the
+  negated measure for a maximised one); a transformation whose update has a
+  positive inner product with that gradient moves the teacher the wrong way.
+
+  Raises:
+    ValueError: naming the inner product and the fix.
+  """
+  grads = jax.tree_util.tree_map(jnp.ones_like, theta)
+  updates, _ = tx.update(grads, tx.init(theta), theta)
+  dot = float(sum(jnp.vdot(u, g) for u, g in zip(jax.tree_util.tree_leaves(updates),
+                                                   jax.tree_util.tree_leaves(grads))))
+  if dot > 0:
+    raise ValueError(f"teacher_optimizer's first update ascends its gradient (<update, grad> = "
+                     f"{dot:.3g} > 0): a negative learning rate? Use a positive one; teach "
+                     "already ascends a maximised measure.")
+
+
+def _nan_hint(state: StudentState) -> str:
+  """What to try after a NaN hypergradient: ``eps_root`` for Adam students, else the rates."""
+  is_adam = lambda x: isinstance(x, optax.ScaleByAdamState)
+  adam = [x for x in jax.tree_util.tree_leaves(state.opt_state, is_leaf=is_adam) if is_adam(x)]
+  if adam:
+    return ("the student uses Adam: differentiating through it needs eps_root > 0 (sqrt has an "
+            "infinite derivative at 0; optax.adam's default is eps_root=0) -- build it with "
+            "dlf_jax.make_optimizer('adam', lr) or optax.adam(lr, eps_root=1e-8); else lower "
+            "the student learning rate or T.")
+  return "lower the student learning rate or T."
 
 
 def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
@@ -152,6 +219,14 @@ _hypergradient_fn = functools.lru_cache(maxsize=32)(
                                     segment_length=segment_length))
 
 _forward_fns = functools.lru_cache(maxsize=32)(forward_hypergrad.make_forward_fns)
+
+
+@functools.lru_cache(maxsize=32)
+def _es_fn(student, teacher, measure, population, sigma):
+  """Jitted :func:`dlf_jax.evolution.es_gradient` (imported here: only ``es`` needs it)."""
+  from dlf_jax import evolution
+  return evolution.make_es_gradient_fn(student, teacher, measure, population=population,
+                                       sigma=sigma)
 
 
 def _forward_segment(fns, theta, student_state, sampler, start: int, num_steps: int,
@@ -240,9 +315,12 @@ def teach(student: Student, teacher: Any, train, dev, *,
 
   Raises:
     ValueError: bad mode or estimator, ``T <= 0``, sizes, class-count
-      mismatch, ``chunk_steps < 1``, or (``forward``) a teacher with more than
-      ``forward_max_params`` parameters.
-    FloatingPointError: NaN/inf in the unroll (names the step) or hypergradient.
+      mismatch, ``chunk_steps < 1``, (``forward``) a teacher with more than
+      ``forward_max_params`` parameters, labels of ``train`` / ``dev`` outside
+      ``[0, C)`` (names the split and the value), or a ``teacher_optimizer``
+      whose update ascends its gradient (a negative learning rate).
+    FloatingPointError: NaN/inf in the unroll (names the step) or hypergradient
+      (for an Adam student, names ``eps_root``).
 
   References:
     Wu et al. 2018, Algorithm 1.
@@ -269,7 +347,7 @@ def teach(student: Student, teacher: Any, train, dev, *,
     raise ValueError(f"segments_per_episode must be >= 1, got {segments_per_episode}.")
   measure = measure or measures.ExpectedAccuracy()
   tx = teacher_optimizer or optax.adam(1e-3)
-  dev = _as_arrays(dev, "dev")
+  dev = _as_arrays(dev, "dev", student)
   n_dev = len(next(iter(dev.values())))
   if dev_sample_size is not None and not 1 <= dev_sample_size <= n_dev:
     raise ValueError(f"dev_sample_size={dev_sample_size} must be in [1, {n_dev}].")
@@ -280,6 +358,7 @@ def teach(student: Student, teacher: Any, train, dev, *,
   if init_state is None:
     theta = teacher.init(jax.random.fold_in(rng, 0))
     init_state = TeachState(theta=theta, opt_state=tx.init(theta), student=None, update=0)
+  check_descent(tx, init_state.theta)
   state = init_state.replace(theta=parallel.replicate(init_state.theta, mesh),
                              opt_state=parallel.replicate(init_state.opt_state, mesh),
                              student=parallel.replicate(init_state.student, mesh))
@@ -305,7 +384,7 @@ def teach(student: Student, teacher: Any, train, dev, *,
   while state.update < total_updates:
     t0 = time.time()
     episode, segment = divmod(state.update, segments_per_episode)
-    sampler = _sampler(train, batch_size, seed * 1_000_003 + episode)
+    sampler = _sampler(train, batch_size, seed * 1_000_003 + episode, student)
     student_state = state.student
     warm_start_seconds = 0.0
     if segment == 0 or student_state is None:
@@ -338,18 +417,16 @@ def teach(student: Student, teacher: Any, train, dev, *,
     elif estimator == "forward":
       res = _forward_segment(forward_fns, state.theta, student_state, sampler, start,
                              unroll_steps, chunk, dev_batches, mesh)
-    else:
-      from dlf_jax import evolution       # imported here: optional for the other estimators
-      res = evolution.es_gradient(student, teacher, measure, state.theta, student_state,
-                                  batches, dev_batches,
-                                  jax.random.fold_in(rng, 3_000_000 + state.update),
-                                  population=es_population, sigma=es_sigma)
+    else:                                 # the whole segment in one call
+      res = _es_fn(student, teacher, measure, es_population, es_sigma)(
+          state.theta, student_state, batches, dev_batches,
+          jax.random.fold_in(rng, 3_000_000 + state.update))
     unroll_lib.check_finite(res.metrics, start)
     hnorm = float(optax.tree.norm(res.dtheta))
     if not np.isfinite(hnorm):
       raise FloatingPointError(
           f"Non-finite hypergradient at outer step {state.update} (student steps "
-          f"{start}..{start + unroll_steps - 1}); lower the student learning rate or T.")
+          f"{start}..{start + unroll_steps - 1}); " + _nan_hint(student_state))
     theta, opt_state = outer_step(state.theta, state.opt_state, res.dtheta)
     final = res.final_state
     dev_eval = _host(eval_fn(final.params, final.model_state, full_dev))
@@ -419,7 +496,8 @@ def train_student(student: Student, loss: Any, train, *, theta: Any = None,
     ``w_diag_mean``/``w_offdiag_mean``/``b_mean`` for teachers, ``seconds``).
 
   Raises:
-    ValueError: bad sizes, missing theta, class-count mismatch.
+    ValueError: bad sizes, missing theta, class-count mismatch, labels of a
+      split outside ``[0, C)`` (names the split and the value).
     FloatingPointError: NaN/inf in training (names the step).
   """
   if num_steps <= 0 or eval_every <= 0:
@@ -431,9 +509,9 @@ def train_student(student: Student, loss: Any, train, *, theta: Any = None,
     if loss.num_classes != student.num_classes:
       raise ValueError(f"The teacher's loss has C={loss.num_classes} classes but the student "
                        f"has num_classes={student.num_classes}.")
-  sampler = _sampler(train, batch_size, seed)
-  evals = {name: parallel.shard_batches(make_eval_batches(_as_arrays(d, name), eval_batch_size),
-                                        mesh)
+  sampler = _sampler(train, batch_size, seed, student)
+  evals = {name: parallel.shard_batches(make_eval_batches(_as_arrays(d, name, student),
+                                                          eval_batch_size), mesh)
            for name, d in (("dev", dev), ("test", test)) if d is not None}
 
   run_fn = _unroll_fn(student, loss)

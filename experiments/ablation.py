@@ -52,13 +52,18 @@ from dlf_jax import unroll as unroll_lib
 from dlf_jax.data.batching import make_eval_batches
 from experiments import reporting, train
 
-__all__ = ["VARIANTS", "BASELINE_ROWS", "carve_validation", "apply_overrides", "run"]
+__all__ = ["VARIANTS", "BASELINE_ROWS", "teaching_key", "apply_overrides", "run"]
 
 # name -> (what the row adds, config overrides applied on top of the previous row, options).
 # ``anchor_smoothing='tuned'`` takes the label-smoothing eps selected on the validation split.
+# The chain starts from the previous default whatever the config file's recipe is (the
+# ``paper`` row then overrides the family keys through the recipe).
+_PREVIOUS_DEFAULT = {"teacher.parameterisation": "diagonal", "teacher.link": "sigmoid",
+                     "teacher.anchor": "cross_entropy", "teacher.anchor_smoothing": 0.1,
+                     "teach.measure": "expected_accuracy", "teach.select": False}
 VARIANTS = {
     "paper": ("Eqn. (2) as written: full W, sigmoid link, CE anchor, expected dev accuracy",
-              {"teacher.recipe": "paper"}, {}),
+              {**_PREVIOUS_DEFAULT, "teacher.recipe": "paper"}, {}),
     "diagonal": ("diagonal W (the previous default)",
                  {"teacher.recipe": "config", "teacher.parameterisation": "diagonal",
                   "teacher.link": "sigmoid", "teach.measure": "expected_accuracy"}, {}),
@@ -77,6 +82,8 @@ VARIANTS = {
                       "teach.num_episodes": 8}, {}),
     "select": ("+ validation selection among the teaching checkpoints and the untaught anchor",
                {}, {"select": True}),
+    "smoothed_error": ("full_horizon with the demo's sigmoid-smoothed dev error as the reward",
+                       {"teach.measure": "sigmoid_error"}, {}),
 }
 BASELINE_ROWS = ("cross_entropy", "label_smoothing", "large_margin")
 LS_GRID = (0.05, 0.1, 0.2, 0.3)
@@ -85,42 +92,21 @@ TUNE_SEEDS = (1000, 1001)        # students that select (never the final seeds)
 FLAGS = flags.FLAGS
 
 
-def carve_validation(data, val_size: int, seed: int):
-  """Splits ``val_size`` random examples off ``data.train``.
-
-  Returns:
-    ``(train, val)`` as ``{'x', 'y'}`` dicts.
-
-  Raises:
-    ValueError: ``val_size`` not in ``[1, len(train) - 1]``.
-  """
-  x, y = np.asarray(data.train.x), np.asarray(data.train.y)
-  n = len(y)
-  if not 1 <= val_size < n:
-    raise ValueError(f"--val_size={val_size} must be in [1, {n - 1}] (the training "
-             f"split has {n} examples).")
-  perm = np.random.default_rng([seed, 31337]).permutation(n)
-  val_idx, train_idx = np.sort(perm[:val_size]), np.sort(perm[val_size:])
-  return ({"x": x[train_idx], "y": y[train_idx]}, {"x": x[val_idx], "y": y[val_idx]})
+# Config keys that do not change what a teacher learns (left out of its cache key).
+_NOT_TEACHING = ("baselines", "methods", "num_seeds", "progress", "data.val_size",
+                 "teach.select")
 
 
-def check_disjoint(splits: dict) -> None:
-  """Raises if two splits share an example (exact duplicate images are compared by hash).
-
-  Raises:
-    ValueError: naming the two splits and how many examples they share.
-  """
-  hashes = {k: {hash(row.tobytes()) for row in np.asarray(v["x"]).reshape(len(v["x"]), -1)}
-        for k, v in splits.items()}
-  names = list(splits)
-  for i, a in enumerate(names):
-    for b in names[i + 1:]:
-      shared = len(hashes[a] & hashes[b])
-      # A handful of byte-identical digits exist in MNIST itself; more is an overlap.
-      if shared > max(5, len(hashes[a]) // 1000):
-        raise ValueError(f"The {a} and {b} splits share {shared} examples: the "
-                 f"validation split must be disjoint from dev and test; "
-                 "carve it from the training split only.")
+def teaching_key(config) -> str:
+  """A hash of everything in ``config`` that determines the taught teacher."""
+  tree = json.loads(config.to_json(sort_keys=True))
+  for key in _NOT_TEACHING:
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+      node = node.get(part, {})
+    node.pop(leaf, None)
+  return hashlib.sha1(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def apply_overrides(config, overrides: dict, *, tuned_eps: float):
@@ -208,7 +194,7 @@ class Runner:
     Teachers are cached by a hash of the config, so rows with the same teaching
     config (e.g. ``select``) reuse the teacher.
     """
-    key = hashlib.sha1(config.to_json(sort_keys=True).encode()).hexdigest()[:12]
+    key = teaching_key(config)
     path = os.path.join(self.workdir, "cache", f"teacher_{key}.msgpack")
     teacher = train.build_teacher(config, self.num_classes)
     template = teacher.init(jax.random.PRNGKey(0))
@@ -261,23 +247,22 @@ def _mean_std(values):
 
 
 def run(config, workdir: str, variants, seeds: int, val_size: int,
-    baselines=BASELINE_ROWS) -> dict:
+        baselines=BASELINE_ROWS, ls_grid=LS_GRID) -> dict:
   """Runs the ablation (module docstring) and writes ``ablation.{json,md}`` and a plot."""
   train.validate_config(config)
   os.makedirs(workdir, exist_ok=True)
   data = train.load_data(config)
-  train_split, val = carve_validation(data, val_size, config.data.seed)
-  splits = {"train": train_split, "dev": {"x": data.dev.x, "y": data.dev.y}, "val": val,
-        "test": {"x": data.test.x, "y": data.test.y}}
-  check_disjoint({k: v for k, v in splits.items() if k != "train"})
-  check_disjoint({"train": splits["train"], "val": val})
+  data, val = train.carve_validation(data, val_size, config.data.seed)
+  splits = {name: {"x": split.x, "y": split.y} for name, split in (
+      ("train", data.train), ("dev", data.dev), ("val", val), ("test", data.test))}
+  train.check_disjoint({k: v for k, v in splits.items() if k != "train"})
   runner = Runner(config, workdir, splits, data.num_classes)
   final_seeds = [config.seed + i for i in range(seeds)]
   rows, t_start = [], time.time()
 
   # Label smoothing eps, selected on the validation split (never on test).
   tuning = {eps: _mean_std([runner.baseline("label_smoothing", s, eps, read_test=False)
-                ["val_error"] for s in TUNE_SEEDS])[0] for eps in LS_GRID}
+                ["val_error"] for s in TUNE_SEEDS])[0] for eps in ls_grid}
   tuned_eps = min(tuning, key=tuning.get)
   logging.info("label smoothing: validation error per eps %s -> eps = %g", tuning, tuned_eps)
 
@@ -321,7 +306,11 @@ def run(config, workdir: str, variants, seeds: int, val_size: int,
          "selected_update": taught["updates"][chosen], "selection": selection,
          "unroll_steps": cfg.teach.unroll_steps, "measure": cfg.teach.measure}
     add_row(name, description, results, extra)
+    if not options.get("untaught"):
+      last = (name, taught["teacher"], theta, cfg)
 
+  if variants:
+    plot_teacher(runner, *last, workdir)
   out = {"config": json.loads(config.to_json_best_effort()), "val_size": val_size,
        "splits": {k: int(len(v["y"])) for k, v in splits.items()},
        "label_smoothing_tuning": {f"{k:g}": v for k, v in tuning.items()},
@@ -331,6 +320,36 @@ def run(config, workdir: str, variants, seeds: int, val_size: int,
   plot(out, os.path.join(workdir, "plots", "ablation.png"))
   print(markdown(out))
   return out
+
+
+def plot_teacher(runner: Runner, name: str, teacher, theta, config, workdir: str) -> None:
+  """What the last taught row's teacher does along one student's run (seed ``config.seed``).
+
+  Writes ``plots/teacher_w.png`` (W_t at several phases and its change) and
+  ``plots/teacher_target_mass.png`` (per class, ``1 - W_yy``: the mass moved off
+  the label), from a student trained with the frozen teacher whose state
+  features are recorded at every evaluation (cached in ``cache/``).
+  """
+  path = os.path.join(workdir, "cache", f"{name}_history.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      history = json.load(f)
+  else:
+    history, state, s = [], None, config.student
+    warm = config.teach.pretrain_steps
+    record = lambda st, r: history.append(train.with_teacher_state(r, st))
+    for loss, th, end in [(train.build_baseline(config, "cross_entropy"), None, warm),
+                          (teacher, theta, s.num_steps)]:
+      state = dlf_jax.train_student(
+          runner.student, loss, runner.splits["train"], theta=th, num_steps=end,
+          batch_size=s.batch_size, seed=config.seed, eval_every=s.eval_every,
+          dev=runner.splits["dev"], eval_batch_size=s.eval_batch_size, init_state=state,
+          progress=False, callback=record).state
+    reporting.write_json(path, history)
+  snaps = reporting.w_snapshots(teacher, theta, history, num=4,
+                                first_step=config.teach.pretrain_steps)
+  reporting.plot_w_heatmaps(snaps, os.path.join(workdir, "plots", "teacher_w.png"))
+  reporting.plot_target_mass(snaps, os.path.join(workdir, "plots", "teacher_target_mass.png"))
 
 
 def markdown(out: dict) -> str:

@@ -180,7 +180,8 @@ def results_markdown(results: dict) -> str:
   parts += [f"- total: {_seconds(wall['total'])}", "",
             "## Data", "",
             f"- dataset: {d['name']} ({d['num_classes']} classes); train {d['train']:,}, "
-            f"dev {d['dev']:,}, test {d['test']:,}",
+            f"dev {d['dev']:,}, " + (f"val {d['val']:,}, " if d.get("val") else "")
+            + f"test {d['test']:,}",
             f"- source: {d['source']}"]
   if d.get("notes"):
     parts.append(f"- notes: {d['notes']}")
@@ -193,6 +194,12 @@ def results_markdown(results: dict) -> str:
               f"{', '.join(f'{a:.4f}' for a in t['episode_dev_accuracy'])}",
               "- dev measure (the teacher's reward) there: "
               f"{', '.join(f'{m:.4f}' for m in t['episode_dev_measure'])}"]
+  sel = results.get("selection")
+  if sel:
+    errs = ", ".join(f"{k} {v:.2f}%" for k, v in sel["val_error"].items())
+    parts.append(f"- teacher selected on the validation split ({sel['val_size']} examples, "
+                 f"students {sel['seeds']}; the test split is not read): {errs} -> "
+                 f"**{sel['chosen']}**")
   parts += ["", "## Config", "", "```json", json.dumps(cfg, indent=2, sort_keys=True), "```",
             ""]
   return "\n".join(parts)

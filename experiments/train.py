@@ -28,6 +28,7 @@ Workdir layout::
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -46,6 +47,7 @@ import tensorboardX
 
 import dlf_jax
 from dlf_jax import data as data_lib
+from dlf_jax.data.batching import make_eval_batches
 from dlf_jax import hypergrad, losses, models, student as student_lib
 from dlf_jax import teacher as teacher_lib
 # ``dlf_jax.teach`` is the function (the package re-exports it over the submodule's
@@ -58,7 +60,7 @@ __all__ = [
     "METHODS", "MODELS", "TEACHERS", "MEASURES", "TEACHER_OPTIMIZERS",
     "validate_config", "load_data", "build_student", "build_teacher", "build_measure",
     "build_baseline", "build_teacher_optimizer", "build_schedule", "build_mesh",
-    "teach_phase", "student_phase",
+    "teach_phase", "student_phase", "carve_validation", "check_disjoint", "select_teacher",
     "with_teacher_state", "run",
 ]
 
@@ -203,6 +205,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_choice(config, "teach.memory", hypergrad.MEMORY_POLICIES)
   _check_choice(config, "teach.measure", MEASURES)
   _check_positive(config, "teach.measure_k")
+  _check_int(config, "data.val_size", allow_none=True)
+  if config.teach.select not in (True, False):
+    _fail("teach.select", config.teach.select, "True or False")
+  if config.teach.select and config.data.val_size is None:
+    _fail("teach.select", True, "False, or set data.val_size (the validation split that "
+          "selects the teacher)")
   _check_choice(config, "teach.estimator", ESTIMATORS)
   _check_int(config, "teach.chunk_steps", allow_none=True)
   _check_int(config, "teach.forward_max_params")
@@ -651,6 +659,111 @@ def make_workdir(workdir: str) -> str:
   return workdir
 
 
+SELECTION_SEEDS = (1000, 1001)     # students that select; never among the reported seeds
+
+
+def carve_validation(data: data_lib.ImageDataset, val_size: int, seed: int):
+  """Splits ``val_size`` random training examples off into a validation split.
+
+  The validation split *selects* (the teacher among its candidates; label
+  smoothing's eps in :mod:`experiments.ablation`); the dev split rewards the
+  teacher; the test split is only read for the final table.
+
+  Args:
+    data: the loaded dataset.
+    val_size: examples to move from ``data.train`` to the validation split.
+    seed: seeds the choice (``config.data.seed``: the same split for every method).
+
+  Returns:
+    ``(data with the smaller train split, val Split)``.
+
+  Raises:
+    InputError: ``val_size`` not in ``[1, len(train) - 1]``.
+  """
+  n = len(data.train)
+  if not 1 <= val_size < n:
+    raise InputError(f"config.data.val_size={val_size} must be in [1, {n - 1}] (the training "
+                     f"split has {n} examples).")
+  perm = np.random.default_rng([seed, 31337]).permutation(n)
+  take = lambda idx: dataclasses.replace(
+      data.train, x=data.train.x[idx], y=data.train.y[idx],
+      index=None if data.train.index is None else data.train.index[idx])
+  val_idx, train_idx = np.sort(perm[:val_size]), np.sort(perm[val_size:])
+  return dataclasses.replace(data, train=take(train_idx)), take(val_idx)
+
+
+def check_disjoint(splits: dict) -> None:
+  """Raises if two splits share examples (byte-identical inputs).
+
+  Args:
+    splits: name -> a split with ``.x`` or a dict with ``'x'``.
+
+  Raises:
+    InputError: naming the two splits and how many examples they share.
+  """
+  def rows(split):
+    x = np.asarray(split["x"] if isinstance(split, dict) else split.x)
+    return {row.tobytes() for row in x.reshape(len(x), -1)}
+  hashes = {k: rows(v) for k, v in splits.items()}
+  names = list(splits)
+  for i, a in enumerate(names):
+    for b in names[i + 1:]:
+      shared = len(hashes[a] & hashes[b])
+      # Real datasets hold a few byte-identical images (MNIST does); more is an overlap.
+      if shared > max(5, len(hashes[a]) // 1000):
+        raise InputError(f"The {a} and {b} splits share {shared} examples: the validation "
+                         "split must be disjoint from dev and test; carve it from the "
+                         "training split only.")
+
+
+def select_teacher(config: ml_collections.ConfigDict, data: data_lib.ImageDataset, val,
+                   student: dlf_jax.Student, teacher: dlf_jax.Teacher, candidates: dict,
+                   workdir: str) -> dict:
+  """Picks the teacher whose fresh students have the lowest validation error.
+
+  One student per candidate and seed of :data:`SELECTION_SEEDS`, trained as an
+  ``l2t_dlf`` student (warm start, then the frozen candidate), scored on ``val``
+  only (the test split is not read). The result is cached in
+  ``runs/selection.json``.
+
+  Args:
+    candidates: name -> theta (e.g. the untaught anchor and the taught teacher).
+
+  Returns:
+    dict: ``chosen`` (a candidate name), ``val_error`` (name -> mean %, seeds).
+  """
+  path = os.path.join(workdir, "runs", "selection.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  s = config.student
+  evaluate = jax.jit(lambda p, m, b: dlf_jax.unroll.evaluate(student, p, m, b))
+  val_batches = make_eval_batches({"x": val.x, "y": val.y}, s.eval_batch_size)
+  warm = min(config.teach.pretrain_steps, s.num_steps)
+  errors = {}
+  for name, theta in candidates.items():
+    errs = []
+    for seed in SELECTION_SEEDS:
+      state = None
+      stages = ([(build_baseline(config, "cross_entropy"), None, warm)] if warm else []) + [
+          (teacher, theta, s.num_steps)]
+      for loss, stage_theta, end in stages:
+        state = dlf_jax.train_student(
+            student, loss, _arrays(data.train), theta=stage_theta, num_steps=end,
+            batch_size=s.batch_size, seed=seed, eval_every=s.eval_every,
+            dev=_arrays(data.dev), eval_batch_size=s.eval_batch_size, init_state=state,
+            progress=config.progress, desc=f"select {name} seed {seed}",
+            mesh=build_mesh(config)).state
+      acc = float(evaluate(state.params, state.model_state, val_batches)["accuracy"])
+      errs.append(100.0 * (1.0 - acc))
+    errors[name] = float(np.mean(errs))
+    logging.info("select: %s -> validation error %.2f%%", name, errors[name])
+  out = {"chosen": min(errors, key=errors.get), "val_error": errors,
+         "seeds": list(SELECTION_SEEDS), "val_size": len(val)}
+  reporting.write_json(path, out)
+  return out
+
+
 def check_data(config: ml_collections.ConfigDict, data: data_lib.ImageDataset) -> None:
   """Host-side checks of the loaded splits against the config (once, before any step).
 
@@ -734,16 +847,25 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   t_start = time.time()
   data = load_data(config)
   check_data(config, data)                   # before config.json: a fixed rerun is no conflict
+  val = None
+  if config.data.val_size:
+    data, val = carve_validation(data, config.data.val_size, config.data.seed)
+    check_disjoint({"dev": data.dev, "val": val, "test": data.test})
   _check_workdir_config(config, workdir)
-  logging.info("data %s from %s: train %d, dev %d, test %d", data.name, data.source,
-               len(data.train), len(data.dev), len(data.test))
+  logging.info("data %s from %s: train %d, dev %d, val %d, test %d", data.name, data.source,
+               len(data.train), len(data.dev), 0 if val is None else len(val), len(data.test))
   student = build_student(config, data.num_classes)
   teacher = build_teacher(config, data.num_classes)
 
-  taught = None
+  taught, selection = None, None
   if "l2t_dlf" in config.methods:
     taught = teach_phase(config, data, student, teacher, workdir,
                          on_checkpoint=on_checkpoint)
+    if config.teach.select:
+      anchor = teacher.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0))
+      candidates = {"anchor (untaught)": anchor, "taught": taught["theta"]}
+      selection = select_teacher(config, data, val, student, teacher, candidates, workdir)
+      taught["theta"] = candidates[selection["chosen"]]
   runs = []
   for method in config.methods:
     for i in range(config.num_seeds):
@@ -760,7 +882,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
       "config": _config_json(config),
       "data": {"name": data.name, "source": data.source, "notes": data.notes,
                "num_classes": data.num_classes, "train": len(data.train),
-               "dev": len(data.dev), "test": len(data.test)},
+               "dev": len(data.dev), "val": 0 if val is None else len(val),
+               "test": len(data.test)},
+      "selection": selection,
       "methods": summary,
       "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs],
       "teach": reporting.teach_summary(teach_history),

@@ -18,7 +18,7 @@ import pytest
 import dlf_jax
 from dlf_jax import forward_hypergrad as fh
 from dlf_jax import hypergrad, measures, unroll
-from dlf_jax.teach import ESTIMATORS, TeachState, _hypergradient_fn, teach
+from dlf_jax.teach import ESTIMATORS, TeachState, _es_fn, _hypergradient_fn, teach
 
 from _numerics import rel_err
 from test_hypergrad import B, C, T, count_eqns, make_problem
@@ -206,22 +206,40 @@ def test_teach_es_calls_evolution(x64, monkeypatch):
   problem, rev = _teach_problem_and_reverse()
   calls = []
 
-  def es_gradient(student, teacher, measure, theta, state, batches, dev_batches, rng, *,
-                  population, sigma):
-    calls.append((batches["x"].shape, np.asarray(rng), population, sigma))
-    # The reverse hypergradient (teach's compiled one): ES's contract, exactly.
+  def make_es_gradient_fn(student, teacher, measure, *, population, sigma):
+    # The reverse hypergradient (teach's compiled one) in place of an ES estimate.
     fn = _hypergradient_fn(student, teacher, measure, "auto", "store_all", None)
-    return fn(theta, state, batches, dev_batches)
 
-  fake = types.SimpleNamespace(es_gradient=es_gradient)
+    def es_fn(theta, state, batches, dev_batches, rng):
+      calls.append((batches["x"].shape, np.asarray(rng), population, sigma))
+      return fn(theta, state, batches, dev_batches)
+    return es_fn
+
+  fake = types.SimpleNamespace(make_es_gradient_fn=make_es_gradient_fn)
   monkeypatch.setitem(sys.modules, "dlf_jax.evolution", fake)
   monkeypatch.setattr(dlf_jax, "evolution", fake, raising=False)
-  es = _teach(problem, "es", es_population=4, es_sigma=0.05)
+  _es_fn.cache_clear()
+  try:
+    es = _teach(problem, "es", es_population=4, es_sigma=0.05)
+  finally:
+    _es_fn.cache_clear()                  # forget the fake
   assert rel_err(es.theta, rev.theta) == 0.0
   assert [c[0][0] for c in calls] == [4, 4]
   assert [c[2:] for c in calls] == [(4, 0.05), (4, 0.05)]
   assert not np.array_equal(calls[0][1], calls[1][1])
   assert es.history[0]["estimator"] == "es"
+
+
+def test_teach_es_runs(x64):
+  """``estimator='es'`` with the real :mod:`dlf_jax.evolution`: theta moves, all finite."""
+  problem, rev = _teach_problem_and_reverse()
+  es = _teach(problem, "es", es_population=2, es_sigma=0.01)
+  assert [r["estimator"] for r in es.history] == ["es", "es"]
+  assert rel_err(es.theta, problem.theta) > 1e-8
+  assert all(np.isfinite(r["hypergrad_norm"]) and r["hypergrad_norm"] > 0 for r in es.history)
+  # Same student trajectory as reverse (ES reports the unperturbed student).
+  np.testing.assert_allclose(es.history[0]["train_loss"], rev.history[0]["train_loss"],
+                             rtol=1e-12)
 
 
 def test_teach_rejects_bad_estimator_and_big_teacher():

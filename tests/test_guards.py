@@ -14,8 +14,10 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+import dlf_jax
 from dlf_jax import hypergrad, measures, models, unroll
 from dlf_jax import student as student_lib
 from dlf_jax import teacher as teacher_lib
@@ -182,3 +184,54 @@ def test_cli_workdir_under_a_regular_file(tmp_path):
   assert done.returncode == 2, done.stderr[-2000:]
   assert "Traceback" not in done.stderr, done.stderr[-2000:]
   assert f"cannot create workdir {workdir}: Not a directory" in done.stderr, done.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------- teach / train_student
+
+
+def _tiny_image_problem(num_classes=3, n=24, zero_column=False):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(n, 4)).astype(np.float32)
+  if zero_column:
+    x[:, 0] = 0.0          # an input that is always 0: its weights get exactly zero gradient
+  y = rng.integers(0, num_classes, n).astype(np.int32)
+  student = dlf_jax.Student(models.MLP(hidden=(5,), num_classes=num_classes),
+                            dlf_jax.make_optimizer("sgd", 0.1), num_classes=num_classes)
+  teacher = dlf_jax.Teacher(dlf_jax.AttentionTeacher(num_classes, num_matrices=2,
+                                                     parameterisation="diagonal"),
+                            total_steps=8)
+  return student, teacher, {"x": x, "y": y}
+
+
+@pytest.mark.parametrize("split,value", [("train", 3), ("train", -1), ("dev", 3)])
+def test_teach_names_labels_outside_the_classes(split, value):
+  student, teacher, data = _tiny_image_problem()
+  bad = {"x": data["x"], "y": data["y"].copy()}
+  bad["y"][5] = value
+  train, dev = (bad, data) if split == "train" else (data, bad)
+  with pytest.raises(ValueError, match=rf"{split}\['y'\] holds label {value} .* outside \[0, 2\]"):
+    dlf_jax.teach(student, teacher, train, dev, unroll_steps=2, num_episodes=1,
+                  batch_size=4, progress=False)
+  if split == "train":
+    with pytest.raises(ValueError, match=rf"train\['y'\] holds label {value}"):
+      dlf_jax.train_student(student, dlf_jax.BaselineLoss(), bad, num_steps=2, batch_size=4,
+                            progress=False)
+  else:
+    with pytest.raises(ValueError, match=r"test\['y'\] holds label 3"):
+      dlf_jax.train_student(student, dlf_jax.BaselineLoss(), data, num_steps=2, batch_size=4,
+                            test=bad, progress=False)
+
+
+def test_teacher_optimizer_that_ascends_is_refused():
+  student, teacher, data = _tiny_image_problem()
+  with pytest.raises(ValueError, match="ascends its gradient"):
+    dlf_jax.teach(student, teacher, data, data, teacher_optimizer=optax.sgd(-1.0),
+                  unroll_steps=2, num_episodes=1, batch_size=4, progress=False)
+
+
+def test_adam_without_eps_root_names_eps_root():
+  student, teacher, data = _tiny_image_problem(zero_column=True)
+  student = dlf_jax.Student(student.model, optax.adam(1e-2), num_classes=3)
+  with pytest.raises(FloatingPointError, match="eps_root"):
+    dlf_jax.teach(student, teacher, data, data, unroll_steps=2, num_episodes=1,
+                  batch_size=4, progress=False)

@@ -22,7 +22,7 @@ import pytest
 from dlf_jax import hypergrad, losses, measures, unroll
 from dlf_jax import student as student_lib
 from dlf_jax import teacher as teacher_lib
-from experiments import ablation, train
+from experiments import train
 from experiments.configs import quickstart
 
 from _numerics import flat, rel_err
@@ -221,16 +221,20 @@ def test_bad_inputs():
 def test_config_keys_of_the_loss_family():
   config = quickstart.get_config("smoke")
   train.validate_config(config)
-  for key, value, msg in [("teacher.link", "relu", "teacher.link"),
-                          ("teacher.anchor", "focal", "teacher.anchor"),
-                          ("teacher.anchor_smoothing", 1.0, "anchor_smoothing"),
-                          ("teacher.recipe", "mine", "teacher.recipe"),
-                          ("teach.measure", "bleu", "teach.measure"),
-                          ("teach.estimator", "sgd", "teach.estimator"),
-                          ("teacher.anchor", "label_smoothing", "soft_target")]:
+  for overrides, msg in [({"teacher.link": "relu"}, "teacher.link"),
+                         ({"teacher.anchor": "focal"}, "teacher.anchor"),
+                         ({"teacher.anchor_smoothing": 1.0}, "anchor_smoothing"),
+                         ({"teacher.recipe": "mine"}, "teacher.recipe"),
+                         ({"teach.measure": "bleu"}, "teach.measure"),
+                         ({"teach.estimator": "sgd"}, "teach.estimator"),
+                         ({"teach.es_population": 3}, "even"),
+                         ({"teach.select": True, "data.val_size": None}, "data.val_size"),
+                         ({"teacher.parameterisation": "diagonal",
+                           "teacher.anchor": "label_smoothing"}, "soft_target")]:
     bad = ml_collections.ConfigDict(config.to_dict())
-    section, name = key.split(".")
-    bad[section][name] = value
+    for key, value in overrides.items():
+      section, name = key.split(".")
+      bad[section][name] = value
     with pytest.raises(ValueError, match=msg):
       train.validate_config(bad)
   # The paper recipe overrides the family keys, whatever they say.
@@ -247,19 +251,43 @@ def test_config_keys_of_the_loss_family():
 
 
 def test_validation_split_is_disjoint_and_overlap_is_refused(rng):
-  class Split:
-    def __init__(self, x, y):
-      self.x, self.y = x, y
-
-  class Data:
-    train = Split(rng.normal(size=(50, 4)).astype(np.float32), rng.integers(0, 3, 50))
-
-  tr, val = ablation.carve_validation(Data, 10, seed=0)
-  assert len(val["y"]) == 10 and len(tr["y"]) == 40
-  ablation.check_disjoint({"train": tr, "val": val})
+  from dlf_jax.data import images
+  x = rng.normal(size=(50, 4)).astype(np.float32)
+  split = images.Split(x=x, y=rng.integers(0, 3, 50).astype(np.int32), index=np.arange(50))
+  data = images.ImageDataset(name="mnist", source="test", train=split, dev=split, test=split,
+                             num_classes=3, mean=np.zeros(1), std=np.ones(1), notes="")
+  smaller, val = train.carve_validation(data, 10, seed=0)
+  assert len(val) == 10 and len(smaller.train) == 40
+  assert set(val.index) | set(smaller.train.index) == set(range(50))
+  train.check_disjoint({"train": smaller.train, "val": val})
   with pytest.raises(ValueError, match="val_size"):
-    ablation.carve_validation(Data, 50, seed=0)
-  test = {"x": np.concatenate([val["x"][:8], rng.normal(size=(2, 4)).astype(np.float32)]),
-          "y": val["y"]}
+    train.carve_validation(data, 50, seed=0)
+  test = {"x": np.concatenate([val.x[:8], rng.normal(size=(2, 4)).astype(np.float32)])}
   with pytest.raises(ValueError, match="share 8 examples"):
-    ablation.check_disjoint({"val": val, "test": test})
+    train.check_disjoint({"val": val, "test": test})
+
+
+def test_ablation_runner_end_to_end(tmp_path):
+  """The teaching-efficacy protocol at smoke size: rows, controls, selection, plots."""
+  from experiments import ablation
+  from experiments.configs import mnist_mlp
+  config = mnist_mlp.get_config("smoke")
+  variants = ["paper", "diagonal", "identity", "soft_target", "soft_target_untaught",
+              "ls_anchor", "ls_untaught", "dev_ce", "select"]
+  out = ablation.run(config, str(tmp_path), variants, seeds=1, val_size=50,
+                     baselines=("cross_entropy",), ls_grid=(0.1, 0.2))
+  names = [r["name"] for r in out["rows"]]
+  assert names == ["cross_entropy"] + variants
+  rows = {r["name"]: r for r in out["rows"]}
+  assert out["tuned_eps"] in (0.1, 0.2)
+  assert rows["ls_untaught"]["outer_steps"] == 0 and rows["ls_anchor"]["outer_steps"] > 0
+  # Selection: one candidate per snapshot (anchor, middle, last), scored on validation.
+  sel = rows["select"]["selection"]
+  assert len(sel) == 3 and rows["select"]["selected_update"] == min(sel, key=sel.get)
+  assert all(np.isfinite(r["test_error"]) for r in out["rows"])
+  for name in ("ablation.png", "teacher_w.png", "teacher_target_mass.png"):
+    assert (tmp_path / "plots" / name).exists()
+  # Re-running reads every student and teacher back from the cache.
+  again = ablation.run(config, str(tmp_path), variants, seeds=1, val_size=50,
+                       baselines=("cross_entropy",), ls_grid=(0.1, 0.2))
+  assert [r["test_errors"] for r in again["rows"]] == [r["test_errors"] for r in out["rows"]]

@@ -8,7 +8,9 @@ Fields (validated by :func:`experiments.train.validate_config`):
   default), ``dev_split`` (``random | tail``), ``train_size`` / ``test_size``
   (None: all; set for smoke runs), ``seed`` (the dev carve and subsampling; fixed
   across student seeds so every method sees the same splits), ``augment``
-  (``none | crop_flip``: 4-pixel pad + random crop + horizontal flip, on device).
+  (``none | crop_flip``: 4-pixel pad + random crop + horizontal flip, on device),
+  ``val_size`` (None: no validation split; else that many training examples form a
+  validation split, disjoint from dev and test, that selects the teacher).
 * ``model``: ``name`` (``mlp | lenet | convbn | resnet | wrn``), ``hidden`` (MLP
   widths), ``width`` (ConvBN channels; the first ResNet stage, 16), ``depth``
   (ResNet 6n+2, WRN 6n+4), ``widen`` (WRN k), ``conv_impl`` (``auto | im2col |
@@ -41,7 +43,9 @@ Fields (validated by :func:`experiments.train.validate_config`):
   ``dev_batch_size``, ``dev_sample_size`` (None: the whole dev set), ``method`` /
   ``memory`` / ``segment_length`` (the hypergradient), ``measure``
   (``expected_accuracy | sigmoid_error | cross_entropy``) and ``measure_k``,
-  ``estimator`` (``reverse``: Eqns. 3-5 | ``forward``: forward mode, exact, memory
+  ``select`` (True: after teaching, the untaught anchor and the taught teacher each
+  train two fresh students and the lower *validation* error wins; needs
+  ``data.val_size``), ``estimator`` (``reverse``: Eqns. 3-5 | ``forward``: forward mode, exact, memory
   flat in T, for small teachers | ``es``: antithetic evolution strategies),
   ``chunk_steps`` (forward/ES stream the T steps in chunks of this many),
   ``forward_max_params``, ``es_population``, ``es_sigma``.
@@ -98,6 +102,7 @@ def base_config() -> config_dict.ConfigDict:
   config.data.test_size = config_dict.placeholder(int)
   config.data.seed = 0
   config.data.augment = "none"
+  config.data.val_size = config_dict.placeholder(int)   # validation split carved from train
 
   config.model = config_dict.ConfigDict()
   config.model.name = "mlp"
@@ -151,6 +156,7 @@ def base_config() -> config_dict.ConfigDict:
   config.teach.segment_length = config_dict.placeholder(int)
   config.teach.measure = "cross_entropy"
   config.teach.measure_k = 50.0
+  config.teach.select = False          # pick the teacher on the validation split
   config.teach.estimator = "reverse"
   config.teach.chunk_steps = config_dict.placeholder(int)
   config.teach.forward_max_params = 256
@@ -201,4 +207,6 @@ def smoke(config: config_dict.ConfigDict) -> config_dict.ConfigDict:
   config.baselines.beta_gamma = large_margin_gamma(config.student.num_steps)
   config.num_seeds = 1
   config.progress = False
+  if config.data.val_size is not None:
+    config.data.val_size = 100
   return config

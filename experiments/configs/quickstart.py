@@ -66,6 +66,10 @@ def get_config(arg=None):
   # and the teacher's anchor.
   config.baselines.smoothing = 0.05
   config.teacher.anchor_smoothing = 0.05
+  # A 500-digit validation split (carved from the training pool) picks the teacher:
+  # the untaught anchor or the taught one.
+  config.data.val_size = 500
+  config.teach.select = True
   if arg == "smoke":
     return common.smoke(config)
   if arg is not None:
