@@ -45,7 +45,7 @@ LEARNING_RATE = 0.01
 SIGMA = 0.01
 
 
-def _setup(num_steps: int, quick: bool, seed: int = 0):
+def setup(num_steps: int, quick: bool, seed: int = 0):
   """(student, teacher, theta, state, batches, dev), float32."""
   hidden, batch, shape, dev_size = ((32,), 8, (28, 28, 1), 16) if quick else \
       ((500, 300), 128, (28, 28, 1), 256)
@@ -103,7 +103,7 @@ def _paths(student, teacher, theta, state, batches, dev, populations):
 
 
 def run(num_steps: int, populations, rounds: int, quick: bool) -> dict:
-  student, teacher, theta, state, batches, dev = _setup(num_steps, quick)
+  student, teacher, theta, state, batches, dev = setup(num_steps, quick)
   paths = _paths(student, teacher, theta, state, batches, dev, populations)
   first, times, outs, errs = {}, {name: [] for name in paths}, {}, {}
   for name, (fn, _) in paths.items():

@@ -56,8 +56,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlf_jax import forward_hypergrad, hypergrad, losses, measures, teacher as teacher_lib, unroll
-from benchmarks.hypergrad import _available_bytes, _flat, _fmt, _setup
+from benchmarks import hypergrad as hypergrad_bench
+from benchmarks.hypergrad import available_bytes, flat, fmt, setup
+from dlf_jax import forward_hypergrad, hypergrad, losses, measures, unroll
+from dlf_jax import teacher as teacher_lib
 
 NUM_CLASSES = 10
 
@@ -87,7 +89,7 @@ class BankTeacher(nn.Module):
 
 def _problem(num_params: int, chunk: int, quick: bool, total_steps: int):
   """(student, teacher, theta, state, chunk_batches, dev) with a ``P``-parameter teacher."""
-  student, _, _, state, batches, dev = _setup("mlp", chunk, quick)
+  student, _, _, state, batches, dev = setup("mlp", chunk, quick)
   teacher = teacher_lib.Teacher(BankTeacher(NUM_CLASSES, num_params), total_steps=total_steps)
   theta = teacher.init(jax.random.PRNGKey(1))
   assert forward_hypergrad.num_teacher_params(theta) == num_params
@@ -193,10 +195,10 @@ def time_rows(params, steps, quick, chunk, rounds, budget_s) -> list[dict]:
     if name != "forward":   # the check: equal to the reverse scan on one chunk
       _, teacher, theta, _, _, _ = problems[int(name.split("=")[1])]
       ref = hypergrad.make_hypergradient_fn(student, teacher, m)(theta, state, batches, dev)
-      ref = _flat(ref.dtheta)
-      check[name] = float(np.linalg.norm(_flat(fn(chunk)) - ref) / np.linalg.norm(ref))
+      ref = flat(ref.dtheta)
+      check[name] = float(np.linalg.norm(flat(fn(chunk)) - ref) / np.linalg.norm(ref))
   rows = []
-  free = _available_bytes()
+  free = available_bytes()
   for n in steps:
     print(f"[full_horizon] timing N={n} ...", file=sys.stderr, flush=True)
     fns, rows_n, outs = {}, [], {}
@@ -234,7 +236,7 @@ def time_rows(params, steps, quick, chunk, rounds, budget_s) -> list[dict]:
         jax.block_until_ready(fn())
         timings[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in timings.items()}
-    ref = _flat(outs["autodiff"]) if "autodiff" in outs else None
+    ref = flat(outs["autodiff"]) if "autodiff" in outs else None
     for row in rows_n:
       if row["path"] in med:
         row["seconds"] = med[row["path"]]
@@ -244,10 +246,10 @@ def time_rows(params, steps, quick, chunk, rounds, budget_s) -> list[dict]:
         row["rel_err"] = check[row["path"]]
         row["rel_err_vs"] = f"reverse, N={chunk}"
         if ref is not None and out is not None and row["P"] == p_max:
-          row["rel_err"] = float(np.linalg.norm(_flat(out) - ref) / np.linalg.norm(ref))
+          row["rel_err"] = float(np.linalg.norm(flat(out) - ref) / np.linalg.norm(ref))
           row["rel_err_vs"] = f"autodiff, N={n}"
       elif ref is not None and out is not None and row["path"] not in ("forward", "autodiff"):
-        row["rel_err"] = float(np.linalg.norm(_flat(out) - ref) / np.linalg.norm(ref))
+        row["rel_err"] = float(np.linalg.norm(flat(out) - ref) / np.linalg.norm(ref))
         row["rel_err_vs"] = f"autodiff, N={n}"
     rows += rows_n
   return rows
@@ -266,9 +268,9 @@ def markdown_table(rows: list[dict]) -> str:
                  f"|||||")
       continue
     out.append(f"| {r['kind']} | {r['path']} | {p} | {r['N']} | "
-               f"{_fmt(r.get('seconds'), '.3f')} | {_fmt(r.get('x_forward'), '.1f')} | "
-               f"{_fmt(temp, '.1f')} | {_fmt(r.get('compile_s'), '.1f')} | "
-               f"{_fmt(r.get('rel_err'), '.1e')}"
+               f"{fmt(r.get('seconds'), '.3f')} | {fmt(r.get('x_forward'), '.1f')} | "
+               f"{fmt(temp, '.1f')} | {fmt(r.get('compile_s'), '.1f')} | "
+               f"{fmt(r.get('rel_err'), '.1e')}"
                f"{' (' + r['rel_err_vs'] + ')' if r.get('rel_err_vs') else ''} |")
   return "\n".join(out) + "\n"
 
@@ -310,13 +312,7 @@ def main(argv=None) -> int:
           "command": " ".join(["python -m benchmarks.full_horizon"] +
                               (sys.argv[1:] if argv is None else list(argv))),
           "chunk": chunk, "rounds": rounds, "quick": a.quick}
-  if a.out:
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
-      json.dump({"meta": meta, "rows": rows}, f, indent=1)
-  if a.markdown:
-    with open(a.markdown, "w") as f:
-      f.write(table)
+  hypergrad_bench.write_outputs(a.out, a.markdown, meta, rows, table)
   bad = [r for r in rows if r.get("rel_err", 0) > 1e-3]
   if bad:
     print("FAIL: hypergradients disagree:", [(r["path"], r["N"], r["rel_err"]) for r in bad])

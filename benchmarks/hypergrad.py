@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Optional
 
 import jax
 import numpy as np
@@ -64,7 +65,7 @@ def _dtype():
   return np.float64 if jax.config.read("jax_enable_x64") else np.float32
 
 
-def _setup(case: str, num_steps: int, quick: bool, seed: int = 0):
+def setup(case: str, num_steps: int, quick: bool, seed: int = 0):
   """(student, teacher, theta, state, batches, dev); float64 when ``jax_enable_x64`` is on."""
   make_model, shape, batch, opt, _ = CASES[case]
   dt = _dtype()
@@ -100,12 +101,12 @@ def _jax_paths(case, student, teacher):
   return paths
 
 
-def _flat(tree):
+def flat(tree):
   return np.concatenate([np.ravel(np.asarray(a, np.float64))
                          for a in jax.tree_util.tree_leaves(tree)])
 
 
-def _available_bytes() -> int:
+def available_bytes() -> int:
   try:
     with open("/proc/meminfo") as f:
       for line in f:
@@ -141,7 +142,7 @@ def _torch_probe(spec: str) -> None:
   """
   case, steps, rounds, quick = spec.split(":")
   num_steps, rounds, quick = int(steps), int(rounds), quick == "1"
-  student, teacher, theta, state, batches, dev = _setup(case, num_steps, quick)
+  student, teacher, theta, state, batches, dev = setup(case, num_steps, quick)
   out = {}
   for lib, ok in torch_peers.available().items():
     if not ok:
@@ -185,10 +186,10 @@ def _torch_rows(case, num_steps, rounds, quick, max_steps) -> list[dict]:
 def run_case(case: str, num_steps: int, rounds: int, quick: bool, torch_max_steps: int,
              only: str | None = None) -> list[dict]:
   """Rows ``{case, T, path, seconds, x_forward, x_autodiff, compile_s, temp_bytes, ...}``."""
-  student, teacher, theta, state, batches, dev = _setup(case, num_steps, quick)
+  student, teacher, theta, state, batches, dev = setup(case, num_steps, quick)
   args = (theta, state, batches, dev)
   rows, outs = [], {}
-  free = _available_bytes()
+  free = available_bytes()
   for name, fn in _jax_paths(case, student, teacher).items():
     if only and name != only:
       continue
@@ -221,7 +222,7 @@ def run_case(case: str, num_steps: int, rounds: int, quick: bool, torch_max_step
       outs[row["path"]] = row.pop("_dtheta")
       rows.append(row)
   med = {k: statistics.median(v) for k, v in timings.items() if v}
-  ref = _flat(outs["autodiff"]) if outs.get("autodiff") is not None else None
+  ref = flat(outs["autodiff"]) if outs.get("autodiff") is not None else None
   for row in rows:
     row.pop("_fn", None)
     if row["path"] in med:
@@ -229,7 +230,7 @@ def run_case(case: str, num_steps: int, rounds: int, quick: bool, torch_max_step
       row.update(seconds=t, x_forward=t / med["forward"] if "forward" in med else None,
                  x_autodiff=t / med["autodiff"] if "autodiff" in med else None)
     if ref is not None and outs.get(row["path"]) is not None:
-      d = _flat(outs[row["path"]])
+      d = flat(outs[row["path"]])
       row["rel_err_vs_autodiff"] = float(np.linalg.norm(d - ref) / np.linalg.norm(ref))
   return rows
 
@@ -239,7 +240,7 @@ def _rss_probe(spec: str) -> None:
   case, steps, path = spec.split(":", 2)
   before = _peak_rss_bytes()
   if path.startswith("torch/"):
-    student, teacher, theta, state, batches, dev = _setup(case, int(steps), False)
+    student, teacher, theta, state, batches, dev = setup(case, int(steps), False)
     before = _peak_rss_bytes()
     fn = torch_peers.hypergradient_fn(path[len("torch/"):], state.params, theta, int(steps),
                                       teacher.total_steps, LEARNING_RATE, dtype=_dtype())
@@ -263,7 +264,7 @@ def _measure_rss(row: dict) -> None:
     row["rss_error"] = (proc.stderr or proc.stdout)[-300:]
 
 
-def _fmt(v, spec):
+def fmt(v, spec):
   return "" if v is None else format(v, spec)
 
 
@@ -277,10 +278,10 @@ def print_table(rows: list[dict]) -> None:
       continue
     temp = None if r.get("temp_bytes") is None else r["temp_bytes"] / 2**20
     rss = None if r.get("peak_rss_bytes") is None else r["peak_rss_bytes"] / 2**20
-    print(f"{r['case']:9} {r['T']:5d} {r['path']:22} {_fmt(r.get('seconds'), '9.4f'):>9} "
-          f"{_fmt(r.get('x_forward'), '6.2f'):>6} {_fmt(r.get('x_autodiff'), '6.2f'):>6} "
-          f"{_fmt(r.get('compile_s'), '9.2f'):>9} {_fmt(temp, '8.1f'):>8} {_fmt(rss, '7.0f'):>7} "
-          f"{_fmt(r.get('rel_err_vs_autodiff'), '8.1e'):>8}")
+    print(f"{r['case']:9} {r['T']:5d} {r['path']:22} {fmt(r.get('seconds'), '9.4f'):>9} "
+          f"{fmt(r.get('x_forward'), '6.2f'):>6} {fmt(r.get('x_autodiff'), '6.2f'):>6} "
+          f"{fmt(r.get('compile_s'), '9.2f'):>9} {fmt(temp, '8.1f'):>8} {fmt(rss, '7.0f'):>7} "
+          f"{fmt(r.get('rel_err_vs_autodiff'), '8.1e'):>8}")
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -294,11 +295,23 @@ def markdown_table(rows: list[dict]) -> str:
       continue
     temp = None if r.get("temp_bytes") is None else r["temp_bytes"] / 2**20
     rss = None if r.get("peak_rss_bytes") is None else r["peak_rss_bytes"] / 2**20
-    out.append(f"| {r['case']} | {r['T']} | {r['path']} | {_fmt(r.get('seconds'), '.4f')} | "
-               f"{_fmt(r.get('x_forward'), '.2f')} | {_fmt(r.get('x_autodiff'), '.2f')} | "
-               f"{_fmt(r.get('compile_s'), '.2f')} | {_fmt(temp, '.1f')} | {_fmt(rss, '.0f')} | "
-               f"{_fmt(r.get('rel_err_vs_autodiff'), '.1e')} |")
+    out.append(f"| {r['case']} | {r['T']} | {r['path']} | {fmt(r.get('seconds'), '.4f')} | "
+               f"{fmt(r.get('x_forward'), '.2f')} | {fmt(r.get('x_autodiff'), '.2f')} | "
+               f"{fmt(r.get('compile_s'), '.2f')} | {fmt(temp, '.1f')} | {fmt(rss, '.0f')} | "
+               f"{fmt(r.get('rel_err_vs_autodiff'), '.1e')} |")
   return "\n".join(out) + "\n"
+
+
+def write_outputs(out: Optional[str], markdown: Optional[str], meta: dict, rows: list,
+                  table: str) -> None:
+  """Writes ``{meta, rows}`` as JSON to ``out`` and the markdown ``table`` to ``markdown``."""
+  if out:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+      json.dump({"meta": meta, "rows": rows}, f, indent=1)
+  if markdown:
+    with open(markdown, "w") as f:
+      f.write(table)
 
 
 def main(argv=None) -> int:
@@ -369,13 +382,7 @@ def main(argv=None) -> int:
           "torch_peers": torch_peers.available()}
   if torch_peers.torch is not None:
     meta["torch"] = torch_peers.torch.__version__
-  if a.out:
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
-      json.dump({"meta": meta, "rows": rows}, f, indent=1)
-  if a.markdown:
-    with open(a.markdown, "w") as f:
-      f.write(markdown_table(rows))
+  write_outputs(a.out, a.markdown, meta, rows, markdown_table(rows))
   # JAX paths share the trajectory's arithmetic: they must agree to float rounding. The
   # PyTorch peers round differently (other conv/matmul kernels); over long float32
   # unrolls ReLU / max-pool switches amplify that, so they get a looser bound here and

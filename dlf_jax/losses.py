@@ -32,7 +32,9 @@ The **link** wraps the score: ``sigmoid`` (the paper's Eqn. 2, above) or
 is exactly cross-entropy, a ``soft_target`` ``W`` with uniform ``q`` is exactly
 label smoothing with ``eps`` (Szegedy et al., 2016), and a class-conditional
 ``q_y`` is a class-conditional soft target (cf. Online Label Smoothing, Zhang et
-al., 2021). With the sigmoid link, ``W = I`` is ``sigmoid(CE)``, whose logit
+al., 2021). The identity link is bounded below only for a non-negative ``W``
+(``soft_target``, or ``diagonal`` with ``w >= 0``): with a negative entry the
+student can lower it without limit by pushing that class to ``p -> 0``. With the sigmoid link, ``W = I`` is ``sigmoid(CE)``, whose logit
 gradient is cross-entropy's times ``sigmoid'(CE) <= 1/4``: at initialisation
 (``CE ~ log C``) that is ``~0.08`` for 10 classes, a 12x smaller step, and
 ``~e^-CE`` on hard examples, which are starved. A student trained on it from

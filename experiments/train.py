@@ -21,6 +21,7 @@ Workdir layout::
   checkpoints/teach/<update>/              TeachState + {history, elapsed} (last 2)
   checkpoints/<method>/seed_<s>/<step>/    StudentState + {history, elapsed} (last 2)
   runs/<method>_seed<s>.json               a finished student run
+  selection.json                           the teacher chosen on the validation split
   tensorboard/{teach,<method>/seed_<s>}/   tensorboardX event files
   metrics.csv                              long format: phase,method,seed,step,metric,value
   results.json, results.md                 the table, wall times, data, config
@@ -205,10 +206,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_choice(config, "teach.memory", hypergrad.MEMORY_POLICIES)
   _check_choice(config, "teach.measure", MEASURES)
   _check_positive(config, "teach.measure_k")
-  _check_int(config, "data.val_size", allow_none=True)
+  _check_int(config, "data.val_size", minimum=0, allow_none=True)
   if config.teach.select not in (True, False):
     _fail("teach.select", config.teach.select, "True or False")
-  if config.teach.select and config.data.val_size is None:
+  if config.teach.select and not config.data.val_size:
     _fail("teach.select", True, "False, or set data.val_size (the validation split that "
           "selects the teacher)")
   _check_choice(config, "teach.estimator", ESTIMATORS)
@@ -724,7 +725,7 @@ def select_teacher(config: ml_collections.ConfigDict, data: data_lib.ImageDatase
   One student per candidate and seed of :data:`SELECTION_SEEDS`, trained as an
   ``l2t_dlf`` student (warm start, then the frozen candidate), scored on ``val``
   only (the test split is not read). The result is cached in
-  ``runs/selection.json``.
+  ``selection.json``.
 
   Args:
     candidates: name -> theta (e.g. the untaught anchor and the taught teacher).
@@ -732,7 +733,7 @@ def select_teacher(config: ml_collections.ConfigDict, data: data_lib.ImageDatase
   Returns:
     dict: ``chosen`` (a candidate name), ``val_error`` (name -> mean %, seeds).
   """
-  path = os.path.join(workdir, "runs", "selection.json")
+  path = os.path.join(workdir, "selection.json")
   if os.path.exists(path):
     with open(path) as f:
       return json.load(f)

@@ -13,3 +13,15 @@ def rel_err(got, ref):
   got, ref = flat(got), flat(ref)
   assert got.shape == ref.shape
   return np.linalg.norm(got - ref) / np.linalg.norm(ref)
+
+
+def leaf_central_difference(value, theta, leaf, idx, h=1e-5):
+  """``(value(theta + h e) - value(theta - h e)) / 2h`` for entry ``idx`` of leaf ``leaf``."""
+  leaves, treedef = jax.tree.flatten(theta)
+
+  def shifted(delta):
+    new = list(leaves)
+    new[leaf] = leaves[leaf].at[idx].add(delta)
+    return value(jax.tree.unflatten(treedef, new))
+
+  return float(shifted(h) - shifted(-h)) / (2 * h)

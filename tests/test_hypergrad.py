@@ -27,7 +27,7 @@ from dlf_jax import hypergrad, losses, measures, models, unroll
 from dlf_jax import student as student_lib
 from dlf_jax import teacher as teacher_lib
 
-from _numerics import flat, rel_err
+from _numerics import flat, leaf_central_difference, rel_err
 
 C, T, B, B_DEV = 5, 5, 8, 6
 SEGMENT = 2                                   # does not divide T: 2 full segments + 1 step
@@ -265,7 +265,6 @@ def test_finite_differences(x64, model, opt, parameterisation):
   # Not 1e-12: flax keeps BatchNorm running statistics in float32 and eval mode takes
   # rsqrt(var + eps) in float32, so two compilations of the dev measure differ by ~1e-9.
   np.testing.assert_allclose(value(problem.theta), got.value, rtol=1e-8)
-  leaves, treedef = jax.tree.flatten(problem.theta)
   grads = jax.tree.leaves(got.dtheta)
   paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(
       problem.theta)[0]]
@@ -277,11 +276,7 @@ def test_finite_differences(x64, model, opt, parameterisation):
       continue
     g = np.asarray(grads[i])
     idx = np.unravel_index(np.argmax(np.abs(g)), g.shape)   # the best-conditioned entry
-    def shifted(delta):
-      new = list(leaves)
-      new[i] = leaves[i].at[idx].add(delta)
-      return value(jax.tree.unflatten(treedef, new))
-    fd = float(shifted(h) - shifted(-h)) / (2 * h)
+    fd = leaf_central_difference(value, problem.theta, i, idx, h)
     err = abs(fd - g[idx]) / abs(g[idx])
     _record("finite_diff", err)
     assert abs(g[idx]) > 1e-7, (path, g[idx])

@@ -9,7 +9,7 @@ Fields (validated by :func:`experiments.train.validate_config`):
   (None: all; set for smoke runs), ``seed`` (the dev carve and subsampling; fixed
   across student seeds so every method sees the same splits), ``augment``
   (``none | crop_flip``: 4-pixel pad + random crop + horizontal flip, on device),
-  ``val_size`` (None: no validation split; else that many training examples form a
+  ``val_size`` (None or 0: no validation split; else that many training examples form a
   validation split, disjoint from dev and test, that selects the teacher).
 * ``model``: ``name`` (``mlp | lenet | convbn | resnet | wrn``), ``hidden`` (MLP
   widths), ``width`` (ConvBN channels; the first ResNet stage, 16), ``depth``
@@ -207,6 +207,6 @@ def smoke(config: config_dict.ConfigDict) -> config_dict.ConfigDict:
   config.baselines.beta_gamma = large_margin_gamma(config.student.num_steps)
   config.num_seeds = 1
   config.progress = False
-  if config.data.val_size is not None:
+  if config.data.val_size:
     config.data.val_size = 100
   return config
