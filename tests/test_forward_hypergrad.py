@@ -246,3 +246,36 @@ def test_teach_rejects_bad_estimator_and_big_teacher():
   with pytest.raises(ValueError, match=r"P=\d+ .*max_params=8\b"):
     _teach(problem, "forward", forward_max_params=8)
   assert ESTIMATORS == ("reverse", "forward", "es")
+
+
+@pytest.mark.parametrize("estimator,kw", [("forward", {"chunk_steps": 3}),
+                                          ("es", {"es_population": 2, "es_sigma": 0.01})])
+def test_teach_resumes_mid_episode_with_the_same_numbers(x64, estimator, kw):
+  """Stop after the first outer step (the student mid-episode), resume: same theta."""
+  problem, _ = _teach_problem_and_reverse()
+  whole = _teach(problem, estimator, **kw)
+  train, dev = _teach_data()
+  tx = optax.sgd(0.5)
+  # The state after update 1, from a run cut short by its callback.
+  saved = {}
+
+  class Stop(Exception):
+    pass
+
+  def stop_after_one(state, record):
+    saved["state"] = state
+    raise Stop
+
+  with pytest.raises(Stop):
+    teach(problem.student, problem.teacher, train, dev, teacher_optimizer=tx,
+          unroll_steps=4, num_episodes=1, mode="online", segments_per_episode=2,
+          batch_size=B, dev_batch_size=6, progress=False, estimator=estimator,
+          init_state=TeachState(theta=problem.theta, opt_state=tx.init(problem.theta),
+                                student=None, update=0), callback=stop_after_one, **kw)
+  assert saved["state"].update == 1 and saved["state"].student is not None
+  resumed = teach(problem.student, problem.teacher, train, dev, teacher_optimizer=tx,
+                  unroll_steps=4, num_episodes=1, mode="online", segments_per_episode=2,
+                  batch_size=B, dev_batch_size=6, progress=False, estimator=estimator,
+                  init_state=saved["state"], **kw)
+  assert rel_err(resumed.theta, whole.theta) == 0.0
+  assert resumed.history[0]["update"] == 1
