@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from typing import Optional
 
@@ -263,7 +264,7 @@ def run(config, workdir: str, variants, seeds: int, val_size: int,
   # Label smoothing eps, selected on the validation split (never on test).
   tuning = {eps: _mean_std([runner.baseline("label_smoothing", s, eps, read_test=False)
                 ["val_error"] for s in TUNE_SEEDS])[0] for eps in ls_grid}
-  tuned_eps = min(tuning, key=tuning.get)
+  tuned_eps = min(tuning, key=lambda k: round(tuning[k], 6))   # a tie: the smaller eps
   logging.info("label smoothing: validation error per eps %s -> eps = %g", tuning, tuned_eps)
 
   def add_row(name, description, results, extra=None):
@@ -297,7 +298,8 @@ def run(config, workdir: str, variants, seeds: int, val_size: int,
                        warm=warm, config=cfg, read_test=False)["val_error"]
             for s in TUNE_SEEDS]
         selection[taught["updates"][i]] = float(np.mean(errs))
-      chosen = int(np.argmin(list(selection.values())))
+      # A tie (errors are multiples of 100 / val_size) goes to the earlier checkpoint.
+      chosen = int(np.argmin(np.round(list(selection.values()), 6)))
     theta = taught["snapshots"][chosen]
     results = [runner.student_run(f"{name}_u{taught['updates'][chosen]}", s,
                     taught["teacher"], theta, warm=warm, config=cfg)
@@ -404,14 +406,32 @@ flags.DEFINE_integer("seeds", 5, "Final students per row.")
 flags.DEFINE_integer("val_size", 1000, "Validation examples carved from the training split.")
 
 
+def _fail(message: str) -> None:
+  """Ends the command with status 2 and one line (no traceback), as experiments.main does."""
+  print(f"experiments.ablation: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
 def main(argv):
   del argv
   unknown = [v for v in FLAGS.variants if v not in VARIANTS]
-  if unknown or FLAGS.workdir is None:
-    raise app.UsageError(f"unknown variants {unknown}; choose from {list(VARIANTS)}"
-               if unknown else "--workdir is required.")
-  run(_CONFIG.value, FLAGS.workdir, FLAGS.variants, FLAGS.seeds, FLAGS.val_size,
-    baselines=FLAGS.baselines)
+  if unknown:
+    _fail(f"unknown --variants {unknown}; choose from {list(VARIANTS)}.")
+  bad = [b for b in FLAGS.baselines if b not in BASELINE_ROWS]
+  if bad:
+    _fail(f"unknown --baselines {bad}; choose from {list(BASELINE_ROWS)}.")
+  if FLAGS.workdir is None:
+    _fail("--workdir is required.")
+  if FLAGS.seeds < 1 or FLAGS.val_size < 1:
+    _fail(f"--seeds and --val_size must be >= 1; got {FLAGS.seeds}, {FLAGS.val_size}.")
+  try:
+    run(_CONFIG.value, FLAGS.workdir, FLAGS.variants, FLAGS.seeds, FLAGS.val_size,
+        baselines=FLAGS.baselines)
+  except (ValueError, FileNotFoundError) as e:   # config, data and split problems
+    _fail(str(e))
+
+
+
 
 
 if __name__ == "__main__":

@@ -493,14 +493,19 @@ def plot_accuracy_curves(runs: Sequence[dict], path: Optional[str] = None) -> Fi
 
 
 def write_plots(plots_dir: str, *, runs: Sequence[dict], teach_history: Sequence[dict],
-                snapshots: Optional[Sequence] = None) -> list[str]:
-  """Writes every plot that the available data supports; returns the file paths."""
+                snapshots: Optional[Sequence] = None, soft_targets: bool = False) -> list[str]:
+  """Writes every plot that the available data supports; returns the file paths.
+
+  ``soft_targets``: W is a soft-target W (columns on the simplex), so the per-class
+  mass off the label (:func:`plot_target_mass`) is meaningful and is plotted too.
+  """
   paths = []
   if snapshots:
     paths.append(os.path.join(plots_dir, "w_heatmaps.png"))
     plot_w_heatmaps(snapshots, paths[-1])
-    paths.append(os.path.join(plots_dir, "target_mass.png"))
-    plot_target_mass(snapshots, paths[-1])
+    if soft_targets:
+      paths.append(os.path.join(plots_dir, "target_mass.png"))
+      plot_target_mass(snapshots, paths[-1])
   l2t = {f"seed {r['seed']}": r["history"] for r in runs if r["method"] == "l2t_dlf"}
   if l2t or teach_history:
     paths.append(os.path.join(plots_dir, "phi_statistics.png"))

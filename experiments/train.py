@@ -246,9 +246,12 @@ def load_data(config: ml_collections.ConfigDict) -> data_lib.ImageDataset:
     FileNotFoundError: the library's message (every place looked in, and the fix).
   """
   d = config.data
-  return data_lib.load_image_dataset(
-      d.name, source=d.source, data_dir=d.data_dir, dev_size=d.dev_size,
-      dev_split=d.dev_split, train_size=d.train_size, test_size=d.test_size, seed=d.seed)
+  try:
+    return data_lib.load_image_dataset(
+        d.name, source=d.source, data_dir=d.data_dir, dev_size=d.dev_size,
+        dev_split=d.dev_split, train_size=d.train_size, test_size=d.test_size, seed=d.seed)
+  except ValueError as e:                   # sizes the data cannot satisfy: a config problem
+    raise InputError(f"config.data: {e}") from e
 
 
 def build_student(config: ml_collections.ConfigDict, num_classes: int) -> dlf_jax.Student:
@@ -759,7 +762,9 @@ def select_teacher(config: ml_collections.ConfigDict, data: data_lib.ImageDatase
       errs.append(100.0 * (1.0 - acc))
     errors[name] = float(np.mean(errs))
     logging.info("select: %s -> validation error %.2f%%", name, errors[name])
-  out = {"chosen": min(errors, key=errors.get), "val_error": errors,
+  # Errors are multiples of 100 / len(val): compare them rounded, so that a tie goes to the
+  # first candidate (the untaught anchor) instead of to float noise.
+  out = {"chosen": min(errors, key=lambda k: round(errors[k], 6)), "val_error": errors,
          "seeds": list(SELECTION_SEEDS), "val_size": len(val)}
   reporting.write_json(path, out)
   return out
@@ -844,14 +849,15 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     FileNotFoundError: the dataset is not available (the library's message).
   """
   validate_config(config)
+  config = resolve_recipe(config)            # config.json records what actually runs
   workdir = make_workdir(workdir)
   t_start = time.time()
   data = load_data(config)
-  check_data(config, data)                   # before config.json: a fixed rerun is no conflict
   val = None
   if config.data.val_size:
     data, val = carve_validation(data, config.data.val_size, config.data.seed)
     check_disjoint({"dev": data.dev, "val": val, "test": data.test})
+  check_data(config, data)                   # before config.json: a fixed rerun is no conflict
   _check_workdir_config(config, workdir)
   logging.info("data %s from %s: train %d, dev %d, val %d, test %d", data.name, data.source,
                len(data.train), len(data.dev), 0 if val is None else len(val), len(data.test))
@@ -859,6 +865,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   teacher = build_teacher(config, data.num_classes)
 
   taught, selection = None, None
+  if "l2t_dlf" in config.methods and config.teach.estimator == "forward":
+    try:
+      dlf_jax.forward_hypergrad.check_num_params(teacher.init(jax.random.PRNGKey(0)),
+                                                 config.teach.forward_max_params)
+    except ValueError as e:
+      raise InputError(f"config.teach.estimator='forward': {e}") from e
   if "l2t_dlf" in config.methods:
     taught = teach_phase(config, data, student, teacher, workdir,
                          on_checkpoint=on_checkpoint)
@@ -905,6 +917,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     snapshots = reporting.w_snapshots(teacher, taught["theta"], l2t_runs[0]["history"],
                                       first_step=config.teach.pretrain_steps)
   reporting.write_plots(os.path.join(workdir, "plots"), runs=runs,
-                        teach_history=teach_history, snapshots=snapshots)
+                        teach_history=teach_history, snapshots=snapshots,
+                        soft_targets=config.teacher.parameterisation == "soft_target")
   print(reporting.results_table(results))
   return results

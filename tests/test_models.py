@@ -10,6 +10,8 @@ from dlf_jax import hypergrad, measures, models, teacher as teacher_lib
 from dlf_jax.data import augment as augment_lib
 from dlf_jax.models import layers
 
+pytestmark = pytest.mark.usefixtures("fast_compile")   # tiny programs: compile time dominates
+
 
 def n_params(model, shape=(2, 32, 32, 3)):
   v = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(shape)))

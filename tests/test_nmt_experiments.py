@@ -49,7 +49,9 @@ def test_configs_load_and_validate(name, variant):
   corpus, model = name.split("_")
   assert config.task == "translation"
   assert config.data.name == corpus and config.model.name == model
-  assert config.teacher.parameterisation in ("diagonal", "low_rank")
+  assert config.teacher.parameterisation in ("diagonal", "low_rank", "soft_target")
+  if config.teacher.parameterisation == "soft_target":     # O(|V|): no per-class q
+    assert config.teacher.target in ("uniform", "shared")
   full = CONFIGS[name].get_config()
   if variant == "smoke":
     assert config.data.train_size == 400 and config.student.num_steps < 100
