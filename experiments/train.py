@@ -853,11 +853,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   workdir = make_workdir(workdir)
   t_start = time.time()
   data = load_data(config)
+  check_data(config, data)                   # before config.json: a fixed rerun is no conflict
   val = None
   if config.data.val_size:
     data, val = carve_validation(data, config.data.val_size, config.data.seed)
+    check_data(config, data)                 # the batch size against the smaller train split
     check_disjoint({"dev": data.dev, "val": val, "test": data.test})
-  check_data(config, data)                   # before config.json: a fixed rerun is no conflict
   _check_workdir_config(config, workdir)
   logging.info("data %s from %s: train %d, dev %d, val %d, test %d", data.name, data.source,
                len(data.train), len(data.dev), 0 if val is None else len(val), len(data.test))

@@ -280,7 +280,6 @@ def test_step_schedule_divides_at_half_and_three_quarters():
 
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_lenet", "fashion_mnist_mlp",
                                   "cifar10_resnet8", "cifar10_wrn"])
-@pytest.mark.usefixtures("fast_compile")      # seconds-long runs: compile time dominates
 def test_smoke_end_to_end(name, tmp_path):
   config = _smoke(name)
   results = train.run(config, str(tmp_path))
