@@ -44,7 +44,6 @@ tiny sizes, one round.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics

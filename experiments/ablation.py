@@ -38,11 +38,9 @@ import json
 import os
 import sys
 import time
-from typing import Optional
 
 from absl import app, flags, logging
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import serialization
