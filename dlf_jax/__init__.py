@@ -2,7 +2,8 @@
 
 Public API:
 
-* :func:`teach` -- Algorithm 1: learn a teacher by reverse-mode unrolling;
+* :func:`teach` -- Algorithm 1: learn a teacher by reverse-mode unrolling (module
+  :mod:`dlf_jax.teaching`, which also holds :func:`train_student`);
 * :func:`train_student` -- train a fresh student with a frozen teacher or a baseline;
 * :class:`Student`, :func:`make_optimizer` -- the student contract;
 * :class:`Teacher`, :class:`AttentionTeacher`, :class:`MLPTeacher` -- mu_theta;
@@ -21,7 +22,7 @@ from dlf_jax.hypergrad import HypergradResult, hypergradient, make_hypergradient
 from dlf_jax.losses import BaselineLoss, LossParams, parametric_loss
 from dlf_jax.measures import CrossEntropy, ExpectedAccuracy, SigmoidSmoothedError
 from dlf_jax.student import Student, StudentState, make_optimizer
-from dlf_jax.teach import TeachResult, TeachState, TrainResult, teach, train_student
+from dlf_jax.teaching import TeachResult, TeachState, TrainResult, teach, train_student
 from dlf_jax.teacher import AttentionTeacher, MLPTeacher, Teacher
 
 __version__ = "0.1.0"

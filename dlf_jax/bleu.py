@@ -48,8 +48,8 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], *,
   """Corpus BLEU two ways.
 
   Args:
-    hypotheses: detokenised system outputs, one per segment.
-    references: detokenised references (one reference per segment).
+    hypotheses: detokenised system outputs, one per sentence.
+    references: detokenised references (one reference per sentence).
     lowercase_tokenized: lowercase before the tokenised BLEU (IWSLT14 practice).
     lang: Moses tokeniser language.
 
@@ -61,10 +61,10 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], *,
 
   Raises:
     ValueError: different numbers of hypotheses and references, or none.
-    TypeError: strings passed instead of lists of segments.
+    TypeError: strings passed instead of lists of sentences.
   """
   if isinstance(hypotheses, str) or isinstance(references, str):
-    raise TypeError("corpus_bleu takes lists of segments, not strings: wrap a single "
+    raise TypeError("corpus_bleu takes lists of sentences, not strings: wrap a single "
                     "sentence as [sentence].")
   if len(hypotheses) != len(references) or not hypotheses:
     raise ValueError(f"corpus_bleu needs as many hypotheses as references (> 0); got "

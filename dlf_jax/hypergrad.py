@@ -35,8 +35,8 @@ Methods (``method=``):
 
 Memory policies (``memory=``): ``store_all`` keeps every step's record
 (``vjp``: the residuals above, ``eqn45``: the carry ``z_t``), ``T`` of them;
-``checkpointed`` keeps the carry at the start of every segment of ``k`` steps
-(``k = ceil(sqrt(T))`` by default) and recomputes each segment's records in the
+``checkpointed`` keeps the carry at the start of every chunk of ``k`` steps
+(``k = ceil(sqrt(T))`` by default) and recomputes each chunk's records in the
 reverse (``T/k`` carries + ``k`` records, one extra forward pass).
 For ``autodiff``, ``checkpointed`` wraps each step in ``jax.checkpoint``.
 
@@ -47,7 +47,7 @@ all methods compute the same number. BatchNorm statistics are likewise data.
 
 What the hypergradient reaches: ``dparams0 = dM~/dw_0`` (the student's
 weights at the start of the segment) is computed and returned but not used by
-:func:`dlf_jax.teach`; online teaching truncates the hypergradient at segment
+:func:`dlf_jax.teach`; online teaching truncates the hypergradient at teaching-segment
 boundaries (each outer step differentiates its own ``T`` steps only, the
 student carried over from the previous segment is data).
 
@@ -84,7 +84,7 @@ from dlf_jax.unroll import (StepMetrics, apply_step, check_finite_inputs, check_
                             dev_measure, inner_step)
 
 __all__ = ["METHODS", "MEMORY_POLICIES", "HypergradResult", "hypergradient",
-           "make_hypergradient_fn", "default_segment_length", "resolve_method",
+           "make_hypergradient_fn", "default_checkpoint_every", "resolve_method",
            "split_float_leaves", "merge_float_leaves"]
 
 METHODS = ("auto", "eqn45", "vjp", "autodiff")
@@ -149,7 +149,7 @@ def resolve_method(method: str, opt_state: Any) -> str:
   return method
 
 
-def default_segment_length(num_steps: int) -> int:
+def default_checkpoint_every(num_steps: int) -> int:
   """``k = ceil(sqrt(T))``, the memory-optimal checkpoint spacing."""
   return max(1, math.ceil(math.sqrt(num_steps)))
 
@@ -223,7 +223,7 @@ def _slice_steps(batches, start, length):
                                 batches)
 
 
-def _join_segments(tree):
+def _join_chunks(tree):
   """``[n, k, ...] -> [n * k, ...]`` for every leaf (an explicit size: a leaf may be
   empty, e.g. the state features of a teacher with ``features=()``)."""
   return jax.tree_util.tree_map(lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:]),
@@ -237,7 +237,7 @@ def _concat_steps(a, b):
 def hypergradient(student: Student, teacher: Any, measure: measures.Measure, theta: Any,
                   state: StudentState, batches, dev_batches, *, method: str = "auto",
                   memory: str = "store_all",
-                  segment_length: Optional[int] = None) -> HypergradResult:
+                  checkpoint_every: Optional[int] = None) -> HypergradResult:
   """Unrolls ``T`` student steps and returns ``dM~/dtheta`` (Algorithm 1, inner part).
 
   Args:
@@ -251,13 +251,13 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
       0/1 ``mask`` for padding); ``dw_T`` is the gradient of their mean.
     method: ``auto`` | ``eqn45`` | ``vjp`` | ``autodiff`` (module docstring).
     memory: ``store_all`` | ``checkpointed``.
-    segment_length: ``k`` of ``checkpointed`` (default ``ceil(sqrt(T))``).
+    checkpoint_every: ``k`` of ``checkpointed`` (default ``ceil(sqrt(T))``).
 
   Returns:
     :class:`HypergradResult`.
 
   Raises:
-    ValueError: unknown method/memory, ``T <= 0``, ``segment_length < 1``,
+    ValueError: unknown method/memory, ``T <= 0``, ``checkpoint_every < 1``,
       ``eqn45`` with a stateful optimizer, class-count mismatch, NaN/inf in
       concrete (not traced) ``batches`` / ``dev_batches``.
 
@@ -274,9 +274,9 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
     raise ValueError(f"The teacher's loss has C={teacher.num_classes} classes but the student "
                      f"has num_classes={student.num_classes}.")
   method = resolve_method(method, state.opt_state)
-  k = default_segment_length(num_steps) if segment_length is None else int(segment_length)
+  k = default_checkpoint_every(num_steps) if checkpoint_every is None else int(checkpoint_every)
   if k < 1:
-    raise ValueError(f"segment_length must be >= 1, got {segment_length}.")
+    raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
   k = min(k, num_steps)
   objective = lambda params, model_state: dev_measure(student, measure, params, model_state,
                                                       dev_batches)
@@ -301,7 +301,7 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
     fwd_record = lambda s, b: _recording_state(student, teacher, theta, s, b)
     reverse_one = lambda dz, rec, b: _eqn45_reverse_step(student, teacher, theta, dz, rec, b)
 
-  def rev_segment(dz, records, seg_batches):
+  def reverse_chunk(dz, records, seg_batches):
     """Reverse scan over one stretch of steps: ``dz_end -> (dz_start, dphi [len])``."""
     return jax.lax.scan(lambda d, xs: reverse_one(d, *xs), dz, (records, seg_batches),
                         reverse=True)
@@ -318,7 +318,7 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
       return new, (s, feats, metrics)
 
     mid, (seg_starts, feats, metrics) = jax.lax.scan(seg_fwd, state, jnp.arange(n_full))
-    feats, metrics = _join_segments(feats), _join_segments(metrics)
+    feats, metrics = _join_chunks(feats), _join_chunks(metrics)
     final = mid
     if rem:
       tail = _slice_steps(batches, n_full * k, rem)
@@ -330,11 +330,11 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
   dz = split_float_leaves((dparams_t, jax.tree_util.tree_map(jnp.zeros_like, final.opt_state)))[0]
 
   if memory == "store_all":
-    dz0, dphis = rev_segment(dz, records, batches)
+    dz0, dphis = reverse_chunk(dz, records, batches)
   else:
     def rev_recompute(dz, start, seg_batches):
       _, (records, _) = jax.lax.scan(fwd_record, start, seg_batches)
-      return rev_segment(dz, records, seg_batches)
+      return reverse_chunk(dz, records, seg_batches)
 
     dphis_tail = None
     if rem:
@@ -342,7 +342,7 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
     dz0, dphis = jax.lax.scan(
         lambda d, xs: rev_recompute(d, xs[0], _slice_steps(batches, xs[1] * k, k)),
         dz, (seg_starts, jnp.arange(n_full)), reverse=True)
-    dphis = _join_segments(dphis)
+    dphis = _join_chunks(dphis)
     if dphis_tail is not None:
       dphis = _concat_steps(dphis, dphis_tail)
 
@@ -374,13 +374,13 @@ def _autodiff(student, teacher, theta, state, batches, objective, remat):
 
 def make_hypergradient_fn(student: Student, teacher: Any, measure: measures.Measure, *,
                           method: str = "auto", memory: str = "store_all",
-                          segment_length: Optional[int] = None):
+                          checkpoint_every: Optional[int] = None):
   """``jax.jit``-compiled ``fn(theta, state, batches, dev_batches) -> HypergradResult``.
 
   Compiled once per input shapes; the unroll is a scan, so compile time does not
   grow with ``T``. See :func:`hypergradient` for the arguments.
   """
   fn = functools.partial(hypergradient, student, teacher, measure, method=method,
-                         memory=memory, segment_length=segment_length)
+                         memory=memory, checkpoint_every=checkpoint_every)
   return jax.jit(fn)
 

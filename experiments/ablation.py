@@ -225,7 +225,7 @@ class Runner:
       segments_per_episode=t.segments_per_episode, pretrain_steps=t.pretrain_steps,
       batch_size=config.student.batch_size, dev_batch_size=t.dev_batch_size,
       dev_sample_size=t.dev_sample_size, method=t.method, memory=t.memory,
-      segment_length=t.segment_length, seed=config.seed, callback=callback,
+      checkpoint_every=t.checkpoint_every, seed=config.seed, callback=callback,
       progress=config.progress, estimator=t.estimator, chunk_steps=t.chunk_steps,
       forward_max_params=t.forward_max_params, es_population=t.es_population,
       es_sigma=t.es_sigma)

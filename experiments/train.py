@@ -53,8 +53,8 @@ from dlf_jax import hypergrad, losses, models, student as student_lib
 from dlf_jax import teacher as teacher_lib
 # ``dlf_jax.teach`` is the function (the package re-exports it over the submodule's
 # name), so the module's names are imported from the submodule directly.
-from dlf_jax.teach import MODES as TEACH_MODES
-from dlf_jax.teach import TeachState
+from dlf_jax.teaching import MODES as TEACH_MODES
+from dlf_jax.teaching import TeachState
 from experiments import reporting
 
 __all__ = [
@@ -193,7 +193,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_choice(config, "teach.mode", TEACH_MODES)
   for key in ("teach.unroll_steps", "teach.num_episodes", "teach.dev_batch_size"):
     _check_int(config, key)
-  for key in ("teach.segments_per_episode", "teach.dev_sample_size", "teach.segment_length"):
+  for key in ("teach.segments_per_episode", "teach.dev_sample_size", "teach.checkpoint_every"):
     _check_int(config, key, allow_none=True)
   _check_int(config, "teach.pretrain_steps", minimum=0)
   if config.teach.pretrain_steps + config.teach.unroll_steps > config.student.num_steps:
@@ -510,7 +510,7 @@ def teach_phase(config: ml_collections.ConfigDict, data: data_lib.ImageDataset,
         segments_per_episode=segments, pretrain_steps=t.pretrain_steps,
         batch_size=config.student.batch_size, dev_batch_size=t.dev_batch_size,
         dev_sample_size=t.dev_sample_size, method=t.method, memory=t.memory,
-        segment_length=t.segment_length, seed=config.seed, init_state=init_state,
+        checkpoint_every=t.checkpoint_every, seed=config.seed, init_state=init_state,
         callback=callback, progress=config.progress, mesh=build_mesh(config),
         estimator=t.estimator, chunk_steps=t.chunk_steps,
         forward_max_params=t.forward_max_params, es_population=t.es_population,

@@ -112,7 +112,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
               "teach.num_candidates", "eval.beam_size", "eval.batch_size", "num_seeds"):
     train._check_int(config, key)
   for key in ("data.train_size", "data.dev_size", "data.test_size", "teach.dev_sample_size",
-              "teach.segments_per_episode", "teach.segment_length"):
+              "teach.segments_per_episode", "teach.checkpoint_every"):
     train._check_int(config, key, allow_none=True)
   train._check_int(config, "teach.pretrain_steps", minimum=0)
   for key in ("student.learning_rate", "teach.learning_rate", "teach.temperature"):

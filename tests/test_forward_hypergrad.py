@@ -18,7 +18,7 @@ import pytest
 import dlf_jax
 from dlf_jax import forward_hypergrad as fh
 from dlf_jax import hypergrad, measures, unroll
-from dlf_jax.teach import ESTIMATORS, TeachState, _es_fn, _hypergradient_fn, teach
+from dlf_jax.teaching import ESTIMATORS, TeachState, _es_fn, _hypergradient_fn, teach
 
 from _numerics import leaf_central_difference, rel_err
 from test_hypergrad import B, C, T, count_eqns, make_problem

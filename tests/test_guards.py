@@ -22,7 +22,7 @@ from dlf_jax import hypergrad, measures, models, unroll
 from dlf_jax import student as student_lib
 from dlf_jax import teacher as teacher_lib
 from dlf_jax.data import images
-from dlf_jax.teach import teach
+from dlf_jax.teaching import teach
 from experiments import train
 from experiments.configs import quickstart
 
@@ -59,7 +59,7 @@ def test_checkpointed_hypergradient_without_state_features():
   student, teacher, theta, state, batches, dev = _problem(features=())
   fn = lambda memory, k=None: hypergrad.hypergradient(
       student, teacher, measures.ExpectedAccuracy(), theta, state, batches, dev,
-      memory=memory, segment_length=k)
+      memory=memory, checkpoint_every=k)
   # One program (one compilation); k = 2: one full segment and a remainder of one step.
   got, ref = jax.jit(lambda: (fn("checkpointed", 2), fn("store_all")))()
   for a, b in zip(jax.tree.leaves(got.dtheta), jax.tree.leaves(ref.dtheta)):
@@ -75,7 +75,7 @@ def test_teach_checkpointed_without_state_features():
                     "y": rng.integers(0, C, size=n)}
   result = teach(student, teacher, data(16), data(8), unroll_steps=3, num_episodes=1,
                          batch_size=B, dev_batch_size=8, memory="checkpointed",
-                         segment_length=2, progress=False)
+                         checkpoint_every=2, progress=False)
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(result.theta))
   assert len(result.history) == 1
 

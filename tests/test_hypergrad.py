@@ -130,11 +130,11 @@ def results(model, opt, parameterisation):
     variants = {"autodiff": dict(method="autodiff", memory="store_all"),
                 "store_all": dict(method="auto", memory="store_all"),
                 "checkpointed": dict(method="auto", memory="checkpointed",
-                                     segment_length=SEGMENT)}
+                                     checkpoint_every=SEGMENT)}
     if opt == "sgd":      # the literal Eqns. (4)-(5) as well
       variants["eqn45/store_all"] = dict(method="eqn45", memory="store_all")
       variants["eqn45/checkpointed"] = dict(method="eqn45", memory="checkpointed",
-                                            segment_length=SEGMENT)
+                                            checkpoint_every=SEGMENT)
     fns = {name: functools.partial(hypergrad.hypergradient, problem.student, problem.teacher,
                                    measures.ExpectedAccuracy(), **kw)
            for name, kw in variants.items()}
@@ -195,12 +195,12 @@ def test_eqn45_matches_autodiff(x64, model, parameterisation, memory):
   assert_same_result(out[f"eqn45/{memory}"], out["autodiff"])
 
 
-@pytest.mark.parametrize("segment_length", [1, 3, 5, 8])
-def test_checkpoint_segment_lengths(x64, segment_length):
+@pytest.mark.parametrize("checkpoint_every", [1, 3, 5, 8])
+def test_checkpoint_checkpoint_intervals(x64, checkpoint_every):
   """Segments of 1, of 3 (remainder 2), of exactly T and longer than T."""
   ref = reference("mlp", "momentum", "full")
   got = run(make_problem("mlp", "momentum", "full"), method="vjp", memory="checkpointed",
-            segment_length=segment_length)
+            checkpoint_every=checkpoint_every)
   assert_same_result(got, ref)
 
 
@@ -216,7 +216,7 @@ def test_nesterov_mlp_teacher_and_sigmoid_error(x64):
   ref = run(problem, measure, method="autodiff")
   for memory in hypergrad.MEMORY_POLICIES:
     assert_same_result(run(problem, measure, method="auto", memory=memory,
-                           segment_length=SEGMENT), ref)
+                           checkpoint_every=SEGMENT), ref)
 
 
 def test_sgd_with_schedule_and_weight_decay(x64):
@@ -226,7 +226,7 @@ def test_sgd_with_schedule_and_weight_decay(x64):
   ref = run(problem, method="autodiff")
   for method in ("eqn45", "vjp"):
     assert_same_result(run(problem, method=method, memory="checkpointed",
-                           segment_length=SEGMENT), ref)
+                           checkpoint_every=SEGMENT), ref)
 
 
 def test_resolve_method():
@@ -237,8 +237,8 @@ def test_resolve_method():
   assert hypergrad.resolve_method("eqn45", sgd.state.opt_state) == "eqn45"
   with pytest.raises(ValueError, match="use method='vjp'"):
     hypergrad.resolve_method("eqn45", problem.state.opt_state)
-  assert hypergrad.default_segment_length(30) == 6
-  assert hypergrad.default_segment_length(1) == 1
+  assert hypergrad.default_checkpoint_every(30) == 6
+  assert hypergrad.default_checkpoint_every(1) == 1
 
 
 # ----------------------------------------------------------------------------- (2) finite diff
@@ -337,7 +337,7 @@ def test_sgd_reverse_is_eqns_4_5(x64, xla_optimized):
 
   for method, memory in [("eqn45", "store_all"), ("vjp", "store_all"),
                          ("eqn45", "checkpointed")]:
-    got = run(problem, measure, method=method, memory=memory, segment_length=SEGMENT)
+    got = run(problem, measure, method=method, memory=memory, checkpoint_every=SEGMENT)
     err = max(rel_err(got.dtheta, dtheta), rel_err(got.dparams0, domega))
     _record("eqn45", err)
     assert err <= 1e-10, (method, memory, err)
@@ -389,7 +389,7 @@ def jaxpr_size(num_steps, opt, **kw):
     # Default segments: T=3 -> 1 x 2 + 1, T=31 -> 5 x 6 + 1; T=4 -> 2 x 2, T=36 -> 6 x 6.
     ("momentum", dict(method="vjp", memory="checkpointed"), (3, 31)),
     ("sgd", dict(method="eqn45", memory="checkpointed"), (4, 36)),
-    ("sgd", dict(method="eqn45", memory="checkpointed", segment_length=2), (3, 31)),
+    ("sgd", dict(method="eqn45", memory="checkpointed", checkpoint_every=2), (3, 31)),
 ])
 def test_program_size_does_not_grow_with_t(opt, kw, steps):
   small, large = (jaxpr_size(n, opt, **kw) for n in steps)
@@ -467,8 +467,8 @@ def test_unknown_method_and_memory():
     call(problem, method="forward")
   with pytest.raises(ValueError, match="Unknown memory policy 'disk'"):
     call(problem, memory="disk")
-  with pytest.raises(ValueError, match="segment_length must be >= 1"):
-    call(problem, memory="checkpointed", segment_length=0)
+  with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
+    call(problem, memory="checkpointed", checkpoint_every=0)
 
 
 @pytest.mark.parametrize("opt", ["momentum", "adam"])

@@ -136,7 +136,7 @@ def test_loss_family_hypergradient_matches_autodiff(x64, parameterisation, link)
     p.teacher = teacher_lib.Teacher(p.teacher.module.clone(link="sigmoid"),
                                     features=p.teacher.features, total_steps=20)
   fns = {m: (lambda m=m: lambda *a: hypergrad.hypergradient(
-      p.student, p.teacher, measures.CrossEntropy(), *a, method=m, memory=mem, segment_length=2))()
+      p.student, p.teacher, measures.CrossEntropy(), *a, method=m, memory=mem, checkpoint_every=2))()
       for m, mem in (("autodiff", "store_all"), ("vjp", "checkpointed"))}
   out = jax.jit(lambda *a: {k: f(*a) for k, f in fns.items()})(p.theta, p.state, p.batches,
                                                                 p.dev)

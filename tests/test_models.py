@@ -132,7 +132,7 @@ def test_resnet_bn_momentum_weight_decay_hypergradient_matches_autodiff(x64):
       theta, state, batches, dev)
   for memory in hypergrad.MEMORY_POLICIES:
     got = hypergrad.make_hypergradient_fn(student, teacher, m, method="vjp", memory=memory,
-                                          segment_length=2)(theta, state, batches, dev)
+                                          checkpoint_every=2)(theta, state, batches, dev)
     for a, b in ((got.dtheta, ref.dtheta), (got.dparams0, ref.dparams0)):
       a, b = (np.concatenate([np.ravel(v) for v in jax.tree.leaves(t)]) for t in (a, b))
       assert np.linalg.norm(b) > 0

@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent("""
     student, teacher, theta, state, batches, dev = _resnet_problem(num_steps=3, batch=8)
     dev = {k: np.concatenate([v, v[:, :2]], axis=1) for k, v in dev.items()}   # 8 dev examples
     fn = hypergrad.make_hypergradient_fn(student, teacher, measures.ExpectedAccuracy(),
-                                         method="vjp", memory="checkpointed", segment_length=2)
+                                         method="vjp", memory="checkpointed", checkpoint_every=2)
     one = fn(theta, state, batches, dev)
     mesh = parallel.make_mesh()
     sb, sd = parallel.shard_batches(batches, mesh), parallel.shard_batches(dev, mesh)

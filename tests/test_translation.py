@@ -212,7 +212,7 @@ def nmt_problem(parameterisation, seed=0):
 
 VARIANTS = {"autodiff": dict(method="autodiff", memory="store_all"),
             "store_all": dict(method="auto", memory="store_all"),
-            "checkpointed": dict(method="auto", memory="checkpointed", segment_length=2)}   # 2 x 2
+            "checkpointed": dict(method="auto", memory="checkpointed", checkpoint_every=2)}   # 2 x 2
 
 
 def check_against_autodiff(out, state):
@@ -973,5 +973,5 @@ def test_decoders_never_emit_pad_or_bos():
 
 
 def test_corpus_bleu_rejects_strings():
-  with pytest.raises(TypeError, match="lists of segments"):
+  with pytest.raises(TypeError, match="lists of sentences"):
     bleu.corpus_bleu("the cat", "the cat")

@@ -41,7 +41,7 @@ Fields (validated by :func:`experiments.train.validate_config`):
   get the same warm start, then the frozen teacher),
   ``optimizer`` (``adam | sgd | momentum``) and ``learning_rate`` of theta,
   ``dev_batch_size``, ``dev_sample_size`` (None: the whole dev set), ``method`` /
-  ``memory`` / ``segment_length`` (the hypergradient), ``measure``
+  ``memory`` / ``checkpoint_every`` (the hypergradient), ``measure``
   (``expected_accuracy | sigmoid_error | cross_entropy``) and ``measure_k``,
   ``select`` (True: after teaching, the untaught anchor and the taught teacher each
   train two fresh students and the lower *validation* error wins; needs
@@ -153,7 +153,7 @@ def base_config() -> config_dict.ConfigDict:
   config.teach.dev_sample_size = config_dict.placeholder(int)
   config.teach.method = "auto"
   config.teach.memory = "store_all"
-  config.teach.segment_length = config_dict.placeholder(int)
+  config.teach.checkpoint_every = config_dict.placeholder(int)
   config.teach.measure = "cross_entropy"
   config.teach.measure_k = 50.0
   config.teach.select = False          # pick the teacher on the validation split

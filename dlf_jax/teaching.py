@@ -214,9 +214,9 @@ def _phi_stats_fn(loss):
 
 
 _hypergradient_fn = functools.lru_cache(maxsize=32)(
-    lambda student, teacher, measure, method, memory, segment_length:
+    lambda student, teacher, measure, method, memory, checkpoint_every:
     hypergrad.make_hypergradient_fn(student, teacher, measure, method=method, memory=memory,
-                                    segment_length=segment_length))
+                                    checkpoint_every=checkpoint_every))
 
 _forward_fns = functools.lru_cache(maxsize=32)(forward_hypergrad.make_forward_fns)
 
@@ -254,7 +254,7 @@ def teach(student: Student, teacher: Any, train, dev, *,
           segments_per_episode: Optional[int] = None, pretrain_steps: int = 0,
           batch_size: int = 128, dev_batch_size: int = 500,
           dev_sample_size: Optional[int] = None, method: str = "auto",
-          memory: str = "store_all", segment_length: Optional[int] = None, seed: int = 0,
+          memory: str = "store_all", checkpoint_every: Optional[int] = None, seed: int = 0,
           init_state: Optional[TeachState] = None,
           callback: Optional[Callable[[TeachState, dict], None]] = None,
           progress: bool = True, mesh: Optional[Mesh] = None, estimator: str = "reverse",
@@ -284,7 +284,7 @@ def teach(student: Student, teacher: Any, train, dev, *,
     dev_batch_size: batch size of the dev pass.
     dev_sample_size: if set, each outer step uses a fresh random sample of this
       many dev examples for ``dw_T``; else the whole dev set.
-    method, memory, segment_length: see :func:`dlf_jax.hypergrad.hypergradient`
+    method, memory, checkpoint_every: see :func:`dlf_jax.hypergrad.hypergradient`
       (``estimator='reverse'`` only).
     seed: seeds students, batches and dev samples.
     init_state: a :class:`TeachState` to resume from (else fresh theta).
@@ -368,7 +368,7 @@ def teach(student: Student, teacher: Any, train, dev, *,
     chunk = min(unroll_steps, DEFAULT_MAX_CHUNK_STEPS) if chunk_steps is None else chunk_steps
     forward_fns = _forward_fns(student, teacher, measure)
 
-  hyper_fn = _hypergradient_fn(student, teacher, measure, method, memory, segment_length)
+  hyper_fn = _hypergradient_fn(student, teacher, measure, method, memory, checkpoint_every)
   eval_fn = _eval_fn(student)
   pretrain_fn = _unroll_fn(student, losses.BaselineLoss("cross_entropy"))
   phi_fn = _phi_stats_fn(teacher)
