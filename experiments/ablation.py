@@ -38,6 +38,7 @@ import json
 import os
 import sys
 import time
+from typing import Optional
 
 from absl import app, flags, logging
 import jax
@@ -49,7 +50,7 @@ from ml_collections import config_flags
 import dlf_jax
 from dlf_jax import unroll as unroll_lib
 from dlf_jax.data.batching import make_eval_batches
-from experiments import reporting, train
+from experiments import builders, phases, reporting, schema, splits as splits_lib
 
 __all__ = ["VARIANTS", "BASELINE_ROWS", "teaching_key", "apply_overrides", "run"]
 
@@ -121,7 +122,7 @@ def apply_overrides(config, overrides: dict, *, tuned_eps: float):
   if out.teach.mode == "online":
     out.teach.segments_per_episode = max(
       1, (out.student.num_steps - out.teach.pretrain_steps) // out.teach.unroll_steps)
-  train.validate_config(out)
+  schema.validate(out, schema.CLASSIFICATION)
   return out
 
 
@@ -131,7 +132,7 @@ class Runner:
   def __init__(self, config, workdir: str, splits: dict, num_classes: int):
     self.config, self.workdir, self.splits = config, workdir, splits
     self.num_classes = num_classes
-    self.student = train.build_student(config, num_classes)
+    self.student = builders.build_student(config, num_classes)
     self._eval = jax.jit(lambda p, m, b: unroll_lib.evaluate(self.student, p, m, b))
     self._eval_batches = {k: make_eval_batches(splits[k], config.student.eval_batch_size)
                 for k in ("val", "test")}
@@ -154,7 +155,7 @@ class Runner:
 
     def fn():
       t0 = time.time()
-      stages = ([(train.build_baseline(config, "cross_entropy"), None, warm)] if warm
+      stages = ([(builders.build_baseline(config, "cross_entropy"), None, warm)] if warm
             else []) + [(loss, theta, s.num_steps)]
       state = None
       for stage_loss, stage_theta, end in stages:
@@ -178,12 +179,12 @@ class Runner:
     config = ml_collections.ConfigDict(self.config.to_dict())
     config.baselines.smoothing = smoothing
     tag = method if method != "label_smoothing" else f"label_smoothing_{smoothing:g}"
-    return self.student_run(tag, seed, train.build_baseline(config, method),
+    return self.student_run(tag, seed, builders.build_baseline(config, method),
                 config=config, read_test=read_test)
 
   def untaught(self, config) -> dict:
     """The anchor as a frozen teacher (no outer step): the control for a taught row."""
-    teacher = train.build_teacher(config, self.num_classes)
+    teacher = builders.build_teacher(config, self.num_classes)
     theta0 = teacher.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0))
     return {"teacher": teacher, "snapshots": [theta0], "updates": [0], "seconds": 0.0}
 
@@ -195,7 +196,7 @@ class Runner:
     """
     key = teaching_key(config)
     path = os.path.join(self.workdir, "cache", f"teacher_{key}.msgpack")
-    teacher = train.build_teacher(config, self.num_classes)
+    teacher = builders.build_teacher(config, self.num_classes)
     template = teacher.init(jax.random.PRNGKey(0))
     meta_path = path + ".json"
     if os.path.exists(path) and os.path.exists(meta_path):
@@ -219,8 +220,8 @@ class Runner:
     t0 = time.time()
     dlf_jax.teach(
       self.student, teacher, self.splits["train"], self.splits["dev"],
-      measure=train.build_measure(config),
-      teacher_optimizer=train.build_teacher_optimizer(config),
+      measure=builders.build_measure(config),
+      teacher_optimizer=builders.build_teacher_optimizer(config),
       unroll_steps=t.unroll_steps, num_episodes=t.num_episodes, mode=t.mode,
       segments_per_episode=t.segments_per_episode, pretrain_steps=t.pretrain_steps,
       batch_size=config.student.batch_size, dev_batch_size=t.dev_batch_size,
@@ -240,81 +241,94 @@ class Runner:
     return {"teacher": teacher, "snapshots": snaps, **meta}
 
 
-def _mean_std(values):
-  values = np.asarray(values, np.float64)
-  return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+def _splits(config, val_size: int) -> tuple[dict, int]:
+  """The four splits as ``{'x', 'y'}`` dicts (val carved from train, checked disjoint) and
+  the number of classes."""
+  data = splits_lib.load_data(config)
+  data, val = splits_lib.carve_validation(data, val_size, config.data.seed)
+  splits = {name: {"x": split.x, "y": split.y} for name, split in (
+      ("train", data.train), ("dev", data.dev), ("val", val), ("test", data.test))}
+  splits_lib.check_disjoint({k: v for k, v in splits.items() if k != "train"})
+  return splits, data.num_classes
+
+
+def _row(name: str, description: str, results: list, extra: Optional[dict] = None) -> dict:
+  """One table row: test and validation error (mean, std over seeds) of ``results``."""
+  test = reporting.mean_std([r["test_error"] for r in results])
+  val = reporting.mean_std([r["val_error"] for r in results])
+  logging.info("%s: test %.2f +- %.2f", name, *test)
+  return {"name": name, "description": description, "test_error": test[0],
+          "test_std": test[1], "val_error": val[0], "val_std": val[1],
+          "seeds": [r["seed"] for r in results],
+          "test_errors": [r["test_error"] for r in results], **(extra or {})}
+
+
+def _variant_row(runner: Runner, name: str, cfg, final_seeds: list) -> tuple[dict, dict]:
+  """Teaches (or not: ``untaught``) the row ``name`` of config ``cfg``, selects among its
+  checkpoints where the row says so, trains the final students; returns the row and the
+  taught teacher (``teacher``, ``snapshots``, ...) with the chosen ``theta``."""
+  description, _, options = VARIANTS[name]
+  taught = runner.untaught(cfg) if options.get("untaught") else runner.teach(cfg)
+  warm = cfg.teach.pretrain_steps
+  chosen, selection = len(taught["snapshots"]) - 1, None
+  if options.get("select"):
+    # One fresh student per candidate; the lowest validation error wins.
+    selection = {}
+    for i, theta in enumerate(taught["snapshots"]):
+      errs = [runner.student_run(f"{name}_cand{i}", s, taught["teacher"], theta,
+                                 warm=warm, config=cfg, read_test=False)["val_error"]
+              for s in TUNE_SEEDS]
+      selection[taught["updates"][i]] = float(np.mean(errs))
+    # A tie (errors are multiples of 100 / val_size) goes to the earlier checkpoint.
+    chosen = int(np.argmin(np.round(list(selection.values()), 6)))
+  theta = taught["snapshots"][chosen]
+  results = [runner.student_run(f"{name}_u{taught['updates'][chosen]}", s,
+                                taught["teacher"], theta, warm=warm, config=cfg)
+             for s in final_seeds]
+  extra = {"teach_seconds": taught["seconds"], "outer_steps": taught["updates"][-1],
+           "selected_update": taught["updates"][chosen], "selection": selection,
+           "unroll_steps": cfg.teach.unroll_steps, "measure": cfg.teach.measure}
+  return _row(name, description, results, extra), dict(taught, theta=theta)
 
 
 def run(config, workdir: str, variants, seeds: int, val_size: int,
         baselines=BASELINE_ROWS, ls_grid=LS_GRID) -> dict:
   """Runs the ablation (module docstring) and writes ``ablation.{json,md}`` and a plot."""
-  train.validate_config(config)
+  schema.validate(config, schema.CLASSIFICATION)
   os.makedirs(workdir, exist_ok=True)
-  data = train.load_data(config)
-  data, val = train.carve_validation(data, val_size, config.data.seed)
-  splits = {name: {"x": split.x, "y": split.y} for name, split in (
-      ("train", data.train), ("dev", data.dev), ("val", val), ("test", data.test))}
-  train.check_disjoint({k: v for k, v in splits.items() if k != "train"})
-  runner = Runner(config, workdir, splits, data.num_classes)
+  splits, num_classes = _splits(config, val_size)
+  runner = Runner(config, workdir, splits, num_classes)
   final_seeds = [config.seed + i for i in range(seeds)]
   rows, t_start = [], time.time()
 
   # Label smoothing eps, selected on the validation split (never on test).
-  tuning = {eps: _mean_std([runner.baseline("label_smoothing", s, eps, read_test=False)
-                ["val_error"] for s in TUNE_SEEDS])[0] for eps in ls_grid}
+  tuning = {eps: reporting.mean_std([runner.baseline("label_smoothing", s, eps,
+                                                     read_test=False)["val_error"]
+                                     for s in TUNE_SEEDS])[0] for eps in ls_grid}
   tuned_eps = min(tuning, key=lambda k: round(tuning[k], 6))   # a tie: the smaller eps
   logging.info("label smoothing: validation error per eps %s -> eps = %g", tuning, tuned_eps)
-
-  def add_row(name, description, results, extra=None):
-    test = _mean_std([r["test_error"] for r in results])
-    val_ = _mean_std([r["val_error"] for r in results])
-    rows.append({"name": name, "description": description, "test_error": test[0],
-           "test_std": test[1], "val_error": val_[0], "val_std": val_[1],
-           "seeds": [r["seed"] for r in results],
-           "test_errors": [r["test_error"] for r in results], **(extra or {})})
-    logging.info("%s: test %.2f +- %.2f", name, *test)
 
   for method in baselines:
     eps = tuned_eps if method == "label_smoothing" else 0.1
     desc = {"cross_entropy": "cross-entropy",
-        "label_smoothing": f"label smoothing, eps = {tuned_eps:g} (tuned on validation)",
-        "large_margin": "Large-Margin Softmax (m = 2, beta annealed)"}[method]
-    add_row(method, desc, [runner.baseline(method, s, eps) for s in final_seeds])
+            "label_smoothing": f"label smoothing, eps = {tuned_eps:g} (tuned on validation)",
+            "large_margin": "Large-Margin Softmax (m = 2, beta annealed)"}[method]
+    rows.append(_row(method, desc, [runner.baseline(method, s, eps) for s in final_seeds]))
 
-  cfg = config
+  cfg, last = config, None
   for name in variants:
-    description, overrides, options = VARIANTS[name]
-    cfg = apply_overrides(cfg, overrides, tuned_eps=tuned_eps)
-    taught = runner.untaught(cfg) if options.get("untaught") else runner.teach(cfg)
-    warm = cfg.teach.pretrain_steps
-    chosen, selection = len(taught["snapshots"]) - 1, None
-    if options.get("select"):
-      # One fresh student per candidate; the lowest validation error wins.
-      selection = {}
-      for i, theta in enumerate(taught["snapshots"]):
-        errs = [runner.student_run(f"{name}_cand{i}", s, taught["teacher"], theta,
-                       warm=warm, config=cfg, read_test=False)["val_error"]
-            for s in TUNE_SEEDS]
-        selection[taught["updates"][i]] = float(np.mean(errs))
-      # A tie (errors are multiples of 100 / val_size) goes to the earlier checkpoint.
-      chosen = int(np.argmin(np.round(list(selection.values()), 6)))
-    theta = taught["snapshots"][chosen]
-    results = [runner.student_run(f"{name}_u{taught['updates'][chosen]}", s,
-                    taught["teacher"], theta, warm=warm, config=cfg)
-           for s in final_seeds]
-    extra = {"teach_seconds": taught["seconds"], "outer_steps": taught["updates"][-1],
-         "selected_update": taught["updates"][chosen], "selection": selection,
-         "unroll_steps": cfg.teach.unroll_steps, "measure": cfg.teach.measure}
-    add_row(name, description, results, extra)
-    if not options.get("untaught"):
-      last = (name, taught["teacher"], theta, cfg)
+    cfg = apply_overrides(cfg, VARIANTS[name][1], tuned_eps=tuned_eps)
+    row, taught = _variant_row(runner, name, cfg, final_seeds)
+    rows.append(row)
+    if not VARIANTS[name][2].get("untaught"):
+      last = (name, taught["teacher"], taught["theta"], cfg)
 
   if variants:
     plot_teacher(runner, *last, workdir)
   out = {"config": json.loads(config.to_json_best_effort()), "val_size": val_size,
-       "splits": {k: int(len(v["y"])) for k, v in splits.items()},
-       "label_smoothing_tuning": {f"{k:g}": v for k, v in tuning.items()},
-       "tuned_eps": tuned_eps, "rows": rows, "seconds": time.time() - t_start}
+         "splits": {k: int(len(v["y"])) for k, v in splits.items()},
+         "label_smoothing_tuning": {f"{k:g}": v for k, v in tuning.items()},
+         "tuned_eps": tuned_eps, "rows": rows, "seconds": time.time() - t_start}
   reporting.write_json(os.path.join(workdir, "ablation.json"), out)
   reporting.write_text(os.path.join(workdir, "ablation.md"), markdown(out))
   plot(out, os.path.join(workdir, "plots", "ablation.png"))
@@ -337,8 +351,8 @@ def plot_teacher(runner: Runner, name: str, teacher, theta, config, workdir: str
   else:
     history, state, s = [], None, config.student
     warm = config.teach.pretrain_steps
-    record = lambda st, r: history.append(train.with_teacher_state(r, st))
-    for loss, th, end in [(train.build_baseline(config, "cross_entropy"), None, warm),
+    record = lambda st, r: history.append(phases.with_teacher_state(r, st))
+    for loss, th, end in [(builders.build_baseline(config, "cross_entropy"), None, warm),
                           (teacher, theta, s.num_steps)]:
       state = dlf_jax.train_student(
           runner.student, loss, runner.splits["train"], theta=th, num_steps=end,

@@ -29,6 +29,7 @@ from ml_collections import config_flags
 import dlf_jax
 from experiments import train
 from experiments import translate
+from experiments.workdir import InputError, WorkdirConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (experiments/configs/<name>.py[:variant]).",
@@ -66,7 +67,7 @@ def _parse_flags(argv):
     key = repr(str(e.args[0] if e.args else e).strip("'\""))
     _fail(f"FATAL Flags parsing error: a --config.<key> override names a key the config does "
           f"not have ({key}); overrides given: {', '.join(bad)}. The keys and their meaning are "
-          "in experiments/configs/common.py (translation configs: experiments/configs/nmt.py).")
+          "in experiments/schema.py (CLASSIFICATION; translation configs: TRANSLATION).")
   except ValueError as e:       # e.g. an unknown ``:variant`` of the config file
     _fail(f"FATAL Flags parsing error: {e}")
 
@@ -90,7 +91,7 @@ def main(argv):
     _fail(f"Invalid config: {e}")
   try:
     runner.run(config, _WORKDIR.value)
-  except (FileNotFoundError, train.WorkdirConfigError, train.InputError) as e:
+  except (FileNotFoundError, WorkdirConfigError, InputError) as e:
     _fail(str(e))           # missing data, a workdir of another run or not creatable, bad data
   except KeyboardInterrupt:
     logging.warning("Interrupted. Re-run the same command to resume from the last checkpoint "

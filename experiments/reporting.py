@@ -21,10 +21,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = [
-    "METHOD_NAMES", "final_numbers", "summarize", "teach_summary", "results_table",
-    "results_markdown", "write_json", "write_text", "metric_rows", "write_metrics_csv",
-    "w_snapshots", "plot_w_heatmaps", "plot_phi_statistics", "plot_teach_curve",
-    "plot_accuracy_curves", "write_plots",
+    "METHOD_NAMES", "final_numbers", "mean_std", "pm", "summarize", "teach_summary",
+    "results_table", "results_markdown", "write_json", "write_text", "metric_rows",
+    "write_metrics_csv", "write_report", "environment", "w_snapshots", "plot_w_heatmaps",
+    "plot_phi_statistics", "plot_teach_curve", "plot_accuracy_curves", "write_plots",
 ]
 
 METHOD_NAMES = {
@@ -71,7 +71,7 @@ def final_numbers(history: Sequence[dict]) -> dict:
           "final_step": int(last["step"])}
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
   """Mean and sample standard deviation (``ddof=1``; 0 for a single value)."""
   v = np.asarray(values, np.float64)
   return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
@@ -103,7 +103,7 @@ def summarize(runs: Sequence[dict], methods: Sequence[str]) -> dict:
              "test_errors": [r["test_error"] for r in mine],
              "dev_errors": [r["dev_error"] for r in mine]}
     for key in ("test_error", "dev_error", "test_error_at_best_dev"):
-      entry[f"{key}_mean"], entry[f"{key}_std"] = _mean_std([r[key] for r in mine])
+      entry[f"{key}_mean"], entry[f"{key}_std"] = mean_std([r[key] for r in mine])
     entry["seconds"] = float(sum(r["seconds"] for r in mine))
     out[method] = entry
   return out
@@ -133,7 +133,7 @@ def teach_summary(history: Sequence[dict]) -> dict:
   return out
 
 
-def _pm(mean: float, std: float, seeds: int = 2) -> str:
+def pm(mean: float, std: float, seeds: int = 2) -> str:
   """``mean ± std``; the mean alone for one seed (no spread to show)."""
   return f"{mean:.2f}" if seeds < 2 else f"{mean:.2f} ± {std:.2f}"
 
@@ -148,10 +148,10 @@ def results_table(results: dict) -> str:
            "| train time (s) |",
            "|---|---|---|---|---|---|"]
   for method, e in results["methods"].items():
-    pm = lambda key: _pm(e[f"{key}_mean"], e[f"{key}_std"], len(e["seeds"]))
+    cell = lambda key: pm(e[f"{key}_mean"], e[f"{key}_std"], len(e["seeds"]))
     lines.append(
-        f"| {METHOD_NAMES.get(method, method)} | {pm('test_error')} | {pm('dev_error')} "
-        f"| {pm('test_error_at_best_dev')} | {len(e['seeds'])} | {e['seconds']:.1f} |")
+        f"| {METHOD_NAMES.get(method, method)} | {cell('test_error')} | {cell('dev_error')} "
+        f"| {cell('test_error_at_best_dev')} | {len(e['seeds'])} | {e['seconds']:.1f} |")
   return "\n".join(lines)
 
 
@@ -263,6 +263,30 @@ def write_metrics_csv(path: str, rows: Iterable[tuple]) -> None:
     w.writerow(CSV_HEADER)
     w.writerows(rows)
   os.replace(tmp, path)
+
+
+def write_report(workdir: str, results: dict, markdown: str, rows: Sequence[tuple], *,
+                 runs: Sequence[dict], teach_history: Sequence[dict],
+                 snapshots: Optional[Sequence] = None, soft_targets: bool = False) -> None:
+  """Writes an experiment's report into ``workdir``.
+
+  ``results.json`` (``results``), ``results.md`` (``markdown``), ``metrics.csv``
+  (``rows``, as from :func:`metric_rows`) and ``plots/`` (:func:`write_plots`).
+  """
+  write_json(os.path.join(workdir, "results.json"), results)
+  write_text(os.path.join(workdir, "results.md"), markdown)
+  write_metrics_csv(os.path.join(workdir, "metrics.csv"), rows)
+  write_plots(os.path.join(workdir, "plots"), runs=runs, teach_history=teach_history,
+              snapshots=snapshots, soft_targets=soft_targets)
+
+
+def environment(devices: bool = True) -> dict:
+  """The JAX version and backend (and the devices) that ``results.json`` records."""
+  import jax     # pylint: disable=g-import-not-at-top  (the rest of the module is jax-free)
+  out = {"jax": jax.__version__, "backend": jax.default_backend()}
+  if devices:
+    out["devices"] = [str(d) for d in jax.devices()]
+  return out
 
 
 # ----------------------------------------------------------------- W_t plots

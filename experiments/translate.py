@@ -7,7 +7,7 @@ Eqn. (2) over the target vocabulary (``diagonal`` or ``low_rank`` W, never a
 dense ``|V| x |V|``) and its reward is expected sentence BLEU over sampled
 candidates (``teach.measure='expected_bleu'``) or the token-level expected
 accuracy (``'expected_accuracy'``). Every student (per method and seed) is
-trained with checkpoints as in :func:`experiments.train.student_phase`, then
+trained with checkpoints as in :func:`experiments.phases.student_phase`, then
 translates the test set with beam search; the report gives sacreBLEU on the
 detokenised output (with its signature) and the tokenised BLEU that IWSLT14
 papers report, labelled.
@@ -44,20 +44,21 @@ from dlf_jax import bleu as bleu_lib
 from dlf_jax import decoding
 from dlf_jax.data import translation as tr
 from dlf_jax.models import transformer as seq2seq
+from experiments import phases
 from experiments import reporting
-from experiments import train
+from experiments import schema
+from experiments.builders import build_schedule, build_teacher
+from experiments.schema import NMT_MEASURES, NMT_METHODS, NMT_MODELS
+from experiments.workdir import Checkpoints, check_workdir_config, config_json, make_workdir
 
-__all__ = ["NMT_MODELS", "NMT_MEASURES", "NMT_METHODS", "validate_config", "load_data",
-           "build_student", "build_measure", "translate_split", "bleu_phase", "run"]
-
-NMT_MODELS = ("transformer", "lstm")
-NMT_MEASURES = ("expected_bleu", "expected_accuracy")
-NMT_METHODS = ("cross_entropy", "label_smoothing", "sigmoid_cross_entropy", "l2t_dlf")
+__all__ = ["NMT_MODELS", "NMT_MEASURES", "NMT_METHODS", "NMTData", "validate_config",
+           "load_data", "build_student", "build_measure", "translate_split", "bleu_phase",
+           "summarize_bleu", "results_markdown", "run"]
 
 
 @dataclasses.dataclass
 class NMTData:
-  """What the phases of :mod:`experiments.train` read: train sampler, dev/test arrays."""
+  """What :mod:`experiments.phases` reads: train sampler, dev/test arrays."""
   corpus: tr.TranslationCorpus
   tokenizer: tr.SubwordTokenizer
   train: tr.BucketSampler
@@ -71,77 +72,13 @@ class NMTData:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks a translation config before any work (see ``experiments/configs/nmt.py``).
+  """Checks a translation config before any work (see ``experiments/configs/nmt.py``;
+  the keys are those of :data:`experiments.schema.TRANSLATION`).
 
   Raises:
     ValueError: naming the offending key, its value and the valid options.
   """
-  c = train._check_choice
-  c(config, "data.name", tr.CORPORA)
-  c(config, "data.variant", ("raw", "tok"))
-  c(config, "model.name", NMT_MODELS)
-  c(config, "student.optimizer", dlf_jax.student.OPTIMIZERS)
-  c(config, "student.schedule", train.SCHEDULES)
-  c(config, "teacher.kind", train.TEACHERS)
-  c(config, "teacher.recipe", ("config",))
-  c(config, "teacher.link", dlf_jax.losses.LINKS)
-  c(config, "teacher.anchor", dlf_jax.losses.ANCHORS)
-  if config.teacher.parameterisation not in ("diagonal", "low_rank", "soft_target"):
-    train._fail("teacher.parameterisation", config.teacher.parameterisation,
-                "'diagonal', 'low_rank' or 'soft_target' (a full W over the vocabulary is "
-                "|V| x |V|: too large for translation)")
-  if config.teacher.parameterisation == "soft_target":
-    c(config, "teacher.target", ("uniform", "shared"))   # 'class' is |V| x |V| too
-  c(config, "teach.mode", train.TEACH_MODES)
-  c(config, "teach.optimizer", train.TEACHER_OPTIMIZERS)
-  c(config, "teach.measure", NMT_MEASURES)
-  c(config, "teach.method", dlf_jax.hypergrad.METHODS)
-  c(config, "teach.memory", dlf_jax.hypergrad.MEMORY_POLICIES)
-  c(config, "teach.estimator", train.ESTIMATORS)
-  features = config.teacher.features
-  if (not isinstance(features, (tuple, list))
-      or not all(f in dlf_jax.teacher.STATE_FEATURES for f in features)):
-    train._fail("teacher.features", features,
-                f"a tuple of names from {dlf_jax.teacher.STATE_FEATURES}")
-  for key in ("data.vocab_size", "data.max_src_len", "data.max_tgt_len", "data.block",
-              "data.pad_multiple", "model.d_model", "model.num_heads", "model.d_ff",
-              "model.num_layers", "model.embed_dim", "model.hidden", "student.batch_size",
-              "student.num_steps", "student.eval_every", "student.eval_batch_size",
-              "student.warmup_steps", "teacher.rank", "teacher.num_matrices",
-              "teach.unroll_steps", "teach.num_episodes", "teach.dev_batch_size",
-              "teach.num_candidates", "eval.beam_size", "eval.batch_size", "num_seeds"):
-    train._check_int(config, key)
-  for key in ("data.train_size", "data.dev_size", "data.test_size", "teach.dev_sample_size",
-              "teach.segments_per_episode", "teach.checkpoint_every"):
-    train._check_int(config, key, allow_none=True)
-  train._check_int(config, "teach.pretrain_steps", minimum=0)
-  for key in ("student.learning_rate", "teach.learning_rate", "teach.temperature"):
-    train._check_positive(config, key)
-  if not 0.0 <= config.model.dropout < 1.0:
-    train._fail("model.dropout", config.model.dropout, "a rate in [0, 1)")
-  if config.model.d_model % config.model.num_heads:
-    train._fail("model.num_heads", config.model.num_heads,
-                f"a divisor of model.d_model={config.model.d_model}")
-  if config.model.shared_embeddings and not config.data.joint_vocab:
-    train._fail("model.shared_embeddings", True,
-                "False when data.joint_vocab=False (one embedding needs one vocabulary)")
-  for key in ("data.max_src_len", "data.max_tgt_len"):
-    train._check_int(config, key, minimum=2)
-  # large_margin (L-Softmax) needs a classifier head over features; not for seq2seq here.
-  bad = [m for m in config.methods if m not in NMT_METHODS]
-  if bad or not config.methods or len(set(config.methods)) != len(config.methods):
-    train._fail("methods", tuple(config.methods), f"a non-empty subset of {NMT_METHODS}, each once")
-  if config.data.block % config.teach.unroll_steps and config.teach.unroll_steps % config.data.block:
-    train._fail("teach.unroll_steps", config.teach.unroll_steps,
-                f"a divisor or multiple of data.block={config.data.block} (one padded width "
-                "per unrolled segment)")
-  for key in ("student.eval_every", "teach.pretrain_steps"):
-    if train._get(config, key) % min(config.data.block, config.teach.unroll_steps):
-      train._fail(key, train._get(config, key),
-                  f"a multiple of min(data.block, teach.unroll_steps)="
-                  f"{min(config.data.block, config.teach.unroll_steps)}")
-  if not 0.0 <= config.baselines.smoothing < 1.0:
-    train._fail("baselines.smoothing", config.baselines.smoothing, "a value in [0, 1)")
+  schema.validate(config, schema.TRANSLATION)
 
 
 def load_data(config: ml_collections.ConfigDict, workdir: str) -> NMTData:
@@ -183,7 +120,7 @@ def build_student(config: ml_collections.ConfigDict, data: NMTData) -> dlf_jax.S
   else:
     model = seq2seq.LSTMSeq2Seq(embed_dim=m.embed_dim, hidden=m.hidden,
                                 num_layers=m.num_layers, **common)
-  tx = dlf_jax.make_optimizer(s.optimizer, train.build_schedule(config), momentum=s.momentum,
+  tx = dlf_jax.make_optimizer(s.optimizer, build_schedule(config), momentum=s.momentum,
                               weight_decay=s.weight_decay, b2=s.b2)
   return dlf_jax.Student(model=model, tx=tx, num_classes=data.vocab_size,
                          input_keys=("src", "tgt_in"), label_key="tgt_out", head_path=None)
@@ -224,7 +161,7 @@ def bleu_phase(config: ml_collections.ConfigDict, data: NMTData, student: dlf_ja
   if os.path.exists(path):
     with open(path) as f:
       return json.load(f)
-  ckpt = train._Checkpoints(os.path.join(workdir, "checkpoints", method, f"seed_{seed}"))
+  ckpt = Checkpoints(os.path.join(workdir, "checkpoints", method, f"seed_{seed}"))
   try:
     template = student.init(jax.random.PRNGKey(seed), data.example_batch)
     state = ckpt.restore_state(ckpt.latest_step(), template)
@@ -254,14 +191,15 @@ def bleu_phase(config: ml_collections.ConfigDict, data: NMTData, student: dlf_ja
   return result
 
 
-def _summary(bleus: list, runs: list, methods) -> dict:
+def summarize_bleu(bleus: list, runs: list, methods) -> dict:
+  """Per method: BLEU, tokenised BLEU and test token accuracy (mean, std over seeds)."""
   out = {}
   for m in methods:
     b = [r for r in bleus if r["method"] == m]
     s = [r for r in runs if r["method"] == m]
-    stats = lambda key, rows: reporting._mean_std([r[key] for r in rows if r[key] is not None])
+    stats = lambda key, rows: reporting.mean_std([r[key] for r in rows if r[key] is not None])
     out[m] = {"bleu": stats("bleu", b), "tokenized_bleu": stats("tokenized_bleu", b),
-              "token_accuracy": reporting._mean_std([100 - r["test_error"] for r in s]),
+              "token_accuracy": reporting.mean_std([100 - r["test_error"] for r in s]),
               "seconds": float(sum(r["seconds"] for r in s)), "seeds": len(b)}
   return out
 
@@ -274,10 +212,10 @@ def results_markdown(results: dict) -> str:
            "| method | sacreBLEU (detok.) | tokenised BLEU | test token acc. % | seeds | "
            "train time |", "|---|---|---|---|---|---|"]
   for m, r in results["methods"].items():
-    pm = lambda v: ("n/a" if v[0] is None or np.isnan(v[0])
-                    else reporting._pm(v[0], v[1], r["seeds"]))
-    lines.append(f"| {reporting.METHOD_NAMES.get(m, m)} | {pm(r['bleu'])} | "
-                 f"{pm(r['tokenized_bleu'])} | {pm(r['token_accuracy'])} | {r['seeds']} | "
+    cell = lambda v: ("n/a" if v[0] is None or np.isnan(v[0])
+                      else reporting.pm(v[0], v[1], r["seeds"]))
+    lines.append(f"| {reporting.METHOD_NAMES.get(m, m)} | {cell(r['bleu'])} | "
+                 f"{cell(r['tokenized_bleu'])} | {cell(r['token_accuracy'])} | {r['seeds']} | "
                  f"{r['seconds'] / 60:.1f} min |")
   if results["data"].get("pretokenized"):
     lines += ["", "Note: this corpus is already tokenised (and lowercased); the sacreBLEU "
@@ -291,7 +229,7 @@ def results_markdown(results: dict) -> str:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, *,
-        on_checkpoint: Optional[train.CheckpointHook] = None) -> dict:
+        on_checkpoint: Optional[phases.CheckpointHook] = None) -> dict:
   """Runs (or resumes) one translation experiment; writes ``results.{json,md}``.
 
   Args:
@@ -304,45 +242,54 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
 
   Raises:
     ValueError: an invalid config value; a workdir of another experiment
-      (:class:`experiments.train.WorkdirConfigError`).
+      (:class:`experiments.workdir.WorkdirConfigError`).
     FileNotFoundError: the corpus is missing.
   """
   validate_config(config)
-  workdir = train.make_workdir(workdir)
+  workdir = make_workdir(workdir)
   t_start = time.time()
   data = load_data(config, workdir)          # fails early on missing data, before config.json
-  train._check_workdir_config(config, workdir)
+  check_workdir_config(config, workdir)
   logging.info("%s %s-%s from %s: train %d pairs (%d within the length limits), dev %d, "
                "test %d; vocabulary %d", data.corpus.name, config.data.src_lang,
                config.data.tgt_lang, data.corpus.source, len(data.corpus.train),
                data.train.num_examples, len(data.corpus.dev), len(data.corpus.test),
                data.vocab_size)
   student = build_student(config, data)
-  teacher = train.build_teacher(config, data.vocab_size)
+  teacher = build_teacher(config, data.vocab_size)
 
-  taught = None
-  if "l2t_dlf" in config.methods:
-    taught = train.teach_phase(config, data, student, teacher, workdir,
-                               on_checkpoint=on_checkpoint,
-                               measure=build_measure(config, data))
-  runs, bleus = [], []
-  for method in config.methods:
-    for i in range(config.num_seeds):
-      seed = config.seed + i
-      runs.append(train.student_phase(
-          config, data, student, method, seed, workdir, teacher=teacher,
-          theta=None if taught is None else taught["theta"], on_checkpoint=on_checkpoint))
-      bleus.append(bleu_phase(config, data, student, method, seed, workdir))
+  taught = phases.maybe_teach(config, data, student, teacher, workdir,
+                              on_checkpoint=on_checkpoint, measure=build_measure(config, data))
+  bleus = []
+  runs = phases.student_phases(
+      config, data, student, workdir, teacher=teacher,
+      theta=None if taught is None else taught["theta"], on_checkpoint=on_checkpoint,
+      after=lambda method, seed: bleus.append(
+          bleu_phase(config, data, student, method, seed, workdir)))
+  results = _results(config, data, runs, bleus, taught, t_start)
+  teach_history = [] if taught is None else taught["history"]
+  rows = reporting.metric_rows(runs, teach_history, config.seed)
+  rows += [("student", b["method"], b["seed"], b["step"], f"test_{key}", float(b[key]))
+           for b in bleus for key in ("bleu", "tokenized_bleu") if b[key] is not None]
+  markdown = results_markdown(results)
+  reporting.write_report(workdir, results, markdown, rows, runs=runs,
+                         teach_history=teach_history)
+  print(markdown)
+  return results
 
-  results = {
-      "config": train._config_json(config),
+
+def _results(config: ml_collections.ConfigDict, data: NMTData, runs: list, bleus: list,
+             taught: Optional[dict], t_start: float) -> dict:
+  """The ``results.json`` content of one translation experiment."""
+  return {
+      "config": config_json(config),
       "data": {"name": data.corpus.name, "pair": f"{config.data.src_lang}->"
                f"{config.data.tgt_lang}", "notes": data.corpus.notes,
                "train": len(data.corpus.train), "train_used": data.train.num_examples,
                "dev": len(data.corpus.dev), "test": len(data.corpus.test),
                "vocab_size": data.vocab_size, "source": data.corpus.source,
                "pretokenized": config.data.name == "iwslt14" or config.data.variant == "tok"},
-      "methods": _summary(bleus, runs, config.methods),
+      "methods": summarize_bleu(bleus, runs, config.methods),
       "bleu": bleus,
       "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs],
       "signature": bleus[0]["signature"],
@@ -350,17 +297,5 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
       "teach": reporting.teach_summary([] if taught is None else taught["history"]),
       "wall_seconds": {"teach": None if taught is None else taught["seconds"],
                        "session": time.time() - t_start},
-      "environment": {"jax": jax.__version__, "backend": jax.default_backend()},
+      "environment": reporting.environment(devices=False),
   }
-  reporting.write_json(os.path.join(workdir, "results.json"), results)
-  teach_history = [] if taught is None else taught["history"]
-  rows = reporting.metric_rows(runs, teach_history, config.seed)
-  rows += [("student", b["method"], b["seed"], b["step"], f"test_{key}", float(b[key]))
-           for b in bleus for key in ("bleu", "tokenized_bleu") if b[key] is not None]
-  reporting.write_metrics_csv(os.path.join(workdir, "metrics.csv"), rows)
-  markdown = results_markdown(results)
-  reporting.write_text(os.path.join(workdir, "results.md"), markdown)
-  reporting.write_plots(os.path.join(workdir, "plots"), runs=runs,
-                        teach_history=teach_history, snapshots=None)
-  print(markdown)
-  return results

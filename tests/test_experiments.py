@@ -164,7 +164,7 @@ def test_cli_input_errors_end_cleanly(case, tmp_path):
   else:
     other = _smoke("quickstart")
     other.teach.learning_rate = 0.5
-    train._check_workdir_config(other, str(tmp_path))
+    train.check_workdir_config(other, str(tmp_path))
     expect = "teach.learning_rate = 0.5 there"
   cmd = [sys.executable, "-m", "experiments.main", f"--config=experiments/configs/{config}",
          f"--workdir={tmp_path}", *flags]

@@ -83,7 +83,7 @@ def test_teach_checkpointed_without_state_features():
 def test_checkpoints_keep_zero_size_arrays(tmp_path):
   """The score kernel of a ``features=()`` teacher is ``[0, M]``: saved and restored."""
   state = {"kernel": jnp.zeros((0, 2)), "w": jnp.arange(3.0)}
-  ckpt = train._Checkpoints(str(tmp_path / "ckpt"))
+  ckpt = train.Checkpoints(str(tmp_path / "ckpt"))
   try:
     ckpt.save(1, state, {"note": "x"})
     got = ckpt.restore_state(1, {"kernel": jnp.zeros((0, 2)), "w": jnp.zeros(3)})

@@ -74,37 +74,50 @@ def cifar_config(dataset: str, model: str, depth: int, widen: int = 10, arg=None
   config.methods = ("cross_entropy", "label_smoothing", "l2t_dlf")
   config.baselines.beta_gamma = common.large_margin_gamma(s.num_steps)
   if arg == "smoke":
-    config = common.smoke(config)
-    config.data.train_size = 512
-    config.data.dev_size = 128
-    config.data.test_size = 256
-    config.model.depth = 8 if model == "resnet" else 10
-    config.model.width = 4
-    config.model.widen = 1
-    config.student.batch_size = 16
-    config.student.eval_batch_size = 128
-    config.teach.unroll_steps = 5
-    config.teach.memory = "checkpointed"
-    config.teach.dev_batch_size = 64
-    config.teach.dev_sample_size = 64
-    return config
+    return _smoke(config, model)
   if arg == "cpu":
-    # 65 min measured on 2 shared CPU cores for ResNet-8 (3 methods x 2 seeds + the teacher):
-    # 2,000 steps of batch 64 (~2.8 epochs of 45,000 images), T = 25, 70 teacher updates.
-    s.batch_size = 64
-    s.num_steps = 2000
-    s.eval_every = 250
-    s.eval_batch_size = 500
-    config.data.test_size = 5000
-    config.teach.unroll_steps = 25
-    config.teach.pretrain_steps = 250
-    config.teach.dev_sample_size = 500
-    config.teach.dev_batch_size = 250
-    config.num_seeds = 2
-    config.baselines.beta_gamma = common.large_margin_gamma(s.num_steps)
-    if model == "wrn":
-      config.model.depth, config.model.widen = 16, 4
-    return config
+    return _cpu(config, model)
   if arg is not None:
     raise ValueError(f"Unknown CIFAR config variant {arg!r}; use 'smoke', 'cpu' or nothing.")
+  return config
+
+
+def _smoke(config, model: str):
+  """CI, seconds: 512 training images, ResNet-8 (WRN-10) of width 4, 60 steps."""
+  config = common.smoke(config)
+  config.data.train_size = 512
+  config.data.dev_size = 128
+  config.data.test_size = 256
+  config.model.depth = 8 if model == "resnet" else 10
+  config.model.width = 4
+  config.model.widen = 1
+  config.student.batch_size = 16
+  config.student.eval_batch_size = 128
+  config.teach.unroll_steps = 5
+  config.teach.memory = "checkpointed"
+  config.teach.dev_batch_size = 64
+  config.teach.dev_sample_size = 64
+  return config
+
+
+def _cpu(config, model: str):
+  """A reduced schedule for 2 CPU cores.
+
+  65 min measured on 2 shared CPU cores for ResNet-8 (3 methods x 2 seeds + the teacher):
+  2,000 steps of batch 64 (~2.8 epochs of 45,000 images), T = 25, 70 teacher updates.
+  """
+  s = config.student
+  s.batch_size = 64
+  s.num_steps = 2000
+  s.eval_every = 250
+  s.eval_batch_size = 500
+  config.data.test_size = 5000
+  config.teach.unroll_steps = 25
+  config.teach.pretrain_steps = 250
+  config.teach.dev_sample_size = 500
+  config.teach.dev_batch_size = 250
+  config.num_seeds = 2
+  config.baselines.beta_gamma = common.large_margin_gamma(s.num_steps)
+  if model == "wrn":
+    config.model.depth, config.model.widen = 16, 4
   return config

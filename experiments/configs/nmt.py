@@ -1,29 +1,10 @@
 """The shared translation recipe; ``multi30k_*`` and ``iwslt14_*`` configs build on it.
 
-Fields (validated by :func:`experiments.translate.validate_config`), in addition
-to the ``teacher``, ``teach``, ``baselines``, ``num_seeds``, ``seed``,
-``progress`` and ``data_parallel`` fields of ``common.py``:
-
-* ``task = 'translation'`` (routes ``experiments.main`` to
-  :mod:`experiments.translate`).
-* ``data``: ``name`` (``multi30k | iwslt14``), ``variant`` (Multi30k ``raw |
-  tok``), ``data_dir`` (IWSLT14: the directory with ``train/valid/test.{de,en}``;
-  Multi30k: the one holding ``multi30k/``, default ``DLF_DATA_DIR`` or
-  ``../shared/data``), ``src_lang``/``tgt_lang``, ``vocab_size`` (sentencepiece
-  BPE pieces), ``joint_vocab``, ``max_src_len``/``max_tgt_len`` (pieces incl.
-  EOS; longer training pairs are dropped, dev/test sources truncated),
-  ``train_size``/``dev_size``/``test_size`` (None: all), ``block`` (batches per
-  length bucket; scans never mix buckets) and ``pad_multiple``.
-* ``model``: ``name`` (``transformer | lstm``), ``d_model``, ``num_heads``,
-  ``d_ff``, ``num_layers`` (Transformer: per stack; LSTM: decoder layers),
-  ``embed_dim``/``hidden`` (LSTM), ``dropout``, ``shared_embeddings``.
-* ``student``: as in ``common.py`` plus ``b2`` (Adam) and ``warmup_steps``
-  (``schedule='inverse_sqrt'``).
-* ``teach.measure``: ``expected_bleu`` (expected sentence BLEU over
-  ``num_candidates`` samples at ``temperature``) or ``expected_accuracy``
-  (token level, cheaper).
-* ``eval``: ``beam_size``, ``alpha`` (length penalty), ``batch_size`` (sentences
-  per decoding batch), ``lowercase_tokenized`` (the tokenised BLEU).
+``task = 'translation'`` routes ``experiments.main`` to :mod:`experiments.translate`.
+Every key, the values it may take and what it means are listed, and checked, in
+:data:`experiments.schema.TRANSLATION` (:func:`experiments.schema.describe` prints
+them); the ``teacher``, ``teach``, ``baselines``, ``num_seeds``, ``seed``,
+``progress`` and ``data_parallel`` fields are those of ``common.py``.
 """
 from ml_collections import config_dict
 
@@ -40,34 +21,65 @@ def nmt_config(corpus: str, model: str) -> config_dict.ConfigDict:
   """
   config = common.base_config()
   config.task = "translation"
-  config.data = config_dict.ConfigDict()
-  config.data.name = corpus
-  config.data.variant = "raw"
-  config.data.data_dir = config_dict.placeholder(str)
-  config.data.src_lang = "de"
-  config.data.tgt_lang = "en"
-  config.data.vocab_size = 10000
-  config.data.joint_vocab = True
-  config.data.max_src_len = 64
-  config.data.max_tgt_len = 64
-  config.data.train_size = config_dict.placeholder(int)
-  config.data.dev_size = config_dict.placeholder(int)
-  config.data.test_size = config_dict.placeholder(int)
-  config.data.block = 20
-  config.data.pad_multiple = 8
+  config.data = _data(corpus)
+  config.model = _model(model)
+  _student(config.student, model)
 
-  config.model = config_dict.ConfigDict()
-  config.model.name = model
-  config.model.d_model = 512
-  config.model.num_heads = 4
-  config.model.d_ff = 1024
-  config.model.num_layers = 6 if model == "transformer" else 1
-  config.model.embed_dim = 256
-  config.model.hidden = 512
-  config.model.dropout = 0.3
-  config.model.shared_embeddings = True
+  # The loss family's recipe with O(|V|) parameters: per-token smoothing eps_y and
+  # uniform soft targets (label smoothing at the anchor), identity link.
+  config.teacher.parameterisation = "soft_target"
+  config.teacher.target = "uniform"
+  config.teacher.rank = 8
+  config.teacher.num_matrices = 4
+  config.teacher.features = ("progress", "train_loss", "train_acc", "dev_acc")
+  _teach(config.teach)
 
-  s = config.student
+  config.eval = config_dict.ConfigDict()
+  config.eval.beam_size = 4
+  config.eval.alpha = 0.6
+  config.eval.batch_size = 100
+  config.eval.lowercase_tokenized = True
+
+  config.methods = ("cross_entropy", "label_smoothing", "l2t_dlf")
+  config.baselines.smoothing = 0.1
+  config.num_seeds = 1
+  return config
+
+
+def _data(corpus: str) -> config_dict.ConfigDict:
+  data = config_dict.ConfigDict()
+  data.name = corpus
+  data.variant = "raw"
+  data.data_dir = config_dict.placeholder(str)
+  data.src_lang = "de"
+  data.tgt_lang = "en"
+  data.vocab_size = 10000
+  data.joint_vocab = True
+  data.max_src_len = 64
+  data.max_tgt_len = 64
+  data.train_size = config_dict.placeholder(int)
+  data.dev_size = config_dict.placeholder(int)
+  data.test_size = config_dict.placeholder(int)
+  data.block = 20
+  data.pad_multiple = 8
+  return data
+
+
+def _model(name: str) -> config_dict.ConfigDict:
+  model = config_dict.ConfigDict()
+  model.name = name
+  model.d_model = 512
+  model.num_heads = 4
+  model.d_ff = 1024
+  model.num_layers = 6 if name == "transformer" else 1
+  model.embed_dim = 256
+  model.hidden = 512
+  model.dropout = 0.3
+  model.shared_embeddings = True
+  return model
+
+
+def _student(s: config_dict.ConfigDict, model: str) -> None:
   s.optimizer = "adam"
   s.learning_rate = 5e-4 if model == "transformer" else 1e-3
   s.b2 = 0.98
@@ -78,15 +90,8 @@ def nmt_config(corpus: str, model: str) -> config_dict.ConfigDict:
   s.eval_every = 1000
   s.eval_batch_size = 250
 
-  # The loss family's recipe with O(|V|) parameters: per-token smoothing eps_y and
-  # uniform soft targets (label smoothing at the anchor), identity link.
-  config.teacher.parameterisation = "soft_target"
-  config.teacher.target = "uniform"
-  config.teacher.rank = 8
-  config.teacher.num_matrices = 4
-  config.teacher.features = ("progress", "train_loss", "train_acc", "dev_acc")
 
-  t = config.teach
+def _teach(t: config_dict.ConfigDict) -> None:
   t.mode = "online"
   t.unroll_steps = 20
   t.num_episodes = 1
@@ -99,17 +104,6 @@ def nmt_config(corpus: str, model: str) -> config_dict.ConfigDict:
   t.measure = "expected_bleu"
   t.num_candidates = 4
   t.temperature = 1.0
-
-  config.eval = config_dict.ConfigDict()
-  config.eval.beam_size = 4
-  config.eval.alpha = 0.6
-  config.eval.batch_size = 100
-  config.eval.lowercase_tokenized = True
-
-  config.methods = ("cross_entropy", "label_smoothing", "l2t_dlf")
-  config.baselines.smoothing = 0.1
-  config.num_seeds = 1
-  return config
 
 
 def cpu(config: config_dict.ConfigDict) -> config_dict.ConfigDict:

@@ -1,0 +1,382 @@
+"""The resumable phases of an experiment: teach, select, train the students.
+
+Every outer step of the teacher and every evaluation of a student is
+checkpointed with orbax (the pytree state plus, in the same checkpoint, the
+history so far as JSON); a finished student run is marked by
+``runs/<method>_seed<s>.json``. Batches are pure functions of ``(seed, step)``,
+so a phase killed at any point and called again with the same config and
+workdir restores the latest checkpoint and reproduces the uninterrupted run's
+numbers exactly. The phases serve both the image protocol
+(:mod:`experiments.train`) and translation (:mod:`experiments.translate`):
+``data`` is anything with ``train`` / ``dev`` / ``test`` splits (image
+:class:`~dlf_jax.data.Split`\\ s, or dicts and a sampler).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable, Optional
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+# clu's metric writers import TensorFlow; tensorboardX writes the same event files
+# without it.
+import tensorboardX
+
+import dlf_jax
+from dlf_jax.data.batching import make_eval_batches
+# ``dlf_jax.teach`` is the function (the package re-exports it over the submodule's
+# name), so the module's names are imported from the submodule directly.
+from dlf_jax.teaching import TeachState
+from experiments import reporting
+from experiments.builders import (build_baseline, build_measure, build_mesh,
+                                  build_teacher_optimizer)
+from experiments.workdir import Checkpoints, InputError, run_path
+
+__all__ = ["CheckpointHook", "SELECTION_SEEDS", "training_stages", "teach_phase",
+           "maybe_teach", "with_teacher_state", "student_phase", "student_phases",
+           "select_teacher", "choose_teacher"]
+
+CheckpointHook = Callable[[str, int], None]
+SELECTION_SEEDS = (1000, 1001)     # students that select; never among the reported seeds
+
+
+def _arrays(split):
+  """An image :class:`~dlf_jax.data.Split` as ``{'x', 'y'}``; dicts and samplers pass through."""
+  if isinstance(split, dict) or hasattr(split, "segment"):
+    return split
+  return {"x": split.x, "y": split.y}
+
+
+def _example_batch(data) -> dict:
+  """A two-example batch that fixes the student's input shapes (restoring checkpoints)."""
+  if hasattr(data, "example_batch"):
+    return data.example_batch
+  return {"x": data.train.x[:2], "y": data.train.y[:2]}
+
+
+def _scalars(record: dict) -> dict:
+  return {k: v for k, v in record.items()
+          if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+
+
+class _Session:
+  """The bookkeeping of one resumable phase in ``workdir``.
+
+  ``checkpoints/<path>/`` holds its checkpoints and ``tensorboard/<path>/`` its
+  scalars; :meth:`record` appends to the history, saves ``(state, meta)`` with
+  the history and the wall time so far, and calls ``on_checkpoint(name, step)``.
+  """
+
+  def __init__(self, workdir: str, path: tuple, name: str,
+               on_checkpoint: Optional[CheckpointHook], prefix: str = ""):
+    self.ckpt_dir = os.path.join(workdir, "checkpoints", *path)
+    self.ckpt = Checkpoints(self.ckpt_dir)
+    self.tensorboard_dir = os.path.join(workdir, "tensorboard", *path)
+    self.name, self.on_checkpoint, self.prefix = name, on_checkpoint, prefix
+    self.history, self.elapsed, self.latest = [], 0.0, self.ckpt.latest_step()
+    self.writer, self.start = None, None
+
+  def restore(self, template: Callable[[dict], Any]) -> Any:
+    """The latest checkpoint's state (None if there is none); ``template(meta)`` its shape."""
+    if self.latest is None:
+      return None
+    meta = self.ckpt.restore_meta(self.latest)
+    state = self.ckpt.restore_state(self.latest, template(meta))
+    self.history, self.elapsed = list(meta["history"]), float(meta["elapsed"])
+    logging.info("%s: resuming from the checkpoint at step %d in %s", self.name, self.latest,
+                 self.ckpt_dir)
+    return state
+
+  def begin(self) -> None:
+    self.writer = tensorboardX.SummaryWriter(self.tensorboard_dir)
+    self.start = time.time()
+
+  def seconds(self) -> float:
+    """Wall time of the phase: earlier sessions (to their last checkpoint) plus this one."""
+    return self.elapsed + time.time() - self.start
+
+  def record(self, step: int, state: Any, record: dict, **meta) -> None:
+    self.history.append(record)
+    self.ckpt.save(step, state, {**meta, "history": self.history, "elapsed": self.seconds()})
+    for k, v in _scalars(record).items():
+      self.writer.add_scalar(self.prefix + k, float(v), step)
+    self.writer.flush()
+    if self.on_checkpoint is not None:
+      self.on_checkpoint(self.name, step)
+
+  def close(self) -> None:
+    if self.writer is not None:
+      self.writer.close()
+    self.ckpt.close()
+
+
+# ------------------------------------------------------------------------- teach
+
+
+def teach_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Student,
+                teacher: dlf_jax.Teacher, workdir: str, *,
+                on_checkpoint: Optional[CheckpointHook] = None,
+                measure: Optional[dlf_jax.measures.Measure] = None) -> dict:
+  """Algorithm 1 with a checkpoint after every outer step; resumes from the latest.
+
+  Args:
+    config: the experiment config.
+    data: the dataset (train for the unroll, dev for the measure).
+    student, teacher: from :func:`~experiments.builders.build_student` /
+      :func:`~experiments.builders.build_teacher`.
+    workdir: the experiment's directory.
+    on_checkpoint: called as ``on_checkpoint('teach', update)`` after each save
+      (tests use it to interrupt the run).
+    measure: the smoothed dev measure (default:
+      :func:`~experiments.builders.build_measure`).
+
+  Returns:
+    dict with ``theta`` (the learned teacher), ``history`` (one record per outer
+    step, across resumptions) and ``seconds`` (wall time of the phase, summed
+    over sessions up to the last checkpoint).
+  """
+  t = config.teach
+  tx = build_teacher_optimizer(config)
+  segments = t.segments_per_episode
+  if segments is None and t.mode == "online":   # the rest of the run after the warm start
+    segments = max(1, (config.student.num_steps - t.pretrain_steps) // t.unroll_steps)
+  session = _Session(workdir, ("teach",), "teach", on_checkpoint, prefix="teach/")
+
+  def template(meta: dict) -> TeachState:
+    theta = teacher.init(jax.random.PRNGKey(0))
+    return TeachState(theta=theta, opt_state=tx.init(theta),
+                      student=(student.init(jax.random.PRNGKey(0), _example_batch(data))
+                               if meta["has_student"] else None),
+                      update=meta["update"])
+
+  def callback(state: TeachState, record: dict) -> None:
+    session.record(state.update, state, dict(record), update=state.update,
+                   has_student=state.student is not None)
+
+  try:
+    init_state = session.restore(template)
+    session.begin()
+    result = dlf_jax.teach(
+        student, teacher, _arrays(data.train), _arrays(data.dev),
+        measure=measure or build_measure(config), teacher_optimizer=tx,
+        unroll_steps=t.unroll_steps, num_episodes=t.num_episodes, mode=t.mode,
+        segments_per_episode=segments, pretrain_steps=t.pretrain_steps,
+        batch_size=config.student.batch_size, dev_batch_size=t.dev_batch_size,
+        dev_sample_size=t.dev_sample_size, method=t.method, memory=t.memory,
+        checkpoint_every=t.checkpoint_every, seed=config.seed, init_state=init_state,
+        callback=callback, progress=config.progress, mesh=build_mesh(config),
+        estimator=t.estimator, chunk_steps=t.chunk_steps,
+        forward_max_params=t.forward_max_params, es_population=t.es_population,
+        es_sigma=t.es_sigma)
+  finally:
+    session.close()
+  seconds = session.seconds() if result.history else session.elapsed
+  logging.info("teach: %d outer steps, %.1f s", len(session.history), seconds)
+  return {"theta": result.theta, "history": session.history, "seconds": seconds}
+
+
+def maybe_teach(config: ml_collections.ConfigDict, data, student: dlf_jax.Student,
+                teacher: dlf_jax.Teacher, workdir: str, *,
+                on_checkpoint: Optional[CheckpointHook] = None,
+                measure: Optional[dlf_jax.measures.Measure] = None) -> Optional[dict]:
+  """:func:`teach_phase` if ``l2t_dlf`` is among ``config.methods``, else None.
+
+  Raises:
+    InputError: ``teach.estimator='forward'`` with a teacher larger than
+      ``teach.forward_max_params``.
+  """
+  if "l2t_dlf" not in config.methods:
+    return None
+  if config.teach.estimator == "forward":
+    try:
+      dlf_jax.forward_hypergrad.check_num_params(teacher.init(jax.random.PRNGKey(0)),
+                                                 config.teach.forward_max_params)
+    except ValueError as e:
+      raise InputError(f"config.teach.estimator='forward': {e}") from e
+  return teach_phase(config, data, student, teacher, workdir, on_checkpoint=on_checkpoint,
+                     measure=measure)
+
+
+# ---------------------------------------------------------------------- students
+
+
+def training_stages(config: ml_collections.ConfigDict, method: str,
+                    teacher: Optional[dlf_jax.Teacher] = None, theta: Any = None) -> list:
+  """``[(loss, theta, end step), ...]``: how a student of ``method`` is trained.
+
+  A baseline trains with its fixed loss throughout. An ``l2t_dlf`` student is
+  trained as the teacher was taught: cross-entropy for the first
+  ``config.teach.pretrain_steps`` steps (the warm start), the frozen teacher after.
+
+  Raises:
+    ValueError: ``l2t_dlf`` without ``teacher`` and ``theta``.
+  """
+  s = config.student
+  if method != "l2t_dlf":
+    return [(build_baseline(config, method), None, s.num_steps)]
+  if teacher is None or theta is None:
+    raise ValueError("method 'l2t_dlf' needs the frozen teacher and its theta.")
+  warm = min(config.teach.pretrain_steps, s.num_steps)
+  stages = [(build_baseline(config, "cross_entropy"), None, warm)] if warm else []
+  return stages + [(teacher, theta, s.num_steps)]
+
+
+def _train(config: ml_collections.ConfigDict, data, student: dlf_jax.Student, stages: list,
+           seed: int, desc: str, state: Optional[dlf_jax.StudentState] = None,
+           **kwargs) -> dlf_jax.StudentState:
+  """Runs the ``stages`` of :func:`training_stages` from ``state`` (stages it passed are
+  skipped); ``kwargs`` go to :func:`dlf_jax.train_student`."""
+  s = config.student
+  for loss, stage_theta, end in stages:
+    if state is not None and int(state.step) >= end:
+      continue
+    state = dlf_jax.train_student(
+        student, loss, _arrays(data.train), theta=stage_theta, num_steps=end,
+        batch_size=s.batch_size, seed=seed, eval_every=s.eval_every, dev=_arrays(data.dev),
+        eval_batch_size=s.eval_batch_size, init_state=state, progress=config.progress,
+        desc=desc, mesh=build_mesh(config), **kwargs).state
+  return state
+
+
+def with_teacher_state(record: dict, state: dlf_jax.StudentState) -> dict:
+  """``record`` plus the running statistics the teacher reads after this evaluation.
+
+  Adds ``s_train_loss``, ``s_train_acc`` and ``s_dev_acc`` (the
+  :class:`~dlf_jax.teacher.RunningStats` of ``state``, with the fresh dev accuracy),
+  from which :func:`experiments.reporting.w_snapshots` recomputes ``phi_t``.
+  """
+  stats = jax.device_get(state.stats)
+  return dict(record, s_train_loss=float(stats.train_loss),
+              s_train_acc=float(stats.train_acc), s_dev_acc=float(stats.dev_acc))
+
+
+def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Student,
+                  method: str, seed: int, workdir: str, *,
+                  teacher: Optional[dlf_jax.Teacher] = None, theta: Any = None,
+                  on_checkpoint: Optional[CheckpointHook] = None) -> dict:
+  """Trains one student (``method``, ``seed``), checkpointing at every evaluation.
+
+  A finished run is read back from ``runs/<method>_seed<seed>.json``; an
+  unfinished one resumes from its latest checkpoint. The stages are those of
+  :func:`training_stages`.
+
+  Args:
+    config: the experiment config.
+    data: the dataset (train, dev and test are all used).
+    student: from :func:`~experiments.builders.build_student`.
+    method: a ``config.methods`` entry; ``l2t_dlf`` needs ``teacher`` and ``theta``.
+    seed: the student's seed (init, batch order).
+    workdir: the experiment's directory.
+    teacher, theta: the frozen teacher (``l2t_dlf`` only).
+    on_checkpoint: called as ``on_checkpoint('<method>/seed_<seed>', step)``
+      after each save.
+
+  Returns:
+    dict: ``method, seed, test_error, dev_error`` (%, at the last step),
+    ``test_error_at_best_dev``, ``best_dev_step``, ``seconds`` and ``history``
+    (one record per evaluation, with the state features ``s_train_loss``,
+    ``s_train_acc``, ``s_dev_acc`` the teacher saw after it).
+  """
+  done_path = run_path(workdir, method, seed)
+  if os.path.exists(done_path):
+    with open(done_path) as f:
+      return json.load(f)
+  stages = training_stages(config, method, teacher, theta)
+  name = f"{method}/seed_{seed}"
+  session = _Session(workdir, (method, f"seed_{seed}"), name, on_checkpoint)
+
+  def callback(state: dlf_jax.StudentState, record: dict) -> None:
+    session.record(int(state.step), state, with_teacher_state(record, state))
+
+  try:
+    state = session.restore(
+        lambda meta: student.init(jax.random.PRNGKey(seed), _example_batch(data)))
+    session.begin()
+    _train(config, data, student, stages, seed, f"{method} seed {seed}", state,
+           test=_arrays(data.test), callback=callback)
+    seconds = session.seconds()
+  finally:
+    session.close()
+  result = {"method": method, "seed": seed, "seconds": seconds,
+            **reporting.final_numbers(session.history), "history": session.history}
+  logging.info("%s: test error %.2f%%, dev error %.2f%% (%.1f s)", name,
+               result["test_error"], result["dev_error"], seconds)
+  reporting.write_json(done_path, result)
+  return result
+
+
+def student_phases(config: ml_collections.ConfigDict, data, student: dlf_jax.Student,
+                   workdir: str, *, teacher: Optional[dlf_jax.Teacher] = None,
+                   theta: Any = None, on_checkpoint: Optional[CheckpointHook] = None,
+                   after: Optional[Callable[[str, int], None]] = None) -> list:
+  """:func:`student_phase` for every method of ``config.methods`` and seed
+  ``config.seed + i`` (``i < config.num_seeds``), in that order; ``after(method, seed)``
+  is called after each (e.g. to decode its test set). Returns the runs."""
+  runs = []
+  for method in config.methods:
+    for i in range(config.num_seeds):
+      seed = config.seed + i
+      runs.append(student_phase(config, data, student, method, seed, workdir,
+                                teacher=teacher, theta=theta, on_checkpoint=on_checkpoint))
+      if after is not None:
+        after(method, seed)
+  return runs
+
+
+# ------------------------------------------------------------------------ select
+
+
+def select_teacher(config: ml_collections.ConfigDict, data, val, student: dlf_jax.Student,
+                   teacher: dlf_jax.Teacher, candidates: dict, workdir: str) -> dict:
+  """Picks the teacher whose fresh students have the lowest validation error.
+
+  One student per candidate and seed of :data:`SELECTION_SEEDS`, trained as an
+  ``l2t_dlf`` student (warm start, then the frozen candidate), scored on ``val``
+  only (the test split is not read). The result is cached in
+  ``selection.json``.
+
+  Args:
+    candidates: name -> theta (e.g. the untaught anchor and the taught teacher).
+
+  Returns:
+    dict: ``chosen`` (a candidate name), ``val_error`` (name -> mean %, seeds).
+  """
+  path = os.path.join(workdir, "selection.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  evaluate = jax.jit(lambda p, m, b: dlf_jax.unroll.evaluate(student, p, m, b))
+  val_batches = make_eval_batches({"x": val.x, "y": val.y}, config.student.eval_batch_size)
+  errors = {}
+  for name, theta in candidates.items():
+    errs = []
+    for seed in SELECTION_SEEDS:
+      state = _train(config, data, student, training_stages(config, "l2t_dlf", teacher, theta),
+                     seed, f"select {name} seed {seed}")
+      acc = float(evaluate(state.params, state.model_state, val_batches)["accuracy"])
+      errs.append(100.0 * (1.0 - acc))
+    errors[name] = float(np.mean(errs))
+    logging.info("select: %s -> validation error %.2f%%", name, errors[name])
+  # Errors are multiples of 100 / len(val): compare them rounded, so that a tie goes to the
+  # first candidate (the untaught anchor) instead of to float noise.
+  out = {"chosen": min(errors, key=lambda k: round(errors[k], 6)), "val_error": errors,
+         "seeds": list(SELECTION_SEEDS), "val_size": len(val)}
+  reporting.write_json(path, out)
+  return out
+
+
+def choose_teacher(config: ml_collections.ConfigDict, data, val, student: dlf_jax.Student,
+                   teacher: dlf_jax.Teacher, taught: dict, workdir: str) -> dict:
+  """:func:`select_teacher` between the untaught anchor and ``taught['theta']``.
+
+  Sets ``taught['theta']`` to the chosen one; returns the selection record.
+  """
+  anchor = teacher.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0))
+  candidates = {"anchor (untaught)": anchor, "taught": taught["theta"]}
+  selection = select_teacher(config, data, val, student, teacher, candidates, workdir)
+  taught["theta"] = candidates[selection["chosen"]]
+  return selection

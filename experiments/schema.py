@@ -1,0 +1,486 @@
+"""The experiment config schema: every key, the values it may take and what it means.
+
+One declarative table per task, :data:`CLASSIFICATION` (``experiments/configs/common.py``
+and the image configs, run by :mod:`experiments.train`) and :data:`TRANSLATION`
+(``experiments/configs/nmt.py``, run by :mod:`experiments.translate`), assembled from
+shared sections. Each entry names one key, its check and its meaning; a check that
+fails raises a :class:`ConfigError` naming the key, the value and what is valid::
+
+  config.teach.mode='offline' is invalid: expected one of ('episodes', 'online').
+
+Adding a config key is one entry here (plus its default in the config files and its
+use). :func:`validate` runs a table; :func:`describe` prints it as documentation.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NoReturn, Optional, Sequence, Union
+
+import ml_collections
+import numpy as np
+
+from dlf_jax import data as data_lib
+from dlf_jax import hypergrad, losses, models
+from dlf_jax import student as student_lib
+from dlf_jax import teacher as teacher_lib
+from dlf_jax.data import translation as translation_lib
+from dlf_jax.teaching import MODES as TEACH_MODES
+
+__all__ = [
+    "ConfigError", "Field", "Choice", "Int", "Number", "Interval", "Flag", "Text", "Names",
+    "Rule",
+    "CLASSIFICATION", "TRANSLATION", "METHODS", "MODELS", "SCHEDULES", "TEACHERS",
+    "MEASURES", "RECIPES", "ESTIMATORS", "TEACHER_OPTIMIZERS", "TEACH_MODES", "NMT_MODELS",
+    "NMT_MEASURES", "NMT_METHODS", "get", "fail", "validate", "describe",
+]
+
+METHODS = losses.BASELINES + ("l2t_dlf",)
+MODELS = ("mlp", "lenet", "convbn", "resnet", "wrn")
+SCHEDULES = ("constant", "step", "inverse_sqrt")
+TEACHERS = ("attention", "mlp")
+MEASURES = ("expected_accuracy", "sigmoid_error", "cross_entropy")
+RECIPES = ("config", "paper")
+ESTIMATORS = ("reverse", "forward", "es")
+TEACHER_OPTIMIZERS = ("adam", "sgd", "momentum")
+NMT_MODELS = ("transformer", "lstm")
+NMT_MEASURES = ("expected_bleu", "expected_accuracy")
+# large_margin (L-Softmax) needs a classifier head over features; not for seq2seq here.
+NMT_METHODS = ("cross_entropy", "label_smoothing", "sigmoid_cross_entropy", "l2t_dlf")
+
+Config = ml_collections.ConfigDict
+
+
+class ConfigError(ValueError):
+  """A config value is invalid (the message names the key, the value and what is valid)."""
+
+
+def get(config: Config, key: str) -> Any:
+  """``config['a']['b']`` for ``key='a.b'``."""
+  for part in key.split("."):
+    config = config[part]
+  return config
+
+
+def fail(key: str, value: Any, expected: str) -> NoReturn:
+  """Raises the :class:`ConfigError` of ``config.<key>=<value>``."""
+  raise ConfigError(f"config.{key}={value!r} is invalid: expected {expected}.")
+
+
+# ------------------------------------------------------------------------ entries
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+  """One key of the schema.
+
+  Attributes:
+    key: the dotted config key (``'teach.unroll_steps'``).
+    doc: what the key means (for :func:`describe`).
+    when: if given, the key is checked only where ``when(config)`` holds.
+  """
+  key: str
+  doc: str = dataclasses.field(default="", kw_only=True)
+  when: Optional[Callable[[Config], bool]] = dataclasses.field(default=None, kw_only=True)
+
+  def check(self, config: Config) -> None:
+    """Raises :class:`ConfigError` if ``config``'s value of :attr:`key` is invalid."""
+    if self.when is None or self.when(config):
+      value = get(config, self.key)
+      if not self.ok(value, config):
+        fail(self.key, value, self.expected(config))
+
+  def ok(self, value: Any, config: Config) -> bool:
+    raise NotImplementedError
+
+  def expected(self, config: Optional[Config] = None) -> str:
+    """What is valid, as the error message and :func:`describe` say it."""
+    raise NotImplementedError
+
+
+def _is_number(value: Any) -> bool:
+  return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice(Field):
+  """One of ``options`` (``text`` replaces the default description)."""
+  options: tuple = ()
+  text: Optional[str] = None
+
+  def ok(self, value, config):
+    return value in self.options
+
+  def expected(self, config=None):
+    return self.text or f"one of {tuple(self.options)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Int(Field):
+  """An integer ``>= minimum`` (or None if ``optional``)."""
+  minimum: int = 1
+  optional: bool = False
+
+  def ok(self, value, config):
+    if value is None:
+      return self.optional
+    return (not isinstance(value, bool) and isinstance(value, (int, np.integer))
+            and value >= self.minimum)
+
+  def expected(self, config=None):
+    return f"an integer >= {self.minimum}" + (" or None" if self.optional else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Number(Field):
+  """A number ``> 0`` (``positive``) or ``>= 0``."""
+  positive: bool = True
+
+  def ok(self, value, config):
+    return _is_number(value) and (value > 0 if self.positive else value >= 0)
+
+  def expected(self, config=None):
+    return "a number > 0" if self.positive else "a number >= 0"
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval(Field):
+  """A number in ``[0, 1)``; ``note`` follows the description."""
+  note: str = ""
+
+  def ok(self, value, config):
+    return _is_number(value) and 0 <= value < 1
+
+  def expected(self, config=None):
+    return "a number in [0, 1)" + (f" {self.note}" if self.note else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag(Field):
+  """True or False."""
+
+  def ok(self, value, config):
+    return value in (True, False)
+
+  def expected(self, config=None):
+    return "True or False"
+
+
+@dataclasses.dataclass(frozen=True)
+class Text(Field):
+  """A string (or None if ``optional``)."""
+  optional: bool = False
+
+  def ok(self, value, config):
+    return isinstance(value, str) or (value is None and self.optional)
+
+  def expected(self, config=None):
+    return "a string" + (" or None" if self.optional else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Names(Field):
+  """A tuple of names from ``options``; non-empty and distinct where asked."""
+  options: tuple = ()
+  nonempty: bool = False
+  distinct: bool = False
+
+  def ok(self, value, config):
+    return (isinstance(value, (tuple, list)) and (bool(value) or not self.nonempty)
+            and all(v in self.options for v in value)
+            and (len(set(value)) == len(value) or not self.distinct))
+
+  def expected(self, config=None):
+    what = ("a non-empty tuple" if self.nonempty else "a tuple") + (
+        " of distinct names" if self.distinct else " of names")
+    return f"{what} from {tuple(self.options)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule(Field):
+  """Any other constraint: ``test(value, config)``; ``text`` says what is valid."""
+  test: Callable[[Any, Config], bool] = lambda value, config: True
+  text: Union[str, Callable[[Config], str]] = ""
+
+  def ok(self, value, config):
+    return self.test(value, config)
+
+  def expected(self, config=None):
+    if callable(self.text):
+      return "constrained" if config is None else self.text(config)
+    return self.text
+
+
+# ---------------------------------------------------------------------- sections
+
+
+def _widths(value, config) -> bool:
+  return (isinstance(value, (tuple, list)) and bool(value)
+          and all(isinstance(h, int) and h >= 1 for h in value))
+
+
+def _boundaries(value, config) -> bool:
+  return (isinstance(value, (tuple, list))
+          and all(isinstance(b, (int, float)) and 0 < b < 1 for b in value)
+          and list(value) == sorted(value))
+
+
+def _fits_run(value, config) -> bool:
+  return config.teach.pretrain_steps + value <= config.student.num_steps
+
+
+def _fits_run_text(config) -> str:
+  return (f"at most student.num_steps - teach.pretrain_steps = {config.student.num_steps} - "
+          f"{config.teach.pretrain_steps} (T steps of the run the teacher will teach)")
+
+
+def _anchor_representable(value, config) -> bool:
+  t = config.teacher
+  return not (t.recipe == "config" and value == "label_smoothing" and t.anchor_smoothing > 0
+              and t.parameterisation in ("diagonal", "low_rank"))
+
+
+STUDENT = (
+    Choice("student.optimizer", student_lib.OPTIMIZERS),
+    Number("student.learning_rate", doc="peak learning rate"),
+    Interval("student.momentum", doc="momentum / nesterov coefficient"),
+    Number("student.weight_decay", positive=False),
+    Int("student.batch_size"),
+    Int("student.num_steps", doc="every student's run; also the teacher's total_steps"),
+    Int("student.eval_every",
+        doc="dev/test evaluation, checkpoint and the teacher's dev_acc refresh; keep it "
+            "equal to teach.unroll_steps so the teacher sees the same dev_acc cadence while "
+            "teaching and while training students"),
+    Int("student.eval_batch_size"),
+    Choice("student.schedule", SCHEDULES,
+           doc="step: multiply the learning rate by schedule_factor at each boundary; "
+               "inverse_sqrt: linear warm-up over student.warmup_steps, then 1/sqrt(step)"),
+    Rule("student.schedule_boundaries", test=_boundaries,
+         text="an increasing tuple of fractions of student.num_steps in (0, 1), "
+              "e.g. (0.5, 0.75)"),
+    Number("student.schedule_factor"),
+)
+
+TEACHER = (
+    Choice("teacher.kind", TEACHERS,
+           doc="attention: the paper's Fig. 2 bank of num_matrices loss matrices; "
+               "mlp: W_0 + Delta W(s) with hidden units"),
+    Int("teacher.num_matrices"),
+    Flag("teacher.per_class_bias", doc="a learned bias b_y per class"),
+    Int("teacher.rank", doc="rank of a low_rank W"),
+    Int("teacher.hidden", doc="hidden units of the mlp teacher"),
+    Number("teacher.init_scale"),
+    Names("teacher.features", options=teacher_lib.STATE_FEATURES,
+          doc="the state features s_t the teacher reads"),
+    Interval("teacher.ema_decay", doc="running averages of the state features"),
+    Choice("teacher.link", losses.LINKS,
+           doc="sigmoid: Eqn. 2; identity: W = I is exactly cross-entropy"),
+    Choice("teacher.anchor", losses.ANCHORS, doc="the loss the teacher starts from"),
+    Interval("teacher.anchor_smoothing", note="(0 = cross-entropy)",
+             doc="the eps of the label-smoothing anchor"),
+    Rule("teacher.anchor", test=_anchor_representable,
+         text="'cross_entropy' for a diagonal/low-rank W (it cannot represent label "
+              "smoothing), or set teacher.parameterisation='soft_target'"),
+)
+
+TEACH = (
+    Choice("teach.mode", TEACH_MODES, doc="Algorithm 1: episodes or online"),
+    Int("teach.unroll_steps", doc="T, the unrolled student steps per teacher update"),
+    Int("teach.num_episodes"),
+    Int("teach.dev_batch_size"),
+    Int("teach.segments_per_episode", optional=True,
+        doc="None: 1 for episodes, (num_steps - pretrain_steps) // T for online"),
+    Int("teach.dev_sample_size", optional=True,
+        doc="dev examples drawn per outer step (None: the whole dev set)"),
+    Int("teach.checkpoint_every", optional=True,
+        doc="k of memory='checkpointed': a carry kept every k steps (None: ceil(sqrt(T)))"),
+    Int("teach.pretrain_steps", minimum=0,
+        doc="cross-entropy warm start of every taught student; the l2t_dlf students get "
+            "the same warm start, then the frozen teacher"),
+    Rule("teach.unroll_steps", test=_fits_run, text=_fits_run_text,
+         doc="teach.pretrain_steps + teach.unroll_steps <= student.num_steps"),
+    Choice("teach.optimizer", TEACHER_OPTIMIZERS, doc="the optimizer of theta"),
+    Number("teach.learning_rate", doc="the learning rate of theta"),
+    Choice("teach.method", hypergrad.METHODS, doc="how the reverse scan differentiates"),
+    Choice("teach.memory", hypergrad.MEMORY_POLICIES),
+    Choice("teach.estimator", ESTIMATORS,
+           doc="reverse: Eqns. 3-5; forward: forward mode, exact, memory flat in T, for "
+               "small teachers; es: antithetic evolution strategies"),
+    Int("teach.chunk_steps", optional=True,
+        doc="forward/ES stream the T steps in chunks of this many"),
+    Int("teach.forward_max_params"),
+    Int("teach.es_population", minimum=2),
+    Rule("teach.es_population", test=lambda v, c: v % 2 == 0,
+         text="an even number (antithetic pairs)"),
+    Number("teach.es_sigma"),
+)
+
+BASELINES = (
+    Interval("baselines.smoothing", doc="label smoothing eps"),
+    Int("baselines.margin", doc="L-Softmax m"),
+    *(Number(f"baselines.{k}", positive=False,
+             doc="L-Softmax annealing beta_t = max(beta_min, beta (1 + beta_gamma t)"
+                 "^-beta_power)")
+      for k in ("beta", "beta_min", "beta_gamma", "beta_power")),
+)
+
+RUN = (
+    Flag("progress", doc="tqdm progress bars"),
+    Int("num_seeds", doc="students per method: seeds seed .. seed + num_seeds - 1"),
+    Int("seed", minimum=0, doc="the first student's seed; also the teacher's"),
+    Flag("data_parallel",
+         doc="split every batch over all devices when there is more than one (batch sizes "
+             "must be multiples of the device count)"),
+)
+
+CLASSIFICATION = (
+    Choice("data.name", data_lib.DATASETS),
+    Choice("data.source", data_lib.SOURCES,
+           doc="where the images come from (see dlf_jax.data.images)"),
+    Text("data.data_dir", optional=True,
+         doc="None: $DLF_DATA_DIR or ../shared/data next to the project"),
+    Choice("data.dev_split", ("random", "tail")),
+    Int("data.dev_size", optional=True, doc="None: the dataset's default"),
+    Int("data.train_size", optional=True, doc="None: all"),
+    Int("data.test_size", optional=True, doc="None: all"),
+    Int("data.seed", minimum=0,
+        doc="the dev carve and subsampling; fixed across student seeds"),
+    Int("data.val_size", minimum=0, optional=True,
+        doc="None or 0: no validation split; else that many training examples form a "
+            "validation split, disjoint from dev and test, that selects the teacher"),
+    Choice("data.augment", data_lib.AUGMENTATIONS,
+           doc="crop_flip: 4-pixel pad + random crop + horizontal flip, on device"),
+    Choice("model.name", MODELS),
+    Rule("model.hidden", test=_widths, text="a non-empty tuple of integer widths >= 1",
+         doc="MLP widths"),
+    Int("model.width", doc="ConvBN channels; the first ResNet stage"),
+    Int("model.depth"),
+    Int("model.widen", doc="WRN k"),
+    Choice("model.conv_impl", models.layers.CONV_IMPLS,
+           doc="auto: im2col on CPU (see dlf_jax.models.layers)"),
+    Rule("model.depth", when=lambda c: c.model.name == "resnet",
+         test=lambda v, c: v >= 8 and not (v - 2) % 6,
+         text="6n+2 for a CIFAR ResNet (8, 20, 32, 44, 56, 110)"),
+    Rule("model.depth", when=lambda c: c.model.name == "wrn",
+         test=lambda v, c: v >= 10 and not (v - 4) % 6,
+         text="6n+4 for a Wide ResNet (10, 16, 22, 28, 40)"),
+    *STUDENT,
+    Choice("teacher.parameterisation", losses.PARAMETERISATIONS, doc="the structure of W"),
+    Choice("teacher.target", losses.TARGETS,
+           doc="the soft targets of parameterisation='soft_target'"),
+    Choice("teacher.recipe", RECIPES,
+           doc="config: the keys above; paper: Eqn. 2 as the paper writes it -- full W, "
+               "sigmoid link, cross-entropy anchor, expected dev accuracy -- whatever "
+               "they say"),
+    *TEACHER,
+    *TEACH,
+    Choice("teach.measure", MEASURES, doc="the teacher's reward on the dev split"),
+    Number("teach.measure_k", doc="the steepness k of sigmoid_error"),
+    Flag("teach.select",
+         doc="after teaching, the untaught anchor and the taught teacher each train two "
+             "fresh students and the lower validation error wins"),
+    Rule("teach.select", test=lambda v, c: not v or bool(c.data.val_size),
+         text="False, or set data.val_size (the validation split that selects the teacher)"),
+    Names("methods", options=METHODS, nonempty=True, distinct=True,
+          doc="the students to train: large_margin is L-Softmax; sigmoid_cross_entropy is "
+              "Eqn. 2 with W = I, b = 0 (the untaught paper teacher); l2t_dlf uses the "
+              "frozen learned teacher"),
+    *BASELINES,
+    *RUN,
+)
+
+
+def _divides_block(value, config) -> bool:
+  block = config.data.block
+  return not (block % value and value % block)
+
+
+def _multiple_of_segment(value, config) -> bool:
+  return not value % min(config.data.block, config.teach.unroll_steps)
+
+
+def _multiple_of_segment_text(config) -> str:
+  return (f"a multiple of min(data.block, teach.unroll_steps)="
+          f"{min(config.data.block, config.teach.unroll_steps)}")
+
+
+TRANSLATION = (
+    Choice("data.name", translation_lib.CORPORA),
+    Choice("data.variant", ("raw", "tok"), doc="Multi30k: raw or tokenised text"),
+    Text("data.data_dir", optional=True,
+         doc="IWSLT14: the directory with train/valid/test.{de,en}; Multi30k: the one "
+             "holding multi30k/ (None: $DLF_DATA_DIR or ../shared/data)"),
+    Text("data.src_lang"),
+    Text("data.tgt_lang"),
+    Int("data.vocab_size", doc="sentencepiece BPE pieces"),
+    Int("data.max_src_len", minimum=2,
+        doc="pieces incl. EOS; longer training pairs are dropped, dev/test sources "
+            "truncated"),
+    Int("data.max_tgt_len", minimum=2),
+    Int("data.block", doc="batches per length bucket; scans never mix buckets"),
+    Int("data.pad_multiple"),
+    *(Int(f"data.{k}", optional=True, doc="None: all")
+      for k in ("train_size", "dev_size", "test_size")),
+    Choice("model.name", NMT_MODELS),
+    *(Int(f"model.{k}") for k in ("d_model", "num_heads", "d_ff", "num_layers", "embed_dim",
+                                  "hidden")),
+    Interval("model.dropout"),
+    Rule("model.num_heads", test=lambda v, c: not c.model.d_model % v,
+         text=lambda c: f"a divisor of model.d_model={c.model.d_model}",
+         doc="divides model.d_model"),
+    Flag("data.joint_vocab", doc="one sentencepiece model for both languages"),
+    Flag("model.shared_embeddings", doc="one table for source, target and output embeddings"),
+    Rule("model.shared_embeddings", test=lambda v, c: not v or c.data.joint_vocab,
+         text="False when data.joint_vocab=False (one embedding needs one vocabulary)"),
+    *STUDENT,
+    Int("student.warmup_steps", doc="the warm-up of schedule='inverse_sqrt'"),
+    Interval("student.b2", doc="Adam's beta2"),
+    Choice("teacher.parameterisation", ("diagonal", "low_rank", "soft_target"),
+           text="'diagonal', 'low_rank' or 'soft_target' (a full W over the vocabulary is "
+                "|V| x |V|: too large for translation)"),
+    Choice("teacher.target", ("uniform", "shared"),       # 'class' is |V| x |V| too
+           when=lambda c: c.teacher.parameterisation == "soft_target"),
+    Choice("teacher.recipe", ("config",)),
+    *TEACHER,
+    *TEACH,
+    Choice("teach.measure", NMT_MEASURES,
+           doc="expected_bleu: expected sentence BLEU over num_candidates samples at "
+               "temperature; expected_accuracy: token level, cheaper"),
+    Int("teach.num_candidates"),
+    Number("teach.temperature"),
+    Rule("teach.unroll_steps", test=_divides_block,
+         text=lambda c: f"a divisor or multiple of data.block={c.data.block} (one padded "
+                        "width per unrolled segment)",
+         doc="a divisor or multiple of data.block"),
+    *(Rule(key, test=_multiple_of_segment, text=_multiple_of_segment_text,
+           doc="a multiple of min(data.block, teach.unroll_steps)")
+      for key in ("student.eval_every", "teach.pretrain_steps")),
+    Names("methods", options=NMT_METHODS, nonempty=True, distinct=True),
+    Int("eval.beam_size"),
+    Int("eval.batch_size", doc="sentences per decoding batch"),
+    Number("eval.alpha", positive=False, doc="the GNMT length penalty of beam search"),
+    Flag("eval.lowercase_tokenized", doc="lowercase before the tokenised BLEU"),
+    *BASELINES,
+    *RUN,
+)
+
+
+def validate(config: Config, schema: Sequence[Field]) -> None:
+  """Checks ``config`` against every entry of ``schema``, in order.
+
+  Raises:
+    ConfigError: (a ValueError) naming the first offending key, its value and the valid
+      values.
+    KeyError: a key of the schema is missing from ``config``.
+  """
+  for field in schema:
+    field.check(config)
+
+
+def describe(schema: Sequence[Field] = CLASSIFICATION) -> str:
+  """The schema as text: one line per check, ``key: valid values -- meaning``."""
+  lines = []
+  for field in schema:
+    cond = " (where it applies)" if field.when is not None else ""
+    doc = f" -- {field.doc}" if field.doc else ""
+    lines.append(f"{field.key}: {field.expected()}{cond}{doc}")
+  return "\n".join(lines)

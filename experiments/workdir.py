@@ -1,0 +1,140 @@
+"""The experiment's directory: creation, the config it holds, orbax checkpoints.
+
+A workdir belongs to one config: :func:`check_workdir_config` writes
+``config.json`` on the first run and refuses a later run of a different config,
+naming every key that differs (the keys of :data:`RESUMABLE_KEYS` may change
+between a run and its resumption). :class:`Checkpoints` saves and restores the
+``(pytree state, JSON meta)`` pairs from which every phase resumes.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import orbax.checkpoint as ocp
+
+from experiments import reporting
+
+__all__ = ["RESUMABLE_KEYS", "InputError", "WorkdirConfigError", "make_workdir",
+           "config_json", "check_workdir_config", "Checkpoints", "run_path"]
+
+# Config keys that may change between a run and its resumption.
+RESUMABLE_KEYS = ("progress", "methods", "num_seeds")
+
+
+class WorkdirConfigError(ValueError):
+  """The workdir holds a run of a different config (the message names the keys)."""
+
+
+class InputError(ValueError):
+  """The data or the workdir cannot serve this config (the message names it and the fix)."""
+
+
+def make_workdir(workdir: str) -> str:
+  """Creates ``workdir`` (and its parents); returns its absolute path.
+
+  Raises:
+    InputError: it cannot be created or written (under a regular file, read-only, ...).
+  """
+  workdir = os.path.abspath(workdir)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    reason = ("a file of that name exists" if isinstance(e, FileExistsError)
+              else e.strerror or str(e))
+    raise InputError(f"cannot create workdir {workdir}: {reason}; pass a --workdir that can "
+                     "be created as a directory and written.") from None
+  if not os.access(workdir, os.W_OK | os.X_OK):
+    raise InputError(f"cannot create workdir {workdir}: it is not writable; pass a --workdir "
+                     "that can be created as a directory and written.")
+  return workdir
+
+
+def config_json(config: ml_collections.ConfigDict) -> dict:
+  """``config`` as the JSON-able dict that ``config.json`` and ``results.json`` record."""
+  return json.loads(config.to_json_best_effort())
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+  """``{'a': {'b': 1}}`` -> ``{'a.b': 1}`` (config.json keys as ``--config.`` paths)."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes ``config.json``; if one exists, the experiment-defining keys must match.
+
+  Raises:
+    WorkdirConfigError: ``workdir`` holds a run of another config (naming every key
+      that differs, with both values).
+  """
+  path = os.path.join(workdir, "config.json")
+  current = config_json(config)
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    strip = lambda c: {k: v for k, v in c.items() if k not in RESUMABLE_KEYS}
+    if strip(saved) != strip(current):
+      old, new = _flatten(strip(saved)), _flatten(strip(current))
+      diff = [f"{k} = {old.get(k, '<absent>')!r} there, {new.get(k, '<absent>')!r} now"
+              for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+      raise WorkdirConfigError(
+          f"{workdir} holds a run of a different config (differs in: {'; '.join(diff)}); "
+          "resume with the same config or use a fresh --workdir.")
+  reporting.write_json(path, current)
+
+
+def run_path(workdir: str, method: str, seed: int) -> str:
+  """``runs/<method>_seed<seed>.json``: the record of a finished student run."""
+  return os.path.join(workdir, "runs", f"{method}_seed{seed}.json")
+
+
+class Checkpoints:
+  """Synchronous orbax checkpoints of ``(pytree state, JSON meta)`` pairs, last 2 kept.
+
+  Saves are synchronous so that a checkpoint on disk is complete when the
+  callback returns; orbax writes to a temporary directory and renames it, so a
+  kill mid-save leaves the previous checkpoint as the latest.
+  """
+
+  def __init__(self, directory: str, max_to_keep: int = 2):
+    self._manager = ocp.CheckpointManager(
+        directory, options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True))
+
+  def latest_step(self) -> Optional[int]:
+    return self._manager.latest_step()
+
+  @staticmethod
+  def _fill_empty(tree: Any) -> Any:
+    """Zero-size arrays (orbax refuses them; e.g. the score kernel of a teacher with
+    ``features=()``) -> a one-element stand-in; :meth:`restore_state` puts them back."""
+    return jax.tree_util.tree_map(
+        lambda x: jnp.zeros((1,), x.dtype) if getattr(x, "size", 1) == 0 else x, tree)
+
+  def save(self, step: int, state: Any, meta: dict) -> None:
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(self._fill_empty(state)), meta=ocp.args.JsonSave(meta)))
+    self._manager.wait_until_finished()
+
+  def restore_meta(self, step: int) -> dict:
+    return self._manager.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))["meta"]
+
+  def restore_state(self, step: int, template: Any) -> Any:
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(self._fill_empty(template))))["state"]
+    return jax.tree_util.tree_map(lambda t, r: t if getattr(t, "size", 1) == 0 else r,
+                                  template, restored)
+
+  def close(self) -> None:
+    self._manager.close()
