@@ -8,6 +8,9 @@ Public API:
 * :class:`Student`, :func:`make_optimizer` -- the student contract;
 * :class:`Teacher`, :class:`AttentionTeacher`, :class:`MLPTeacher` -- mu_theta;
 * :class:`LossParams`, :func:`parametric_loss`, :class:`BaselineLoss` -- Eqn. (2) and baselines;
+* :class:`LossProvider` -- the contract a teacher or a baseline loss implements
+  (:mod:`dlf_jax.contracts`, with the option names as ``Literal`` types); the
+  teacher's state features are :mod:`dlf_jax.state_features`;
 * :class:`ExpectedAccuracy`, :class:`SigmoidSmoothedError`, :class:`CrossEntropy` -- dev measures;
 * :func:`hypergradient`, :func:`make_hypergradient_fn` -- Eqns. (3)-(5), reverse mode;
 * :mod:`dlf_jax.forward_hypergrad` -- the same hypergradient in forward mode (memory
@@ -18,6 +21,7 @@ Public API:
   (:class:`~dlf_jax.bleu.ExpectedSentenceBLEU`).
 """
 from dlf_jax import bleu, data, decoding, evolution, forward_hypergrad, models, parallel
+from dlf_jax.contracts import LossProvider
 from dlf_jax.hypergrad import HypergradResult, hypergradient, make_hypergradient_fn
 from dlf_jax.losses import BaselineLoss, LossParams, parametric_loss
 from dlf_jax.measures import CrossEntropy, ExpectedAccuracy, SigmoidSmoothedError
@@ -31,7 +35,7 @@ __all__ = [
     "teach", "train_student", "TeachResult", "TeachState", "TrainResult",
     "Student", "StudentState", "make_optimizer",
     "Teacher", "AttentionTeacher", "MLPTeacher",
-    "LossParams", "parametric_loss", "BaselineLoss",
+    "LossParams", "parametric_loss", "BaselineLoss", "LossProvider",
     "ExpectedAccuracy", "SigmoidSmoothedError", "CrossEntropy",
     "hypergradient", "make_hypergradient_fn", "HypergradResult",
     "data", "models", "parallel", "decoding", "bleu", "forward_hypergrad", "evolution",

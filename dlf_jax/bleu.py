@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlf_jax import decoding
-from dlf_jax.data.translation import BOS_ID, EOS_ID, PAD_ID
+from dlf_jax.data.vocab import BOS_ID, EOS_ID, PAD_ID, until_end
 from dlf_jax.measures import Measure
 
 __all__ = ["corpus_bleu", "sentence_bleu", "expected_bleu", "ExpectedSentenceBLEU"]
@@ -178,7 +178,7 @@ class ExpectedSentenceBLEU(Measure):
         reference = self.detokenize(ref[i, j])
         seen = set()
         for c in range(k):
-          ids = _until_eos(cand[i, j, c])
+          ids = until_end(cand[i, j, c])
           if ids in seen:
             continue
           seen.add(ids)
@@ -207,12 +207,3 @@ class ExpectedSentenceBLEU(Measure):
     values = expected_bleu(seq.reshape(b, k), batch["cand_bleu"], batch["cand_valid"])
     has = jnp.any(batch["cand_valid"] > 0, -1).astype(values.dtype)
     return jnp.sum(values * has), jnp.sum(has)
-
-
-def _until_eos(ids) -> tuple:
-  out = []
-  for i in np.asarray(ids).tolist():
-    if i == EOS_ID or i == PAD_ID:
-      break
-    out.append(i)
-  return tuple(out)

@@ -19,7 +19,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from dlf_jax.data.translation import BOS_ID, EOS_ID, PAD_ID
+from dlf_jax.data.vocab import BOS_ID, EOS_ID, NEVER_EMITTED, PAD_ID
 
 __all__ = ["greedy_decode", "beam_search", "sample_decode", "length_penalty",
            "translate", "sample_translations"]
@@ -34,7 +34,7 @@ def length_penalty(length, alpha: float):
 
 def _never_emit(logits: jax.Array) -> jax.Array:
   """``-inf`` at PAD and BOS: a decoder never outputs them (as in fairseq)."""
-  return logits.at[..., jnp.array([PAD_ID, BOS_ID])].set(-jnp.inf)
+  return logits.at[..., jnp.array(NEVER_EMITTED)].set(-jnp.inf)
 
 
 def _check(max_len: int, n: int) -> None:
@@ -128,11 +128,7 @@ def beam_search(step_fn: StepFn, cache, batch: int, beam_size: int, max_len: int
   _check(max_len, batch)
   k = beam_size
   neg = jnp.float32(-1e9)
-  alive_seq = jnp.full((batch, k, max_len + 1), PAD_ID, jnp.int32).at[:, :, 0].set(BOS_ID)
-  alive_lp = jnp.tile(jnp.concatenate([jnp.zeros((1,), jnp.float32),
-                                       jnp.full((k - 1,), neg, jnp.float32)]), (batch, 1))
-  fin_seq = jnp.full((batch, k, max_len + 1), PAD_ID, jnp.int32)
-  fin_score = jnp.full((batch, k), neg, jnp.float32)
+  beams = _initial_beams(batch, k, max_len, neg)
   max_penalty = length_penalty(max_len, alpha)
 
   def cond(carry):
@@ -145,34 +141,96 @@ def beam_search(step_fn: StepFn, cache, batch: int, beam_size: int, max_len: int
     i, alive_seq, alive_lp, fin_seq, fin_score, cache = carry
     tokens = alive_seq[:, :, i].reshape(batch * k)
     logits, cache = step_fn(cache, tokens, i)
-    # The model's log-probabilities, with PAD and BOS excluded (not renormalised).
-    logp = _never_emit(jax.nn.log_softmax(logits.astype(jnp.float32), -1))
-    v = logp.shape[-1]
-    cand = (alive_lp[:, :, None] + logp.reshape(batch, k, v)).reshape(batch, k * v)
-    top_lp, top_idx = jax.lax.top_k(cand, 2 * k)                     # [B, 2K]
-    beam_idx, tok = top_idx // v, (top_idx % v).astype(jnp.int32)
-    seqs = jnp.take_along_axis(alive_seq, beam_idx[:, :, None], axis=1)
-    seqs = seqs.at[:, :, i + 1].set(tok)
+    seqs, top_lp, beam_idx, tok = _expand_beams(logits, alive_seq, alive_lp, i, batch, k)
     is_eos = tok == EOS_ID
-    # Alive: the best K continuations that did not end.
-    alive_cand = jnp.where(is_eos, neg, top_lp)
-    new_alive_lp, keep = jax.lax.top_k(alive_cand, k)
-    new_alive_seq = jnp.take_along_axis(seqs, keep[:, :, None], axis=1)
+    new_alive_seq, new_alive_lp, keep = _keep_alive(seqs, top_lp, is_eos, k, neg)
     cache = _gather_beams(cache, jnp.take_along_axis(beam_idx, keep, axis=1), batch, k)
-    # Finished: an ended hypothesis counts only if it ranks among this step's top K (it
-    # takes a beam slot, as in OpenNMT), so beam 1 with alpha 0 is exactly greedy. Merge
-    # it with the old finished set.
-    in_top_k = jnp.arange(2 * k)[None, :] < k
-    fin_cand = jnp.where(is_eos & in_top_k, top_lp / length_penalty(i + 1, alpha),
-                         neg).astype(jnp.float32)
-    all_seq = jnp.concatenate([fin_seq, seqs], axis=1)
-    all_score = jnp.concatenate([fin_score, fin_cand], axis=1)
-    new_fin_score, fin_idx = jax.lax.top_k(all_score, k)
-    new_fin_seq = jnp.take_along_axis(all_seq, fin_idx[:, :, None], axis=1)
+    new_fin_seq, new_fin_score = _merge_finished(fin_seq, fin_score, seqs, top_lp, is_eos, i,
+                                                 k, alpha, neg)
     return i + 1, new_alive_seq, new_alive_lp, new_fin_seq, new_fin_score, cache
 
-  init = (jnp.zeros((), jnp.int32), alive_seq, alive_lp, fin_seq, fin_score, cache)
+  init = (jnp.zeros((), jnp.int32),) + beams + (cache,)
   _, alive_seq, alive_lp, fin_seq, fin_score, _ = jax.lax.while_loop(cond, body, init)
+  return _best_hypothesis(alive_seq, alive_lp, fin_seq, fin_score, neg, max_penalty)
+
+
+def _initial_beams(batch: int, k: int, max_len: int, neg: jax.Array):
+  """``(alive_seq, alive_lp, fin_seq, fin_score)`` before the first step.
+
+  ``alive_seq`` int32 ``[B, K, max_len + 1]`` starts with BOS; only beam 0 is
+  live (``alive_lp`` float32 ``[B, K]``: 0, then ``neg``); no hypothesis has
+  finished (``fin_score = neg``).
+  """
+  alive_seq = jnp.full((batch, k, max_len + 1), PAD_ID, jnp.int32).at[:, :, 0].set(BOS_ID)
+  alive_lp = jnp.tile(jnp.concatenate([jnp.zeros((1,), jnp.float32),
+                                       jnp.full((k - 1,), neg, jnp.float32)]), (batch, 1))
+  fin_seq = jnp.full((batch, k, max_len + 1), PAD_ID, jnp.int32)
+  fin_score = jnp.full((batch, k), neg, jnp.float32)
+  return alive_seq, alive_lp, fin_seq, fin_score
+
+
+def _expand_beams(logits, alive_seq, alive_lp, i, batch: int, k: int):
+  """The ``2K`` best one-token continuations of the alive beams.
+
+  Args:
+    logits: float ``[B * K, V]``, the next-token logits of every alive beam.
+    alive_seq: int32 ``[B, K, max_len + 1]``; alive_lp: float32 ``[B, K]``.
+    i: the step (the new token goes to position ``i + 1``).
+
+  Returns:
+    ``(seqs int32 [B, 2K, max_len + 1], top_lp float32 [B, 2K], beam_idx int
+    [B, 2K], tok int32 [B, 2K])``: the extended sequences, their
+    log-probabilities, the alive beam each came from and its new token.
+  """
+  # The model's log-probabilities, with PAD and BOS excluded (not renormalised).
+  logp = _never_emit(jax.nn.log_softmax(logits.astype(jnp.float32), -1))
+  v = logp.shape[-1]
+  cand = (alive_lp[:, :, None] + logp.reshape(batch, k, v)).reshape(batch, k * v)
+  top_lp, top_idx = jax.lax.top_k(cand, 2 * k)                     # [B, 2K]
+  beam_idx, tok = top_idx // v, (top_idx % v).astype(jnp.int32)
+  seqs = jnp.take_along_axis(alive_seq, beam_idx[:, :, None], axis=1)
+  seqs = seqs.at[:, :, i + 1].set(tok)
+  return seqs, top_lp, beam_idx, tok
+
+
+def _keep_alive(seqs, top_lp, is_eos, k: int, neg):
+  """Alive: the best ``K`` continuations that did not end.
+
+  Returns:
+    ``(alive_seq [B, K, max_len + 1], alive_lp [B, K], keep [B, K])``, ``keep``
+    indexing the ``2K`` candidates.
+  """
+  alive_cand = jnp.where(is_eos, neg, top_lp)
+  new_alive_lp, keep = jax.lax.top_k(alive_cand, k)
+  new_alive_seq = jnp.take_along_axis(seqs, keep[:, :, None], axis=1)
+  return new_alive_seq, new_alive_lp, keep
+
+
+def _merge_finished(fin_seq, fin_score, seqs, top_lp, is_eos, i, k: int, alpha: float, neg):
+  """The best ``K`` finished hypotheses after step ``i``: ``(fin_seq, fin_score)``.
+
+  An ended hypothesis counts only if it ranks among this step's top ``K`` (it
+  takes a beam slot, as in OpenNMT), so beam 1 with alpha 0 is exactly greedy;
+  its score is its log-probability over the length penalty. It is merged with
+  the old finished set.
+  """
+  in_top_k = jnp.arange(2 * k)[None, :] < k
+  fin_cand = jnp.where(is_eos & in_top_k, top_lp / length_penalty(i + 1, alpha),
+                       neg).astype(jnp.float32)
+  all_seq = jnp.concatenate([fin_seq, seqs], axis=1)
+  all_score = jnp.concatenate([fin_score, fin_cand], axis=1)
+  new_fin_score, fin_idx = jax.lax.top_k(all_score, k)
+  new_fin_seq = jnp.take_along_axis(all_seq, fin_idx[:, :, None], axis=1)
+  return new_fin_seq, new_fin_score
+
+
+def _best_hypothesis(alive_seq, alive_lp, fin_seq, fin_score, neg, max_penalty):
+  """The best finished hypothesis per example, else the best alive one.
+
+  Returns:
+    ``(tokens int32 [B, max_len]`` without BOS, PAD after the first EOS;
+    ``score float32 [B])``.
+  """
   has_fin = fin_score[:, 0] > neg / 2
   seq = jnp.where(has_fin[:, None], fin_seq[:, 0], alive_seq[:, 0])[:, 1:]
   score = jnp.where(has_fin, fin_score[:, 0], alive_lp[:, 0] / max_penalty)

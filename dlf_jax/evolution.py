@@ -103,6 +103,7 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from dlf_jax import measures
+from dlf_jax.contracts import LossProvider
 from dlf_jax.hypergrad import HypergradResult
 from dlf_jax.student import Student, StudentState
 from dlf_jax.unroll import check_unroll_batches, dev_measure, evaluate, unroll
@@ -138,8 +139,8 @@ def _check_sigma(sigma) -> None:
     raise ValueError(f"sigma (the perturbation scale) must be finite and > 0, got {sigma}.")
 
 
-def _check_classes(student: Student, teacher: Any) -> None:
-  num_classes = getattr(teacher, "num_classes", None)
+def _check_classes(student: Student, teacher: LossProvider) -> None:
+  num_classes = teacher.num_classes
   if num_classes is not None and num_classes != student.num_classes:
     raise ValueError(f"The teacher's loss has C={num_classes} classes but the student "
                      f"has num_classes={student.num_classes}.")
@@ -241,7 +242,7 @@ def dev_accuracy_reward(student: Student) -> Reward:
       student, params, model_state, dev_batches)["accuracy"]
 
 
-def es_gradient(student: Student, teacher: Any, measure: Optional[measures.Measure],
+def es_gradient(student: Student, teacher: LossProvider, measure: Optional[measures.Measure],
                 theta: Any, state: StudentState, batches, dev_batches, rng: jax.Array, *,
                 population: int = 8, sigma: float = 0.01, reward: Optional[Reward] = None,
                 chunk_size: Optional[int] = None) -> HypergradResult:
@@ -303,9 +304,10 @@ def es_gradient(student: Student, teacher: Any, measure: Optional[measures.Measu
                          metrics=metrics)
 
 
-def make_es_gradient_fn(student: Student, teacher: Any, measure: Optional[measures.Measure],
-                        *, population: int = 8, sigma: float = 0.01,
-                        reward: Optional[Reward] = None, chunk_size: Optional[int] = None):
+def make_es_gradient_fn(student: Student, teacher: LossProvider,
+                        measure: Optional[measures.Measure], *, population: int = 8,
+                        sigma: float = 0.01, reward: Optional[Reward] = None,
+                        chunk_size: Optional[int] = None):
   """``jax.jit``-compiled ``fn(theta, state, batches, dev_batches, rng) -> HypergradResult``.
 
   ``population``, ``sigma``, ``reward`` and ``chunk_size`` are fixed (static) at
@@ -435,8 +437,8 @@ def _pes_estimate(fn: Callable, theta_flat: jax.Array, particles: Any,
   return g.astype(theta_flat.dtype), new_particles, accumulator, rewards
 
 
-def pes_step(student: Student, teacher: Any, measure: Optional[measures.Measure], theta: Any,
-             pes_state: PESState, batches, dev_batches, rng: jax.Array, *, sigma: float,
+def pes_step(student: Student, teacher: LossProvider, measure: Optional[measures.Measure],
+             theta: Any, pes_state: PESState, batches, dev_batches, rng: jax.Array, *, sigma: float,
              reward: Optional[Reward] = None,
              chunk_size: Optional[int] = None) -> tuple[Any, PESState, jax.Array]:
   """One PES truncation: every particle continues its own student for ``T`` steps.
@@ -487,9 +489,9 @@ def pes_step(student: Student, teacher: Any, measure: Optional[measures.Measure]
           jnp.mean(rewards))
 
 
-def make_pes_step_fn(student: Student, teacher: Any, measure: Optional[measures.Measure], *,
-                     sigma: float = 0.01, reward: Optional[Reward] = None,
-                     chunk_size: Optional[int] = None):
+def make_pes_step_fn(student: Student, teacher: LossProvider,
+                     measure: Optional[measures.Measure], *, sigma: float = 0.01,
+                     reward: Optional[Reward] = None, chunk_size: Optional[int] = None):
   """``jax.jit``-compiled ``fn(theta, pes_state, batches, dev_batches, rng)``.
 
   Returns ``(dtheta, new_pes_state, value)``; see :func:`pes_step`.

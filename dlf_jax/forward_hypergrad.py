@@ -75,6 +75,7 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from dlf_jax import measures
+from dlf_jax.contracts import LossProvider
 from dlf_jax.hypergrad import HypergradResult, merge_float_leaves, split_float_leaves
 from dlf_jax.student import Student, StudentState
 from dlf_jax.unroll import (StepMetrics, apply_step, check_finite_inputs, check_unroll_batches,
@@ -174,7 +175,7 @@ def _forward_step(student, teacher, theta, carry: ForwardCarry, batch):
   return ForwardCarry(state=new, tangents=tangents), metrics
 
 
-def forward_chunk(student: Student, teacher: Any, theta: Any, carry: ForwardCarry,
+def forward_chunk(student: Student, teacher: LossProvider, theta: Any, carry: ForwardCarry,
                   batches) -> tuple[ForwardCarry, StepMetrics]:
   """Advances the student and its tangents over ``n`` steps (one ``lax.scan``).
 
@@ -228,7 +229,7 @@ def forward_readout(student: Student, measure: measures.Measure, theta: Any,
   return value, unravel(dflat.astype(flat_theta.dtype))
 
 
-def forward_hypergradient(student: Student, teacher: Any, measure: measures.Measure,
+def forward_hypergradient(student: Student, teacher: LossProvider, measure: measures.Measure,
                           theta: Any, state: StudentState, batches, dev_batches, *,
                           max_params: int = DEFAULT_MAX_PARAMS) -> HypergradResult:
   """``dM~(f_{w_N}, D_dev)/dtheta`` over ``N`` unrolled steps by forward-mode differentiation.
@@ -268,8 +269,9 @@ def forward_hypergradient(student: Student, teacher: Any, measure: measures.Meas
                          metrics=metrics)
 
 
-def make_forward_hypergradient_fn(student: Student, teacher: Any, measure: measures.Measure,
-                                  *, max_params: int = DEFAULT_MAX_PARAMS):
+def make_forward_hypergradient_fn(student: Student, teacher: LossProvider,
+                                  measure: measures.Measure, *,
+                                  max_params: int = DEFAULT_MAX_PARAMS):
   """``jax.jit``-compiled ``fn(theta, state, batches, dev_batches) -> HypergradResult``.
 
   See :func:`forward_hypergradient`. Compiled once per input shapes (the
@@ -279,7 +281,7 @@ def make_forward_hypergradient_fn(student: Student, teacher: Any, measure: measu
                                    max_params=max_params))
 
 
-def make_forward_fns(student: Student, teacher: Any, measure: measures.Measure):
+def make_forward_fns(student: Student, teacher: LossProvider, measure: measures.Measure):
   """Jitted ``(init, chunk, readout)`` for streaming a long run from the host.
 
   ``init(theta, state) -> carry``; ``chunk(theta, carry, batches) -> (carry,

@@ -33,6 +33,13 @@ Methods (``method=``):
   ``vjp`` for anything else (e.g. gradient clipping). Slower than ``vjp``.
 * ``autodiff`` -- the reference: ``jax.grad`` through the same ``lax.scan``.
 
+The two hand-written methods are :class:`Recorder` s -- what each forward step
+records (``vjp``: :func:`_record_vjp_residuals`; ``eqn45``:
+:func:`_record_carry`) and how the reverse step consumes it
+(:func:`_eqn45_vjp_reverse_step`, :func:`_eqn45_hvp_reverse_step`) -- composed
+with a *memory schedule* (:data:`MEMORY_SCHEDULES`) that decides which records
+exist when. A new estimator is a new :class:`Recorder` in :data:`RECORDERS`.
+
 Memory policies (``memory=``): ``store_all`` keeps every step's record
 (``vjp``: the residuals above, ``eqn45``: the carry ``z_t``), ``T`` of them;
 ``checkpointed`` keeps the carry at the start of every chunk of ``k`` steps
@@ -70,25 +77,28 @@ Which estimator (``teach(..., estimator=...)``; measured on the MLP
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import Any, Optional
+from typing import Any, Callable, NamedTuple, Optional, get_args
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from dlf_jax import measures
+from dlf_jax.contracts import LossProvider, Memory, Method
 from dlf_jax.student import Student, StudentState
 from dlf_jax.unroll import (StepMetrics, apply_step, check_finite_inputs, check_unroll_batches,
                             dev_measure, inner_step)
 
 __all__ = ["METHODS", "MEMORY_POLICIES", "HypergradResult", "hypergradient",
            "make_hypergradient_fn", "default_checkpoint_every", "resolve_method",
-           "split_float_leaves", "merge_float_leaves"]
+           "split_float_leaves", "merge_float_leaves", "Recorder", "RECORDERS",
+           "MEMORY_SCHEDULES"]
 
-METHODS = ("auto", "eqn45", "vjp", "autodiff")
-MEMORY_POLICIES = ("store_all", "checkpointed")
+METHODS: tuple[Method, ...] = get_args(Method)
+MEMORY_POLICIES: tuple[Memory, ...] = get_args(Memory)
 
 
 @struct.dataclass
@@ -132,7 +142,7 @@ def merge_float_leaves(diff, rest, treedef):
   return treedef.unflatten([d if d is not None else r for d, r in zip(diff, rest)])
 
 
-def resolve_method(method: str, opt_state: Any) -> str:
+def resolve_method(method: str, opt_state: Any) -> Method:
   """``auto`` -> ``vjp`` (exact for every optimizer and the fastest path).
 
   Raises:
@@ -172,14 +182,21 @@ def _transition(student, teacher, state: StudentState, batch):
   return g, z
 
 
-def _teacher_output(teacher, theta, state: StudentState):
+def _teacher_output(teacher: LossProvider, theta, state: StudentState):
   """``(s_t, phi_t = mu_theta(s_t))``."""
   s = teacher.state_features(state.step, state.stats)
   return s, teacher.phi(theta, s)
 
 
-def _linearized_step(student, teacher, theta, state, batch):
-  """Forward step that also returns its VJP in ``(z_t, phi_t)`` and ``s_t``.
+def _plain_step(student, teacher, theta, state, batch):
+  """Forward step that keeps only ``s_t`` (for the batched teacher VJP), no record."""
+  s, phi = _teacher_output(teacher, theta, state)
+  new, metrics = apply_step(student, teacher, phi, state, batch)
+  return new, (s, metrics)
+
+
+def _record_vjp_residuals(student, teacher, theta, state, batch):
+  """``vjp`` forward step: also returns its VJP in ``(z_t, phi_t)`` and ``s_t``.
 
   The VJP is a pytree of residuals (storable in a scan). Under the
   :func:`_save_matmuls` policy it keeps only matmul/convolution outputs (and the
@@ -193,18 +210,34 @@ def _linearized_step(student, teacher, theta, state, batch):
   return new, ((vjp_fn, s), metrics)
 
 
-def _recording_state(student, teacher, theta, state, batch):
-  """Forward step that keeps ``(z_t's state, s_t)`` for a recomputing reverse (``eqn45``)."""
+def _eqn45_vjp_reverse_step(student, teacher, theta, dz, record, batch):
+  """Eqns. (4)-(5) for one step as one VJP of the update: ``dz_{t+1} -> (dz_t, dphi_t)``.
+
+  The recorded VJP of ``z_{t+1} = F(z_t, phi_t)`` applied to ``dz_{t+1}`` gives
+  ``dz_t`` (Eqn. 4: ``dw_{t+1} - eta H dw_{t+1}`` for plain SGD) and ``dphi_t``
+  (Eqn. 5 before the chain rule through ``mu_theta``) together, for any optax
+  optimizer. Nothing is recomputed but the elementwise work the residuals left out.
+  """
+  del student, teacher, theta, batch
+  vjp_fn, _ = record
+  return vjp_fn(dz)
+
+
+def _record_carry(student, teacher, theta, state, batch):
+  """``eqn45`` forward step: keeps ``(z_t's state, s_t)`` for a recomputing reverse."""
   s, phi = _teacher_output(teacher, theta, state)
   new, metrics = apply_step(student, teacher, phi, state, batch)
   return new, ((state, s), metrics)
 
 
-def _eqn45_reverse_step(student, teacher, theta, dz, record, batch):
-  """Eqns. (4)-(5) for one step: ``dz_{t+1} -> (dz_t, dphi_t)``, recomputing the step.
+def _eqn45_hvp_reverse_step(student, teacher, theta, dz, record, batch):
+  """Eqns. (4)-(5) literally, as two products: ``dz_{t+1} -> (dz_t, dphi_t)``.
 
-  ``dphi_t = -eta d^2 L_phi / dphi dw . dw_{t+1}`` is Eqn. (5) before the chain
-  rule through ``mu_theta``, which :func:`hypergradient` applies for all ``t`` at once.
+  Recomputes the step from the recorded carry; Eqn. (4)'s Hessian-vector
+  product is a ``jax.jvp`` of the gradient-based update (forward-over-reverse),
+  Eqn. (5)'s cross term ``-eta d^2 L_phi / dphi dw . dw_{t+1}`` a VJP in
+  ``phi`` (before the chain rule through ``mu_theta``, which
+  :func:`hypergradient` applies for all ``t`` at once).
   """
   state, s = record
   phi = teacher.phi(theta, s)
@@ -215,6 +248,34 @@ def _eqn45_reverse_step(student, teacher, theta, dz, record, batch):
   # Eqn. (5): -eta d^2L/dphi dw . dw_{t+1}, a vjp in phi.
   dphi = jax.vjp(lambda p: g(z, p), phi)[1](dz)[0]
   return dz_prev, dphi
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorder:
+  """A hand-written reverse method: what the forward records, how the reverse uses it.
+
+  Attributes:
+    record: ``(student, teacher, theta, state_t, batch_t) -> (state_{t+1},
+      ((payload_t, s_t), metrics_t))``, the forward step and what it keeps.
+    reverse: ``(student, teacher, theta, dz_{t+1}, (payload_t, s_t), batch_t)
+      -> (dz_t, dphi_t)``, Eqns. (4)-(5) for one step, ``dz`` over the float
+      leaves of ``(params, opt_state)``.
+  """
+  record: Callable
+  reverse: Callable
+
+
+RECORDERS = {
+    "vjp": Recorder(record=_record_vjp_residuals, reverse=_eqn45_vjp_reverse_step),
+    "eqn45": Recorder(record=_record_carry, reverse=_eqn45_hvp_reverse_step),
+}
+
+
+class _Steps(NamedTuple):
+  """A recorder's step functions with ``(student, teacher, theta)`` bound."""
+  record: Callable   # (state_t, batch_t) -> (state_{t+1}, ((payload_t, s_t), metrics_t))
+  reverse: Callable  # (dz_{t+1}, (payload_t, s_t), batch_t) -> (dz_t, dphi_t)
+  plain: Callable    # (state_t, batch_t) -> (state_{t+1}, (s_t, metrics_t))
 
 
 def _slice_steps(batches, start, length):
@@ -234,9 +295,110 @@ def _concat_steps(a, b):
   return jax.tree_util.tree_map(lambda x, y: jnp.concatenate([x, y]), a, b)
 
 
-def hypergradient(student: Student, teacher: Any, measure: measures.Measure, theta: Any,
-                  state: StudentState, batches, dev_batches, *, method: str = "auto",
-                  memory: str = "store_all",
+def _reverse_scan(reverse, dz, records, batches):
+  """Reverse scan over one stretch of steps: ``dz_end -> (dz_start, dphi [len])``."""
+  return jax.lax.scan(lambda d, xs: reverse(d, *xs), dz, (records, batches), reverse=True)
+
+
+def _store_all_schedule(steps: _Steps, state, batches, num_steps: int, k: int):
+  """``store_all``: the forward keeps all ``T`` records; the reverse scans them.
+
+  Returns:
+    ``(final state, s [T, S], metrics [T], reverse)`` with ``reverse(dz_T) ->
+    (dz_0, dphi [T])``.
+  """
+  del num_steps, k
+  final, (records, metrics) = jax.lax.scan(steps.record, state, batches)
+  feats = records[1]
+  reverse = lambda dz: _reverse_scan(steps.reverse, dz, records, batches)
+  return final, feats, metrics, reverse
+
+
+def _checkpointed_schedule(steps: _Steps, state, batches, num_steps: int, k: int):
+  """``checkpointed``: keep the carry every ``k`` steps, recompute records in the reverse.
+
+  The forward runs plain steps in chunks of ``k`` (``T // k`` chunks and a tail
+  of ``T mod k``), keeping each chunk's starting carry; the reverse re-runs
+  each chunk's recording forward before scanning it backwards, last chunk first.
+
+  Returns:
+    as :func:`_store_all_schedule`.
+  """
+  # Chunk starts every k steps; the batches are sliced inside the loop (no copy).
+  n_full, rem = divmod(num_steps, k)
+
+  def seg_fwd(s, i):
+    new, (feats, metrics) = jax.lax.scan(steps.plain, s, _slice_steps(batches, i * k, k))
+    return new, (s, feats, metrics)
+
+  mid, (seg_starts, feats, metrics) = jax.lax.scan(seg_fwd, state, jnp.arange(n_full))
+  feats, metrics = _join_chunks(feats), _join_chunks(metrics)
+  final = mid
+  if rem:
+    tail = _slice_steps(batches, n_full * k, rem)
+    final, (tail_feats, metrics_tail) = jax.lax.scan(steps.plain, mid, tail)
+    feats, metrics = _concat_steps(feats, tail_feats), _concat_steps(metrics, metrics_tail)
+
+  def rev_recompute(dz, start, seg_batches):
+    _, (records, _) = jax.lax.scan(steps.record, start, seg_batches)
+    return _reverse_scan(steps.reverse, dz, records, seg_batches)
+
+  def reverse(dz):
+    dphis_tail = None
+    if rem:
+      dz, dphis_tail = rev_recompute(dz, mid, _slice_steps(batches, n_full * k, rem))
+    dz0, dphis = jax.lax.scan(
+        lambda d, xs: rev_recompute(d, xs[0], _slice_steps(batches, xs[1] * k, k)),
+        dz, (seg_starts, jnp.arange(n_full)), reverse=True)
+    dphis = _join_chunks(dphis)
+    if dphis_tail is not None:
+      dphis = _concat_steps(dphis, dphis_tail)
+    return dz0, dphis
+
+  return final, feats, metrics, reverse
+
+
+MEMORY_SCHEDULES = {"store_all": _store_all_schedule, "checkpointed": _checkpointed_schedule}
+
+
+def _check_arguments(student, teacher, state, batches, dev_batches, method, memory,
+                     checkpoint_every) -> tuple[int, Method, int]:
+  """``(T, resolved method, k)`` after the checks :func:`hypergradient` documents."""
+  num_steps = check_unroll_batches(batches)
+  check_finite_inputs(batches, "batches")          # concrete inputs only: skipped under jit
+  check_finite_inputs(dev_batches, "dev_batches")
+  if memory not in MEMORY_POLICIES:
+    raise ValueError(f"Unknown memory policy {memory!r}; choose one of {MEMORY_POLICIES}.")
+  if teacher.num_classes is not None and teacher.num_classes != student.num_classes:
+    raise ValueError(f"The teacher's loss has C={teacher.num_classes} classes but the student "
+                     f"has num_classes={student.num_classes}.")
+  method = resolve_method(method, state.opt_state)
+  k = default_checkpoint_every(num_steps) if checkpoint_every is None else int(checkpoint_every)
+  if k < 1:
+    raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
+  return num_steps, method, min(k, num_steps)
+
+
+def _dev_cotangent(objective, final: StudentState):
+  """Eqn. (3): ``(M~, dz_T)``, ``dw_T`` from the dev measure, zero for the optimizer state."""
+  value, dparams_t = jax.value_and_grad(objective)(final.params, final.model_state)
+  dz = split_float_leaves((dparams_t, jax.tree_util.tree_map(jnp.zeros_like, final.opt_state)))[0]
+  return value, dz
+
+
+def _teacher_chain_rule(teacher: LossProvider, theta, feats, dphis):
+  """Eqn. (5)'s chain rule through the teacher, for all ``t`` in one batched VJP.
+
+  ``dtheta = sum_t (d phi_t / d theta)^T dphi_t`` with ``phi_t = mu_theta(s_t)``,
+  ``feats`` the recorded ``s [T, S]``.
+  """
+  _, teacher_vjp = jax.vjp(lambda th: jax.vmap(lambda s: teacher.phi(th, s))(feats), theta)
+  return teacher_vjp(dphis)[0]
+
+
+def hypergradient(student: Student, teacher: LossProvider, measure: measures.Measure,
+                  theta: Any, state: StudentState, batches, dev_batches, *,
+                  method: Method = "auto", memory: Memory = "store_all",
                   checkpoint_every: Optional[int] = None) -> HypergradResult:
   """Unrolls ``T`` student steps and returns ``dM~/dtheta`` (Algorithm 1, inner part).
 
@@ -265,91 +427,21 @@ def hypergradient(student: Student, teacher: Any, measure: measures.Measure, the
     Wu et al. 2018, Eqns. (3)-(5) and Algorithm 1; Maclaurin, Duvenaud, Adams,
     "Gradient-based Hyperparameter Optimization through Reversible Learning", 2015.
   """
-  num_steps = check_unroll_batches(batches)
-  check_finite_inputs(batches, "batches")          # concrete inputs only: skipped under jit
-  check_finite_inputs(dev_batches, "dev_batches")
-  if memory not in MEMORY_POLICIES:
-    raise ValueError(f"Unknown memory policy {memory!r}; choose one of {MEMORY_POLICIES}.")
-  if teacher.num_classes is not None and teacher.num_classes != student.num_classes:
-    raise ValueError(f"The teacher's loss has C={teacher.num_classes} classes but the student "
-                     f"has num_classes={student.num_classes}.")
-  method = resolve_method(method, state.opt_state)
-  k = default_checkpoint_every(num_steps) if checkpoint_every is None else int(checkpoint_every)
-  if k < 1:
-    raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
-  k = min(k, num_steps)
+  num_steps, method, k = _check_arguments(student, teacher, state, batches, dev_batches,
+                                          method, memory, checkpoint_every)
   objective = lambda params, model_state: dev_measure(student, measure, params, model_state,
                                                       dev_batches)
-
   if method == "autodiff":
     return _autodiff(student, teacher, theta, state, batches, objective, memory == "checkpointed")
 
-  def step(c, b):
-    """Plain forward step that also returns s_t (for the batched teacher VJP)."""
-    s, phi = _teacher_output(teacher, theta, c)
-    new, metrics = apply_step(student, teacher, phi, c, b)
-    return new, (s, metrics)
-
-  # What the forward keeps per step for the reverse: ``vjp`` keeps the step's VJP
-  # residuals (matmul outputs; only elementwise work is redone in the reverse);
-  # ``eqn45`` keeps the carry z_t and recomputes the whole step inside its jvp / vjp.
-  # Both keep s_t for the batched teacher VJP.
-  if method == "vjp":
-    fwd_record = lambda s, b: _linearized_step(student, teacher, theta, s, b)
-    reverse_one = lambda dz, rec, b: rec[0](dz)
-  else:
-    fwd_record = lambda s, b: _recording_state(student, teacher, theta, s, b)
-    reverse_one = lambda dz, rec, b: _eqn45_reverse_step(student, teacher, theta, dz, rec, b)
-
-  def reverse_chunk(dz, records, seg_batches):
-    """Reverse scan over one stretch of steps: ``dz_end -> (dz_start, dphi [len])``."""
-    return jax.lax.scan(lambda d, xs: reverse_one(d, *xs), dz, (records, seg_batches),
-                        reverse=True)
-
-  if memory == "store_all":
-    final, (records, metrics) = jax.lax.scan(fwd_record, state, batches)
-    feats = records[1]
-  else:
-    # Segment starts every k steps; the batches are sliced inside the loop (no copy).
-    n_full, rem = divmod(num_steps, k)
-
-    def seg_fwd(s, i):
-      new, (feats, metrics) = jax.lax.scan(step, s, _slice_steps(batches, i * k, k))
-      return new, (s, feats, metrics)
-
-    mid, (seg_starts, feats, metrics) = jax.lax.scan(seg_fwd, state, jnp.arange(n_full))
-    feats, metrics = _join_chunks(feats), _join_chunks(metrics)
-    final = mid
-    if rem:
-      tail = _slice_steps(batches, n_full * k, rem)
-      final, (tail_feats, metrics_tail) = jax.lax.scan(step, mid, tail)
-      feats, metrics = _concat_steps(feats, tail_feats), _concat_steps(metrics, metrics_tail)
-
-  # Eqn. (3): dw_T from the dev measure; the optimizer state gets a zero cotangent.
-  value, dparams_t = jax.value_and_grad(objective)(final.params, final.model_state)
-  dz = split_float_leaves((dparams_t, jax.tree_util.tree_map(jnp.zeros_like, final.opt_state)))[0]
-
-  if memory == "store_all":
-    dz0, dphis = reverse_chunk(dz, records, batches)
-  else:
-    def rev_recompute(dz, start, seg_batches):
-      _, (records, _) = jax.lax.scan(fwd_record, start, seg_batches)
-      return reverse_chunk(dz, records, seg_batches)
-
-    dphis_tail = None
-    if rem:
-      dz, dphis_tail = rev_recompute(dz, mid, _slice_steps(batches, n_full * k, rem))
-    dz0, dphis = jax.lax.scan(
-        lambda d, xs: rev_recompute(d, xs[0], _slice_steps(batches, xs[1] * k, k)),
-        dz, (seg_starts, jnp.arange(n_full)), reverse=True)
-    dphis = _join_chunks(dphis)
-    if dphis_tail is not None:
-      dphis = _concat_steps(dphis, dphis_tail)
-
-  # Eqn. (5)'s chain rule through the teacher, for all t in one batched VJP:
-  # dtheta = sum_t (d phi_t / d theta)^T dphi_t.
-  _, teacher_vjp = jax.vjp(lambda th: jax.vmap(lambda s: teacher.phi(th, s))(feats), theta)
-  dtheta = teacher_vjp(dphis)[0]
+  recorder = RECORDERS[method]
+  bind = lambda fn: functools.partial(fn, student, teacher, theta)
+  steps = _Steps(record=bind(recorder.record), reverse=bind(recorder.reverse),
+                 plain=bind(_plain_step))
+  final, feats, metrics, reverse = MEMORY_SCHEDULES[memory](steps, state, batches, num_steps, k)
+  value, dz = _dev_cotangent(objective, final)                       # Eqn. (3)
+  dz0, dphis = reverse(dz)                                           # Eqns. (4)-(5), per step
+  dtheta = _teacher_chain_rule(teacher, theta, feats, dphis)         # Eqn. (5), through mu
 
   _, rest, treedef = split_float_leaves((state.params, state.opt_state))
   dparams0 = merge_float_leaves(dz0, rest, treedef)[0]
@@ -372,8 +464,8 @@ def _autodiff(student, teacher, theta, state, batches, objective, remat):
                          metrics=metrics)
 
 
-def make_hypergradient_fn(student: Student, teacher: Any, measure: measures.Measure, *,
-                          method: str = "auto", memory: str = "store_all",
+def make_hypergradient_fn(student: Student, teacher: LossProvider, measure: measures.Measure, *,
+                          method: Method = "auto", memory: Memory = "store_all",
                           checkpoint_every: Optional[int] = None):
   """``jax.jit``-compiled ``fn(theta, state, batches, dev_batches) -> HypergradResult``.
 

@@ -49,12 +49,15 @@ for padding) and returns the masked mean over all leading axes.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Optional, get_args
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+
+from dlf_jax.contracts import Link, Parameterisation
+from dlf_jax.state_features import DEFAULT_EMA_DECAY
 
 __all__ = [
     "PARAMETERISATIONS", "LINKS", "TARGETS", "ANCHORS", "LossParams", "identity_loss_params",
@@ -64,8 +67,8 @@ __all__ = [
     "check_labels", "BASELINES", "BaselineLoss", "phi_statistics",
 ]
 
-PARAMETERISATIONS = ("full", "diagonal", "low_rank", "soft_target")
-LINKS = ("sigmoid", "identity")
+PARAMETERISATIONS: tuple[Parameterisation, ...] = get_args(Parameterisation)
+LINKS: tuple[Link, ...] = get_args(Link)
 # Structure of the soft targets q_y of ``soft_target``: uniform (label smoothing),
 # one learned distribution shared by all classes ([C]), one per class ([C, C]).
 TARGETS = ("uniform", "shared", "class")
@@ -95,8 +98,8 @@ class LossParams:
   u: Optional[jax.Array] = None
   v: Optional[jax.Array] = None
   q: Optional[jax.Array] = None
-  parameterisation: str = struct.field(pytree_node=False, default="full")
-  link: str = struct.field(pytree_node=False, default="sigmoid")
+  parameterisation: Parameterisation = struct.field(pytree_node=False, default="full")
+  link: Link = struct.field(pytree_node=False, default="sigmoid")
 
   @property
   def num_classes(self) -> int:
@@ -128,9 +131,9 @@ def _check_eps(eps, name: str = "eps") -> None:
                      f"label); got {bad}.")
 
 
-def identity_loss_params(num_classes: int, parameterisation: str = "full",
+def identity_loss_params(num_classes: int, parameterisation: Parameterisation = "full",
                          rank: int = 0, per_class_bias: bool = True,
-                         dtype=jnp.float32, link: str = "sigmoid") -> LossParams:
+                         dtype=jnp.float32, link: Link = "sigmoid") -> LossParams:
   """phi with ``W = I`` and ``b = 0``: ``sigmoid(CE)`` (sigmoid link) or CE (identity).
 
   Args:
@@ -159,7 +162,7 @@ def identity_loss_params(num_classes: int, parameterisation: str = "full",
   return LossParams(w, b, z, z, parameterisation="low_rank", link=link)
 
 
-def soft_target_params(eps, q=None, b=None, *, link: str = "identity") -> LossParams:
+def soft_target_params(eps, q=None, b=None, *, link: Link = "identity") -> LossParams:
   """A ``soft_target`` phi: ``W[:, y] = (1 - eps_y) e_y + eps_y q_y``.
 
   Args:
@@ -187,8 +190,8 @@ def soft_target_params(eps, q=None, b=None, *, link: str = "identity") -> LossPa
 
 
 def anchor_loss_params(num_classes: int, anchor: str = "cross_entropy",
-                       smoothing: float = 0.1, parameterisation: str = "soft_target",
-                       link: str = "identity", dtype=jnp.float32) -> LossParams:
+                       smoothing: float = 0.1, parameterisation: Parameterisation = "soft_target",
+                       link: Link = "identity", dtype=jnp.float32) -> LossParams:
   """The loss a teacher starts from (its *anchor*), as :class:`LossParams`.
 
   ``cross_entropy``: ``W = I`` (CE with the identity link). ``label_smoothing``:
@@ -466,8 +469,9 @@ BASELINES = ("cross_entropy", "label_smoothing", "large_margin", "sigmoid_cross_
 class BaselineLoss:
   """A fixed (non-learned) training loss with the teacher interface.
 
-  It can stand wherever a :class:`dlf_jax.teacher.Teacher` is expected
-  (``init``, ``state_features``, ``phi``, ``loss``), so baselines and learned
+  A :class:`~dlf_jax.contracts.LossProvider`: it can stand wherever a
+  :class:`dlf_jax.teacher.Teacher` is expected (``num_classes``, ``ema_decay``,
+  ``init``, ``state_features``, ``phi``, ``loss``), so baselines and learned
   losses share one training step. Its "state" is the step ``t`` and its
   ``phi`` is the L-Softmax annealing weight ``beta_t`` (None otherwise).
 
@@ -498,19 +502,26 @@ class BaselineLoss:
                        f"margin={self.margin}, beta={self.beta}, beta_min={self.beta_min}.")
 
   @property
-  def num_classes(self):
+  def num_classes(self) -> None:
+    """None: a baseline works for any ``C``."""
     return None
 
-  def init(self, rng):
+  @property
+  def ema_decay(self) -> float:
+    """Decay of the student's running statistics (carried, though no baseline reads them)."""
+    return DEFAULT_EMA_DECAY
+
+  def init(self, rng: jax.Array) -> dict:
+    """``theta = {}``: a baseline has no parameters."""
     del rng
     return {}
 
-  def state_features(self, step, stats):
+  def state_features(self, step: jax.Array, stats: Any) -> jax.Array:
     """``[t]`` as float32 ``[1]`` (drives the L-Softmax annealing)."""
     del stats
     return jnp.asarray(step, jnp.float32)[None]
 
-  def phi(self, theta, s):
+  def phi(self, theta: Any, s: jax.Array) -> Optional[jax.Array]:
     """``beta_t`` (float32 scalar) for ``large_margin``, else None."""
     del theta
     if self.kind != "large_margin":
@@ -518,7 +529,8 @@ class BaselineLoss:
     decayed = self.beta * (1.0 + self.beta_gamma * s[0]) ** (-self.beta_power)
     return jnp.maximum(self.beta_min, decayed)
 
-  def loss(self, phi, outputs, labels, mask=None):
+  def loss(self, phi: Optional[jax.Array], outputs: Any, labels: jax.Array,
+           mask: Optional[jax.Array] = None) -> jax.Array:
     """Scalar loss of ``outputs`` (logits ``[..., C]``; features/head_kernel for L-Softmax)."""
     if self.kind == "cross_entropy":
       return cross_entropy(outputs.logits, labels, mask)

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from dlf_jax import teacher as teacher_lib
+from dlf_jax import state_features
 
 __all__ = ["StudentOutputs", "StudentState", "Student", "make_optimizer", "OPTIMIZERS"]
 
@@ -58,14 +58,14 @@ class StudentState:
       (not differentiated).
     rng: PRNG key; step ``t`` uses ``fold_in(rng, t)``.
     step: int32 scalar ``t``.
-    stats: :class:`~dlf_jax.teacher.RunningStats` for the teacher's state.
+    stats: :class:`~dlf_jax.state_features.RunningStats` for the teacher's state.
   """
   params: Any
   opt_state: Any
   model_state: Any
   rng: jax.Array
   step: jax.Array
-  stats: teacher_lib.RunningStats
+  stats: state_features.RunningStats
 
 
 def make_optimizer(name: str, learning_rate, *, momentum: float = 0.9,
@@ -145,7 +145,7 @@ class Student:
   def mask(self, batch):
     return batch.get(self.mask_key)
 
-  def init(self, rng: jax.Array, batch, stats: Optional[teacher_lib.RunningStats] = None,
+  def init(self, rng: jax.Array, batch, stats: Optional[state_features.RunningStats] = None,
            ) -> StudentState:
     """A fresh :class:`StudentState` at step 0 (``batch`` gives the input shapes)."""
     init_rng, rng = jax.random.split(rng)
@@ -158,7 +158,7 @@ class Student:
     variables = jax.tree_util.tree_map(
         lambda v: v.astype(dtype) if jnp.issubdtype(v.dtype, jnp.floating) else v, variables)
     if stats is None:
-      stats = teacher_lib.init_running_stats(self.num_classes)
+      stats = state_features.init_running_stats(self.num_classes)
     return StudentState(params=params, opt_state=self.tx.init(params),
                         model_state=variables, rng=rng,
                         step=jnp.zeros((), jnp.int32), stats=stats)

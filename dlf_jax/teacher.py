@@ -20,89 +20,34 @@ weights ``eps_y = 0.99 sigmoid(e_y)`` in ``(0, 0.99)`` and soft targets
 every ``W`` it can produce has columns on the simplex; its cross-entropy anchor
 is ``eps = 1e-3`` (a sigmoid cannot reach 0 with a non-zero gradient).
 
-The state ``s_t`` (:func:`state_vector`) is built from the student's progress:
-``progress = t / total_steps``, running averages of the training cross-entropy
-and accuracy, and the last measured dev accuracy, carried in
-:class:`RunningStats` inside the unroll. The running averages depend on the
-student's parameters, but are recorded as data in the forward pass and treated
-as constants in the reverse (as in the authors' demo).
+The state ``s_t`` (:func:`~dlf_jax.state_features.state_vector`) is built from
+the student's progress: ``progress = t / total_steps``, running averages of the
+training cross-entropy and accuracy, and the last measured dev accuracy, carried
+in :class:`~dlf_jax.state_features.RunningStats` inside the unroll (module
+:mod:`dlf_jax.state_features`; its names are re-exported here). The running
+averages depend on the student's parameters, but are recorded as data in the
+forward pass and treated as constants in the reverse (as in the authors' demo).
+:class:`Teacher` implements :class:`~dlf_jax.contracts.LossProvider`.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from dlf_jax import losses
+from dlf_jax.contracts import Link, Parameterisation
+# The state features live in their own module; re-exported here for compatibility.
+from dlf_jax.state_features import (DEFAULT_EMA_DECAY, STATE_FEATURES, RunningStats,
+                                    init_running_stats, state_vector, update_running_stats)
 
 __all__ = [
     "STATE_FEATURES", "RunningStats", "init_running_stats", "update_running_stats",
     "state_vector", "AttentionTeacher", "MLPTeacher", "Teacher", "CE_ANCHOR_EPS",
 ]
-
-STATE_FEATURES = ("progress", "train_loss", "train_acc", "dev_acc")
-
-
-@struct.dataclass
-class RunningStats:
-  """Running training statistics that feed the teacher's state (float32 scalars).
-
-  Attributes:
-    train_loss: exponential moving average of the batch cross-entropy (nats).
-    train_acc: exponential moving average of the batch accuracy, in [0, 1].
-    dev_acc: the last measured dev accuracy, in [0, 1].
-  """
-  train_loss: jax.Array
-  train_acc: jax.Array
-  dev_acc: jax.Array
-
-
-def init_running_stats(num_classes: int) -> RunningStats:
-  """Stats of an untrained student: CE = log C, accuracy = 1/C."""
-  f = lambda v: jnp.asarray(v, jnp.float32)
-  return RunningStats(f(math.log(num_classes)), f(1.0 / num_classes), f(1.0 / num_classes))
-
-
-def update_running_stats(stats: RunningStats, batch_loss: jax.Array,
-                         batch_acc: jax.Array, decay: float) -> RunningStats:
-  """EMA update ``v <- decay v + (1 - decay) x``; inputs are ``stop_gradient``-ed."""
-  sg = lambda x: jax.lax.stop_gradient(x).astype(stats.train_loss.dtype)
-  return stats.replace(
-      train_loss=decay * stats.train_loss + (1 - decay) * sg(batch_loss),
-      train_acc=decay * stats.train_acc + (1 - decay) * sg(batch_acc))
-
-
-def state_vector(features: Sequence[str], step: jax.Array, total_steps: int,
-                 stats: RunningStats) -> jax.Array:
-  """The teacher's input ``s_t``: float32 ``[len(features)]``.
-
-  Args:
-    features: names from :data:`STATE_FEATURES`, in order.
-    step: int scalar, the student's step ``t``.
-    total_steps: the length of the student's whole training run (normalises
-      ``progress = t / total_steps``).
-    stats: :class:`RunningStats`.
-
-  Raises:
-    ValueError: an unknown feature name.
-  """
-  values = {
-      "progress": lambda: jnp.asarray(step, jnp.float32) / float(total_steps),
-      "train_loss": lambda: stats.train_loss,
-      "train_acc": lambda: stats.train_acc,
-      "dev_acc": lambda: stats.dev_acc,
-  }
-  out = []
-  for name in features:
-    if name not in values:
-      raise ValueError(f"Unknown state feature {name!r}; choose from {STATE_FEATURES}.")
-    out.append(jnp.asarray(values[name](), jnp.float32))
-  return jax.lax.stop_gradient(jnp.stack(out)) if out else jnp.zeros((0,), jnp.float32)
 
 
 def _logit(p: float) -> float:
@@ -214,11 +159,11 @@ class AttentionTeacher(nn.Module):
   """
   num_classes: int
   num_matrices: int = 8
-  parameterisation: str = "full"
+  parameterisation: Parameterisation = "full"
   rank: int = 4
   per_class_bias: bool = True
   init_scale: float = 1e-2
-  link: str = "sigmoid"
+  link: Link = "sigmoid"
   anchor: str = "cross_entropy"
   anchor_smoothing: float = 0.1
   target: str = "class"
@@ -268,12 +213,12 @@ class MLPTeacher(nn.Module):
   Input ``s``: float ``[S]``. Output: :class:`~dlf_jax.losses.LossParams`.
   """
   num_classes: int
-  parameterisation: str = "full"
+  parameterisation: Parameterisation = "full"
   rank: int = 4
   per_class_bias: bool = True
   hidden: int = 32
   init_scale: float = 1e-2
-  link: str = "sigmoid"
+  link: Link = "sigmoid"
   anchor: str = "cross_entropy"
   anchor_smoothing: float = 0.1
   target: str = "class"
@@ -312,6 +257,9 @@ class MLPTeacher(nn.Module):
 class Teacher:
   """mu_theta together with its state features: what the student step calls.
 
+  A :class:`~dlf_jax.contracts.LossProvider`: ``theta`` is the module's flax
+  params, ``phi_t`` a :class:`~dlf_jax.losses.LossParams`.
+
   Attributes:
     module: :class:`AttentionTeacher` or :class:`MLPTeacher` (any flax module
       mapping ``s [S]`` to :class:`~dlf_jax.losses.LossParams`).
@@ -322,7 +270,7 @@ class Teacher:
   module: nn.Module
   features: tuple = STATE_FEATURES
   total_steps: int = 1000
-  ema_decay: float = 0.9
+  ema_decay: float = DEFAULT_EMA_DECAY
 
   def __post_init__(self):
     for name in self.features:
@@ -335,6 +283,7 @@ class Teacher:
 
   @property
   def num_classes(self) -> int:
+    """``C`` of the module's loss."""
     return self.module.num_classes
 
   def init(self, rng: jax.Array):

@@ -30,9 +30,10 @@ reproduces an uninterrupted one.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, get_args
 
 import jax
 import jax.numpy as jnp
@@ -41,16 +42,18 @@ import optax
 from flax import struct
 from jax.sharding import Mesh
 
-from dlf_jax import forward_hypergrad, hypergrad, losses, measures, parallel
+from dlf_jax import forward_hypergrad, hypergrad, losses, measures, parallel, state_features
 from dlf_jax import unroll as unroll_lib
+from dlf_jax.contracts import Estimator, LossProvider, Memory, Method, Mode
 from dlf_jax.data.batching import SegmentSampler, make_eval_batches
 from dlf_jax.student import Student, StudentState
+from dlf_jax.teacher import Teacher
 
 __all__ = ["TeachState", "TeachResult", "TrainResult", "teach", "train_student", "MODES",
            "ESTIMATORS", "check_label_range", "check_descent"]
 
-MODES = ("episodes", "online")
-ESTIMATORS = ("reverse", "forward", "es")
+MODES: tuple[Mode, ...] = get_args(Mode)
+ESTIMATORS: tuple[Estimator, ...] = get_args(Estimator)
 DEFAULT_MAX_CHUNK_STEPS = 200
 
 
@@ -247,17 +250,284 @@ def _forward_segment(fns, theta, student_state, sampler, start: int, num_steps: 
                                    final_state=carry.state, metrics=metrics)
 
 
-def teach(student: Student, teacher: Any, train, dev, *,
+@dataclasses.dataclass(frozen=True)
+class _TeachPlan:
+  """What every outer step of one :func:`teach` call shares (fixed for the call).
+
+  Attributes:
+    student, teacher, measure, train, seed, mesh, estimator, unroll_steps,
+      pretrain_steps, batch_size, segments_per_episode, dev_batch_size,
+      dev_sample_size, es_population, es_sigma: :func:`teach`'s arguments.
+    rng: ``PRNGKey(seed)``; ``fold_in`` it with 0 (theta), ``1000 + episode``
+      (students), ``2_000_000 + update`` (the measure's dev preparation) and
+      ``3_000_000 + update`` (ES).
+    dev: the dev split, host arrays ``[N_dev, ...]``.
+    full_dev_host, full_dev: all dev batches ``[n, B_dev, ...]`` on the host and
+      sharded over ``mesh``.
+    chunk: ``forward``'s chunk length.
+    fns: the compiled functions (:func:`_teach_fns`).
+  """
+  student: Student
+  teacher: Teacher
+  measure: measures.Measure
+  train: Any
+  seed: int
+  rng: jax.Array
+  mesh: Optional[Mesh]
+  estimator: Estimator
+  unroll_steps: int
+  pretrain_steps: int
+  batch_size: int
+  segments_per_episode: int
+  dev: dict
+  dev_batch_size: int
+  dev_sample_size: Optional[int]
+  full_dev_host: dict
+  full_dev: dict
+  chunk: Optional[int]
+  es_population: int
+  es_sigma: float
+  fns: dict
+
+
+def _check_teach_args(student: Student, teacher: Teacher, *, mode, estimator, chunk_steps,
+                      unroll_steps, num_episodes, pretrain_steps,
+                      segments_per_episode) -> int:
+  """The argument checks of :func:`teach`; returns ``segments_per_episode`` (resolved)."""
+  if mode not in MODES:
+    raise ValueError(f"Unknown teaching mode {mode!r}; choose one of {MODES}.")
+  if estimator not in ESTIMATORS:
+    raise ValueError(f"Unknown hypergradient estimator {estimator!r}; choose one of "
+                     f"{ESTIMATORS}.")
+  if chunk_steps is not None and chunk_steps < 1:
+    raise ValueError(f"chunk_steps must be >= 1, got {chunk_steps}.")
+  if unroll_steps <= 0:
+    raise ValueError(f"unroll_steps (T) must be >= 1, got {unroll_steps}.")
+  if num_episodes <= 0 or pretrain_steps < 0:
+    raise ValueError(f"num_episodes must be >= 1 and pretrain_steps >= 0; got "
+                     f"{num_episodes}, {pretrain_steps}.")
+  _check_class_count(student, teacher)
+  if segments_per_episode is None:
+    segments_per_episode = 1 if mode == "episodes" else max(
+        1, (teacher.total_steps - pretrain_steps) // unroll_steps)
+  if segments_per_episode <= 0:
+    raise ValueError(f"segments_per_episode must be >= 1, got {segments_per_episode}.")
+  return segments_per_episode
+
+
+def _check_class_count(student: Student, loss: LossProvider) -> None:
+  if loss.num_classes != student.num_classes:
+    raise ValueError(f"The teacher's loss has C={loss.num_classes} classes but the student "
+                     f"has num_classes={student.num_classes}.")
+
+
+def _prepare_dev(dev, student: Student, dev_sample_size: Optional[int],
+                 dev_batch_size: int) -> tuple[dict, dict]:
+  """``(dev host arrays, all dev batches [n, B_dev, ...])`` after checking them.
+
+  Raises:
+    ValueError: bad dev data or labels, or ``dev_sample_size`` outside ``[1, N_dev]``.
+  """
+  dev = _as_arrays(dev, "dev", student)
+  n_dev = len(next(iter(dev.values())))
+  if dev_sample_size is not None and not 1 <= dev_sample_size <= n_dev:
+    raise ValueError(f"dev_sample_size={dev_sample_size} must be in [1, {n_dev}].")
+  return dev, make_eval_batches(dev, dev_batch_size)
+
+
+def _initial_teach_state(teacher: LossProvider, tx: optax.GradientTransformation,
+                         rng: jax.Array, init_state: Optional[TeachState],
+                         mesh: Optional[Mesh]) -> TeachState:
+  """``init_state`` (else a fresh theta), checked for descent, replicated over ``mesh``."""
+  if init_state is None:
+    theta = teacher.init(jax.random.fold_in(rng, 0))
+    init_state = TeachState(theta=theta, opt_state=tx.init(theta), student=None, update=0)
+  check_descent(tx, init_state.theta)
+  return init_state.replace(theta=parallel.replicate(init_state.theta, mesh),
+                            opt_state=parallel.replicate(init_state.opt_state, mesh),
+                            student=parallel.replicate(init_state.student, mesh))
+
+
+def _make_outer_step(tx: optax.GradientTransformation, maximize: bool):
+  """Jitted ``(theta, opt_state, dtheta) -> (theta, opt_state)``: one teacher update.
+
+  ``dtheta`` is ``dM~/dtheta``; the optimizer descends ``-M~`` for a maximised
+  measure, else ``M~``.
+  """
+  @jax.jit
+  def outer_step(theta, opt_state, dtheta):
+    grads = jax.tree_util.tree_map(lambda g: -g if maximize else g, dtheta)
+    updates, opt_state = tx.update(grads, opt_state, theta)
+    return optax.apply_updates(theta, updates), opt_state
+  return outer_step
+
+
+def _warm_start(plan: _TeachPlan, sampler, episode: int) -> StudentState:
+  """Episode ``episode``'s fresh student, pre-trained with cross-entropy (``pretrain_steps``)."""
+  first = sampler.segment(0, 1)
+  state = parallel.replicate(
+      plan.student.init(jax.random.fold_in(plan.rng, 1000 + episode),
+                        {k: v[0] for k, v in first.items()}), plan.mesh)
+  for done in range(0, plan.pretrain_steps, plan.unroll_steps):   # in chunks: bounded memory
+    count = min(plan.unroll_steps, plan.pretrain_steps - done)
+    state, m = plan.fns["pretrain"](
+        None, state, parallel.shard_batches(sampler.segment(done, count), plan.mesh))
+    unroll_lib.check_finite(m, done)
+  return state
+
+
+def _dev_batches(plan: _TeachPlan, student_state: StudentState, update: int):
+  """Outer step ``update``'s dev batches for ``dw_T``, prepared by the measure, sharded.
+
+  All of dev, or (``dev_sample_size``) a fresh sample drawn from
+  ``(seed, 7, update)``; the measure's ``prepare`` (e.g. candidate sampling
+  for expected BLEU) gets ``fold_in(rng, 2_000_000 + update)``.
+  """
+  if plan.dev_sample_size is None:
+    dev_batches = plan.full_dev_host
+  else:
+    n_dev = len(next(iter(plan.dev.values())))
+    idx = np.random.default_rng([plan.seed, 7, update]).choice(n_dev, plan.dev_sample_size,
+                                                                replace=False)
+    dev_batches = make_eval_batches({k: v[idx] for k, v in plan.dev.items()},
+                                    plan.dev_batch_size)
+  prepared = plan.measure.prepare(plan.student, student_state, dev_batches,
+                                  jax.random.fold_in(plan.rng, 2_000_000 + update))
+  return (plan.full_dev if prepared is plan.full_dev_host
+          else parallel.shard_batches(prepared, plan.mesh))
+
+
+def _reverse_estimate(plan, theta, update, student_state, sampler, start, batches, dev_batches):
+  """``reverse``: the hand-written reverse scan, Eqns. (3)-(5)."""
+  del update, sampler, start
+  return plan.fns["reverse"](theta, student_state, batches, dev_batches)
+
+
+def _forward_estimate(plan, theta, update, student_state, sampler, start, batches, dev_batches):
+  """``forward``: forward mode, the segment's batches drawn chunk by chunk."""
+  del update, batches
+  return _forward_segment(plan.fns["forward"], theta, student_state, sampler, start,
+                          plan.unroll_steps, plan.chunk, dev_batches, plan.mesh)
+
+
+def _es_estimate(plan, theta, update, student_state, sampler, start, batches, dev_batches):
+  """``es``: antithetic evolution strategies over the whole segment in one call."""
+  del sampler, start
+  return _es_fn(plan.student, plan.teacher, plan.measure, plan.es_population, plan.es_sigma)(
+      theta, student_state, batches, dev_batches,
+      jax.random.fold_in(plan.rng, 3_000_000 + update))
+
+
+# How each estimator computes a segment's hypergradient: ``(plan, theta, update,
+# student_state, sampler, start, batches, dev_batches) -> HypergradResult``.
+_ESTIMATES = {"reverse": _reverse_estimate, "forward": _forward_estimate, "es": _es_estimate}
+
+
+def _checked_norm(res: hypergrad.HypergradResult, update: int, start: int, num_steps: int,
+                  student_state: StudentState) -> float:
+  """``||dtheta||`` after checking the segment's metrics and the hypergradient are finite.
+
+  Raises:
+    FloatingPointError: naming the step, or the outer step and what to try.
+  """
+  unroll_lib.check_finite(res.metrics, start)
+  hnorm = float(optax.tree.norm(res.dtheta))
+  if not np.isfinite(hnorm):
+    raise FloatingPointError(
+        f"Non-finite hypergradient at outer step {update} (student steps "
+        f"{start}..{start + num_steps - 1}); " + _nan_hint(student_state))
+  return hnorm
+
+
+def _with_dev_accuracy(state: StudentState, accuracy: float) -> StudentState:
+  """The student's carry with its running ``dev_acc`` (the teacher's state) set to ``accuracy``."""
+  return state.replace(stats=state_features.with_dev_accuracy(state.stats, accuracy))
+
+
+def _teach_record(plan: _TeachPlan, update: int, episode: int, segment: int,
+                  res: hypergrad.HypergradResult, final: StudentState, dev_accuracy: float,
+                  hnorm: float, phi_stats: dict) -> dict:
+  """The history record of one outer step (``seconds`` are added by the caller)."""
+  return {
+      "update": update, "episode": episode, "segment": segment,
+      "student_step": int(final.step), "estimator": plan.estimator,
+      "dev_measure": float(res.value), "dev_accuracy": dev_accuracy,
+      "train_loss": float(jnp.mean(res.metrics.loss)),
+      "train_cross_entropy": float(jnp.mean(res.metrics.cross_entropy)),
+      "hypergrad_norm": hnorm, **phi_stats,
+  }
+
+
+def _teach_update(plan: _TeachPlan, state: TeachState) -> tuple[TeachState, dict]:
+  """One outer step of Algorithm 1: a segment of ``T`` student steps, one teacher update.
+
+  Returns:
+    ``(the next TeachState, the step's history record)``.
+  """
+  t0 = time.time()
+  episode, segment = divmod(state.update, plan.segments_per_episode)
+  sampler = _sampler(plan.train, plan.batch_size, plan.seed * 1_000_003 + episode, plan.student)
+  student_state, warm_start_seconds = state.student, 0.0
+  if segment == 0 or student_state is None:
+    student_state = _warm_start(plan, sampler, episode)
+    warm_start_seconds = time.time() - t0   # reported apart from the outer step's time
+    t0 = time.time()
+  start = int(student_state.step)
+  batches = None
+  if plan.estimator != "forward":         # forward draws its batches chunk by chunk
+    batches = parallel.shard_batches(sampler.segment(start, plan.unroll_steps), plan.mesh)
+  dev_batches = _dev_batches(plan, student_state, state.update)
+  res = _ESTIMATES[plan.estimator](plan, state.theta, state.update, student_state, sampler,
+                                   start, batches, dev_batches)
+  hnorm = _checked_norm(res, state.update, start, plan.unroll_steps, student_state)
+  theta, opt_state = plan.fns["outer_step"](state.theta, state.opt_state, res.dtheta)
+  final = res.final_state
+  dev_accuracy = _host(plan.fns["eval"](final.params, final.model_state,
+                                        plan.full_dev))["accuracy"]
+  final = _with_dev_accuracy(final, dev_accuracy)
+  record = _teach_record(plan, state.update, episode, segment, res, final, dev_accuracy, hnorm,
+                         _host(plan.fns["phi"](state.theta, student_state)))
+  last = segment == plan.segments_per_episode - 1
+  state = TeachState(theta=theta, opt_state=opt_state, student=None if last else final,
+                     update=state.update + 1)
+  record["seconds"] = time.time() - t0
+  record["warm_start_seconds"] = warm_start_seconds
+  return state, record
+
+
+def _teach_fns(student: Student, teacher: Teacher, measure: measures.Measure, tx, *,
+               estimator, method, memory, checkpoint_every) -> dict:
+  """The compiled functions of one :func:`teach` call (cached ones where they can be)."""
+  return {
+      "forward": _forward_fns(student, teacher, measure) if estimator == "forward" else None,
+      "reverse": _hypergradient_fn(student, teacher, measure, method, memory, checkpoint_every),
+      "eval": _eval_fn(student),
+      "pretrain": _unroll_fn(student, losses.BaselineLoss("cross_entropy")),
+      "phi": _phi_stats_fn(teacher),
+      "outer_step": _make_outer_step(tx, measure.maximize),
+  }
+
+
+def _report(callback, bar, state, record: dict, steps: int, **postfix) -> None:
+  """Calls ``callback(state, record)`` and advances the progress bar by ``steps``."""
+  if callback is not None:
+    callback(state, record)
+  if bar is not None:
+    bar.update(steps)
+    bar.set_postfix(**postfix)
+
+
+def teach(student: Student, teacher: Teacher, train, dev, *,
           measure: Optional[measures.Measure] = None,
           teacher_optimizer: Optional[optax.GradientTransformation] = None,
-          unroll_steps: int = 200, num_episodes: int = 10, mode: str = "episodes",
+          unroll_steps: int = 200, num_episodes: int = 10, mode: Mode = "episodes",
           segments_per_episode: Optional[int] = None, pretrain_steps: int = 0,
           batch_size: int = 128, dev_batch_size: int = 500,
-          dev_sample_size: Optional[int] = None, method: str = "auto",
-          memory: str = "store_all", checkpoint_every: Optional[int] = None, seed: int = 0,
+          dev_sample_size: Optional[int] = None, method: Method = "auto",
+          memory: Memory = "store_all", checkpoint_every: Optional[int] = None, seed: int = 0,
           init_state: Optional[TeachState] = None,
           callback: Optional[Callable[[TeachState, dict], None]] = None,
-          progress: bool = True, mesh: Optional[Mesh] = None, estimator: str = "reverse",
+          progress: bool = True, mesh: Optional[Mesh] = None, estimator: Estimator = "reverse",
           chunk_steps: Optional[int] = None, forward_max_params: int = 256,
           es_population: int = 8, es_sigma: float = 0.01) -> TeachResult:
   """Algorithm 1: learn the teacher ``theta`` by unrolling the student.
@@ -325,139 +595,83 @@ def teach(student: Student, teacher: Any, train, dev, *,
   References:
     Wu et al. 2018, Algorithm 1.
   """
-  if mode not in MODES:
-    raise ValueError(f"Unknown teaching mode {mode!r}; choose one of {MODES}.")
-  if estimator not in ESTIMATORS:
-    raise ValueError(f"Unknown hypergradient estimator {estimator!r}; choose one of "
-                     f"{ESTIMATORS}.")
-  if chunk_steps is not None and chunk_steps < 1:
-    raise ValueError(f"chunk_steps must be >= 1, got {chunk_steps}.")
-  if unroll_steps <= 0:
-    raise ValueError(f"unroll_steps (T) must be >= 1, got {unroll_steps}.")
-  if num_episodes <= 0 or pretrain_steps < 0:
-    raise ValueError(f"num_episodes must be >= 1 and pretrain_steps >= 0; got "
-                     f"{num_episodes}, {pretrain_steps}.")
-  if teacher.num_classes != student.num_classes:
-    raise ValueError(f"The teacher's loss has C={teacher.num_classes} classes but the student "
-                     f"has num_classes={student.num_classes}.")
-  if segments_per_episode is None:
-    segments_per_episode = 1 if mode == "episodes" else max(
-        1, (teacher.total_steps - pretrain_steps) // unroll_steps)
-  if segments_per_episode <= 0:
-    raise ValueError(f"segments_per_episode must be >= 1, got {segments_per_episode}.")
+  segments_per_episode = _check_teach_args(
+      student, teacher, mode=mode, estimator=estimator, chunk_steps=chunk_steps,
+      unroll_steps=unroll_steps, num_episodes=num_episodes, pretrain_steps=pretrain_steps,
+      segments_per_episode=segments_per_episode)
   measure = measure or measures.ExpectedAccuracy()
   tx = teacher_optimizer or optax.adam(1e-3)
-  dev = _as_arrays(dev, "dev", student)
-  n_dev = len(next(iter(dev.values())))
-  if dev_sample_size is not None and not 1 <= dev_sample_size <= n_dev:
-    raise ValueError(f"dev_sample_size={dev_sample_size} must be in [1, {n_dev}].")
-  full_dev_host = make_eval_batches(dev, dev_batch_size)
-  full_dev = parallel.shard_batches(full_dev_host, mesh)
-
+  dev, full_dev_host = _prepare_dev(dev, student, dev_sample_size, dev_batch_size)
   rng = jax.random.PRNGKey(seed)
-  if init_state is None:
-    theta = teacher.init(jax.random.fold_in(rng, 0))
-    init_state = TeachState(theta=theta, opt_state=tx.init(theta), student=None, update=0)
-  check_descent(tx, init_state.theta)
-  state = init_state.replace(theta=parallel.replicate(init_state.theta, mesh),
-                             opt_state=parallel.replicate(init_state.opt_state, mesh),
-                             student=parallel.replicate(init_state.student, mesh))
-  total_updates = num_episodes * segments_per_episode
+  state = _initial_teach_state(teacher, tx, rng, init_state, mesh)
   if estimator == "forward":
     forward_hypergrad.check_num_params(state.theta, forward_max_params)
-    chunk = min(unroll_steps, DEFAULT_MAX_CHUNK_STEPS) if chunk_steps is None else chunk_steps
-    forward_fns = _forward_fns(student, teacher, measure)
-
-  hyper_fn = _hypergradient_fn(student, teacher, measure, method, memory, checkpoint_every)
-  eval_fn = _eval_fn(student)
-  pretrain_fn = _unroll_fn(student, losses.BaselineLoss("cross_entropy"))
-  phi_fn = _phi_stats_fn(teacher)
-
-  @jax.jit
-  def outer_step(theta, opt_state, dtheta):
-    grads = jax.tree_util.tree_map(lambda g: -g if measure.maximize else g, dtheta)
-    updates, opt_state = tx.update(grads, opt_state, theta)
-    return optax.apply_updates(theta, updates), opt_state
-
+  plan = _TeachPlan(
+      student=student, teacher=teacher, measure=measure, train=train, seed=seed, rng=rng,
+      mesh=mesh, estimator=estimator, unroll_steps=unroll_steps, pretrain_steps=pretrain_steps,
+      batch_size=batch_size, segments_per_episode=segments_per_episode, dev=dev,
+      dev_batch_size=dev_batch_size, dev_sample_size=dev_sample_size,
+      full_dev_host=full_dev_host, full_dev=parallel.shard_batches(full_dev_host, mesh),
+      chunk=min(unroll_steps, DEFAULT_MAX_CHUNK_STEPS) if chunk_steps is None else chunk_steps,
+      es_population=es_population, es_sigma=es_sigma,
+      fns=_teach_fns(student, teacher, measure, tx, estimator=estimator, method=method,
+                     memory=memory, checkpoint_every=checkpoint_every))
+  total_updates = num_episodes * segments_per_episode
   history = []
   bar = _progress(total_updates, "teach", progress, initial=state.update)
   while state.update < total_updates:
-    t0 = time.time()
-    episode, segment = divmod(state.update, segments_per_episode)
-    sampler = _sampler(train, batch_size, seed * 1_000_003 + episode, student)
-    student_state = state.student
-    warm_start_seconds = 0.0
-    if segment == 0 or student_state is None:
-      first = sampler.segment(0, 1)
-      student_state = parallel.replicate(
-          student.init(jax.random.fold_in(rng, 1000 + episode),
-                       {k: v[0] for k, v in first.items()}), mesh)
-      for done in range(0, pretrain_steps, unroll_steps):   # in chunks: bounded host memory
-        count = min(unroll_steps, pretrain_steps - done)
-        student_state, m = pretrain_fn(
-            None, student_state, parallel.shard_batches(sampler.segment(done, count), mesh))
-        unroll_lib.check_finite(m, done)
-      warm_start_seconds = time.time() - t0   # reported apart from the outer step's time
-      t0 = time.time()
-    start = int(student_state.step)
-    if estimator != "forward":            # forward draws its batches chunk by chunk
-      batches = parallel.shard_batches(sampler.segment(start, unroll_steps), mesh)
-    if dev_sample_size is None:
-      dev_batches = full_dev_host
-    else:
-      idx = np.random.default_rng([seed, 7, state.update]).choice(n_dev, dev_sample_size,
-                                                                   replace=False)
-      dev_batches = make_eval_batches({k: v[idx] for k, v in dev.items()}, dev_batch_size)
-    prepared = measure.prepare(student, student_state, dev_batches,
-                               jax.random.fold_in(rng, 2_000_000 + state.update))
-    dev_batches = (full_dev if prepared is full_dev_host
-                   else parallel.shard_batches(prepared, mesh))
-    if estimator == "reverse":
-      res = hyper_fn(state.theta, student_state, batches, dev_batches)
-    elif estimator == "forward":
-      res = _forward_segment(forward_fns, state.theta, student_state, sampler, start,
-                             unroll_steps, chunk, dev_batches, mesh)
-    else:                                 # the whole segment in one call
-      res = _es_fn(student, teacher, measure, es_population, es_sigma)(
-          state.theta, student_state, batches, dev_batches,
-          jax.random.fold_in(rng, 3_000_000 + state.update))
-    unroll_lib.check_finite(res.metrics, start)
-    hnorm = float(optax.tree.norm(res.dtheta))
-    if not np.isfinite(hnorm):
-      raise FloatingPointError(
-          f"Non-finite hypergradient at outer step {state.update} (student steps "
-          f"{start}..{start + unroll_steps - 1}); " + _nan_hint(student_state))
-    theta, opt_state = outer_step(state.theta, state.opt_state, res.dtheta)
-    final = res.final_state
-    dev_eval = _host(eval_fn(final.params, final.model_state, full_dev))
-    final = final.replace(stats=final.stats.replace(
-        dev_acc=jnp.asarray(dev_eval["accuracy"], final.stats.dev_acc.dtype)))
-    record = {
-        "update": state.update, "episode": episode, "segment": segment,
-        "student_step": int(final.step), "estimator": estimator, "dev_measure": float(res.value),
-        "dev_accuracy": dev_eval["accuracy"],
-        "train_loss": float(jnp.mean(res.metrics.loss)),
-        "train_cross_entropy": float(jnp.mean(res.metrics.cross_entropy)),
-        "hypergrad_norm": hnorm, **_host(phi_fn(state.theta, student_state)),
-    }
-    last = segment == segments_per_episode - 1
-    state = TeachState(theta=theta, opt_state=opt_state, student=None if last else final,
-                       update=state.update + 1)
-    record["seconds"] = time.time() - t0
-    record["warm_start_seconds"] = warm_start_seconds
+    state, record = _teach_update(plan, state)
     history.append(record)
-    if callback is not None:
-      callback(state, record)
-    if bar is not None:
-      bar.update(1)
-      bar.set_postfix(dev_M=f"{record['dev_measure']:.4f}",
-                      dev_acc=f"{record['dev_accuracy']:.4f}")
+    _report(callback, bar, state, record, 1, dev_M=f"{record['dev_measure']:.4f}",
+            dev_acc=f"{record['dev_accuracy']:.4f}")
   if bar is not None:
     bar.close()
   return TeachResult(theta=state.theta, history=history, state=state)
 
 
-def train_student(student: Student, loss: Any, train, *, theta: Any = None,
+def _check_train_args(student: Student, loss: LossProvider, theta, num_steps: int,
+                      eval_every: int) -> None:
+  """The argument checks of :func:`train_student`."""
+  if num_steps <= 0 or eval_every <= 0:
+    raise ValueError(f"num_steps and eval_every must be >= 1; got {num_steps}, {eval_every}.")
+  if not isinstance(loss, losses.BaselineLoss):
+    if theta is None:
+      raise ValueError("train_student with a Teacher needs its frozen parameters: theta=...")
+    _check_class_count(student, loss)
+
+
+def _run_steps(run_fn, theta, state: StudentState, sampler, stop: int, mesh):
+  """Trains the student up to step ``stop``: ``(state, StepMetrics [stop - start])``.
+
+  The steps run as jit-compiled scans, cut at multiples of the sampler's
+  ``segment_steps`` when it has one (a length-bucketed sampler asks for scans
+  of its block size, one padded width each).
+  """
+  piece = getattr(sampler, "segment_steps", stop - int(state.step))
+  parts = []
+  while int(state.step) < stop:
+    at = int(state.step)
+    n = min(piece - at % piece, stop - at)
+    state, m = run_fn(theta, state, parallel.shard_batches(sampler.segment(at, n), mesh))
+    unroll_lib.check_finite(m, at)
+    parts.append(m)
+  return state, jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *parts)
+
+
+def _train_record(state: StudentState, metrics: unroll_lib.StepMetrics, phi_stats: dict,
+                  eval_fn, evals: dict) -> dict:
+  """One evaluation's history record (``seconds`` are added by the caller)."""
+  record = {"step": int(state.step),
+            "train_loss": float(jnp.mean(metrics.loss)),
+            "train_cross_entropy": float(jnp.mean(metrics.cross_entropy)),
+            "train_accuracy": float(jnp.mean(metrics.accuracy)), **phi_stats}
+  for name, batches in evals.items():
+    for k, v in _host(eval_fn(state.params, state.model_state, batches)).items():
+      record[f"{name}_{k}"] = v
+  return record
+
+
+def train_student(student: Student, loss: LossProvider, train, *, theta: Any = None,
                   num_steps: int = 1000, batch_size: int = 128, seed: int = 0,
                   eval_every: int = 100, dev=None, test=None, eval_batch_size: int = 1000,
                   init_state: Optional[StudentState] = None,
@@ -500,30 +714,17 @@ def train_student(student: Student, loss: Any, train, *, theta: Any = None,
       split outside ``[0, C)`` (names the split and the value).
     FloatingPointError: NaN/inf in training (names the step).
   """
-  if num_steps <= 0 or eval_every <= 0:
-    raise ValueError(f"num_steps and eval_every must be >= 1; got {num_steps}, {eval_every}.")
-  is_baseline = isinstance(loss, losses.BaselineLoss)
-  if not is_baseline:
-    if theta is None:
-      raise ValueError("train_student with a Teacher needs its frozen parameters: theta=...")
-    if loss.num_classes != student.num_classes:
-      raise ValueError(f"The teacher's loss has C={loss.num_classes} classes but the student "
-                       f"has num_classes={student.num_classes}.")
+  _check_train_args(student, loss, theta, num_steps, eval_every)
   sampler = _sampler(train, batch_size, seed, student)
   evals = {name: parallel.shard_batches(make_eval_batches(_as_arrays(d, name, student),
                                                           eval_batch_size), mesh)
            for name, d in (("dev", dev), ("test", test)) if d is not None}
-
-  run_fn = _unroll_fn(student, loss)
-  eval_fn = _eval_fn(student)
-  phi_fn = _phi_stats_fn(loss)
-
+  run_fn, eval_fn, phi_fn = _unroll_fn(student, loss), _eval_fn(student), _phi_stats_fn(loss)
   state = init_state
   if state is None:
     first = sampler.segment(0, 1)
     state = student.init(jax.random.PRNGKey(seed), {k: v[0] for k, v in first.items()})
-  state = parallel.replicate(state, mesh)
-  theta = parallel.replicate(theta, mesh)
+  state, theta = parallel.replicate(state, mesh), parallel.replicate(theta, mesh)
   history = []
   bar = _progress(num_steps, desc, progress, initial=int(state.step))
   while int(state.step) < num_steps:
@@ -531,34 +732,14 @@ def train_student(student: Student, loss: Any, train, *, theta: Any = None,
     start = int(state.step)
     count = min(eval_every - start % eval_every, num_steps - start)
     phi_stats = _host(phi_fn(theta, state))
-    # A length-bucketed sampler asks for scans of its block size (one padded width each).
-    piece = getattr(sampler, "segment_steps", count)
-    parts = []
-    while int(state.step) < start + count:
-      at = int(state.step)
-      n = min(piece - at % piece, start + count - at)
-      state, m = run_fn(theta, state, parallel.shard_batches(sampler.segment(at, n), mesh))
-      unroll_lib.check_finite(m, at)
-      parts.append(m)
-    metrics = jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *parts)
-    record = {"step": int(state.step),
-              "train_loss": float(jnp.mean(metrics.loss)),
-              "train_cross_entropy": float(jnp.mean(metrics.cross_entropy)),
-              "train_accuracy": float(jnp.mean(metrics.accuracy)), **phi_stats}
-    for name, batches in evals.items():
-      for k, v in _host(eval_fn(state.params, state.model_state, batches)).items():
-        record[f"{name}_{k}"] = v
+    state, metrics = _run_steps(run_fn, theta, state, sampler, start + count, mesh)
+    record = _train_record(state, metrics, phi_stats, eval_fn, evals)
     if "dev" in evals:
-      state = state.replace(stats=state.stats.replace(
-          dev_acc=jnp.asarray(record["dev_accuracy"], state.stats.dev_acc.dtype)))
+      state = _with_dev_accuracy(state, record["dev_accuracy"])
     record["seconds"] = time.time() - t0
     history.append(record)
-    if callback is not None:
-      callback(state, record)
-    if bar is not None:
-      bar.update(count)
-      shown = {k: f"{record[k]:.4f}" for k in ("dev_accuracy", "test_accuracy") if k in record}
-      bar.set_postfix(loss=f"{record['train_loss']:.4f}", **shown)
+    _report(callback, bar, state, record, count, loss=f"{record['train_loss']:.4f}",
+            **{k: f"{record[k]:.4f}" for k in ("dev_accuracy", "test_accuracy") if k in record})
   if bar is not None:
     bar.close()
   return TrainResult(state=state, history=history)

@@ -11,9 +11,9 @@ For plain SGD the update is ``w_{t+1} = w_t - eta_t g_t`` (Eqn. 1). BatchNorm
 statistics, the PRNG key, the step counter and the running statistics ride in
 the carry (:class:`~dlf_jax.student.StudentState`) under ``stop_gradient``.
 
-The "loss provider" argument ``teacher`` is anything with the teacher
-interface (``state_features``, ``phi``, ``loss``): a
-:class:`~dlf_jax.teacher.Teacher` or a fixed
+The loss-provider argument ``teacher`` is a
+:class:`~dlf_jax.contracts.LossProvider` (``state_features``, ``phi``,
+``loss``, ``ema_decay``): a :class:`~dlf_jax.teacher.Teacher` or a fixed
 :class:`~dlf_jax.losses.BaselineLoss`.
 """
 from __future__ import annotations
@@ -26,7 +26,8 @@ import numpy as np
 import optax
 from flax import struct
 
-from dlf_jax import losses, measures, teacher as teacher_lib
+from dlf_jax import losses, measures, state_features
+from dlf_jax.contracts import LossProvider
 from dlf_jax.student import Student, StudentState
 
 __all__ = ["StepMetrics", "apply_step", "inner_step", "unroll", "dev_measure",
@@ -49,13 +50,13 @@ class StepMetrics:
   grad_norm: jax.Array
 
 
-def apply_step(student: Student, teacher: Any, phi: Any, state: StudentState,
+def apply_step(student: Student, teacher: LossProvider, phi: Any, state: StudentState,
                batch) -> tuple[StudentState, StepMetrics]:
   """One optimizer step of the student with a given ``phi_t`` (Eqn. 1).
 
   Args:
     student: the :class:`~dlf_jax.student.Student`.
-    teacher: loss provider (``teacher.loss(phi, outputs, labels, mask)``).
+    teacher: the loss provider (``teacher.loss(phi, outputs, labels, mask)``).
     phi: loss parameters ``phi_t`` (None for baselines).
     state: the carry at step ``t``.
     batch: one batch ``B_t`` (dict of ``[B, ...]`` arrays).
@@ -81,8 +82,7 @@ def apply_step(student: Student, teacher: Any, phi: Any, state: StudentState,
   logits = jax.lax.stop_gradient(logits)
   ce = losses.cross_entropy(logits, labels, mask)
   acc = measures.accuracy(logits, labels, mask)
-  decay = getattr(teacher, "ema_decay", 0.9)
-  stats = teacher_lib.update_running_stats(state.stats, ce, acc, decay)
+  stats = state_features.update_running_stats(state.stats, ce, acc, teacher.ema_decay)
   metrics = StepMetrics(loss=jax.lax.stop_gradient(loss), cross_entropy=ce, accuracy=acc,
                         grad_norm=jax.lax.stop_gradient(optax.tree.norm(grads)))
   new_state = state.replace(params=params, opt_state=opt_state,
@@ -90,7 +90,7 @@ def apply_step(student: Student, teacher: Any, phi: Any, state: StudentState,
   return new_state, metrics
 
 
-def inner_step(student: Student, teacher: Any, theta: Any, state: StudentState,
+def inner_step(student: Student, teacher: LossProvider, theta: Any, state: StudentState,
                batch) -> tuple[StudentState, StepMetrics]:
   """``phi_t = mu_theta(s_t)``, then :func:`apply_step`."""
   phi = teacher.phi(theta, teacher.state_features(state.step, state.stats))
@@ -139,7 +139,7 @@ def check_finite_inputs(tree, name: str) -> None:
         "np.nan_to_num) before the call.")
 
 
-def unroll(student: Student, teacher: Any, theta: Any, state: StudentState, batches,
+def unroll(student: Student, teacher: LossProvider, theta: Any, state: StudentState, batches,
            ) -> tuple[StudentState, StepMetrics]:
   """Eqn. (1) for ``t = 0 .. T-1`` as one ``lax.scan`` (compiled once, any T).
 

@@ -685,6 +685,50 @@ def _check_raw(images: np.ndarray, labels: np.ndarray, *, name: str, what: str,
 # -------------------------------------------------------------------------- public
 
 
+def _check_load_args(name: str, source: str, dev_split: str, dev_size, train_size,
+                     test_size, seed) -> None:
+  """The argument checks of :func:`load_image_dataset` (raises ``ValueError``)."""
+  if name not in DATASETS:
+    raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}.")
+  if source not in SOURCES:
+    raise ValueError(f"Unknown source {source!r}; valid sources: {', '.join(SOURCES)}.")
+  if (source == "embedded") != (name == "embedded_mnist") and source != "auto":
+    raise ValueError(f"source={source!r} does not serve {name!r}: 'embedded' is the only "
+                     "source of 'embedded_mnist', and serves nothing else.")
+  if dev_split not in DEV_SPLITS:
+    raise ValueError(f"Unknown dev_split {dev_split!r}; valid: {', '.join(DEV_SPLITS)}.")
+  _check_size(dev_size, "dev_size", allow_none=True)
+  _check_size(train_size, "train_size", allow_none=True)
+  _check_size(test_size, "test_size", allow_none=True)
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
+
+
+def _find_pool(name: str, source: str, data_dir: str | None):
+  """The source that serves ``name``: embedded, tfds, or local files (tfds as a fallback).
+
+  Raises:
+    FileNotFoundError: nothing serves ``name``; the message lists every place
+      looked in and the fix.
+  """
+  if name == "embedded_mnist":
+    pool = _embedded_pool()
+  elif source == "tfds":
+    pool = _tfds_pool(name, data_dir)
+  else:
+    root = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else default_data_dir()
+    pool, looked = _files_pool(name, root)
+    if pool is None and source == "auto":
+      prepared, why_not = _tfds_prepared(name, data_dir)
+      if prepared:
+        pool = _tfds_pool(name, data_dir)
+      else:
+        looked.append(why_not)
+    if pool is None:
+      raise FileNotFoundError(_missing_message(name, looked, tfds_tried=source == "auto"))
+  return pool
+
+
 def load_image_dataset(name: str, *, source: str = "auto", data_dir: str | None = None,
                        dev_size: int | None = None, dev_split: str = "random",
                        train_size: int | None = None, test_size: int | None = None,
@@ -728,36 +772,8 @@ def load_image_dataset(name: str, *, source: str = "auto", data_dir: str | None 
       looked in and the fix.
     ImportError: if ``source='tfds'`` and tensorflow-datasets is not installed.
   """
-  if name not in DATASETS:
-    raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}.")
-  if source not in SOURCES:
-    raise ValueError(f"Unknown source {source!r}; valid sources: {', '.join(SOURCES)}.")
-  if (source == "embedded") != (name == "embedded_mnist") and source != "auto":
-    raise ValueError(f"source={source!r} does not serve {name!r}: 'embedded' is the only "
-                     "source of 'embedded_mnist', and serves nothing else.")
-  if dev_split not in DEV_SPLITS:
-    raise ValueError(f"Unknown dev_split {dev_split!r}; valid: {', '.join(DEV_SPLITS)}.")
-  _check_size(dev_size, "dev_size", allow_none=True)
-  _check_size(train_size, "train_size", allow_none=True)
-  _check_size(test_size, "test_size", allow_none=True)
-  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-    raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
-
-  if name == "embedded_mnist":
-    pool = _embedded_pool()
-  elif source == "tfds":
-    pool = _tfds_pool(name, data_dir)
-  else:
-    root = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else default_data_dir()
-    pool, looked = _files_pool(name, root)
-    if pool is None and source == "auto":
-      prepared, why_not = _tfds_prepared(name, data_dir)
-      if prepared:
-        pool = _tfds_pool(name, data_dir)
-      else:
-        looked.append(why_not)
-    if pool is None:
-      raise FileNotFoundError(_missing_message(name, looked, tfds_tried=source == "auto"))
+  _check_load_args(name, source, dev_split, dev_size, train_size, test_size, seed)
+  pool = _find_pool(name, source, data_dir)
 
   train_idx, dev_idx, test_idx = _carve_indices(
       pool.num_train, pool.num_test,

@@ -17,8 +17,8 @@ Corpora (German -> English):
 Subwords: :class:`SubwordTokenizer` trains sentencepiece BPE on the training
 split (joint source+target vocabulary, or one per language), caches the model
 files in a directory (the experiment's workdir) and reuses them when the
-training text and settings match. Ids: ``pad = 0``, ``unk = 1``, ``bos = 2``,
-``eos = 3``.
+training text and settings match. Ids (:mod:`dlf_jax.data.vocab`): ``pad = 0``,
+``unk = 1``, ``bos = 2``, ``eos = 3``.
 
 Batches: :func:`encode_corpus` turns pairs into padded int32 arrays
 ``src [N, Ls]`` (ends with EOS), ``tgt_in [N, Lt]`` (BOS + target),
@@ -40,6 +40,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from dlf_jax.data.images import default_data_dir
+# The special-token ids live in dlf_jax.data.vocab; re-exported here for compatibility.
+from dlf_jax.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, strip_special
 
 __all__ = [
     "CORPORA", "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "ParallelText", "TranslationCorpus",
@@ -48,7 +50,6 @@ __all__ = [
 ]
 
 CORPORA = ("multi30k", "iwslt14")
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 _MULTI30K_SPLITS = {"train": "train", "dev": "val", "test": "test_2016_flickr"}
 _IWSLT_SPLITS = {"train": "train", "dev": "valid", "test": "test"}
@@ -264,13 +265,7 @@ class SubwordTokenizer:
 
   def decode_tgt(self, ids) -> str:
     """Target ids (int sequence, cut at the first EOS; PAD/BOS dropped) -> detokenised text."""
-    out = []
-    for i in np.asarray(ids).tolist():
-      if i == EOS_ID:
-        break
-      if i not in (PAD_ID, BOS_ID):
-        out.append(i)
-    return self.tgt.decode(out)
+    return self.tgt.decode(strip_special(ids))
 
 
 def _pad(seqs: Sequence[Sequence[int]], length: int) -> np.ndarray:
