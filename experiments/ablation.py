@@ -270,19 +270,20 @@ def _variant_row(runner: Runner, name: str, cfg, final_seeds: list) -> tuple[dic
   description, _, options = VARIANTS[name]
   taught = runner.untaught(cfg) if options.get("untaught") else runner.teach(cfg)
   warm = cfg.teach.pretrain_steps
+  tag = f"{name}_{teaching_key(cfg)}"    # cached students belong to this row's config only
   chosen, selection = len(taught["snapshots"]) - 1, None
   if options.get("select"):
     # One fresh student per candidate; the lowest validation error wins.
     selection = {}
     for i, theta in enumerate(taught["snapshots"]):
-      errs = [runner.student_run(f"{name}_cand{i}", s, taught["teacher"], theta,
+      errs = [runner.student_run(f"{tag}_cand{i}", s, taught["teacher"], theta,
                                  warm=warm, config=cfg, read_test=False)["val_error"]
               for s in TUNE_SEEDS]
       selection[taught["updates"][i]] = float(np.mean(errs))
     # A tie (errors are multiples of 100 / val_size) goes to the earlier checkpoint.
     chosen = int(np.argmin(np.round(list(selection.values()), 6)))
   theta = taught["snapshots"][chosen]
-  results = [runner.student_run(f"{name}_u{taught['updates'][chosen]}", s,
+  results = [runner.student_run(f"{tag}_u{taught['updates'][chosen]}", s,
                                 taught["teacher"], theta, warm=warm, config=cfg)
              for s in final_seeds]
   extra = {"teach_seconds": taught["seconds"], "outer_steps": taught["updates"][-1],
@@ -315,7 +316,9 @@ def run(config, workdir: str, variants, seeds: int, val_size: int,
             "large_margin": "Large-Margin Softmax (m = 2, beta annealed)"}[method]
     rows.append(_row(method, desc, [runner.baseline(method, s, eps) for s in final_seeds]))
 
-  cfg, last = config, None
+  # The chain starts from the previous default whatever the config file's recipe is, so a
+  # row adds its ingredient to the rows above it and never to the file's own recipe.
+  cfg, last = apply_overrides(config, _PREVIOUS_DEFAULT, tuned_eps=tuned_eps), None
   for name in variants:
     cfg = apply_overrides(cfg, VARIANTS[name][1], tuned_eps=tuned_eps)
     row, taught = _variant_row(runner, name, cfg, final_seeds)

@@ -1,16 +1,27 @@
 """Shared pytest fixtures for the dlf_jax tests."""
+import contextlib
+
 import jax
 import numpy as np
 import pytest
 
 
+@contextlib.contextmanager
+def jax_option(name: str, value):
+  """Sets ``jax.config`` option ``name`` to ``value`` and restores it afterwards."""
+  previous = jax.config.read(name)
+  jax.config.update(name, value)
+  try:
+    yield
+  finally:
+    jax.config.update(name, previous)
+
+
 @pytest.fixture
 def x64():
   """Enables float64 for one test and restores the previous setting afterwards."""
-  previous = jax.config.read("jax_enable_x64")
-  jax.config.update("jax_enable_x64", True)
-  yield
-  jax.config.update("jax_enable_x64", previous)
+  with jax_option("jax_enable_x64", True):
+    yield
 
 
 @pytest.fixture
@@ -22,7 +33,12 @@ def rng():
 @pytest.fixture(scope="module")
 def fast_compile():
   """XLA without most optimizations for a module: compiles ~2x faster; for tiny programs."""
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
+  with jax_option("jax_disable_most_optimizations", True):
+    yield
+
+
+@pytest.fixture
+def xla_optimized():
+  """XLA's default optimizations for one test (inside a ``fast_compile`` module)."""
+  with jax_option("jax_disable_most_optimizations", False):
+    yield
