@@ -1,7 +1,8 @@
 """End-to-end tests of the experiment runner (experiments/): configs, reports, resuming.
 
-Every config's ``:smoke`` variant runs through ``experiments.train.run`` (the
-quickstart also through ``python -m experiments.main``); the resume tests
+Every image config's ``:smoke`` variant is validated, and one per model family runs
+through ``experiments.train.run`` (the quickstart also through
+``python -m experiments.main``); the resume tests
 interrupt a run during teaching and during student training (through the
 ``on_checkpoint`` hook at several points in turn, and by SIGKILL of the CLI) and check that the
 resumed run's numbers equal an uninterrupted run's exactly.
