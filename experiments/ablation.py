@@ -52,18 +52,19 @@ from dlf_jax import unroll as unroll_lib
 from dlf_jax.data.batching import make_eval_batches
 from experiments import builders, phases, reporting, schema, splits as splits_lib
 
-__all__ = ["VARIANTS", "BASELINE_ROWS", "teaching_key", "apply_overrides", "run"]
+__all__ = ["VARIANTS", "PREVIOUS_DEFAULT", "BASELINE_ROWS", "teaching_key", "apply_overrides",
+           "run"]
 
 # name -> (what the row adds, config overrides applied on top of the previous row, options).
 # ``anchor_smoothing='tuned'`` takes the label-smoothing eps selected on the validation split.
 # The chain starts from the previous default whatever the config file's recipe is (the
 # ``paper`` row then overrides the family keys through the recipe).
-_PREVIOUS_DEFAULT = {"teacher.parameterisation": "diagonal", "teacher.link": "sigmoid",
+PREVIOUS_DEFAULT = {"teacher.parameterisation": "diagonal", "teacher.link": "sigmoid",
                      "teacher.anchor": "cross_entropy", "teacher.anchor_smoothing": 0.1,
                      "teach.measure": "expected_accuracy", "teach.select": False}
 VARIANTS = {
     "paper": ("Eqn. (2) as written: full W, sigmoid link, CE anchor, expected dev accuracy",
-              {**_PREVIOUS_DEFAULT, "teacher.recipe": "paper"}, {}),
+              {**PREVIOUS_DEFAULT, "teacher.recipe": "paper"}, {}),
     "diagonal": ("diagonal W (the previous default)",
                  {"teacher.recipe": "config", "teacher.parameterisation": "diagonal",
                   "teacher.link": "sigmoid", "teach.measure": "expected_accuracy"}, {}),
@@ -80,6 +81,11 @@ VARIANTS = {
     "full_horizon": ("+ full horizon: T = the whole run after the warm start (checkpointed)",
                      {"teach.unroll_steps": "full", "teach.memory": "checkpointed",
                       "teach.num_episodes": 8}, {}),
+    "recipe": ("the configs' default recipe in one row: identity link, soft-target W, "
+               "tuned LS anchor, dev cross-entropy",
+               {"teacher.link": "identity", "teacher.parameterisation": "soft_target",
+                "teacher.target": "class", "teacher.anchor": "label_smoothing",
+                "teacher.anchor_smoothing": "tuned", "teach.measure": "cross_entropy"}, {}),
     "select": ("+ validation selection among the teaching checkpoints and the untaught anchor",
                {}, {"select": True}),
     "smoothed_error": ("full_horizon with the demo's sigmoid-smoothed dev error as the reward",
@@ -87,7 +93,7 @@ VARIANTS = {
 }
 BASELINE_ROWS = ("cross_entropy", "label_smoothing", "large_margin")
 LS_GRID = (0.05, 0.1, 0.2, 0.3)
-TUNE_SEEDS = (1000, 1001)        # students that select (never the final seeds)
+TUNE_SEEDS = (1000, 1001)        # students that select (never the final seeds), by default
 
 FLAGS = flags.FLAGS
 
@@ -129,8 +135,10 @@ def apply_overrides(config, overrides: dict, *, tuned_eps: float):
 class Runner:
   """Trains and caches students and teachers of one ablation workdir."""
 
-  def __init__(self, config, workdir: str, splits: dict, num_classes: int):
+  def __init__(self, config, workdir: str, splits: dict, num_classes: int,
+               tune_seeds=TUNE_SEEDS):
     self.config, self.workdir, self.splits = config, workdir, splits
+    self.tune_seeds = tuple(tune_seeds)
     self.num_classes = num_classes
     self.student = builders.build_student(config, num_classes)
     self._eval = jax.jit(lambda p, m, b: unroll_lib.evaluate(self.student, p, m, b))
@@ -278,7 +286,7 @@ def _variant_row(runner: Runner, name: str, cfg, final_seeds: list) -> tuple[dic
     for i, theta in enumerate(taught["snapshots"]):
       errs = [runner.student_run(f"{tag}_cand{i}", s, taught["teacher"], theta,
                                  warm=warm, config=cfg, read_test=False)["val_error"]
-              for s in TUNE_SEEDS]
+              for s in runner.tune_seeds]
       selection[taught["updates"][i]] = float(np.mean(errs))
     # A tie (errors are multiples of 100 / val_size) goes to the earlier checkpoint.
     chosen = int(np.argmin(np.round(list(selection.values()), 6)))
@@ -293,19 +301,23 @@ def _variant_row(runner: Runner, name: str, cfg, final_seeds: list) -> tuple[dic
 
 
 def run(config, workdir: str, variants, seeds: int, val_size: int,
-        baselines=BASELINE_ROWS, ls_grid=LS_GRID) -> dict:
-  """Runs the ablation (module docstring) and writes ``ablation.{json,md}`` and a plot."""
+        baselines=BASELINE_ROWS, ls_grid=LS_GRID, tune_seeds=TUNE_SEEDS) -> dict:
+  """Runs the ablation (module docstring) and writes ``ablation.{json,md}`` and a plot.
+
+  ``tune_seeds``: the students (seeds, never the final ones) that select label
+  smoothing's eps and, for ``select`` rows, the teacher checkpoint.
+  """
   schema.validate(config, schema.CLASSIFICATION)
   os.makedirs(workdir, exist_ok=True)
   splits, num_classes = _splits(config, val_size)
-  runner = Runner(config, workdir, splits, num_classes)
+  runner = Runner(config, workdir, splits, num_classes, tune_seeds)
   final_seeds = [config.seed + i for i in range(seeds)]
   rows, t_start = [], time.time()
 
   # Label smoothing eps, selected on the validation split (never on test).
   tuning = {eps: reporting.mean_std([runner.baseline("label_smoothing", s, eps,
                                                      read_test=False)["val_error"]
-                                     for s in TUNE_SEEDS])[0] for eps in ls_grid}
+                                     for s in runner.tune_seeds])[0] for eps in ls_grid}
   tuned_eps = min(tuning, key=lambda k: round(tuning[k], 6))   # a tie: the smaller eps
   logging.info("label smoothing: validation error per eps %s -> eps = %g", tuning, tuned_eps)
 
@@ -318,7 +330,7 @@ def run(config, workdir: str, variants, seeds: int, val_size: int,
 
   # The chain starts from the previous default whatever the config file's recipe is, so a
   # row adds its ingredient to the rows above it and never to the file's own recipe.
-  cfg, last = apply_overrides(config, _PREVIOUS_DEFAULT, tuned_eps=tuned_eps), None
+  cfg, last = apply_overrides(config, PREVIOUS_DEFAULT, tuned_eps=tuned_eps), None
   for name in variants:
     cfg = apply_overrides(cfg, VARIANTS[name][1], tuned_eps=tuned_eps)
     row, taught = _variant_row(runner, name, cfg, final_seeds)
@@ -331,7 +343,8 @@ def run(config, workdir: str, variants, seeds: int, val_size: int,
   out = {"config": json.loads(config.to_json_best_effort()), "val_size": val_size,
          "splits": {k: int(len(v["y"])) for k, v in splits.items()},
          "label_smoothing_tuning": {f"{k:g}": v for k, v in tuning.items()},
-         "tuned_eps": tuned_eps, "rows": rows, "seconds": time.time() - t_start}
+         "tuned_eps": tuned_eps, "tune_seeds": list(runner.tune_seeds), "rows": rows,
+         "seconds": time.time() - t_start}
   reporting.write_json(os.path.join(workdir, "ablation.json"), out)
   reporting.write_text(os.path.join(workdir, "ablation.md"), markdown(out))
   plot(out, os.path.join(workdir, "plots", "ablation.png"))
@@ -395,13 +408,14 @@ def markdown(out: dict) -> str:
                  f"{r['test_std']:.2f} | {diff} | {r['val_error']:.2f} ± {r['val_std']:.2f} | "
                  f"{len(r['seeds'])} | {teach} | {steps} | {sel} |")
   tuning = ", ".join(f"eps {k}: {v:.2f}" for k, v in out["label_smoothing_tuning"].items())
+  tune_seeds = tuple(out.get("tune_seeds", TUNE_SEEDS))
   lines.append("")
-  lines.append(f"Label smoothing, validation error % per eps (seeds {TUNE_SEEDS}): {tuning}; "
+  lines.append(f"Label smoothing, validation error % per eps (seeds {tune_seeds}): {tuning}; "
                f"selected eps = {out['tuned_eps']:g}. Splits: {out['splits']}.")
   for r in out["rows"]:
     if r.get("selection"):
       cands = ", ".join(f"update {k}: {v:.2f}" for k, v in r["selection"].items())
-      lines.append(f"Selection of `{r['name']}` (validation error %, students {TUNE_SEEDS}): "
+      lines.append(f"Selection of `{r['name']}` (validation error %, students {tune_seeds}): "
                    f"{cands}.")
   return "\n".join(lines) + "\n"
 
@@ -419,6 +433,8 @@ flags.DEFINE_list("variants", list(VARIANTS), f"Rows, cumulative, from {list(VAR
 flags.DEFINE_list("baselines", list(BASELINE_ROWS), "Baseline rows.")
 flags.DEFINE_integer("seeds", 5, "Final students per row.")
 flags.DEFINE_integer("val_size", 1000, "Validation examples carved from the training split.")
+flags.DEFINE_integer("tune_seeds", len(TUNE_SEEDS),
+                     "Students per candidate that select eps and the teacher checkpoint.")
 
 
 def _fail(message: str) -> None:
@@ -437,11 +453,12 @@ def main(argv):
     _fail(f"unknown --baselines {bad}; choose from {list(BASELINE_ROWS)}.")
   if FLAGS.workdir is None:
     _fail("--workdir is required.")
-  if FLAGS.seeds < 1 or FLAGS.val_size < 1:
-    _fail(f"--seeds and --val_size must be >= 1; got {FLAGS.seeds}, {FLAGS.val_size}.")
+  if FLAGS.seeds < 1 or FLAGS.val_size < 1 or FLAGS.tune_seeds < 1:
+    _fail(f"--seeds, --val_size and --tune_seeds must be >= 1; got {FLAGS.seeds}, "
+          f"{FLAGS.val_size}, {FLAGS.tune_seeds}.")
   try:
     run(_CONFIG.value, FLAGS.workdir, FLAGS.variants, FLAGS.seeds, FLAGS.val_size,
-        baselines=FLAGS.baselines)
+        baselines=FLAGS.baselines, tune_seeds=range(1000, 1000 + FLAGS.tune_seeds))
   except (ValueError, FileNotFoundError) as e:   # config, data and split problems
     _fail(str(e))
 

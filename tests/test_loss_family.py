@@ -290,3 +290,19 @@ def test_ablation_runner_end_to_end(tmp_path):
   again = ablation.run(config, str(tmp_path), variants, seeds=1, val_size=50,
                        baselines=("cross_entropy",), ls_grid=(0.1, 0.2))
   assert [r["test_errors"] for r in again["rows"]] == [r["test_errors"] for r in out["rows"]]
+
+
+def test_ablation_recipe_row_is_the_cumulative_chain():
+  """The one-row ``recipe`` variant teaches exactly the config that the cumulative rows
+  identity -> soft_target -> ls_anchor -> dev_ce reach (same teaching key)."""
+  from experiments import ablation
+  from experiments.configs import mnist_mlp
+  base = ablation.apply_overrides(mnist_mlp.get_config("smoke"), ablation.PREVIOUS_DEFAULT,
+                                  tuned_eps=0.2)
+  chain = base
+  for name in ("identity", "soft_target", "ls_anchor", "dev_ce"):
+    chain = ablation.apply_overrides(chain, ablation.VARIANTS[name][1], tuned_eps=0.2)
+  one = ablation.apply_overrides(base, ablation.VARIANTS["recipe"][1], tuned_eps=0.2)
+  assert ablation.teaching_key(one) == ablation.teaching_key(chain)
+  assert ablation.teaching_key(one) != ablation.teaching_key(base)
+  assert one.teacher.anchor_smoothing == 0.2

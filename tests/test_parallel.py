@@ -1,8 +1,8 @@
 """Data parallelism: the sharded hypergradient equals the single-device one.
 
 Runs in a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``
-(the flag must be set before JAX starts), float64, on a ResNet-8 with BatchNorm,
-momentum, weight decay and augmentation.
+(the flag must be set before JAX starts), float64, on a conv net with BatchNorm
+(statistics over the global batch), momentum, weight decay and augmentation.
 """
 import os
 import subprocess
@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent("""
     assert jax.device_count() == 4, jax.devices()
     from dlf_jax import hypergrad, measures, parallel, teach, unroll
     from tests.test_models import _resnet_problem
-    student, teacher, theta, state, batches, dev = _resnet_problem(num_steps=3, batch=8)
+    student, teacher, theta, state, batches, dev = _resnet_problem(num_steps=3, batch=8, net="convbn")
     dev = {k: np.concatenate([v, v[:, :2]], axis=1) for k, v in dev.items()}   # 8 dev examples
     fn = hypergrad.make_hypergradient_fn(student, teacher, measures.ExpectedAccuracy(),
                                          method="vjp", memory="checkpointed", checkpoint_every=2)
