@@ -42,3 +42,17 @@ def xla_optimized():
   """XLA's default optimizations for one test (inside a ``fast_compile`` module)."""
   with jax_option("jax_disable_most_optimizations", False):
     yield
+
+
+# The longest test files first (measured): with one file per pytest-xdist worker
+# (``--dist loadfile``), they start at once and the short files fill the gaps, so the
+# workers finish together. Files not listed run after these, in collection order.
+_LONGEST_FIRST = ("test_experiments.py", "test_translation.py", "test_hypergrad.py",
+                  "test_nmt_experiments.py", "test_models.py", "test_loss_family.py",
+                  "test_parallel.py", "test_forward_hypergrad.py", "test_benchmarks.py",
+                  "test_notebook.py")
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable within a file
