@@ -18,6 +18,7 @@ workdir that holds another experiment or cannot be created ends with exit status
 and a message naming the problem and the fix.
 """
 import logging as std_logging
+import os
 import sys
 from typing import NoReturn
 
@@ -83,6 +84,11 @@ def main(argv):
     config = _CONFIG.value
     runner = translate if config.get("task") == "translation" else train
   except OSError as e:          # a wrong --config path is reported at first use
+    path = (flags.FLAGS["config"].config_filename or "").split(":")[0]
+    if path and not os.path.isfile(path):
+      _fail(f"Could not load --config: no config file {path!r} (relative to {os.getcwd()}); "
+            "the configs are experiments/configs/<name>.py[:variant], run from the "
+            "repository root.")
     _fail(f"Could not load --config: {str(e).splitlines()[0]} "
           f"{' '.join(line.strip() for line in str(e).splitlines()[1:])}")
   try:

@@ -229,8 +229,14 @@ def _fits_run(value, config) -> bool:
 
 
 def _fits_run_text(config) -> str:
+  room = config.student.num_steps - config.teach.pretrain_steps
+  if room < 1:
+    return (f"at most student.num_steps - teach.pretrain_steps, but the warm start "
+            f"teach.pretrain_steps={config.teach.pretrain_steps} leaves no step of the "
+            f"{config.student.num_steps}-step run to teach: lower teach.pretrain_steps or "
+            "raise student.num_steps")
   return (f"at most student.num_steps - teach.pretrain_steps = {config.student.num_steps} - "
-          f"{config.teach.pretrain_steps} (T steps of the run the teacher will teach)")
+          f"{config.teach.pretrain_steps} = {room} (T steps of the run the teacher will teach)")
 
 
 def _anchor_representable(value, config) -> bool:

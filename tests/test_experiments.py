@@ -121,7 +121,8 @@ def test_unknown_variant(name):
     ("student.num_steps", 0, r"config\.student\.num_steps=0.*integer >= 1"),
     ("student.learning_rate", -0.1, r"student\.learning_rate=-0\.1.*> 0"),
     ("teach.unroll_steps", 1000,
-     r"teach\.unroll_steps=1000.*num_steps - teach\.pretrain_steps = 60 - 10"),
+     r"teach\.unroll_steps=1000.*num_steps - teach\.pretrain_steps = 60 - 10 = 50"),
+    ("teach.pretrain_steps", 60, r"pretrain_steps=60 leaves no step of the 60-step run"),
     ("teach.measure", "bleu", r"teach\.measure='bleu'.*'expected_accuracy'"),
     ("teach.memory", "none", r"teach\.memory='none'.*'store_all'"),
     ("methods", ("cross_entropy", "focal"), r"config\.methods=.*'l2t_dlf'"),
@@ -158,7 +159,7 @@ def test_cli_input_errors_end_cleanly(case, tmp_path):
   elif case == "unknown_variant":
     config, expect = "quickstart.py:bogus", "Unknown quickstart variant 'bogus'"
   elif case == "no_such_file":
-    config, expect = "nope.py", "No such file or directory: 'experiments/configs/nope.py'"
+    config, expect = "nope.py", "no config file 'experiments/configs/nope.py'"
   elif case == "missing_data":
     config = "mnist_mlp.py:smoke"
     flags, expect = [f"--config.data.data_dir={tmp_path / 'nowhere'}"], "nowhere"
