@@ -230,13 +230,17 @@ def _fits_run(value, config) -> bool:
 
 def _fits_run_text(config) -> str:
   room = config.student.num_steps - config.teach.pretrain_steps
-  if room < 1:
-    return (f"at most student.num_steps - teach.pretrain_steps, but the warm start "
-            f"teach.pretrain_steps={config.teach.pretrain_steps} leaves no step of the "
-            f"{config.student.num_steps}-step run to teach: lower teach.pretrain_steps or "
-            "raise student.num_steps")
   return (f"at most student.num_steps - teach.pretrain_steps = {config.student.num_steps} - "
           f"{config.teach.pretrain_steps} = {room} (T steps of the run the teacher will teach)")
+
+
+def _leaves_steps_to_teach(value, config) -> bool:
+  return value < config.student.num_steps
+
+
+def _leaves_steps_to_teach_text(config) -> str:
+  return (f"fewer than student.num_steps={config.student.num_steps}: the warm start leaves no "
+          "step of the run to teach; lower teach.pretrain_steps or raise student.num_steps")
 
 
 def _anchor_representable(value, config) -> bool:
@@ -302,6 +306,8 @@ TEACH = (
     Int("teach.pretrain_steps", minimum=0,
         doc="cross-entropy warm start of every taught student; the l2t_dlf students get "
             "the same warm start, then the frozen teacher"),
+    Rule("teach.pretrain_steps", test=_leaves_steps_to_teach, text=_leaves_steps_to_teach_text,
+         doc="teach.pretrain_steps < student.num_steps"),
     Rule("teach.unroll_steps", test=_fits_run, text=_fits_run_text,
          doc="teach.pretrain_steps + teach.unroll_steps <= student.num_steps"),
     Choice("teach.optimizer", TEACHER_OPTIMIZERS, doc="the optimizer of theta"),
