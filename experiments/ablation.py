@@ -193,7 +193,7 @@ class Runner:
   def untaught(self, config) -> dict:
     """The anchor as a frozen teacher (no outer step): the control for a taught row."""
     teacher = builders.build_teacher(config, self.num_classes)
-    theta0 = teacher.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0))
+    theta0 = phases.untaught_anchor(config, teacher)
     return {"teacher": teacher, "snapshots": [theta0], "updates": [0], "seconds": 0.0}
 
   def teach(self, config) -> dict:
@@ -216,7 +216,7 @@ class Runner:
     t = config.teach
     total = t.num_episodes * config.teach.segments_per_episode
     keep = {0: None, total // 2: None, total: None}
-    theta0 = teacher.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0))
+    theta0 = phases.untaught_anchor(config, teacher)
     keep[0] = theta0
     history = []
 

@@ -36,12 +36,22 @@ from experiments.builders import (build_baseline, build_measure, build_mesh,
                                   build_teacher_optimizer)
 from experiments.workdir import Checkpoints, InputError, run_path
 
-__all__ = ["CheckpointHook", "SELECTION_SEEDS", "training_stages", "teach_phase",
+__all__ = ["CheckpointHook", "SELECTION_SEEDS", "TEACHER_METHODS", "untaught_anchor",
+           "training_stages", "teach_phase",
            "maybe_teach", "with_teacher_state", "student_phase", "student_phases",
            "select_teacher", "choose_teacher"]
 
 CheckpointHook = Callable[[str, int], None]
 SELECTION_SEEDS = (1000, 1001)     # students that select; never among the reported seeds
+# Students trained by a frozen teacher after the warm start: the taught one, and the
+# untaught anchor (the teacher's initial theta) as its control.
+TEACHER_METHODS = ("l2t_dlf", "l2t_dlf_anchor")
+
+
+def untaught_anchor(config: ml_collections.ConfigDict, teacher: dlf_jax.Teacher) -> Any:
+  """The teacher's theta before its first outer step (as :func:`dlf_jax.teach` initialises
+  it from ``config.seed``): the loss family at its anchor."""
+  return teacher.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0))
 
 
 def _arrays(split):
@@ -208,18 +218,19 @@ def training_stages(config: ml_collections.ConfigDict, method: str,
                     teacher: Optional[dlf_jax.Teacher] = None, theta: Any = None) -> list:
   """``[(loss, theta, end step), ...]``: how a student of ``method`` is trained.
 
-  A baseline trains with its fixed loss throughout. An ``l2t_dlf`` student is
-  trained as the teacher was taught: cross-entropy for the first
-  ``config.teach.pretrain_steps`` steps (the warm start), the frozen teacher after.
+  A baseline trains with its fixed loss throughout. An ``l2t_dlf`` (or
+  ``l2t_dlf_anchor``) student is trained as the teacher was taught: cross-entropy
+  for the first ``config.teach.pretrain_steps`` steps (the warm start), the
+  frozen teacher ``theta`` after.
 
   Raises:
-    ValueError: ``l2t_dlf`` without ``teacher`` and ``theta``.
+    ValueError: a method of :data:`TEACHER_METHODS` without ``teacher`` and ``theta``.
   """
   s = config.student
-  if method != "l2t_dlf":
+  if method not in TEACHER_METHODS:
     return [(build_baseline(config, method), None, s.num_steps)]
   if teacher is None or theta is None:
-    raise ValueError("method 'l2t_dlf' needs the frozen teacher and its theta.")
+    raise ValueError(f"method {method!r} needs the frozen teacher and its theta.")
   warm = min(config.teach.pretrain_steps, s.num_steps)
   stages = [(build_baseline(config, "cross_entropy"), None, warm)] if warm else []
   return stages + [(teacher, theta, s.num_steps)]
@@ -257,7 +268,8 @@ def with_teacher_state(record: dict, state: dlf_jax.StudentState) -> dict:
 def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Student,
                   method: str, seed: int, workdir: str, *,
                   teacher: Optional[dlf_jax.Teacher] = None, theta: Any = None,
-                  on_checkpoint: Optional[CheckpointHook] = None) -> dict:
+                  on_checkpoint: Optional[CheckpointHook] = None,
+                  tag: Optional[str] = None) -> dict:
   """Trains one student (``method``, ``seed``), checkpointing at every evaluation.
 
   A finished run is read back from ``runs/<method>_seed<seed>.json``; an
@@ -268,12 +280,16 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
     config: the experiment config.
     data: the dataset (train, dev and test are all used).
     student: from :func:`~experiments.builders.build_student`.
-    method: a ``config.methods`` entry; ``l2t_dlf`` needs ``teacher`` and ``theta``.
+    method: a ``config.methods`` entry; those of :data:`TEACHER_METHODS` need
+      ``teacher`` and ``theta``.
     seed: the student's seed (init, batch order).
     workdir: the experiment's directory.
     teacher, theta: the frozen teacher (``l2t_dlf`` only).
-    on_checkpoint: called as ``on_checkpoint('<method>/seed_<seed>', step)``
+    on_checkpoint: called as ``on_checkpoint('<tag>/seed_<seed>', step)``
       after each save.
+    tag: names the run's files (``runs/<tag>_seed<s>.json``,
+      ``checkpoints/<tag>/``); default ``method``. Two students of one method with
+      different constants (e.g. label smoothing's eps) need different tags.
 
   Returns:
     dict: ``method, seed, test_error, dev_error`` (%, at the last step),
@@ -281,13 +297,14 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
     (one record per evaluation, with the state features ``s_train_loss``,
     ``s_train_acc``, ``s_dev_acc`` the teacher saw after it).
   """
-  done_path = run_path(workdir, method, seed)
+  tag = tag or method
+  done_path = run_path(workdir, tag, seed)
   if os.path.exists(done_path):
     with open(done_path) as f:
       return json.load(f)
   stages = training_stages(config, method, teacher, theta)
-  name = f"{method}/seed_{seed}"
-  session = _Session(workdir, (method, f"seed_{seed}"), name, on_checkpoint)
+  name = f"{tag}/seed_{seed}"
+  session = _Session(workdir, (tag, f"seed_{seed}"), name, on_checkpoint)
 
   def callback(state: dlf_jax.StudentState, record: dict) -> None:
     session.record(int(state.step), state, with_teacher_state(record, state))
@@ -312,16 +329,22 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
 def student_phases(config: ml_collections.ConfigDict, data, student: dlf_jax.Student,
                    workdir: str, *, teacher: Optional[dlf_jax.Teacher] = None,
                    theta: Any = None, on_checkpoint: Optional[CheckpointHook] = None,
-                   after: Optional[Callable[[str, int], None]] = None) -> list:
-  """:func:`student_phase` for every method of ``config.methods`` and seed
-  ``config.seed + i`` (``i < config.num_seeds``), in that order; ``after(method, seed)``
-  is called after each (e.g. to decode its test set). Returns the runs."""
+                   after: Optional[Callable[[str, int], None]] = None,
+                   methods: Optional[tuple] = None, thetas: Optional[dict] = None,
+                   tags: Optional[dict] = None) -> list:
+  """:func:`student_phase` for every method of ``methods`` (default ``config.methods``)
+  and seed ``config.seed + i`` (``i < config.num_seeds``), in that order;
+  ``after(method, seed)`` is called after each (e.g. to decode its test set).
+  ``thetas`` (method -> theta) overrides ``theta`` per method; ``tags`` (method ->
+  tag) names a method's files (see :func:`student_phase`). Returns the runs."""
   runs = []
-  for method in config.methods:
+  for method in config.methods if methods is None else methods:
     for i in range(config.num_seeds):
       seed = config.seed + i
       runs.append(student_phase(config, data, student, method, seed, workdir,
-                                teacher=teacher, theta=theta, on_checkpoint=on_checkpoint))
+                                teacher=teacher, theta=(thetas or {}).get(method, theta),
+                                on_checkpoint=on_checkpoint,
+                                tag=(tags or {}).get(method)))
       if after is not None:
         after(method, seed)
   return runs
@@ -375,8 +398,7 @@ def choose_teacher(config: ml_collections.ConfigDict, data, val, student: dlf_ja
 
   Sets ``taught['theta']`` to the chosen one; returns the selection record.
   """
-  anchor = teacher.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0))
-  candidates = {"anchor (untaught)": anchor, "taught": taught["theta"]}
+  candidates = {"anchor (untaught)": untaught_anchor(config, teacher), "taught": taught["theta"]}
   selection = select_teacher(config, data, val, student, teacher, candidates, workdir)
   taught["theta"] = candidates[selection["chosen"]]
   return selection

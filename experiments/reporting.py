@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 __all__ = [
     "METHOD_NAMES", "final_numbers", "mean_std", "pm", "summarize", "teach_summary",
     "results_table", "results_markdown", "write_json", "write_text", "metric_rows",
-    "write_metrics_csv", "write_report", "environment", "w_snapshots", "plot_w_heatmaps",
+    "write_metrics_csv", "write_report", "environment", "phi_snapshots", "w_snapshots",
+    "smoothing_by_frequency", "plot_smoothing_by_frequency", "plot_w_heatmaps",
     "plot_phi_statistics", "plot_teach_curve", "plot_accuracy_curves", "write_plots",
 ]
 
@@ -33,6 +34,7 @@ METHOD_NAMES = {
     "large_margin": "Large-Margin Softmax",
     "sigmoid_cross_entropy": "sigmoid(CE) (W=I, b=0)",
     "l2t_dlf": "L2T-DLF",
+    "l2t_dlf_anchor": "L2T-DLF's untaught anchor",
 }
 PHI_STATS = ("w_diag_mean", "w_offdiag_mean", "b_mean")
 CSV_HEADER = ("phase", "method", "seed", "step", "metric", "value")
@@ -292,9 +294,9 @@ def environment(devices: bool = True) -> dict:
 # ----------------------------------------------------------------- W_t plots
 
 
-def w_snapshots(teacher, theta, history: Sequence[dict], num: int = 5,
-                first_step: int = 0) -> list:
-  """The teacher's dense ``W_t`` at ``num`` evenly spaced points of a student's run.
+def phi_snapshots(teacher, theta, history: Sequence[dict], num: int = 5,
+                  first_step: int = 0) -> list:
+  """The teacher's ``phi_t`` at ``num`` evenly spaced points of a student's run.
 
   ``phi_t = teacher.phi(theta, teacher.state_features(t, stats_t))`` with the
   state recorded in the run's history (``s_train_loss``, ``s_train_acc``,
@@ -304,18 +306,18 @@ def w_snapshots(teacher, theta, history: Sequence[dict], num: int = 5,
   Args:
     teacher: the :class:`dlf_jax.Teacher` the run was trained with.
     theta: its frozen parameters.
-    history: the run's records (as written by :mod:`experiments.train`).
+    history: the run's records (as written by :mod:`experiments.phases`).
     num: number of snapshots.
     first_step: the step from which the teacher drove the student (the end of a
       cross-entropy warm start); earlier records are skipped.
 
   Returns:
-    list of ``(step, W)`` with ``W`` float32 numpy ``[C, C]``.
+    list of ``(step, phi)`` with ``phi`` a :class:`dlf_jax.losses.LossParams`.
 
   Raises:
     ValueError: no record at or after ``first_step``.
   """
-  from dlf_jax import losses, teacher as teacher_lib  # pylint: disable=g-import-not-at-top
+  from dlf_jax import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
   points = []
@@ -330,12 +332,92 @@ def w_snapshots(teacher, theta, history: Sequence[dict], num: int = 5,
   if not points:
     raise ValueError(f"No history record at or after step {first_step}.")
   idx = np.unique(np.linspace(0, len(points) - 1, min(num, len(points))).round().astype(int))
-  out = []
-  for i in idx:
-    step, stats = points[i]
-    phi = teacher.phi(theta, teacher.state_features(jnp.asarray(step, jnp.int32), stats))
-    out.append((step, np.asarray(losses.dense_w(phi), np.float32)))
-  return out
+  return [(points[i][0], teacher.phi(theta, teacher.state_features(
+      jnp.asarray(points[i][0], jnp.int32), points[i][1]))) for i in idx]
+
+
+def w_snapshots(teacher, theta, history: Sequence[dict], num: int = 5,
+                first_step: int = 0) -> list:
+  """The teacher's dense ``W_t`` at the points of :func:`phi_snapshots` (same arguments).
+
+  Returns:
+    list of ``(step, W)`` with ``W`` float32 numpy ``[C, C]``.
+
+  Raises:
+    ValueError: no record at or after ``first_step``.
+  """
+  from dlf_jax import losses  # pylint: disable=g-import-not-at-top
+  return [(step, np.asarray(losses.dense_w(phi), np.float32))
+          for step, phi in phi_snapshots(teacher, theta, history, num, first_step)]
+
+
+def smoothing_by_frequency(snapshots: Sequence, counts: np.ndarray) -> dict:
+  """What a soft-target teacher does per class: ``eps_y`` against the class's frequency.
+
+  Args:
+    snapshots: ``[(step, phi), ...]`` from :func:`phi_snapshots` of a
+      ``soft_target`` teacher (``phi.w`` is ``eps``, float ``[C]``).
+    counts: int ``[C]``, each class's (target token's) count in the training split.
+
+  Returns:
+    dict: ``steps``; per snapshot ``mean`` (over classes), ``token_mean`` (weighted by
+    ``counts``: the eps an average training token gets), ``min``, ``max``; and
+    ``by_frequency``: for the last snapshot, the mean eps of the classes in each
+    frequency quartile (of the classes that occur), most frequent last.
+
+  Raises:
+    ValueError: a snapshot that is not ``soft_target``, or ``counts`` of another length.
+  """
+  eps = []
+  for _, phi in snapshots:
+    if phi.parameterisation != "soft_target":
+      raise ValueError("smoothing_by_frequency needs a soft_target teacher, got "
+                       f"{phi.parameterisation!r}.")
+    eps.append(np.asarray(phi.w, np.float64))
+  eps = np.stack(eps)
+  counts = np.asarray(counts, np.float64)
+  if counts.shape != eps.shape[1:]:
+    raise ValueError(f"counts has shape {counts.shape}; expected ({eps.shape[1]},).")
+  seen = np.flatnonzero(counts > 0)
+  quartiles = np.array_split(seen[np.argsort(counts[seen], kind="stable")], 4)
+  return {"steps": [int(step) for step, _ in snapshots], "mean": eps.mean(1).tolist(),
+          "token_mean": (eps @ counts / counts.sum()).tolist(), "min": eps.min(1).tolist(),
+          "max": eps.max(1).tolist(),
+          "by_frequency": [float(eps[-1, q].mean()) for q in quartiles if len(q)]}
+
+
+def plot_smoothing_by_frequency(snapshots: Sequence, counts: np.ndarray, anchor: float,
+                                path: Optional[str] = None) -> Figure:
+  """``eps_y`` of a soft-target teacher against class frequency, at the last snapshot,
+  with the anchor's eps as a line (left), and the mean eps along the run (right).
+
+  Args:
+    snapshots: ``[(step, phi), ...]`` from :func:`phi_snapshots` (``soft_target``).
+    counts: int ``[C]``, training-split count of each class (token).
+    anchor: the untaught anchor's eps.
+    path: if given, save the figure there (PNG).
+  """
+  summary = smoothing_by_frequency(snapshots, counts)
+  fig = _new_figure(9.0, 3.4)
+  left, right = fig.subplots(1, 2)
+  step, phi = snapshots[-1]
+  seen = np.asarray(counts) > 0
+  left.scatter(np.asarray(counts)[seen], np.asarray(phi.w)[seen], s=3, alpha=0.4)
+  left.axhline(anchor, color="k", ls="--", lw=1, label=f"anchor eps {anchor:g}")
+  left.set_xscale("log")
+  left.set_xlabel("training count of the class (target token)")
+  left.set_ylabel(f"eps_y at step {step}")
+  left.legend(fontsize=7)
+  for key, label in (("mean", "mean over classes"), ("token_mean", "mean over tokens")):
+    right.plot(summary["steps"], summary[key], marker=".", label=label)
+  right.axhline(anchor, color="k", ls="--", lw=1)
+  right.set_xlabel("student step")
+  right.set_ylabel("eps")
+  right.legend(fontsize=7)
+  for ax in (left, right):
+    ax.grid(alpha=0.3)
+  fig.suptitle("What the teacher smooths, per class", fontsize=9)
+  return _save(fig, path)
 
 
 def _new_figure(width: float, height: float) -> Figure:

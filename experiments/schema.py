@@ -401,6 +401,12 @@ CLASSIFICATION = (
 )
 
 
+def _smoothing_grid(value, config) -> bool:
+  return (isinstance(value, (tuple, list)) and len(set(value)) == len(value)
+          and all(isinstance(e, (int, float)) and not isinstance(e, bool) and 0 <= e < 1
+                  for e in value))
+
+
 def _divides_block(value, config) -> bool:
   block = config.data.block
   return not (block % value and value % block)
@@ -431,7 +437,10 @@ TRANSLATION = (
     Int("data.block", doc="batches per length bucket; scans never mix buckets"),
     Int("data.pad_multiple"),
     *(Int(f"data.{k}", optional=True, doc="None: all")
-      for k in ("train_size", "dev_size", "test_size")),
+      for k in ("train_size", "dev_size", "test_size", "val_size")),
+    Text("data.val_split", optional=True,
+         doc="the file stem of a held-out split that selects the teacher (Multi30k: "
+             "test_2017_flickr); None: no validation split"),
     Choice("model.name", NMT_MODELS),
     *(Int(f"model.{k}") for k in ("d_model", "num_heads", "d_ff", "num_layers", "embed_dim",
                                   "hidden")),
@@ -457,6 +466,12 @@ TRANSLATION = (
     Choice("teach.measure", NMT_MEASURES,
            doc="expected_bleu: expected sentence BLEU over num_candidates samples at "
                "temperature; expected_accuracy: token level, cheaper"),
+    Flag("teach.select",
+         doc="after teaching, students of the untaught anchor (method l2t_dlf_anchor) and "
+             "of the taught teacher translate the validation split; the higher mean BLEU "
+             "is reported as L2T-DLF"),
+    Rule("teach.select", test=lambda v, c: not v or c.data.val_split is not None,
+         text="False, or set data.val_split (the validation split that selects the teacher)"),
     Int("teach.num_candidates"),
     Number("teach.temperature"),
     Rule("teach.unroll_steps", test=_divides_block,
@@ -467,6 +482,13 @@ TRANSLATION = (
            doc="a multiple of min(data.block, teach.unroll_steps)")
       for key in ("student.eval_every", "teach.pretrain_steps")),
     Names("methods", options=NMT_METHODS, nonempty=True, distinct=True),
+    Rule("baselines.smoothing_grid", test=_smoothing_grid,
+         text="a tuple of distinct eps in [0, 1), e.g. (0.05, 0.1, 0.2); () for none",
+         doc="label smoothing's eps, tuned on the validation split (one student per eps; "
+             "the winner is the baseline and the teacher's anchor); (): "
+             "baselines.smoothing as given"),
+    Rule("baselines.smoothing_grid", test=lambda v, c: not v or c.data.val_split is not None,
+         text="(), or set data.val_split (the validation split that tunes eps)"),
     Int("eval.beam_size"),
     Int("eval.batch_size", doc="sentences per decoding batch"),
     Number("eval.alpha", positive=False, doc="the GNMT length penalty of beam search"),

@@ -27,6 +27,7 @@ Run (see ``experiments/configs/multi30k_transformer.py``)::
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -43,6 +44,7 @@ import dlf_jax
 from dlf_jax import bleu as bleu_lib
 from dlf_jax import decoding
 from dlf_jax.data import translation as tr
+from dlf_jax.data.vocab import PAD_ID
 from dlf_jax.models import transformer as seq2seq
 from experiments import phases
 from experiments import reporting
@@ -51,9 +53,13 @@ from experiments.builders import build_schedule, build_teacher
 from experiments.schema import NMT_MEASURES, NMT_METHODS, NMT_MODELS
 from experiments.workdir import Checkpoints, check_workdir_config, config_json, make_workdir
 
-__all__ = ["NMT_MODELS", "NMT_MEASURES", "NMT_METHODS", "NMTData", "validate_config",
-           "load_data", "build_student", "build_measure", "translate_split", "bleu_phase",
-           "summarize_bleu", "results_markdown", "run"]
+__all__ = ["NMT_MODELS", "NMT_MEASURES", "NMT_METHODS", "SELECTION_CANDIDATES", "NMTData",
+           "validate_config", "load_data", "build_student", "build_measure", "translate_split",
+           "bleu_phase", "smoothing_tag", "with_smoothing", "tune_smoothing",
+           "select_on_validation", "summarize_bleu", "results_markdown", "run"]
+
+# The candidates of teacher selection -> the method of their students.
+SELECTION_CANDIDATES = {"anchor (untaught)": "l2t_dlf_anchor", "taught": "l2t_dlf"}
 
 
 @dataclasses.dataclass
@@ -65,6 +71,7 @@ class NMTData:
   dev: dict
   test: dict
   example_batch: dict
+  val: Optional[dict] = None       # the validation split that selects (None: none)
 
   @property
   def vocab_size(self) -> int:
@@ -92,19 +99,20 @@ def load_data(config: ml_collections.ConfigDict, workdir: str) -> NMTData:
   corpus = tr.load_translation_corpus(d.name, data_dir=d.data_dir, variant=d.variant,
                                       src_lang=d.src_lang, tgt_lang=d.tgt_lang,
                                       train_size=d.train_size, dev_size=d.dev_size,
-                                      test_size=d.test_size)
+                                      test_size=d.test_size, val_split=d.val_split,
+                                      val_size=d.val_size)
   tokenizer = tr.SubwordTokenizer.train_or_load(corpus.train, os.path.join(workdir, "spm"),
                                                 vocab_size=d.vocab_size, joint=d.joint_vocab)
   lengths = dict(max_src_len=d.max_src_len, max_tgt_len=d.max_tgt_len)
   train_arrays = tr.encode_corpus(tokenizer, corpus.train, drop_long=True, **lengths)
   sampler = tr.BucketSampler(train_arrays, config.student.batch_size, seed=config.seed,
                              block=d.block, pad_multiple=d.pad_multiple)
-  dev = tr.trim_padding(tr.encode_corpus(tokenizer, corpus.dev, drop_long=False, **lengths),
-                        d.pad_multiple)
-  test = tr.trim_padding(tr.encode_corpus(tokenizer, corpus.test, drop_long=False, **lengths),
-                         d.pad_multiple)
+  encode = lambda split: tr.trim_padding(
+      tr.encode_corpus(tokenizer, split, drop_long=False, **lengths), d.pad_multiple)
+  dev, test = encode(corpus.dev), encode(corpus.test)
+  val = None if corpus.val is None else encode(corpus.val)
   example = {k: v[:2] for k, v in train_arrays.items()}
-  return NMTData(corpus, tokenizer, sampler, dev, test, example)
+  return NMTData(corpus, tokenizer, sampler, dev, test, example, val)
 
 
 def build_student(config: ml_collections.ConfigDict, data: NMTData) -> dlf_jax.Student:
@@ -155,13 +163,30 @@ def translate_split(model, params, model_state, arrays: dict, *, beam_size: int,
 
 
 def bleu_phase(config: ml_collections.ConfigDict, data: NMTData, student: dlf_jax.Student,
-               method: str, seed: int, workdir: str) -> dict:
-  """Restores the finished student, translates the test set, scores BLEU (cached)."""
-  path = os.path.join(workdir, "runs", f"{method}_seed{seed}.bleu.json")
+               method: str, seed: int, workdir: str, split: str = "test",
+               tag: Optional[str] = None) -> dict:
+  """Restores the finished student, translates ``split`` and scores its BLEU (cached).
+
+  Args:
+    split: ``'test'`` (the final table; ``runs/<tag>_seed<s>.bleu.json``) or
+      ``'val'`` (the validation split that selects;
+      ``runs/<tag>_seed<s>.val.bleu.json``).
+    tag: the student's file names (:func:`experiments.phases.student_phase`);
+      default ``method``.
+
+  Raises:
+    ValueError: ``split='val'`` without a validation split (``config.data.val_split``).
+  """
+  if split not in ("test", "val") or (split == "val" and data.val is None):
+    raise ValueError(f"bleu_phase: split={split!r} is not available; use 'test', or 'val' "
+                     "with config.data.val_split set.")
+  tag = tag or method
+  suffix = "" if split == "test" else f".{split}"
+  path = os.path.join(workdir, "runs", f"{tag}_seed{seed}{suffix}.bleu.json")
   if os.path.exists(path):
     with open(path) as f:
       return json.load(f)
-  ckpt = Checkpoints(os.path.join(workdir, "checkpoints", method, f"seed_{seed}"))
+  ckpt = Checkpoints(os.path.join(workdir, "checkpoints", tag, f"seed_{seed}"))
   try:
     template = student.init(jax.random.PRNGKey(seed), data.example_batch)
     state = ckpt.restore_state(ckpt.latest_step(), template)
@@ -169,36 +194,123 @@ def bleu_phase(config: ml_collections.ConfigDict, data: NMTData, student: dlf_ja
     ckpt.close()
   t0 = time.time()
   e = config.eval
-  ids = translate_split(student.model, state.params, state.model_state, data.test,
+  ids = translate_split(student.model, state.params, state.model_state,
+                        data.test if split == "test" else data.val,
                         beam_size=e.beam_size, alpha=e.alpha, max_len=config.data.max_tgt_len,
                         batch_size=e.batch_size)
   hyps = [data.tokenizer.decode_tgt(row) for row in ids]
-  refs = list(data.corpus.test.tgt)
+  refs = list((data.corpus.test if split == "test" else data.corpus.val).tgt)
   scores = bleu_lib.corpus_bleu(hyps, refs, lowercase_tokenized=e.lowercase_tokenized,
                                 lang=config.data.tgt_lang)
   out_dir = os.path.join(workdir, "translations")
-  reporting.write_text(os.path.join(out_dir, f"{method}_seed{seed}.test.hyp.txt"),
+  reporting.write_text(os.path.join(out_dir, f"{tag}_seed{seed}.{split}.hyp.txt"),
                        "\n".join(hyps) + "\n")
-  reporting.write_text(os.path.join(out_dir, f"{method}_seed{seed}.test.ref.txt"),
+  reporting.write_text(os.path.join(out_dir, f"{tag}_seed{seed}.{split}.ref.txt"),
                        "\n".join(refs) + "\n")
-  result = {"method": method, "seed": seed, "step": int(state.step),
+  result = {"method": method, "seed": seed, "split": split, "step": int(state.step),
             "beam_size": e.beam_size, "alpha": e.alpha, "decode_seconds": time.time() - t0,
             **scores}
-  logging.info("%s seed %d: sacreBLEU %.2f (%s), tokenised BLEU %s", method, seed,
+  logging.info("%s seed %d, %s: sacreBLEU %.2f (%s), tokenised BLEU %s", method, seed, split,
                scores["bleu"], scores["signature"],
                "n/a" if scores["tokenized_bleu"] is None else f"{scores['tokenized_bleu']:.2f}")
   reporting.write_json(path, result)
   return result
 
 
-def summarize_bleu(bleus: list, runs: list, methods) -> dict:
-  """Per method: BLEU, tokenised BLEU and test token accuracy (mean, std over seeds)."""
+def smoothing_tag(eps: float) -> str:
+  """The file tag of a label-smoothing student with ``eps`` (``label_smoothing_eps0.1``)."""
+  return f"label_smoothing_eps{eps:g}"
+
+
+def with_smoothing(config: ml_collections.ConfigDict, eps: float) -> ml_collections.ConfigDict:
+  """A copy of ``config`` whose label smoothing -- the baseline's and, when the teacher
+  is anchored at label smoothing, the anchor's -- is ``eps``."""
+  config = copy.deepcopy(config)
+  config.baselines.smoothing = float(eps)
+  if config.teacher.anchor == "label_smoothing":
+    config.teacher.anchor_smoothing = float(eps)
+  return config
+
+
+def tune_smoothing(config: ml_collections.ConfigDict, data: NMTData, student: dlf_jax.Student,
+                   workdir: str, *, on_checkpoint: Optional[phases.CheckpointHook] = None
+                   ) -> Optional[dict]:
+  """Label smoothing's eps, chosen on the validation split (None without a grid).
+
+  One label-smoothing student per eps of ``config.baselines.smoothing_grid``, seed
+  ``config.seed``, each translating the validation split; the highest
+  validation BLEU wins (a tie: the smaller eps). The test split plays no part. The
+  chosen eps's student *is* the reported label-smoothing student of that seed (its
+  files are tagged by :func:`smoothing_tag`), so tuning costs ``len(grid) - 1``
+  extra students. Cached in ``tuning.json``.
+
+  Returns:
+    dict: ``chosen`` (eps), ``val_bleu`` (``'eps'`` -> sacreBLEU), ``seed``, or None.
+  """
+  grid = tuple(config.baselines.smoothing_grid)
+  if not grid:
+    return None
+  path = os.path.join(workdir, "tuning.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  val_bleu = {}
+  for eps in sorted(grid):
+    eps_config = with_smoothing(config, eps)
+    phases.student_phase(eps_config, data, student, "label_smoothing", config.seed, workdir,
+                         on_checkpoint=on_checkpoint, tag=smoothing_tag(eps))
+    val_bleu[eps] = bleu_phase(eps_config, data, student, "label_smoothing", config.seed,
+                               workdir, split="val", tag=smoothing_tag(eps))["bleu"]
+    logging.info("tune: label smoothing eps %g -> validation BLEU %.2f", eps, val_bleu[eps])
+  chosen = max(val_bleu, key=lambda e: round(val_bleu[e], 6))     # the smaller eps on a tie
+  out = {"chosen": chosen, "val_bleu": {f"{e:g}": b for e, b in val_bleu.items()},
+         "seed": config.seed}
+  reporting.write_json(path, out)
+  return out
+
+
+def select_on_validation(val_bleus: list, workdir: str) -> dict:
+  """L2T-DLF's teacher: the taught one or its untaught anchor, by mean validation BLEU.
+
+  The candidates' students (methods ``l2t_dlf`` and ``l2t_dlf_anchor``, same seeds)
+  have translated the validation split; the test split plays no part. A tie goes to
+  the untaught anchor. Writes ``selection.json``.
+
+  Args:
+    val_bleus: :func:`bleu_phase` records of ``split='val'``.
+
+  Returns:
+    dict: ``chosen`` (``'anchor (untaught)'`` | ``'taught'``), ``method`` (its
+    students' method), ``val_bleu`` (candidate -> mean sacreBLEU) and ``seeds``.
+
+  Raises:
+    ValueError: a candidate without validation BLEU.
+  """
+  means = {}
+  for name, method in SELECTION_CANDIDATES.items():
+    scores = [r["bleu"] for r in val_bleus if r["method"] == method]
+    if not scores:
+      raise ValueError(f"select_on_validation: no validation BLEU for {method!r}.")
+    means[name] = float(np.mean(scores))
+  chosen = max(means, key=lambda k: round(means[k], 6))     # first (the anchor) on a tie
+  out = {"chosen": chosen, "method": SELECTION_CANDIDATES[chosen], "val_bleu": means,
+         "seeds": sorted({r["seed"] for r in val_bleus})}
+  logging.info("select: %s", ", ".join(f"{k} -> validation BLEU {v:.2f}"
+                                       for k, v in means.items()))
+  reporting.write_json(os.path.join(workdir, "selection.json"), out)
+  return out
+
+
+def summarize_bleu(bleus: list, runs: list, methods, val_bleus: tuple = ()) -> dict:
+  """Per method: test BLEU, tokenised BLEU, validation BLEU (if any) and test token
+  accuracy (mean, std over seeds)."""
   out = {}
   for m in methods:
     b = [r for r in bleus if r["method"] == m]
     s = [r for r in runs if r["method"] == m]
     stats = lambda key, rows: reporting.mean_std([r[key] for r in rows if r[key] is not None])
     out[m] = {"bleu": stats("bleu", b), "tokenized_bleu": stats("tokenized_bleu", b),
+              "val_bleu": stats("bleu", [r for r in val_bleus if r["method"] == m]),
               "token_accuracy": reporting.mean_std([100 - r["test_error"] for r in s]),
               "seconds": float(sum(r["seconds"] for r in s)), "seeds": len(b)}
   return out
@@ -209,14 +321,36 @@ def results_markdown(results: dict) -> str:
   lines = [f"# {results['data']['name']} {results['data']['pair']}: "
            f"{results['config']['model']['name']} student", "",
            results["data"]["notes"], "",
-           "| method | sacreBLEU (detok.) | tokenised BLEU | test token acc. % | seeds | "
-           "train time |", "|---|---|---|---|---|---|"]
+           "| method | sacreBLEU (detok.) | tokenised BLEU | validation sacreBLEU | "
+           "test token acc. % | seeds | train time |", "|---|---|---|---|---|---|---|"]
   for m, r in results["methods"].items():
     cell = lambda v: ("n/a" if v[0] is None or np.isnan(v[0])
                       else reporting.pm(v[0], v[1], r["seeds"]))
     lines.append(f"| {reporting.METHOD_NAMES.get(m, m)} | {cell(r['bleu'])} | "
-                 f"{cell(r['tokenized_bleu'])} | {cell(r['token_accuracy'])} | {r['seeds']} | "
-                 f"{r['seconds'] / 60:.1f} min |")
+                 f"{cell(r['tokenized_bleu'])} | {cell(r.get('val_bleu', (None, None)))} | "
+                 f"{cell(r['token_accuracy'])} | {r['seeds']} | {r['seconds'] / 60:.1f} min |")
+  selection = results.get("selection")
+  if selection:
+    lines += ["", f"Teacher selected on the validation split ({results['data']['val_split']}, "
+              f"{results['data']['val']} pairs; the test split plays no part): "
+              f"**{selection['chosen']}** ("
+              + ", ".join(f"{k}: {v:.2f}" for k, v in selection["val_bleu"].items())
+              + f"); L2T-DLF's reported row is that of "
+              f"{reporting.METHOD_NAMES[selection['method']]}."]
+  smoothing = results.get("teacher_smoothing")
+  if smoothing:
+    lines += ["", f"The taught teacher's per-token eps along the first L2T-DLF student's run "
+              f"(anchor {smoothing['anchor']:g}; steps {smoothing['steps']}): mean over "
+              f"training tokens " + ", ".join(f"{v:.4f}" for v in smoothing["token_mean"])
+              + f"; at the end, by token-frequency quartile (rarest first): "
+              + ", ".join(f"{v:.4f}" for v in smoothing["by_frequency"])
+              + " (plots/token_smoothing.png)."]
+  tuning = results.get("tuning")
+  if tuning:
+    lines += ["", f"Label smoothing's eps was tuned on the validation split (one student per "
+              f"eps, seed {tuning['seed']}): **eps = {tuning['chosen']:g}** ("
+              + ", ".join(f"eps {k}: {v:.2f}" for k, v in tuning["val_bleu"].items())
+              + "); the label-smoothing baseline and the teacher's anchor use it."]
   if results["data"].get("pretokenized"):
     lines += ["", "Note: this corpus is already tokenised (and lowercased); the sacreBLEU "
               "column is computed on that text, not on detokenised output."]
@@ -256,21 +390,29 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
                data.train.num_examples, len(data.corpus.dev), len(data.corpus.test),
                data.vocab_size)
   student = build_student(config, data)
+  tuning = tune_smoothing(config, data, student, workdir, on_checkpoint=on_checkpoint)
+  tags = {}
+  if tuning is not None:      # the baseline and the teacher's anchor use the tuned eps
+    config = with_smoothing(config, tuning["chosen"])
+    tags["label_smoothing"] = smoothing_tag(tuning["chosen"])
   teacher = build_teacher(config, data.vocab_size)
-
   taught = phases.maybe_teach(config, data, student, teacher, workdir,
                               on_checkpoint=on_checkpoint, measure=build_measure(config, data))
-  bleus = []
-  runs = phases.student_phases(
-      config, data, student, workdir, teacher=teacher,
-      theta=None if taught is None else taught["theta"], on_checkpoint=on_checkpoint,
-      after=lambda method, seed: bleus.append(
-          bleu_phase(config, data, student, method, seed, workdir)))
-  results = _results(config, data, runs, bleus, taught, t_start)
+  methods, thetas = _student_methods(config, teacher, taught)
+  runs, bleus, val_bleus = _students(config, data, student, teacher, workdir, methods,
+                                     thetas, tags, on_checkpoint)
+  selection = None
+  if "l2t_dlf_anchor" in methods:
+    selection = select_on_validation(val_bleus, workdir)
+  results = _results(config, data, runs, bleus, val_bleus, taught, selection, t_start)
+  results["tuning"] = tuning
+  results["teacher_smoothing"] = _teacher_smoothing(config, data, teacher, thetas, runs,
+                                                    workdir)
   teach_history = [] if taught is None else taught["history"]
   rows = reporting.metric_rows(runs, teach_history, config.seed)
-  rows += [("student", b["method"], b["seed"], b["step"], f"test_{key}", float(b[key]))
-           for b in bleus for key in ("bleu", "tokenized_bleu") if b[key] is not None]
+  rows += [("student", b["method"], b["seed"], b["step"], f"{b.get('split', 'test')}_{key}",
+            float(b[key])) for b in bleus + val_bleus
+           for key in ("bleu", "tokenized_bleu") if b[key] is not None]
   markdown = results_markdown(results)
   reporting.write_report(workdir, results, markdown, rows, runs=runs,
                          teach_history=teach_history)
@@ -278,8 +420,64 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   return results
 
 
+def _students(config, data: NMTData, student: dlf_jax.Student, teacher: dlf_jax.Teacher,
+              workdir: str, methods: tuple, thetas: dict, tags: dict,
+              on_checkpoint: Optional[phases.CheckpointHook]) -> tuple:
+  """Trains (or reads back) every student, then decodes its test and validation
+  splits: ``(runs, test BLEU records, validation BLEU records)``."""
+  bleus, val_bleus = [], []
+
+  def decode(method: str, seed: int) -> None:
+    tag = tags.get(method)
+    bleus.append(bleu_phase(config, data, student, method, seed, workdir, tag=tag))
+    if data.val is not None:
+      val_bleus.append(bleu_phase(config, data, student, method, seed, workdir, split="val",
+                                  tag=tag))
+
+  runs = phases.student_phases(config, data, student, workdir, teacher=teacher,
+                               on_checkpoint=on_checkpoint, after=decode, methods=methods,
+                               thetas=thetas, tags=tags)
+  return runs, bleus, val_bleus
+
+
+def _teacher_smoothing(config: ml_collections.ConfigDict, data: NMTData,
+                       teacher: dlf_jax.Teacher, thetas: dict, runs: list,
+                       workdir: str) -> Optional[dict]:
+  """A soft-target teacher's per-token eps along the first L2T-DLF student's run,
+  against token frequency: :func:`experiments.reporting.smoothing_by_frequency`, plotted
+  in ``plots/token_smoothing.png``. None for other teachers or without that student."""
+  history = [r["history"] for r in runs if r["method"] == "l2t_dlf"]
+  if config.teacher.parameterisation != "soft_target" or not history:
+    return None
+  snaps = reporting.phi_snapshots(teacher, thetas["l2t_dlf"], history[0], num=5,
+                                  first_step=min(config.teach.pretrain_steps,
+                                                 config.student.num_steps))
+  counts = np.bincount(data.train.arrays["tgt_out"].ravel(), minlength=data.vocab_size)
+  counts[PAD_ID] = 0
+  anchor = (config.teacher.anchor_smoothing if config.teacher.anchor == "label_smoothing"
+            else 0.0)
+  reporting.plot_smoothing_by_frequency(
+      snaps, counts, anchor, os.path.join(workdir, "plots", "token_smoothing.png"))
+  return {"anchor": anchor, **reporting.smoothing_by_frequency(snaps, counts)}
+
+
+def _student_methods(config: ml_collections.ConfigDict, teacher: dlf_jax.Teacher,
+                     taught: Optional[dict]) -> tuple:
+  """``(methods, thetas)``: ``config.methods``, plus the untaught anchor's students when
+  ``teach.select`` (the control that selection compares the taught teacher with)."""
+  if taught is None:
+    return tuple(config.methods), {}
+  thetas = {"l2t_dlf": taught["theta"]}
+  methods = tuple(config.methods)
+  if config.teach.select:
+    thetas["l2t_dlf_anchor"] = phases.untaught_anchor(config, teacher)
+    methods += ("l2t_dlf_anchor",)
+  return methods, thetas
+
+
 def _results(config: ml_collections.ConfigDict, data: NMTData, runs: list, bleus: list,
-             taught: Optional[dict], t_start: float) -> dict:
+             val_bleus: list, taught: Optional[dict], selection: Optional[dict],
+             t_start: float) -> dict:
   """The ``results.json`` content of one translation experiment."""
   return {
       "config": config_json(config),
@@ -287,10 +485,15 @@ def _results(config: ml_collections.ConfigDict, data: NMTData, runs: list, bleus
                f"{config.data.tgt_lang}", "notes": data.corpus.notes,
                "train": len(data.corpus.train), "train_used": data.train.num_examples,
                "dev": len(data.corpus.dev), "test": len(data.corpus.test),
+               "val": 0 if data.corpus.val is None else len(data.corpus.val),
+               "val_split": config.data.val_split,
                "vocab_size": data.vocab_size, "source": data.corpus.source,
                "pretokenized": config.data.name == "iwslt14" or config.data.variant == "tok"},
-      "methods": summarize_bleu(bleus, runs, config.methods),
+      "methods": summarize_bleu(bleus, runs, list(dict.fromkeys(r["method"] for r in runs)),
+                                val_bleus),
       "bleu": bleus,
+      "val_bleu": val_bleus,
+      "selection": selection,
       "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs],
       "signature": bleus[0]["signature"],
       "tokenized_signature": bleus[0]["tokenized_signature"],

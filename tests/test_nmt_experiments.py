@@ -143,6 +143,8 @@ def _snapshot(directory):
 
 def _check_results(results, config, workdir, test_refs):
   methods = tuple(config.methods)
+  if "l2t_dlf" in methods and config.teach.select:   # the untaught anchor's control students
+    methods += ("l2t_dlf_anchor",)
   assert tuple(results["methods"]) == methods
   assert results["signature"].startswith(SIGNATURE)
   assert "tok:none" in results["tokenized_signature"]
@@ -198,6 +200,7 @@ def test_multi30k_smoke_end_to_end_and_read_back(name, measure, tmp_path, multi3
   config = CONFIGS[name].get_config("smoke")
   config.methods = ("cross_entropy", "l2t_dlf")
   config.teach.measure = measure
+  config.teach.select = name == "multi30k_transformer"      # the LSTM run: no selection
   workdir = str(tmp_path / name)
   results = translate.run(config, workdir)
   assert results["data"]["name"] == "multi30k"
@@ -206,6 +209,17 @@ def test_multi30k_smoke_end_to_end_and_read_back(name, measure, tmp_path, multi3
   assert 0 < results["data"]["train_used"] <= 400 and results["data"]["vocab_size"] == 500
   assert results["config"]["model"]["name"] == name.split("_")[1]
   _check_results(results, config, workdir, multi30k.test.tgt[:40])
+  smoothing = results["teacher_smoothing"]               # soft-target W: eps per token
+  assert smoothing["anchor"] == config.teacher.anchor_smoothing
+  assert smoothing["steps"][0] == config.teach.pretrain_steps
+  assert smoothing["steps"][-1] == config.student.num_steps
+  assert all(0 <= v < 1 for v in smoothing["token_mean"] + smoothing["max"])
+  assert os.path.getsize(os.path.join(workdir, "plots", "token_smoothing.png")) > 0
+  if config.teach.select:
+    _check_selection(results, config, workdir, multi30k)
+  else:
+    assert results["selection"] is None and "l2t_dlf_anchor" not in results["methods"]
+    assert not os.path.exists(os.path.join(workdir, "selection.json"))
   teach = results["teach"]
   assert teach["num_updates"] == config.teach.segments_per_episode
   assert all(math.isfinite(v) for v in teach["episode_dev_measure"])
@@ -215,6 +229,81 @@ def test_multi30k_smoke_end_to_end_and_read_back(name, measure, tmp_path, multi3
   for key in ("methods", "bleu", "runs", "teach", "signature", "data"):
     assert again[key] == results[key], key
   assert _snapshot(os.path.join(workdir, "checkpoints")) == before
+
+
+def _check_selection(results, config, workdir, multi30k):
+  """Both candidates' students translated the validation split (test_2017_flickr), the
+  higher validation BLEU was chosen, and the report says which."""
+  val_refs = tr.load_translation_corpus("multi30k", val_split="test_2017_flickr",
+                                        val_size=config.data.val_size).val.tgt
+  assert results["data"]["val"] == config.data.val_size == len(val_refs)
+  assert not set(val_refs) & (set(multi30k.test.tgt) | set(multi30k.dev.tgt))
+  by_method = {r["method"]: r for r in results["val_bleu"]}
+  assert set(by_method) == set(results["methods"])          # every student, seed 0
+  for r in results["val_bleu"]:
+    stem = os.path.join(workdir, "translations", f"{r['method']}_seed0.val")
+    hyps, refs = _lines(stem + ".hyp.txt"), _lines(stem + ".ref.txt")
+    assert refs == list(val_refs) and len(hyps) == len(refs)
+    assert bleu.corpus_bleu(hyps, refs)["bleu"] == pytest.approx(r["bleu"], abs=1e-9)
+  selection = results["selection"]
+  scores = {name: by_method[m]["bleu"] for name, m in translate.SELECTION_CANDIDATES.items()}
+  assert selection["val_bleu"] == pytest.approx(scores)
+  best = max(scores.values())
+  assert scores[selection["chosen"]] == best
+  if scores["anchor (untaught)"] == best:                  # a tie goes to the anchor
+    assert selection["chosen"] == "anchor (untaught)"
+  assert selection["method"] == translate.SELECTION_CANDIDATES[selection["chosen"]]
+  with open(os.path.join(workdir, "selection.json")) as f:
+    assert json.load(f) == selection
+  with open(os.path.join(workdir, "results.md"), encoding="utf-8") as f:
+    md = f.read()
+  assert f"**{selection['chosen']}**" in md and "test_2017_flickr" in md
+  assert f"| {reporting.METHOD_NAMES['l2t_dlf_anchor']} |" in md
+
+
+def test_select_on_validation_prefers_higher_bleu_and_the_anchor_on_a_tie(tmp_path):
+  rows = lambda a, t: [{"method": "l2t_dlf_anchor", "seed": s, "bleu": a[s]} for s in (0, 1)] + [
+      {"method": "l2t_dlf", "seed": s, "bleu": t[s]} for s in (0, 1)]
+  out = translate.select_on_validation(rows((30.0, 31.0), (31.0, 31.5)), str(tmp_path))
+  assert out["chosen"] == "taught" and out["method"] == "l2t_dlf" and out["seeds"] == [0, 1]
+  assert out["val_bleu"] == {"anchor (untaught)": 30.5, "taught": 31.25}
+  out = translate.select_on_validation(rows((30.0, 31.0), (31.0, 30.0)), str(tmp_path))
+  assert out["chosen"] == "anchor (untaught)" and out["method"] == "l2t_dlf_anchor"
+  with open(tmp_path / "selection.json") as f:
+    assert json.load(f) == out
+  with pytest.raises(ValueError, match="no validation BLEU for 'l2t_dlf'"):
+    translate.select_on_validation(rows((1.0, 2.0), (3.0, 4.0))[:2], str(tmp_path))
+
+
+def test_smoothing_by_frequency_known_values(tmp_path):
+  from dlf_jax import losses
+  import numpy as np
+  eps0, eps1 = np.array([0.1, 0.1, 0.1, 0.1, 0.1]), np.array([0.0, 0.2, 0.4, 0.1, 0.3])
+  snaps = [(400, losses.soft_target_params(eps0)), (1200, losses.soft_target_params(eps1))]
+  counts = np.array([0, 1, 3, 6, 10])          # class 0 never occurs (PAD)
+  out = reporting.smoothing_by_frequency(snaps, counts)
+  assert out["steps"] == [400, 1200]
+  assert out["mean"] == pytest.approx([0.1, 0.2]) and out["min"] == pytest.approx([0.1, 0.0])
+  assert out["token_mean"] == pytest.approx([0.1, (0.2 + 1.2 + 0.6 + 3.0) / 20])
+  assert out["by_frequency"] == pytest.approx([0.2, 0.4, 0.1, 0.3])   # rarest first
+  reporting.plot_smoothing_by_frequency(snaps, counts, 0.1, str(tmp_path / "p.png"))
+  assert os.path.getsize(tmp_path / "p.png") > 0
+  with pytest.raises(ValueError, match="counts has shape"):
+    reporting.smoothing_by_frequency(snaps, counts[:3])
+  diag = [(0, losses.identity_loss_params(5, "diagonal"))]
+  with pytest.raises(ValueError, match="soft_target teacher, got 'diagonal'"):
+    reporting.smoothing_by_frequency(diag, counts)
+
+
+def test_selection_needs_a_validation_split():
+  config = multi30k_transformer.get_config("smoke")
+  assert config.teach.select and config.data.val_split == "test_2017_flickr"
+  config.data.val_split = None
+  with pytest.raises(ValueError, match=r"config\.teach\.select=True.*data\.val_split"):
+    translate.validate_config(config)
+  config.teach.select = False
+  translate.validate_config(config)
+  assert not iwslt14_transformer.get_config("smoke").teach.select   # IWSLT14: no val split
 
 
 def write_fairseq_dir(directory, multi30k, sizes=(400, 40, 40)):
@@ -253,20 +342,42 @@ def test_iwslt14_smoke_from_a_fairseq_directory(tmp_path, multi30k):
     translate.run(missing, str(tmp_path / "missing2"))
 
 
-def test_cli_runs_a_translation_config(tmp_path):
+def test_cli_runs_a_translation_config_and_tunes_label_smoothing(tmp_path):
+  """The CLI routes a translation config; label smoothing's eps is chosen by validation
+  BLEU, and the chosen eps's tuning student is the reported one (not trained again)."""
   env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
   env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
   workdir = str(tmp_path / "cli")
   cmd = [sys.executable, "-m", "experiments.main",
          "--config=experiments/configs/multi30k_transformer.py:smoke",
-         f"--workdir={workdir}", "--config.methods=('cross_entropy',)"]
+         f"--workdir={workdir}", "--config.methods=('label_smoothing',)",
+         "--config.baselines.smoothing_grid=(0.0,0.3)"]
   done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   with open(os.path.join(workdir, "results.md"), encoding="utf-8") as f:
     md = f.read()
-  assert "multi30k de->en: transformer student" in md and "Cross-entropy" in md
+  assert "multi30k de->en: transformer student" in md and "Label smoothing" in md
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
   assert results["config"]["task"] == "translation"
-  assert len(_lines(os.path.join(workdir, "translations",
-                                 "cross_entropy_seed0.test.hyp.txt"))) == 40
+  tuning = results["tuning"]
+  with open(os.path.join(workdir, "tuning.json")) as f:
+    assert json.load(f) == tuning
+  val = {}
+  for eps in ("0", "0.3"):
+    with open(os.path.join(workdir, "runs", f"label_smoothing_eps{eps}_seed0.val.bleu.json")) as f:
+      val[eps] = json.load(f)["bleu"]
+  assert tuning["val_bleu"] == pytest.approx(val)
+  best = max(val.values())
+  assert f"{tuning['chosen']:g}" == ("0" if val["0"] == best else "0.3")
+  assert f"**eps = {tuning['chosen']:g}**" in md
+  assert results["config"]["baselines"]["smoothing"] == tuning["chosen"]
+  assert results["config"]["teacher"]["anchor_smoothing"] == tuning["chosen"]
+  # Two students in all: the reported one is the chosen eps's.
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [
+      "label_smoothing_eps0", "label_smoothing_eps0.3"]
+  tag = f"label_smoothing_eps{tuning['chosen']:g}"
+  assert [(b["method"], b["split"]) for b in results["bleu"]] == [("label_smoothing", "test")]
+  with open(os.path.join(workdir, "runs", f"{tag}_seed0.bleu.json")) as f:
+    assert json.load(f) == results["bleu"][0]
+  assert len(_lines(os.path.join(workdir, "translations", f"{tag}_seed0.test.hyp.txt"))) == 40

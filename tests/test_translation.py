@@ -737,6 +737,26 @@ def test_multi30k_raw_and_tok(multi30k):
     tr.load_translation_corpus("wmt14")
 
 
+def test_multi30k_validation_split_is_held_out(multi30k):
+  """``val_split`` reads another held-out split (raw and tok), disjoint from the rest;
+  naming the train, dev or test split as the validation split is refused."""
+  c = tr.load_translation_corpus("multi30k", val_split="test_2017_flickr", dev_size=5)
+  assert len(c.val) == 1000 and len(c.val.src) == len(c.val.tgt)
+  assert (c.train, c.test) == (multi30k.train, multi30k.test) and len(c.dev) == 5
+  assert multi30k.val is None
+  pairs = lambda split: set(zip(split.src, split.tgt))
+  for other in (multi30k.train, multi30k.dev, multi30k.test):
+    assert not pairs(c.val) & pairs(other)
+  tok = tr.load_translation_corpus("multi30k", variant="tok", val_split="test_2017_flickr",
+                                   val_size=7, train_size=3, dev_size=3, test_size=3)
+  assert len(tok.val) == 7 and all(s == s.lower() for s in tok.val.tgt)
+  for stem, role in (("val", "dev"), ("test_2016_flickr", "test"), ("train", "train")):
+    with pytest.raises(ValueError, match=f"val_split='{stem}' is the {role} split"):
+      tr.load_translation_corpus("multi30k", val_split=stem)
+  with pytest.raises(FileNotFoundError, match=r"test_2099\.de"):
+    tr.load_translation_corpus("multi30k", val_split="test_2099")
+
+
 def test_multi30k_missing_directory_names_the_files(tmp_path):
   with pytest.raises(FileNotFoundError) as err:
     tr.load_translation_corpus("multi30k", data_dir=str(tmp_path))

@@ -86,7 +86,12 @@ class ParallelText:
 
 @dataclasses.dataclass(frozen=True)
 class TranslationCorpus:
-  """Train / dev / test :class:`ParallelText` plus where they came from."""
+  """Train / dev / test :class:`ParallelText` plus where they came from.
+
+  ``val`` (None unless asked for) is a held-out split that *selects* (the teacher
+  among its candidates); ``dev`` rewards the teacher; ``test`` is read for the
+  final table only.
+  """
   name: str
   src_lang: str
   tgt_lang: str
@@ -95,6 +100,7 @@ class TranslationCorpus:
   test: ParallelText
   source: str
   notes: str = ""
+  val: Optional[ParallelText] = None
 
 
 def _read_pair(directory: str, stem: str, src_lang: str, tgt_lang: str,
@@ -114,7 +120,8 @@ def _read_pair(directory: str, stem: str, src_lang: str, tgt_lang: str,
 def load_translation_corpus(name: str, *, data_dir: Optional[str] = None,
                             variant: str = "raw", src_lang: str = "de", tgt_lang: str = "en",
                             train_size: Optional[int] = None, dev_size: Optional[int] = None,
-                            test_size: Optional[int] = None) -> TranslationCorpus:
+                            test_size: Optional[int] = None, val_split: Optional[str] = None,
+                            val_size: Optional[int] = None) -> TranslationCorpus:
   """Reads a parallel corpus from local files (no download).
 
   Args:
@@ -126,12 +133,17 @@ def load_translation_corpus(name: str, *, data_dir: Optional[str] = None,
       Moses-tokenised files of the Multi30k repository).
     src_lang, tgt_lang: file suffixes (``de``, ``en``).
     train_size, dev_size, test_size: keep only the first N pairs (smoke runs).
+    val_split: the file stem of a held-out validation split (Multi30k:
+      ``test_2017_flickr``), or None for none. It must be another split than
+      train, dev and test.
+    val_size: keep only its first N pairs.
 
   Returns:
     :class:`TranslationCorpus`.
 
   Raises:
-    ValueError: unknown name/variant, or misaligned files.
+    ValueError: unknown name/variant, misaligned files, or a ``val_split`` that is
+      the train, dev or test split.
     FileNotFoundError: the files are missing; the message lists the expected
       layout and how to supply it.
   """
@@ -141,8 +153,8 @@ def load_translation_corpus(name: str, *, data_dir: Optional[str] = None,
     if variant not in ("raw", "tok"):
       raise ValueError(f"Multi30k variant must be 'raw' or 'tok', got {variant!r}.")
     root = os.path.join(data_dir or default_data_dir(), "multi30k", variant)
-    stems = {k: (v if variant == "raw" else f"{v}.lc.norm.tok")
-             for k, v in _MULTI30K_SPLITS.items()}
+    base = dict(_MULTI30K_SPLITS, **({} if val_split is None else {"val": val_split}))
+    stems = {k: (v if variant == "raw" else f"{v}.lc.norm.tok") for k, v in base.items()}
     notes = ("Multi30k task 1 (Elliott et al., 2016), test = test_2016_flickr; it stands in "
              "for IWSLT14 De-En, which is not available offline here.")
   else:
@@ -151,11 +163,18 @@ def load_translation_corpus(name: str, *, data_dir: Optional[str] = None,
           "IWSLT14 De-En is not shipped: pass data_dir (config.data.data_dir) = a directory "
           "with train.de, train.en, valid.de, valid.en, test.de, test.en (fairseq's "
           "prepare-iwslt14.sh output), or use the multi30k configs.")
-    root, stems = data_dir, _IWSLT_SPLITS
+    base = dict(_IWSLT_SPLITS, **({} if val_split is None else {"val": val_split}))
+    root, stems = data_dir, base
     notes = "IWSLT14 De-En, fairseq-prepared text."
+  taken = [k for k, v in base.items() if k != "val" and v == val_split]
+  if taken:
+    raise ValueError(f"val_split={val_split!r} is the {taken[0]} split of {name}; the "
+                     "validation split must be held out from train, dev and test (Multi30k: "
+                     "'test_2017_flickr').")
+  limits = {"train": train_size, "dev": dev_size, "test": test_size, "val": val_size}
   try:
-    splits = {k: _read_pair(root, stem, src_lang, tgt_lang, limit)
-              for (k, stem), limit in zip(stems.items(), (train_size, dev_size, test_size))}
+    splits = {k: _read_pair(root, stem, src_lang, tgt_lang, limits[k])
+              for k, stem in stems.items()}
   except FileNotFoundError as e:
     expected = ", ".join(f"{s}.{lang}[.gz]" for s in stems.values()
                          for lang in (src_lang, tgt_lang))

@@ -1,8 +1,9 @@
 """Multi30k De->En with a pre-LN Transformer student (stands in for IWSLT14 De->En offline).
 
 Data: Multi30k task 1 (Elliott et al., 2016) from ``<data_dir>/multi30k/raw``: 29,000
-training pairs, val (1,014) as the teacher's dev set, test_2016_flickr (1,000) for
-BLEU. IWSLT14 is not available offline here; Multi30k numbers are *not* IWSLT14
+training pairs, val (1,014) as the teacher's dev set, test_2017_flickr (1,000) as the
+validation split that selects the teacher (``teach.select``) and, with
+``baselines.smoothing_grid``, label smoothing's eps; test_2016_flickr (1,000) for BLEU. IWSLT14 is not available offline here; Multi30k numbers are *not* IWSLT14
 numbers and every report says so. Joint sentencepiece BPE trained on the training
 split (cached in ``<workdir>/spm``).
 
