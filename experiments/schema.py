@@ -31,7 +31,8 @@ __all__ = [
     "Rule",
     "CLASSIFICATION", "TRANSLATION", "METHODS", "MODELS", "SCHEDULES", "TEACHERS",
     "MEASURES", "RECIPES", "ESTIMATORS", "TEACHER_OPTIMIZERS", "TEACH_MODES", "NMT_MODELS",
-    "NMT_MEASURES", "NMT_METHODS", "get", "fail", "validate", "describe",
+    "NMT_MEASURES", "NMT_METHODS", "get", "fail", "validate", "describe", "val_split",
+    "has_val_split",
 ]
 
 METHODS = losses.BASELINES + ("l2t_dlf",)
@@ -401,6 +402,17 @@ CLASSIFICATION = (
 )
 
 
+def val_split(config: Config) -> Optional[str]:
+  """A translation config's validation split: ``config.data.val_split``, with None, ''
+  and 'None' (what the command line gives for ``--config.data.val_split=None``) as None."""
+  v = config.data.val_split
+  return None if v in (None, "", "None") else v
+
+
+def has_val_split(config: Config) -> bool:
+  return val_split(config) is not None
+
+
 def _smoothing_grid(value, config) -> bool:
   return (isinstance(value, (tuple, list)) and len(set(value)) == len(value)
           and all(isinstance(e, (int, float)) and not isinstance(e, bool) and 0 <= e < 1
@@ -440,7 +452,8 @@ TRANSLATION = (
       for k in ("train_size", "dev_size", "test_size", "val_size")),
     Text("data.val_split", optional=True,
          doc="the file stem of a held-out split that selects the teacher (Multi30k: "
-             "test_2017_flickr); None: no validation split"),
+             "test_2017_flickr); None, '' or 'None' (on the command line): no validation "
+             "split"),
     Choice("model.name", NMT_MODELS),
     *(Int(f"model.{k}") for k in ("d_model", "num_heads", "d_ff", "num_layers", "embed_dim",
                                   "hidden")),
@@ -470,7 +483,7 @@ TRANSLATION = (
          doc="after teaching, students of the untaught anchor (method l2t_dlf_anchor) and "
              "of the taught teacher translate the validation split; the higher mean BLEU "
              "is reported as L2T-DLF"),
-    Rule("teach.select", test=lambda v, c: not v or c.data.val_split is not None,
+    Rule("teach.select", test=lambda v, c: not v or has_val_split(c),
          text="False, or set data.val_split (the validation split that selects the teacher)"),
     Int("teach.num_candidates"),
     Number("teach.temperature"),
@@ -487,7 +500,7 @@ TRANSLATION = (
          doc="label smoothing's eps, tuned on the validation split (one student per eps; "
              "the winner is the baseline and the teacher's anchor); (): "
              "baselines.smoothing as given"),
-    Rule("baselines.smoothing_grid", test=lambda v, c: not v or c.data.val_split is not None,
+    Rule("baselines.smoothing_grid", test=lambda v, c: not v or has_val_split(c),
          text="(), or set data.val_split (the validation split that tunes eps)"),
     Int("eval.beam_size"),
     Int("eval.batch_size", doc="sentences per decoding batch"),

@@ -51,7 +51,8 @@ from experiments import reporting
 from experiments import schema
 from experiments.builders import build_schedule, build_teacher
 from experiments.schema import NMT_MEASURES, NMT_METHODS, NMT_MODELS
-from experiments.workdir import Checkpoints, check_workdir_config, config_json, make_workdir
+from experiments.workdir import (Checkpoints, InputError, check_workdir_config, config_json,
+                                 make_workdir)
 
 __all__ = ["NMT_MODELS", "NMT_MEASURES", "NMT_METHODS", "SELECTION_CANDIDATES", "NMTData",
            "validate_config", "load_data", "build_student", "build_measure", "translate_split",
@@ -94,13 +95,21 @@ def load_data(config: ml_collections.ConfigDict, workdir: str) -> NMTData:
   Raises:
     FileNotFoundError: the corpus files are missing (the message says where to
       put them).
+    InputError: ``config.data.val_split`` names the train, dev or test split, or a
+      split that is not there.
   """
   d = config.data
-  corpus = tr.load_translation_corpus(d.name, data_dir=d.data_dir, variant=d.variant,
-                                      src_lang=d.src_lang, tgt_lang=d.tgt_lang,
-                                      train_size=d.train_size, dev_size=d.dev_size,
-                                      test_size=d.test_size, val_split=d.val_split,
-                                      val_size=d.val_size)
+  try:
+    corpus = tr.load_translation_corpus(d.name, data_dir=d.data_dir, variant=d.variant,
+                                        src_lang=d.src_lang, tgt_lang=d.tgt_lang,
+                                        train_size=d.train_size, dev_size=d.dev_size,
+                                        test_size=d.test_size,
+                                        val_split=schema.val_split(config),
+                                        val_size=d.val_size)
+  except (ValueError, FileNotFoundError) as e:
+    if str(e).startswith("val_split="):      # the validation split: a config problem
+      raise InputError(f"config.data.{e}") from None
+    raise
   tokenizer = tr.SubwordTokenizer.train_or_load(corpus.train, os.path.join(workdir, "spm"),
                                                 vocab_size=d.vocab_size, joint=d.joint_vocab)
   lengths = dict(max_src_len=d.max_src_len, max_tgt_len=d.max_tgt_len)
@@ -310,7 +319,8 @@ def summarize_bleu(bleus: list, runs: list, methods, val_bleus: tuple = ()) -> d
     s = [r for r in runs if r["method"] == m]
     stats = lambda key, rows: reporting.mean_std([r[key] for r in rows if r[key] is not None])
     out[m] = {"bleu": stats("bleu", b), "tokenized_bleu": stats("tokenized_bleu", b),
-              "val_bleu": stats("bleu", [r for r in val_bleus if r["method"] == m]),
+              "val_bleu": (stats("bleu", [r for r in val_bleus if r["method"] == m])
+                           if any(r["method"] == m for r in val_bleus) else (None, None)),
               "token_accuracy": reporting.mean_std([100 - r["test_error"] for r in s]),
               "seconds": float(sum(r["seconds"] for r in s)), "seeds": len(b)}
   return out
@@ -335,8 +345,8 @@ def results_markdown(results: dict) -> str:
               f"{results['data']['val']} pairs; the test split plays no part): "
               f"**{selection['chosen']}** ("
               + ", ".join(f"{k}: {v:.2f}" for k, v in selection["val_bleu"].items())
-              + f"); L2T-DLF's reported row is that of "
-              f"{reporting.METHOD_NAMES[selection['method']]}."]
+              + f"): L2T-DLF's result is the row "
+              f"\"{reporting.METHOD_NAMES[selection['method']]}\"."]
   smoothing = results.get("teacher_smoothing")
   if smoothing:
     lines += ["", f"The taught teacher's per-token eps along the first L2T-DLF student's run "
@@ -350,7 +360,9 @@ def results_markdown(results: dict) -> str:
     lines += ["", f"Label smoothing's eps was tuned on the validation split (one student per "
               f"eps, seed {tuning['seed']}): **eps = {tuning['chosen']:g}** ("
               + ", ".join(f"eps {k}: {v:.2f}" for k, v in tuning["val_bleu"].items())
-              + "); the label-smoothing baseline and the teacher's anchor use it."]
+              + "); the label-smoothing baseline"
+              + (" and the teacher's anchor use it." if results.get("teach", {}).get("num_updates")
+                 else " uses it.")]
   if results["data"].get("pretokenized"):
     lines += ["", "Note: this corpus is already tokenised (and lowercased); the sacreBLEU "
               "column is computed on that text, not on detokenised output."]
@@ -486,7 +498,7 @@ def _results(config: ml_collections.ConfigDict, data: NMTData, runs: list, bleus
                "train": len(data.corpus.train), "train_used": data.train.num_examples,
                "dev": len(data.corpus.dev), "test": len(data.corpus.test),
                "val": 0 if data.corpus.val is None else len(data.corpus.val),
-               "val_split": config.data.val_split,
+               "val_split": schema.val_split(config),
                "vocab_size": data.vocab_size, "source": data.corpus.source,
                "pretokenized": config.data.name == "iwslt14" or config.data.variant == "tok"},
       "methods": summarize_bleu(bleus, runs, list(dict.fromkeys(r["method"] for r in runs)),

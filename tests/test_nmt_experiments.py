@@ -21,6 +21,7 @@ import pytest
 from dlf_jax import bleu
 from dlf_jax.data import translation as tr
 from experiments import reporting, translate
+from experiments.workdir import InputError
 from experiments.configs import (iwslt14_lstm, iwslt14_transformer, multi30k_lstm,
                                  multi30k_transformer)
 
@@ -296,14 +297,31 @@ def test_smoothing_by_frequency_known_values(tmp_path):
 
 
 def test_selection_needs_a_validation_split():
-  config = multi30k_transformer.get_config("smoke")
-  assert config.teach.select and config.data.val_split == "test_2017_flickr"
-  config.data.val_split = None
-  with pytest.raises(ValueError, match=r"config\.teach\.select=True.*data\.val_split"):
+  for none in (None, "", "None"):          # 'None' is what --config.data.val_split=None gives
+    config = multi30k_transformer.get_config("smoke")
+    assert config.teach.select and config.data.val_split == "test_2017_flickr"
+    config.data.val_split = none
+    with pytest.raises(ValueError, match=r"config\.teach\.select=True.*data\.val_split"):
+      translate.validate_config(config)
+    config.teach.select = False
     translate.validate_config(config)
-  config.teach.select = False
-  translate.validate_config(config)
+    config.baselines.smoothing_grid = (0.1, 0.2)
+    with pytest.raises(ValueError, match=r"config\.baselines\.smoothing_grid=.*data\.val_split"):
+      translate.validate_config(config)
   assert not iwslt14_transformer.get_config("smoke").teach.select   # IWSLT14: no val split
+
+
+@pytest.mark.parametrize("val_split,match", [
+    ("val", r"config\.data\.val_split='val' is the dev split of multi30k"),
+    ("test_2016_flickr", r"config\.data\.val_split='test_2016_flickr' is the test split"),
+    ("test_2099", r"config\.data\.val_split='test_2099': no files test_2099\.\{de,en\}.*"
+                  r"'test_2017_flickr'"),
+])
+def test_bad_validation_split_is_a_config_error(val_split, match, tmp_path):
+  config = multi30k_transformer.get_config("smoke")
+  config.data.val_split = val_split
+  with pytest.raises(InputError, match=match):
+    translate.run(config, str(tmp_path / "run"))
 
 
 def write_fairseq_dir(directory, multi30k, sizes=(400, 40, 40)):

@@ -53,6 +53,8 @@ CORPORA = ("multi30k", "iwslt14")
 
 _MULTI30K_SPLITS = {"train": "train", "dev": "val", "test": "test_2016_flickr"}
 _IWSLT_SPLITS = {"train": "train", "dev": "valid", "test": "test"}
+# Held-out splits that can serve as the validation split (``val_split``).
+_HELD_OUT = {"multi30k": ("test_2017_flickr", "test_2017_mscoco", "test_2018_flickr")}
 
 
 def read_lines(path: str) -> list[str]:
@@ -172,9 +174,21 @@ def load_translation_corpus(name: str, *, data_dir: Optional[str] = None,
                      "validation split must be held out from train, dev and test (Multi30k: "
                      "'test_2017_flickr').")
   limits = {"train": train_size, "dev": dev_size, "test": test_size, "val": val_size}
+  if val_split is not None:
+    val_stem = stems.pop("val")
+    try:
+      val = _read_pair(root, val_stem, src_lang, tgt_lang, val_size)
+    except FileNotFoundError:
+      held_out = ", ".join(repr(h) for h in _HELD_OUT.get(name, ()))
+      raise FileNotFoundError(
+          f"val_split={val_split!r}: no files {val_stem}.{{{src_lang},{tgt_lang}}}[.gz] in "
+          f"{root}; name a held-out split that is there"
+          + (f" ({name}: {held_out})" if held_out else "") + ", or None for none.") from None
   try:
     splits = {k: _read_pair(root, stem, src_lang, tgt_lang, limits[k])
               for k, stem in stems.items()}
+    if val_split is not None:
+      splits["val"] = val
   except FileNotFoundError as e:
     expected = ", ".join(f"{s}.{lang}[.gz]" for s in stems.values()
                          for lang in (src_lang, tgt_lang))
