@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -156,8 +157,7 @@ def build_measure(config: ml_collections.ConfigDict, data: NMTData):
 def translate_split(model, params, model_state, arrays: dict, *, beam_size: int, alpha: float,
                     max_len: int, batch_size: int) -> np.ndarray:
   """Beam-search translations of ``arrays['src']``: int32 ``[N, max_len]``."""
-  fn = jax.jit(lambda v, src: decoding.translate(model, v, src, max_len=max_len,
-                                                 beam_size=beam_size, alpha=alpha))
+  fn = _translate_fn(model, max_len, beam_size, alpha)
   variables = {"params": params, **model_state}
   src = arrays["src"]
   batch_size = max(1, min(batch_size, len(src)))
@@ -169,6 +169,14 @@ def translate_split(model, params, model_state, arrays: dict, *, beam_size: int,
       chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - n, 0)])
     out.append(np.asarray(fn(variables, jnp.asarray(chunk)))[:n])
   return np.concatenate(out)
+
+
+@functools.lru_cache(maxsize=8)
+def _translate_fn(model, max_len: int, beam_size: int, alpha: float):
+  """One jitted beam search per (model, settings): the test and validation splits of every
+  student share its compilation."""
+  return jax.jit(lambda v, src: decoding.translate(model, v, src, max_len=max_len,
+                                                   beam_size=beam_size, alpha=alpha))
 
 
 def bleu_phase(config: ml_collections.ConfigDict, data: NMTData, student: dlf_jax.Student,
@@ -203,12 +211,12 @@ def bleu_phase(config: ml_collections.ConfigDict, data: NMTData, student: dlf_ja
     ckpt.close()
   t0 = time.time()
   e = config.eval
-  ids = translate_split(student.model, state.params, state.model_state,
-                        data.test if split == "test" else data.val,
+  arrays, text = {"test": (data.test, data.corpus.test), "val": (data.val, data.corpus.val)}[split]
+  ids = translate_split(student.model, state.params, state.model_state, arrays,
                         beam_size=e.beam_size, alpha=e.alpha, max_len=config.data.max_tgt_len,
                         batch_size=e.batch_size)
   hyps = [data.tokenizer.decode_tgt(row) for row in ids]
-  refs = list((data.corpus.test if split == "test" else data.corpus.val).tgt)
+  refs = list(text.tgt)
   scores = bleu_lib.corpus_bleu(hyps, refs, lowercase_tokenized=e.lowercase_tokenized,
                                 lang=config.data.tgt_lang)
   out_dir = os.path.join(workdir, "translations")

@@ -155,8 +155,7 @@ def load_translation_corpus(name: str, *, data_dir: Optional[str] = None,
     if variant not in ("raw", "tok"):
       raise ValueError(f"Multi30k variant must be 'raw' or 'tok', got {variant!r}.")
     root = os.path.join(data_dir or default_data_dir(), "multi30k", variant)
-    base = dict(_MULTI30K_SPLITS, **({} if val_split is None else {"val": val_split}))
-    stems = {k: (v if variant == "raw" else f"{v}.lc.norm.tok") for k, v in base.items()}
+    base, suffix = _MULTI30K_SPLITS, ("" if variant == "raw" else ".lc.norm.tok")
     notes = ("Multi30k task 1 (Elliott et al., 2016), test = test_2016_flickr; it stands in "
              "for IWSLT14 De-En, which is not available offline here.")
   else:
@@ -165,30 +164,18 @@ def load_translation_corpus(name: str, *, data_dir: Optional[str] = None,
           "IWSLT14 De-En is not shipped: pass data_dir (config.data.data_dir) = a directory "
           "with train.de, train.en, valid.de, valid.en, test.de, test.en (fairseq's "
           "prepare-iwslt14.sh output), or use the multi30k configs.")
-    base = dict(_IWSLT_SPLITS, **({} if val_split is None else {"val": val_split}))
-    root, stems = data_dir, base
+    root, base, suffix = data_dir, _IWSLT_SPLITS, ""
     notes = "IWSLT14 De-En, fairseq-prepared text."
-  taken = [k for k, v in base.items() if k != "val" and v == val_split]
+  stems = {k: v + suffix for k, v in base.items()}
+  taken = [k for k, v in base.items() if v == val_split]
   if taken:
     raise ValueError(f"val_split={val_split!r} is the {taken[0]} split of {name}; the "
                      "validation split must be held out from train, dev and test (Multi30k: "
                      "'test_2017_flickr').")
-  limits = {"train": train_size, "dev": dev_size, "test": test_size, "val": val_size}
-  if val_split is not None:
-    val_stem = stems.pop("val")
-    try:
-      val = _read_pair(root, val_stem, src_lang, tgt_lang, val_size)
-    except FileNotFoundError:
-      held_out = ", ".join(repr(h) for h in _HELD_OUT.get(name, ()))
-      raise FileNotFoundError(
-          f"val_split={val_split!r}: no files {val_stem}.{{{src_lang},{tgt_lang}}}[.gz] in "
-          f"{root}; name a held-out split that is there"
-          + (f" ({name}: {held_out})" if held_out else "") + ", or None for none.") from None
+  limits = {"train": train_size, "dev": dev_size, "test": test_size}
   try:
     splits = {k: _read_pair(root, stem, src_lang, tgt_lang, limits[k])
               for k, stem in stems.items()}
-    if val_split is not None:
-      splits["val"] = val
   except FileNotFoundError as e:
     expected = ", ".join(f"{s}.{lang}[.gz]" for s in stems.values()
                          for lang in (src_lang, tgt_lang))
@@ -196,8 +183,25 @@ def load_translation_corpus(name: str, *, data_dir: Optional[str] = None,
              f"contains multi30k/ (the files go in multi30k/{variant}/)" if name == "multi30k"
              else "Set data_dir (config.data.data_dir) to the directory that holds them")
     raise FileNotFoundError(f"{name}: {e} Expected in {root}: {expected}. {where}.") from None
+  # After the other splits: missing data is reported as such, not as a bad val_split.
+  val = None if val_split is None else _read_val_split(
+      name, root, val_split, val_split + suffix, src_lang, tgt_lang, val_size)
   return TranslationCorpus(name=name, src_lang=src_lang, tgt_lang=tgt_lang, source=root,
-                           notes=notes, **splits)
+                           notes=notes, val=val, **splits)
+
+
+def _read_val_split(name: str, root: str, val_split: str, stem: str, src_lang: str,
+                    tgt_lang: str, limit: Optional[int]) -> ParallelText:
+  """The validation split's pair; a missing one names ``val_split`` and the held-out
+  splits of ``name``."""
+  try:
+    return _read_pair(root, stem, src_lang, tgt_lang, limit)
+  except FileNotFoundError:
+    held_out = ", ".join(repr(h) for h in _HELD_OUT.get(name, ()))
+    raise FileNotFoundError(
+        f"val_split={val_split!r}: no files {stem}.{{{src_lang},{tgt_lang}}}[.gz] in "
+        f"{root}; name a held-out split that is there"
+        + (f" ({name}: {held_out})" if held_out else "") + ", or None for none.") from None
 
 
 class SubwordTokenizer:
