@@ -179,10 +179,27 @@ def evaluate(student: Student, params: Any, model_state: Any, batches,
              measure: measures.Measure | None = None) -> dict:
   """Accuracy, cross-entropy (and the measure) over ``[n, B, ...]`` masked batches, eval mode.
 
+  For a classification student (labels ``[B]``, one per example) it also reports the
+  balanced accuracy, the mean over classes of the per-class recall::
+
+      balanced_accuracy = mean_{c : n_c > 0} correct_c / n_c,
+
+  from ``C``-length sums of correct and (masked) counts per class; classes absent
+  from the batches are left out of the mean. Token-level students (labels
+  ``[B, L]``, e.g. translation) do not get it: a recall per vocabulary entry is not a
+  measure anyone reports there.
+
   Returns:
-    dict of float scalars: ``accuracy``, ``cross_entropy`` and, if given, ``measure``.
+    dict of float scalars: ``accuracy``, ``cross_entropy``, ``balanced_accuracy``
+    (labels ``[B]`` only) and, if given, ``measure``.
+
+  References:
+    Brodersen et al., "The balanced accuracy and its posterior distribution", ICPR
+    2010; Cao et al. 2019 and Menon et al. 2021 report balanced error on long tails.
   """
   dtype = jax.tree_util.tree_leaves(params)[0].dtype
+  per_class = jnp.ndim(student.labels(batches)) == 2        # [n, B]: one label per example
+  num_classes = student.num_classes
 
   def body(carry, batch):
     outputs = student.apply(params, model_state, batch, train=False)[0]
@@ -194,14 +211,28 @@ def evaluate(student: Student, params: Any, model_state: Any, batches,
     correct = (jnp.argmax(logits, -1) == labels).astype(dtype)
     out = {"accuracy": jnp.sum(correct * m), "cross_entropy": jnp.sum(nll * m),
            "count": jnp.sum(m)}
+    if per_class:
+      onehot = jax.nn.one_hot(labels, num_classes, dtype=dtype) * m[:, None]   # [B, C]
+      out["class_correct"] = correct @ onehot
+      out["class_count"] = jnp.sum(onehot, 0)
     if measure is not None:
       out["measure"] = measure.batch_sums(student, params, model_state, batch)[0].astype(dtype)
     return jax.tree_util.tree_map(jnp.add, carry, out), None
 
   keys = ["accuracy", "cross_entropy", "count"] + (["measure"] if measure is not None else [])
-  sums, _ = jax.lax.scan(body, {k: jnp.zeros((), dtype) for k in keys}, batches)
+  zeros = {k: jnp.zeros((), dtype) for k in keys}
+  if per_class:
+    zeros.update(class_correct=jnp.zeros((num_classes,), dtype),
+                 class_count=jnp.zeros((num_classes,), dtype))
+  sums, _ = jax.lax.scan(body, zeros, batches)
+  out = {}
+  if per_class:
+    class_correct, class_count = sums.pop("class_correct"), sums.pop("class_count")
+    present = class_count > 0
+    recall = jnp.where(present, class_correct / jnp.maximum(class_count, 1), 0)
+    out["balanced_accuracy"] = jnp.sum(recall) / jnp.maximum(jnp.sum(present), 1)
   count = jnp.maximum(sums.pop("count"), 1)
-  return {k: v / count for k, v in sums.items()}
+  return {**{k: v / count for k, v in sums.items()}, **out}
 
 
 def check_finite(metrics: StepMetrics, first_step: int) -> None:

@@ -53,12 +53,14 @@ import io
 import os
 import pickle
 import struct
+import types
 from typing import Callable
 
 import numpy as np
 
 __all__ = [
     "DATASETS",
+    "NUM_CLASSES",
     "SOURCES",
     "ImageDataset",
     "Split",
@@ -76,6 +78,8 @@ _NUM_CLASSES = {
     "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100,
     "embedded_mnist": 10,
 }
+# The class count of every dataset (read-only; e.g. to check a noise matrix's size).
+NUM_CLASSES = types.MappingProxyType(_NUM_CLASSES)
 _IMAGE_SHAPE = {
     "mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
     "cifar100": (32, 32, 3), "embedded_mnist": (28, 28, 1),
@@ -119,10 +123,14 @@ class Split:
     index: int64 ``[N]``, position of each example in the source's official split it
       was drawn from (the training set for train and dev, the test set for test), or
       ``None`` when unknown. Increasing within a split.
+    clean_y: int32 ``[N]``, the true labels of a split whose ``y`` was corrupted with
+      label noise (:mod:`dlf_jax.data.noise`), kept to measure memorisation; never
+      trained on. ``None`` when ``y`` is clean.
   """
   x: np.ndarray
   y: np.ndarray
   index: np.ndarray | None = None
+  clean_y: np.ndarray | None = None
 
   def __len__(self) -> int:
     return int(self.y.shape[0])
