@@ -31,11 +31,12 @@ __all__ = [
     "Rule",
     "CLASSIFICATION", "TRANSLATION", "METHODS", "MODELS", "SCHEDULES", "TEACHERS",
     "MEASURES", "RECIPES", "ESTIMATORS", "TEACHER_OPTIMIZERS", "TEACH_MODES", "NMT_MODELS",
-    "NMT_MEASURES", "NMT_METHODS", "get", "fail", "validate", "describe", "val_split",
-    "has_val_split",
+    "NMT_MEASURES", "NMT_METHODS", "NOISE_KINDS", "get", "fail", "validate", "describe",
+    "val_split", "has_val_split",
 ]
 
 METHODS = losses.BASELINES + ("l2t_dlf",)
+NOISE_KINDS = ("none", "symmetric", "pair", "matrix")
 MODELS = ("mlp", "lenet", "convbn", "resnet", "wrn")
 SCHEDULES = ("constant", "step", "inverse_sqrt")
 TEACHERS = ("attention", "mlp")
@@ -250,6 +251,62 @@ def _anchor_representable(value, config) -> bool:
               and t.parameterisation in ("diagonal", "low_rank"))
 
 
+def _num_classes(config) -> int:
+  return data_lib.NUM_CLASSES[config.data.name]
+
+
+def _noise_rate_ok(value, config) -> bool:
+  kind = config.data.noise.kind
+  if not _is_number(value):
+    return False
+  if kind in ("none", "matrix"):
+    return value == 0
+  if kind == "symmetric":
+    c = _num_classes(config)
+    return 0 <= value <= (c - 1) / c
+  return 0 <= value < 1
+
+
+def _noise_rate_text(config) -> str:
+  kind = config.data.noise.kind
+  if kind == "none":
+    return ("0 with data.noise.kind='none' (set data.noise.kind='symmetric' or 'pair' to "
+            "corrupt the training labels at this rate)")
+  if kind == "matrix":
+    return "0 with data.noise.kind='matrix' (the rates are the rows of data.noise.matrix)"
+  if kind == "symmetric":
+    c = _num_classes(config)
+    return (f"a number in [0, {(c - 1) / c:g}] for symmetric noise over {c} classes (at "
+            "(C-1)/C the noisy labels are uniform)")
+  return "a number in [0, 1) for pair-flip noise"
+
+
+def _noise_matrix_problem(value, config) -> Optional[str]:
+  """Why ``value`` cannot be data.noise.matrix (None if it can)."""
+  if config.data.noise.kind != "matrix":
+    return None if value is None else "not used"
+  if value is None:
+    return "missing"
+  try:
+    data_lib.check_transition(value, _num_classes(config), name="the matrix")
+  except ValueError as e:
+    return str(e)
+  return None
+
+
+def _noise_matrix_text(config) -> str:
+  problem = _noise_matrix_problem(get(config, "data.noise.matrix"), config)
+  if config.data.noise.kind != "matrix":
+    return "None unless data.noise.kind='matrix'"
+  c = _num_classes(config)
+  return (f"a row-stochastic {c} x {c} nested list, T[i][j] = P(noisy label j | true "
+          f"class i), for data.noise.kind='matrix' ({problem})")
+
+
+def _imbalance_ratio_ok(value, config) -> bool:
+  return value is None or (_is_number(value) and np.isfinite(value) and value >= 1)
+
+
 STUDENT = (
     Choice("student.optimizer", student_lib.OPTIMIZERS),
     Number("student.learning_rate", doc="peak learning rate"),
@@ -362,6 +419,24 @@ CLASSIFICATION = (
             "validation split, disjoint from dev and test, that selects the teacher"),
     Choice("data.augment", data_lib.AUGMENTATIONS,
            doc="crop_flip: 4-pixel pad + random crop + horizontal flip, on device"),
+    Choice("data.noise.kind", NOISE_KINDS,
+           doc="label noise on the training split only (dev, val, test stay clean): "
+               "none; symmetric: T = (1 - r) I + r / (C - 1) (11^T - I); pair: a label "
+               "of class i becomes (i + 1) mod C with probability r; matrix: any "
+               "row-stochastic T (data.noise.matrix). The realised T and rate are "
+               "written to label_noise.json"),
+    Rule("data.noise.rate", test=_noise_rate_ok, text=_noise_rate_text,
+         doc="r of symmetric ([0, (C-1)/C]) or pair ([0, 1)) noise; 0 otherwise"),
+    Rule("data.noise.matrix", test=lambda v, c: _noise_matrix_problem(v, c) is None,
+         text=_noise_matrix_text,
+         doc="T[i][j] = P(noisy j | true i) as a nested list, for kind='matrix' only"),
+    Int("data.noise.seed", minimum=0, doc="seeds the noisy labels' draw"),
+    Rule("data.imbalance.ratio", test=_imbalance_ratio_ok,
+         text="None (the training split as loaded) or a number >= 1 (n_head / n_tail)",
+         doc="a long-tailed training split: n_i = n_max rho^(-i/(C-1)) examples of class "
+             "i (Cao et al. 2019), n_max = the rarest class's count; applied before the "
+             "noise; dev, val and test stay as loaded. Report balanced error"),
+    Int("data.imbalance.seed", minimum=0, doc="seeds which examples the long tail keeps"),
     Choice("model.name", MODELS),
     Rule("model.hidden", test=_widths, text="a non-empty tuple of integer widths >= 1",
          doc="MLP widths"),

@@ -27,6 +27,8 @@ Workdir layout::
   checkpoints/<method>/seed_<s>/<step>/    StudentState + {history, elapsed} (last 2)
   runs/<method>_seed<s>.json               a finished student run
   selection.json                           the teacher chosen on the validation split
+  label_noise.json                         with config.data.noise / .imbalance: the
+                                           realised noise matrix and rate, class counts
   tensorboard/{teach,<method>/seed_<s>}/   tensorboardX event files
   metrics.csv                              long format: phase,method,seed,step,metric,value
   results.json, results.md                 the table, wall times, data, config
@@ -34,6 +36,7 @@ Workdir layout::
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Optional
 
@@ -119,6 +122,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   check_workdir_config(config, workdir)
   logging.info("data %s from %s: train %d, dev %d, val %d, test %d", data.name, data.source,
                len(data.train), len(data.dev), 0 if val is None else len(val), len(data.test))
+  labels = splits.label_record(config, data, val)
+  if labels is not None:                     # label noise / a long tail on train
+    reporting.write_json(os.path.join(workdir, "label_noise.json"), labels)
   student = build_student(config, data.num_classes)
   teacher = build_teacher(config, data.num_classes)
 
@@ -130,6 +136,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
                         theta=None if taught is None else taught["theta"],
                         on_checkpoint=on_checkpoint)
   results = _results(config, data, val, runs, taught, selection, t_start)
+  if labels is not None:
+    results["data"]["label_noise"] = labels
   teach_history = [] if taught is None else taught["history"]
   snapshots = None
   l2t_runs = [r for r in runs if r["method"] == "l2t_dlf"]

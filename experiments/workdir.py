@@ -3,7 +3,8 @@
 A workdir belongs to one config: :func:`check_workdir_config` writes
 ``config.json`` on the first run and refuses a later run of a different config,
 naming every key that differs (the keys of :data:`RESUMABLE_KEYS` may change
-between a run and its resumption). :class:`Checkpoints` saves and restores the
+between a run and its resumption; a key of :data:`ADDED_KEYS` absent from an older
+``config.json`` matches its default value). :class:`Checkpoints` saves and restores the
 ``(pytree state, JSON meta)`` pairs from which every phase resumes.
 """
 from __future__ import annotations
@@ -19,11 +20,17 @@ import orbax.checkpoint as ocp
 
 from experiments import reporting
 
-__all__ = ["RESUMABLE_KEYS", "InputError", "WorkdirConfigError", "make_workdir",
+__all__ = ["RESUMABLE_KEYS", "ADDED_KEYS", "InputError", "WorkdirConfigError", "make_workdir",
            "config_json", "check_workdir_config", "Checkpoints", "run_path"]
 
 # Config keys that may change between a run and its resumption.
 RESUMABLE_KEYS = ("progress", "methods", "num_seeds")
+# Config keys added after workdirs were written, with the value that reproduces the runs
+# recorded before them: a config.json without the key matches a config holding that value.
+ADDED_KEYS = {
+    "data.noise.kind": "none", "data.noise.rate": 0.0, "data.noise.matrix": None,
+    "data.noise.seed": 0, "data.imbalance.ratio": None, "data.imbalance.seed": 0,
+}
 
 
 class WorkdirConfigError(ValueError):
@@ -73,6 +80,10 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 def check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes ``config.json``; if one exists, the experiment-defining keys must match.
 
+  Keys of :data:`RESUMABLE_KEYS` are not compared; a key of :data:`ADDED_KEYS`
+  missing from the saved ``config.json`` (a workdir written before the key existed)
+  matches the current config if it holds that key's default.
+
   Raises:
     WorkdirConfigError: ``workdir`` holds a run of another config (naming every key
       that differs, with both values).
@@ -83,8 +94,11 @@ def check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> Non
     with open(path) as f:
       saved = json.load(f)
     strip = lambda c: {k: v for k, v in c.items() if k not in RESUMABLE_KEYS}
-    if strip(saved) != strip(current):
-      old, new = _flatten(strip(saved)), _flatten(strip(current))
+    old, new = _flatten(strip(saved)), _flatten(strip(current))
+    for k, default in ADDED_KEYS.items():      # a workdir older than the key
+      if k not in old and k in new and new[k] == default:
+        del new[k]
+    if old != new:
       diff = [f"{k} = {old.get(k, '<absent>')!r} there, {new.get(k, '<absent>')!r} now"
               for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
       raise WorkdirConfigError(

@@ -35,8 +35,9 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["symmetric_transition", "pair_flip_transition", "check_transition",
-           "corrupt_labels", "transition_counts", "realised_transition", "noise_rate", "long_tail_counts",
-           "long_tail_subsample", "class_priors", "estimate_transition_glc"]
+           "corrupt_labels", "transition_counts", "realised_transition", "noise_rate",
+           "long_tail_counts", "long_tail_subsample", "class_priors",
+           "estimate_transition_glc"]
 
 # Rows of a transition matrix must sum to 1 within this (float64 sums of decimals).
 ROW_SUM_TOL = 1e-6
@@ -145,12 +146,13 @@ def check_transition(transition, num_classes: int | None = None,
     raise ValueError(f"{name} holds NaN/inf entries; every entry must be a probability.")
   if np.any(t < 0):
     i, j = np.argwhere(t < 0)[0]
-    raise ValueError(f"{name}[{i}, {j}]={t[i, j]!r} is negative; entries are probabilities "
-                     "P(noisy = j | true = i) >= 0.")
+    raise ValueError(f"{name}[{i}, {j}]={float(t[i, j])!r} is negative; entries are "
+                     "probabilities P(noisy = j | true = i) >= 0.")
   sums = t.sum(1)
   bad = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOL)
   if bad.size:
-    raise ValueError(f"{name} is not row-stochastic: row {bad[0]} sums to {sums[bad[0]]!r}; "
+    raise ValueError(f"{name} is not row-stochastic: row {bad[0]} sums to "
+                     f"{float(sums[bad[0]])!r}; "
                      "every row T[i, :] = P(noisy label | true class i) must sum to 1.")
   return t
 

@@ -61,6 +61,16 @@ def _data() -> config_dict.ConfigDict:
   data.seed = 0
   data.augment = "none"
   data.val_size = config_dict.placeholder(int)   # validation split carved from train
+  # Label noise and a long tail on the training split only (dev, val, test stay clean
+  # and balanced); both off by default.
+  data.noise = config_dict.ConfigDict()
+  data.noise.kind = "none"                 # 'none' | 'symmetric' | 'pair' | 'matrix'
+  data.noise.rate = 0.0
+  data.noise.matrix = config_dict.placeholder(tuple)   # [C][C] rows of T for 'matrix'
+  data.noise.seed = 0
+  data.imbalance = config_dict.ConfigDict()
+  data.imbalance.ratio = config_dict.placeholder(float)   # None: as loaded; rho >= 1
+  data.imbalance.seed = 0
   return data
 
 
