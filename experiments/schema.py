@@ -300,7 +300,7 @@ def _noise_matrix_text(config) -> str:
     return "None unless data.noise.kind='matrix'"
   c = _num_classes(config)
   return (f"a row-stochastic {c} x {c} nested list, T[i][j] = P(noisy label j | true "
-          f"class i), for data.noise.kind='matrix' ({problem})")
+          f"class i), for data.noise.kind='matrix' ({(problem or '').rstrip('.')})")
 
 
 def _imbalance_ratio_ok(value, config) -> bool:
