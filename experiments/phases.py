@@ -37,7 +37,7 @@ from experiments.builders import (build_baseline, build_estimator, build_measure
 from experiments.workdir import Checkpoints, InputError, run_path
 
 __all__ = ["CheckpointHook", "SELECTION_SEEDS", "TEACHER_METHODS", "untaught_anchor",
-           "training_stages", "teach_phase",
+           "training_stages", "teach_state_template", "teach_phase",
            "maybe_teach", "with_teacher_state", "student_phase", "student_phases",
            "select_teacher", "choose_teacher"]
 
@@ -127,6 +127,28 @@ class _Session:
 # ------------------------------------------------------------------------- teach
 
 
+def teach_state_template(meta: dict, teacher: dlf_jax.Teacher, tx, estimator,
+                         example_student: Callable[[], dlf_jax.StudentState]) -> dict:
+  """The fields of a teach checkpoint's :class:`~dlf_jax.teaching.TeachState` (a dict of
+  example pytrees with their shapes) for orbax to restore into.
+
+  ``meta`` is the checkpoint's metadata: ``has_student`` says whether a student is
+  mid-episode, ``has_estimator_state`` whether the estimator's state (e.g. PES
+  particles) was saved. Checkpoints written before ``TeachState.estimator_state``
+  existed lack that key and that field (every estimator was stateless then): their
+  template has no ``estimator_state``, and ``TeachState(**restored)`` defaults it to None.
+  """
+  theta = teacher.init(jax.random.PRNGKey(0))
+  example = (example_student() if meta["has_student"] or meta.get("has_estimator_state")
+             else None)
+  fields = {"theta": theta, "opt_state": tx.init(theta),
+            "student": example if meta["has_student"] else None}
+  if "has_estimator_state" in meta:
+    fields["estimator_state"] = (estimator.init_state(theta, example)
+                                 if meta["has_estimator_state"] else None)
+  return fields
+
+
 def teach_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Student,
                 teacher: dlf_jax.Teacher, workdir: str, *,
                 on_checkpoint: Optional[CheckpointHook] = None,
@@ -153,17 +175,9 @@ def teach_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Studen
   tx = args["teacher_optimizer"]
   session = _Session(workdir, ("teach",), "teach", on_checkpoint, prefix="teach/")
 
-  def template(meta: dict) -> TeachState:
-    # Checkpoints written before the estimator state existed have no
-    # ``has_estimator_state`` (and no estimator state: all estimators were stateless).
-    theta = teacher.init(jax.random.PRNGKey(0))
-    example = (student.init(jax.random.PRNGKey(0), _example_batch(data))
-               if meta["has_student"] or meta.get("has_estimator_state") else None)
-    return TeachState(theta=theta, opt_state=tx.init(theta),
-                      student=example if meta["has_student"] else None,
-                      estimator_state=(args["estimator"].init_state(theta, example)
-                                       if meta.get("has_estimator_state") else None),
-                      update=meta["update"])
+  template = lambda meta: teach_state_template(
+      meta, teacher, tx, args["estimator"],
+      lambda: student.init(jax.random.PRNGKey(0), _example_batch(data)))
 
   def callback(state: TeachState, record: dict) -> None:
     session.record(state.update, state, dict(record), update=state.update,
@@ -171,7 +185,8 @@ def teach_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Studen
                    has_estimator_state=state.estimator_state is not None)
 
   try:
-    init_state = session.restore(template)
+    restored = session.restore(template)
+    init_state = None if restored is None else TeachState(**restored, update=session.latest)
     session.begin()
     result = dlf_jax.teach(
         student, teacher, _arrays(data.train), _arrays(data.dev),

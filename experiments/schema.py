@@ -331,8 +331,15 @@ class EstimatorSection(Field):
     if reward is not None and reward not in REWARDS:
       fail(f"teach.estimator.{name}.reward", reward, f"None or one of {REWARDS}")
     settings = {k: v for k, v in settings.items() if k != "reward"}
+    cls = estimators.ESTIMATORS[name]
+    for key, value in settings.items():         # name the setting at fault where one is
+      try:
+        cls(**{key: value})
+      except (ValueError, TypeError) as e:
+        raise ConfigError(f"config.teach.estimator.{name}.{key}={value!r} is invalid: "
+                          f"{e}") from None
     try:
-      estimators.get(name, **settings)
+      cls(**settings)
     except (ValueError, TypeError) as e:
       raise ConfigError(f"config.teach.estimator.{name} is invalid: {e}") from None
 
