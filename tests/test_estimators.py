@@ -12,6 +12,7 @@ the experiments (one builder for the phases and the ablation).
 """
 import dataclasses
 import inspect
+import json
 import os
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import dlf_jax
 from dlf_jax import estimators, evolution
 from dlf_jax.estimators import PES, ReverseMode
 from dlf_jax.teaching import DevSampling, Schedule, TeachState, teach
-from experiments import ablation, builders, phases, schema
+from experiments import ablation, builders, phases, schema, workdir
 from experiments.configs import mnist_mlp
 from experiments.workdir import Checkpoints
 
@@ -314,3 +315,38 @@ def test_teach_checkpoints_restore_with_and_without_estimator_state(tmp_path, ki
   assert (got.estimator_state is None) == (kind != "pes")
   if kind == "pes":
     assert isinstance(got.estimator_state, evolution.PESState)
+
+
+def _old_config_json(config, memory="store_all"):
+  """``config.json`` as runs wrote it before ``teach.estimator`` became a sub-config."""
+  saved = json.loads(config.to_json_best_effort())
+  saved["teach"].pop("estimator")
+  saved["teach"].update(estimator="reverse", method="auto", memory=memory,
+                        checkpoint_every=None, chunk_steps=None, forward_max_params=256,
+                        es_population=8, es_sigma=0.01)
+  return saved
+
+
+@pytest.mark.parametrize("memory", ["store_all", "checkpointed"])
+def test_a_workdir_written_before_the_estimator_section_resumes(tmp_path, memory):
+  config = _config()
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(_old_config_json(config, memory), f)
+  if memory == "store_all":
+    workdir.check_workdir_config(config, str(tmp_path))
+  else:
+    with pytest.raises(workdir.WorkdirConfigError,
+                       match=r"teach\.estimator\.reverse\.memory = 'checkpointed' there, "
+                             r"'store_all' now"):
+      workdir.check_workdir_config(config, str(tmp_path))
+
+
+def test_cli_names_the_new_key_of_a_moved_one(tmp_path):
+  cmd = [sys.executable, "-m", "experiments.main",
+         "--config=experiments/configs/quickstart.py:smoke", f"--workdir={tmp_path}",
+         "--config.teach.method=vjp"]
+  done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                        env=dict(os.environ, PYTHONPATH=ROOT))
+  assert done.returncode == 2
+  assert ("--config.teach.method is no longer a key: use "
+          "--config.teach.estimator.reverse.method") in done.stderr
