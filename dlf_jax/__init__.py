@@ -7,7 +7,11 @@ Public API:
 * :func:`train_student` -- train a fresh student with a frozen teacher or a baseline;
 * :class:`Student`, :func:`make_optimizer` -- the student contract;
 * :class:`Teacher`, :class:`AttentionTeacher`, :class:`MLPTeacher` -- mu_theta;
-* :class:`LossParams`, :func:`parametric_loss`, :class:`BaselineLoss` -- Eqn. (2) and baselines;
+* :mod:`dlf_jax.losses` -- Eqn. (2) as one class per form of W (:class:`FullW`,
+  :class:`DiagonalW`, :class:`LowRankW`, :class:`SoftTargetW`; :func:`parametric_loss`)
+  and the baselines as loss providers (:class:`CrossEntropyLoss`,
+  :class:`LabelSmoothingLoss`, :class:`LargeMarginLoss`, :class:`SigmoidCrossEntropyLoss`;
+  :func:`baseline_loss` by name);
 * :class:`LossProvider` -- the contract a teacher or a baseline loss implements
   (:mod:`dlf_jax.contracts`, with the option names as ``Literal`` types); the
   teacher's state features are :mod:`dlf_jax.state_features`;
@@ -23,7 +27,10 @@ Public API:
 from dlf_jax import bleu, data, decoding, evolution, forward_hypergrad, models, parallel
 from dlf_jax.contracts import LossProvider
 from dlf_jax.hypergrad import HypergradResult, hypergradient, make_hypergradient_fn
-from dlf_jax.losses import BaselineLoss, LossParams, parametric_loss
+from dlf_jax import losses
+from dlf_jax.losses import (CrossEntropyLoss, DiagonalW, FullW, LabelSmoothingLoss,
+                            LargeMarginLoss, LossForm, LowRankW, SigmoidCrossEntropyLoss,
+                            SoftTargetW, baseline_loss, parametric_loss)
 from dlf_jax.measures import CrossEntropy, ExpectedAccuracy, SigmoidSmoothedError
 from dlf_jax.student import Student, StudentState, make_optimizer
 from dlf_jax.teaching import TeachResult, TeachState, TrainResult, teach, train_student
@@ -35,7 +42,9 @@ __all__ = [
     "teach", "train_student", "TeachResult", "TeachState", "TrainResult",
     "Student", "StudentState", "make_optimizer",
     "Teacher", "AttentionTeacher", "MLPTeacher",
-    "LossParams", "parametric_loss", "BaselineLoss", "LossProvider",
+    "losses", "LossForm", "FullW", "DiagonalW", "LowRankW", "SoftTargetW", "parametric_loss",
+    "CrossEntropyLoss", "LabelSmoothingLoss", "LargeMarginLoss", "SigmoidCrossEntropyLoss",
+    "baseline_loss", "LossProvider",
     "ExpectedAccuracy", "SigmoidSmoothedError", "CrossEntropy",
     "hypergradient", "make_hypergradient_fn", "HypergradResult",
     "data", "models", "parallel", "decoding", "bleu", "forward_hypergrad", "evolution",
