@@ -64,7 +64,7 @@ def run(model_names, batch, steps, rounds, n_images=5000):
       jax.random.split(k, steps), b))
   t = _time(lambda: jax.block_until_ready(aug(jax.random.PRNGKey(0), seg["x"])), rounds)
   rows.append({"what": "augment", "model": "-", "seconds": t, "images_per_s": images / t})
-  base = dlf_jax.BaselineLoss("cross_entropy")
+  base = dlf_jax.CrossEntropyLoss()
   for name in model_names:
     tx = dlf_jax.make_optimizer("momentum", 0.1, weight_decay=1e-4)
     for label, augment in (("student", data_lib.make_augment("crop_flip")),

@@ -82,8 +82,7 @@ class BankTeacher(nn.Module):
     a = jax.nn.softmax(s @ proj)
     bank = self.param("bank", nn.initializers.normal(0.1), (k, self.num_classes))
     w = 1.0 + a.astype(bank.dtype) @ bank
-    return losses.LossParams(w, jnp.zeros((self.num_classes,), bank.dtype),
-                             parameterisation="diagonal")
+    return losses.DiagonalW(w, jnp.zeros((self.num_classes,), bank.dtype))
 
 
 def _problem(num_params: int, chunk: int, quick: bool, total_steps: int):

@@ -11,7 +11,11 @@ Public API:
 * :func:`train_student` -- train a fresh student with a frozen teacher or a baseline;
 * :class:`Student`, :func:`make_optimizer` -- the student contract;
 * :class:`Teacher`, :class:`AttentionTeacher`, :class:`MLPTeacher` -- mu_theta;
-* :class:`LossParams`, :func:`parametric_loss`, :class:`BaselineLoss` -- Eqn. (2) and baselines;
+* :mod:`dlf_jax.losses` -- Eqn. (2) as one class per form of W (:class:`FullW`,
+  :class:`DiagonalW`, :class:`LowRankW`, :class:`SoftTargetW`; :func:`parametric_loss`)
+  and the baselines as loss providers (:class:`CrossEntropyLoss`,
+  :class:`LabelSmoothingLoss`, :class:`LargeMarginLoss`, :class:`SigmoidCrossEntropyLoss`;
+  :func:`baseline_loss` by name);
 * :class:`LossProvider`, :class:`HypergradEstimator` -- the contracts a teacher or a
   baseline loss, and a hypergradient estimator, implement
   (:mod:`dlf_jax.contracts`, with the option names as ``Literal`` types); the
@@ -29,7 +33,10 @@ from dlf_jax import (bleu, data, decoding, estimators, evolution, forward_hyperg
                      parallel)
 from dlf_jax.contracts import HypergradEstimator, LossProvider
 from dlf_jax.hypergrad import HypergradResult, hypergradient, make_hypergradient_fn
-from dlf_jax.losses import BaselineLoss, LossParams, parametric_loss
+from dlf_jax import losses
+from dlf_jax.losses import (CrossEntropyLoss, DiagonalW, FullW, LabelSmoothingLoss,
+                            LargeMarginLoss, LossForm, LowRankW, SigmoidCrossEntropyLoss,
+                            SoftTargetW, baseline_loss, parametric_loss)
 from dlf_jax.measures import CrossEntropy, ExpectedAccuracy, SigmoidSmoothedError
 from dlf_jax.student import Student, StudentState, make_optimizer
 from dlf_jax.teaching import (DevSampling, Schedule, TeachResult, TeachState, TrainResult, teach,
@@ -43,7 +50,9 @@ __all__ = [
     "DevSampling", "HypergradEstimator", "estimators",
     "Student", "StudentState", "make_optimizer",
     "Teacher", "AttentionTeacher", "MLPTeacher",
-    "LossParams", "parametric_loss", "BaselineLoss", "LossProvider",
+    "losses", "LossForm", "FullW", "DiagonalW", "LowRankW", "SoftTargetW", "parametric_loss",
+    "CrossEntropyLoss", "LabelSmoothingLoss", "LargeMarginLoss", "SigmoidCrossEntropyLoss",
+    "baseline_loss", "LossProvider",
     "ExpectedAccuracy", "SigmoidSmoothedError", "CrossEntropy",
     "hypergradient", "make_hypergradient_fn", "HypergradResult",
     "data", "models", "parallel", "decoding", "bleu", "forward_hypergrad", "evolution",

@@ -2,8 +2,8 @@
 
 A *loss provider* is what the student's inner step (Eqn. 1) calls for its
 training loss: a learned :class:`~dlf_jax.teacher.Teacher` (``phi_t =
-mu_theta(s_t)``, Eqn. 2) or a fixed :class:`~dlf_jax.losses.BaselineLoss`
-(cross-entropy, label smoothing, Large-Margin Softmax). Both implement
+mu_theta(s_t)``, Eqn. 2) or a fixed loss of :mod:`dlf_jax.losses.baselines`
+(cross-entropy, label smoothing, Large-Margin Softmax, ...). Both implement
 :class:`LossProvider`, so baselines and learned losses share one training step,
 one unroll and one training loop.
 
@@ -14,8 +14,10 @@ each, chosen by value, not by a string).
 
 The option names of the library's string-valued arguments are ``Literal``
 types here; the runtime tuples (``hypergrad.METHODS``, ``teaching.MODES``,
-``losses.PARAMETERISATIONS``, ...) are derived from them with
-``typing.get_args``.
+...) are derived from them with ``typing.get_args``; the names of the loss
+forms and links are the keys of the registries ``dlf_jax.losses.FORMS`` and
+``dlf_jax.losses.core.LINK_FUNCTIONS``, which check at import that they equal
+:data:`Parameterisation` and :data:`Link`.
 """
 from __future__ import annotations
 
@@ -38,9 +40,10 @@ Method = Literal["auto", "eqn45", "vjp", "autodiff"]
 Memory = Literal["store_all", "checkpointed"]
 # Teaching schedule of :func:`dlf_jax.teach`.
 Mode = Literal["episodes", "online"]
-# Structure of W in Eqn. (2) (:class:`dlf_jax.losses.LossParams`).
+# Structure of W in Eqn. (2): the keys of dlf_jax.losses.FORMS (checked there at import).
 Parameterisation = Literal["full", "diagonal", "low_rank", "soft_target"]
-# What wraps the bilinear score of Eqn. (2): the paper's sigmoid or the identity.
+# What wraps the bilinear score of Eqn. (2): the paper's sigmoid or the identity (the
+# keys of dlf_jax.losses.core.LINK_FUNCTIONS, checked there at import).
 Link = Literal["sigmoid", "identity"]
 
 
@@ -49,8 +52,8 @@ class LossProvider(Protocol):
   """What the student's step needs of a loss: ``s_t -> phi_t -> L_phi`` (Eqns. 1-2).
 
   Implemented by :class:`~dlf_jax.teacher.Teacher` (``theta`` its flax params,
-  ``phi`` a :class:`~dlf_jax.losses.LossParams`) and
-  :class:`~dlf_jax.losses.BaselineLoss` (``theta = {}``, ``phi`` None or the
+  ``phi`` a :class:`~dlf_jax.losses.LossForm`) and the fixed losses of
+  :mod:`dlf_jax.losses.baselines` (``theta = {}``, ``phi`` None or the
   Large-Margin annealing weight ``beta_t``). Instances are hashed by identity
   (jitted functions are cached per provider) and are static under ``jax.jit``.
   """
@@ -58,6 +61,10 @@ class LossProvider(Protocol):
   @property
   def num_classes(self) -> Optional[int]:
     """``C`` the loss is built for, or None if it works for any ``C``."""
+
+  @property
+  def needs_theta(self) -> bool:
+    """True if the loss is learned (``train_student`` then needs its frozen ``theta``)."""
 
   @property
   def ema_decay(self) -> float:

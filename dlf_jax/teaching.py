@@ -505,7 +505,7 @@ def _teach_fns(student: Student, teacher: Teacher, measure: measures.Measure, tx
   where they can be)."""
   return {
       "eval": _eval_fn(student),
-      "pretrain": _unroll_fn(student, losses.BaselineLoss("cross_entropy")),
+      "pretrain": _unroll_fn(student, losses.CrossEntropyLoss()),
       "phi": _phi_stats_fn(teacher),
       "outer_step": _make_outer_step(tx, measure.maximize),
   }
@@ -618,9 +618,9 @@ def _check_train_args(student: Student, loss: LossProvider, theta, num_steps: in
   """The argument checks of :func:`train_student`."""
   if num_steps <= 0 or eval_every <= 0:
     raise ValueError(f"num_steps and eval_every must be >= 1; got {num_steps}, {eval_every}.")
-  if not isinstance(loss, losses.BaselineLoss):
-    if theta is None:
-      raise ValueError("train_student with a Teacher needs its frozen parameters: theta=...")
+  if loss.needs_theta and theta is None:
+    raise ValueError("train_student with a Teacher needs its frozen parameters: theta=...")
+  if loss.num_classes is not None:
     _check_class_count(student, loss)
 
 
@@ -667,7 +667,7 @@ def train_student(student: Student, loss: LossProvider, train, *, theta: Any = N
   Args:
     student: the :class:`~dlf_jax.student.Student`.
     loss: a :class:`~dlf_jax.teacher.Teacher` (then ``theta`` is required) or
-      a :class:`~dlf_jax.losses.BaselineLoss`.
+      a fixed loss of :mod:`dlf_jax.losses` (e.g. :class:`~dlf_jax.losses.CrossEntropyLoss`).
     train: training data ``{'x', 'y'}`` (or ``.x`` / ``.y``), or a batch
       sampler as in :func:`teach` (``reseeded(seed)`` if it has it; scans are
       cut at multiples of its ``segment_steps``).

@@ -14,7 +14,7 @@ the carry (:class:`~dlf_jax.student.StudentState`) under ``stop_gradient``.
 The loss-provider argument ``teacher`` is a
 :class:`~dlf_jax.contracts.LossProvider` (``state_features``, ``phi``,
 ``loss``, ``ema_decay``): a :class:`~dlf_jax.teacher.Teacher` or a fixed
-:class:`~dlf_jax.losses.BaselineLoss`.
+loss of :mod:`dlf_jax.losses.baselines` (e.g. :class:`~dlf_jax.losses.CrossEntropyLoss`).
 """
 from __future__ import annotations
 

@@ -33,6 +33,7 @@ over seeds, validation error, teaching wall time) and ``plots/ablation.png``.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -116,6 +117,11 @@ def teaching_key(config) -> str:
   return hashlib.sha1(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def _tuned_smoothing(method: str) -> bool:
+  """True if the baseline ``method`` takes ``baselines.smoothing`` (its eps is tuned)."""
+  return "smoothing" in {f.name for f in dataclasses.fields(dlf_jax.losses.BASELINES[method])}
+
+
 def apply_overrides(config, overrides: dict, *, tuned_eps: float):
   """A copy of ``config`` with dotted-key overrides (``'tuned'``/``'full'`` resolved).
 
@@ -188,7 +194,7 @@ class Runner:
          read_test: bool = True) -> dict:
     config = ml_collections.ConfigDict(self.config.to_dict())
     config.baselines.smoothing = smoothing
-    tag = method if method != "label_smoothing" else f"label_smoothing_{smoothing:g}"
+    tag = f"{method}_{smoothing:g}" if _tuned_smoothing(method) else method
     return self.student_run(tag, seed, builders.build_baseline(config, method),
                 config=config, read_test=read_test)
 
@@ -314,7 +320,7 @@ def run(config, workdir: str, variants, seeds: int, val_size: int,
   logging.info("label smoothing: validation error per eps %s -> eps = %g", tuning, tuned_eps)
 
   for method in baselines:
-    eps = tuned_eps if method == "label_smoothing" else 0.1
+    eps = tuned_eps if _tuned_smoothing(method) else 0.1
     desc = {"cross_entropy": "cross-entropy",
             "label_smoothing": f"label smoothing, eps = {tuned_eps:g} (tuned on validation)",
             "large_margin": "Large-Margin Softmax (m = 2, beta annealed)"}[method]

@@ -137,14 +137,14 @@ def build_teacher_optimizer(config: ml_collections.ConfigDict) -> optax.Gradient
   return optax.sgd(lr)
 
 
-def build_baseline(config: ml_collections.ConfigDict, method: str) -> dlf_jax.BaselineLoss:
-  """The fixed loss of a baseline ``method`` with ``config.baselines``' constants."""
+def build_baseline(config: ml_collections.ConfigDict,
+                   method: str) -> dlf_jax.losses.FixedLoss:
+  """The fixed loss of a baseline ``method`` (a key of :data:`dlf_jax.losses.BASELINES`)
+  with ``config.baselines``' constants (each baseline takes its own)."""
   b = config.baselines
-  return dlf_jax.BaselineLoss(kind=method, smoothing=b.smoothing, margin=b.margin,
-                              beta=b.beta, beta_min=b.beta_min, beta_gamma=b.beta_gamma,
-                              beta_power=b.beta_power)
-
-
+  return dlf_jax.baseline_loss(method, smoothing=b.smoothing, margin=b.margin, beta=b.beta,
+                               beta_min=b.beta_min, beta_gamma=b.beta_gamma,
+                               beta_power=b.beta_power)
 def build_estimator(config: ml_collections.ConfigDict,
                     student: dlf_jax.Student) -> dlf_jax.HypergradEstimator:
   """The hypergradient estimator of ``config.teach.estimator`` (its ``name`` and section).

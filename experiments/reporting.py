@@ -312,7 +312,7 @@ def phi_snapshots(teacher, theta, history: Sequence[dict], num: int = 5,
       cross-entropy warm start); earlier records are skipped.
 
   Returns:
-    list of ``(step, phi)`` with ``phi`` a :class:`dlf_jax.losses.LossParams`.
+    list of ``(step, phi)`` with ``phi`` a :class:`dlf_jax.losses.LossForm`.
 
   Raises:
     ValueError: no record at or after ``first_step``.
@@ -356,7 +356,7 @@ def smoothing_by_frequency(snapshots: Sequence, counts: np.ndarray) -> dict:
 
   Args:
     snapshots: ``[(step, phi), ...]`` from :func:`phi_snapshots` of a
-      ``soft_target`` teacher (``phi.w`` is ``eps``, float ``[C]``).
+      ``soft_target`` teacher (:class:`dlf_jax.losses.SoftTargetW`; ``phi.eps`` float ``[C]``).
     counts: int ``[C]``, each class's (target token's) count in the training split.
 
   Returns:
@@ -369,11 +369,12 @@ def smoothing_by_frequency(snapshots: Sequence, counts: np.ndarray) -> dict:
     ValueError: a snapshot that is not ``soft_target``, or ``counts`` of another length.
   """
   eps = []
+  from dlf_jax import losses  # pylint: disable=g-import-not-at-top
   for _, phi in snapshots:
-    if phi.parameterisation != "soft_target":
+    if not isinstance(phi, losses.SoftTargetW):
       raise ValueError("smoothing_by_frequency needs a soft_target teacher, got "
-                       f"{phi.parameterisation!r}.")
-    eps.append(np.asarray(phi.w, np.float64))
+                       f"{type(phi).__name__}.")
+    eps.append(np.asarray(phi.eps, np.float64))
   eps = np.stack(eps)
   counts = np.asarray(counts, np.float64)
   if counts.shape != eps.shape[1:]:

@@ -33,12 +33,12 @@ __all__ = [
     "Rule",
     "CLASSIFICATION", "TRANSLATION", "METHODS", "MODELS", "SCHEDULES", "TEACHERS",
     "MEASURES", "RECIPES", "ESTIMATORS", "TEACHER_OPTIMIZERS", "TEACH_MODES", "NMT_MODELS",
-    "NMT_MEASURES", "NMT_METHODS", "NOISE_KINDS", "REWARDS", "MOVED_KEYS", "get", "fail",
-    "validate", "describe", "val_split", "has_val_split", "estimator_config",
-    "estimator_settings",
+    "NMT_MEASURES", "NMT_METHODS", "NOISE_KINDS", "REWARDS", "MOVED_KEYS", "VOCABULARY_FORMS",
+    "has_soft_targets", "get", "fail", "validate", "describe", "val_split", "has_val_split",
+    "estimator_config", "estimator_settings",
 ]
 
-METHODS = losses.BASELINES + ("l2t_dlf",)
+METHODS = tuple(losses.BASELINES) + ("l2t_dlf",)
 NOISE_KINDS = ("none", "symmetric", "pair", "matrix")
 MODELS = ("mlp", "lenet", "convbn", "resnet", "wrn")
 SCHEDULES = ("constant", "step", "inverse_sqrt")
@@ -63,6 +63,9 @@ NMT_MODELS = ("transformer", "lstm")
 NMT_MEASURES = ("expected_bleu", "expected_accuracy")
 # large_margin (L-Softmax) needs a classifier head over features; not for seq2seq here.
 NMT_METHODS = ("cross_entropy", "label_smoothing", "sigmoid_cross_entropy", "l2t_dlf")
+# The forms of W whose memory is O(|V|) (or O(|V| r)): those a translation teacher can use.
+VOCABULARY_FORMS = tuple(name for name, form in losses.FORMS.items()
+                         if form.scales_to_vocabulary)
 
 Config = ml_collections.ConfigDict
 
@@ -260,10 +263,17 @@ def _leaves_steps_to_teach_text(config) -> str:
           "step of the run to teach; lower teach.pretrain_steps or raise student.num_steps")
 
 
+def has_soft_targets(parameterisation) -> bool:
+  """True if the form named ``parameterisation`` reads ``teacher.target``."""
+  form = losses.FORMS.get(parameterisation)
+  return form is not None and issubclass(form, losses.SoftTargetW)
+
+
 def _anchor_representable(value, config) -> bool:
   t = config.teacher
+  form = losses.FORMS.get(t.parameterisation)
   return not (t.recipe == "config" and value == "label_smoothing" and t.anchor_smoothing > 0
-              and t.parameterisation in ("diagonal", "low_rank"))
+              and form is not None and not form.represents_label_smoothing)
 
 
 def _num_classes(config) -> int:
@@ -652,11 +662,11 @@ TRANSLATION = (
     *STUDENT,
     Int("student.warmup_steps", doc="the warm-up of schedule='inverse_sqrt'"),
     Interval("student.b2", doc="Adam's beta2"),
-    Choice("teacher.parameterisation", ("diagonal", "low_rank", "soft_target"),
-           text="'diagonal', 'low_rank' or 'soft_target' (a full W over the vocabulary is "
+    Choice("teacher.parameterisation", VOCABULARY_FORMS,
+           text=f"one of {VOCABULARY_FORMS} (a full W over the vocabulary is "
                 "|V| x |V|: too large for translation)"),
     Choice("teacher.target", ("uniform", "shared"),       # 'class' is |V| x |V| too
-           when=lambda c: c.teacher.parameterisation == "soft_target"),
+           when=lambda c: has_soft_targets(c.teacher.parameterisation)),
     Choice("teacher.recipe", ("config",)),
     *TEACHER,
     *TEACH,

@@ -148,7 +148,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
       workdir, results, reporting.results_markdown(results),
       reporting.metric_rows(runs, teach_history, config.seed), runs=runs,
       teach_history=teach_history, snapshots=snapshots,
-      soft_targets=config.teacher.parameterisation == "soft_target")
+      soft_targets=schema.has_soft_targets(config.teacher.parameterisation))
   print(reporting.results_table(results))
   return results
 

@@ -3,8 +3,11 @@
 The protocol of :mod:`experiments.train` on a translation corpus: sentencepiece
 subwords (trained on the training split, cached in ``<workdir>/spm``), a
 length-bucketed sampler, a Transformer or LSTM student; the teacher's loss is
-Eqn. (2) over the target vocabulary (``diagonal`` or ``low_rank`` W, never a
-dense ``|V| x |V|``) and its reward is expected sentence BLEU over sampled
+the identity-link family of Eqn. (2) over the target vocabulary, by default a
+soft-target W with per-token smoothing ``eps_y`` and uniform targets (label
+smoothing at its anchor; ``diagonal`` and ``low_rank`` W are the other forms
+whose memory is ``O(|V|)``, :data:`experiments.schema.VOCABULARY_FORMS`; never a
+dense ``|V| x |V|``), and its reward is expected sentence BLEU over sampled
 candidates (``teach.measure='expected_bleu'``) or the token-level expected
 accuracy (``'expected_accuracy'``). Every student (per method and seed) is
 trained with checkpoints as in :func:`experiments.phases.student_phase`, then
@@ -467,7 +470,7 @@ def _teacher_smoothing(config: ml_collections.ConfigDict, data: NMTData,
   against token frequency: :func:`experiments.reporting.smoothing_by_frequency`, plotted
   in ``plots/token_smoothing.png``. None for other teachers or without that student."""
   history = [r["history"] for r in runs if r["method"] == "l2t_dlf"]
-  if config.teacher.parameterisation != "soft_target" or not history:
+  if not schema.has_soft_targets(config.teacher.parameterisation) or not history:
     return None
   snaps = reporting.phi_snapshots(teacher, thetas["l2t_dlf"], history[0], num=5,
                                   first_step=min(config.teach.pretrain_steps,

@@ -13,15 +13,18 @@ from dlf_jax.data import translation, vocab
 def test_teacher_and_baselines_are_loss_providers():
   teacher = teacher_lib.Teacher(teacher_lib.AttentionTeacher(4, "diagonal"), total_steps=10)
   assert isinstance(teacher, contracts.LossProvider)
+  assert teacher.needs_theta
   for name in losses.BASELINES:
-    baseline = losses.BaselineLoss(name)
+    baseline = losses.baseline_loss(name)
+    assert isinstance(baseline, losses.BASELINES[name]) and baseline.name == name
     assert isinstance(baseline, contracts.LossProvider), name
     assert 0.0 <= baseline.ema_decay < 1.0
+    assert not baseline.needs_theta
 
 
 def test_an_object_without_phi_is_not_a_loss_provider():
   class NoPhi:
-    num_classes, ema_decay = 4, 0.9
+    num_classes, ema_decay, needs_theta = 4, 0.9, True
     def init(self, rng): return {}
     def state_features(self, step, stats): return None
     def loss(self, phi, outputs, labels, mask=None): return 0.0

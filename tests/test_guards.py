@@ -219,11 +219,11 @@ def test_teach_names_labels_outside_the_classes(split, value):
     dlf_jax.teach(student, teacher, train, dev, schedule=_SCHEDULE, progress=False)
   if split == "train":
     with pytest.raises(ValueError, match=rf"train\['y'\] holds label {value}"):
-      dlf_jax.train_student(student, dlf_jax.BaselineLoss(), bad, num_steps=2, batch_size=4,
+      dlf_jax.train_student(student, dlf_jax.CrossEntropyLoss(), bad, num_steps=2, batch_size=4,
                             progress=False)
   else:
     with pytest.raises(ValueError, match=r"test\['y'\] holds label 3"):
-      dlf_jax.train_student(student, dlf_jax.BaselineLoss(), data, num_steps=2, batch_size=4,
+      dlf_jax.train_student(student, dlf_jax.CrossEntropyLoss(), data, num_steps=2, batch_size=4,
                             test=bad, progress=False)
 
 

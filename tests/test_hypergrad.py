@@ -292,7 +292,7 @@ def test_sgd_reverse_is_eqns_4_5(x64, xla_optimized):
     """Eqn. (2) written out with a dense W: mean sigmoid(-log p^T W e_y + b_y)."""
     phi = teacher_.phi(theta, s)
     log_p = jax.nn.log_softmax(model.apply({"params": omega}, x)[0])
-    score = jnp.einsum("bi,ib->b", log_p, phi.w[:, y])
+    score = jnp.einsum("bi,ib->b", log_p, phi.dense()[:, y])
     return jnp.mean(jax.nn.sigmoid(-score + phi.b[y]))
 
   grad_omega = jax.grad(train_loss)

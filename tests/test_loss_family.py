@@ -77,7 +77,7 @@ def test_soft_target_equals_dense_w(x64, rng, target, link):
   w = losses.dense_w(phi)
   assert (w >= 0).all()
   np.testing.assert_allclose(w.sum(0), 1.0, rtol=1e-14)
-  dense = losses.LossParams(w, b, parameterisation="full", link=link)
+  dense = losses.FullW(w, b, link=link)
   np.testing.assert_allclose(losses.parametric_loss(phi, logits, labels),
                              losses.parametric_loss(dense, logits, labels), rtol=1e-13)
   # By hand: -[(1 - eps_y) log p_y + eps_y q_y . log p] + b_y, through the link.
@@ -107,7 +107,8 @@ def test_teacher_soft_target_w_is_never_negative(kind, target, anchor):
   phi0 = teacher.phi(theta, jnp.zeros(4))
   # At initialisation: the anchor (up to the small perturbation).
   expected = 0.2 if anchor == "label_smoothing" else teacher_lib.CE_ANCHOR_EPS
-  np.testing.assert_allclose(phi0.w, expected, rtol=0.05)
+  assert type(phi0) is losses.SoftTargetW
+  np.testing.assert_allclose(phi0.eps, expected, rtol=0.05)
   for seed in range(3):
     # Far from initialisation: large random theta and state.
     big = jax.tree.map(lambda a: 5.0 * jax.random.normal(jax.random.PRNGKey(seed), a.shape),
@@ -116,7 +117,7 @@ def test_teacher_soft_target_w_is_never_negative(kind, target, anchor):
     w = np.asarray(losses.dense_w(phi))
     assert (w >= 0).all()
     np.testing.assert_allclose(w.sum(0), 1.0, rtol=1e-5)
-    assert ((np.asarray(phi.w) >= 0) & (np.asarray(phi.w) < 1)).all()
+    assert ((np.asarray(phi.eps) >= 0) & (np.asarray(phi.eps) < 1)).all()
 
 
 def _identity_problem(parameterisation, features=teacher_lib.STATE_FEATURES):
@@ -196,8 +197,7 @@ def test_bad_inputs():
     losses.anchor_loss_params(3, "focal")
   with pytest.raises(ValueError, match="cannot represent label smoothing"):
     losses.anchor_loss_params(3, "label_smoothing", 0.1, parameterisation="diagonal")
-  low = losses.LossParams(jnp.ones(3), jnp.zeros(3), jnp.zeros((3, 2)), jnp.zeros((4, 2)),
-                         parameterisation="low_rank")
+  low = losses.LowRankW(jnp.ones(3), jnp.zeros((3, 2)), jnp.zeros((4, 2)), jnp.zeros(3))
   with pytest.raises(ValueError, match=r"u and v must both be \[C, r\]"):
     losses.parametric_loss(low, logits, labels)
   with pytest.raises(ValueError, match=r"bias b must be a scalar or \[C\]"):

@@ -1,4 +1,4 @@
-"""Tests of dlf_jax.losses: Eqn. (2) in its three parameterisations and the baselines.
+"""Tests of dlf_jax.losses: Eqn. (2) in its forms of W (one class each) and the baselines.
 
 Every expected value is recomputed here with numpy from the definitions (dense W,
 explicit log-softmax, arccos for L-Softmax), never copied from the code under test.
@@ -56,18 +56,27 @@ def np_parametric_loss(dense_w, b, logits, labels, mask=None):
   return np_masked_mean(np_sigmoid(-score + bias), mask)
 
 
+# The forms whose loss is the bilinear score log(p)^T W e_y of a matrix W.
+BILINEAR = ("full", "diagonal", "low_rank", "soft_target")
+
+
 def random_phi(rng, parameterisation, c=C, rank=2, per_class_bias=True):
+  """(phi, dense W in numpy, b) of a random phi of every bilinear form."""
   b = rng.normal(size=(c,) if per_class_bias else ())
   if parameterisation == "full":
     w = rng.normal(size=(c, c))
-    return losses.LossParams(jnp.asarray(w), jnp.asarray(b), parameterisation="full"), w, b
+    return losses.FullW(jnp.asarray(w), jnp.asarray(b)), w, b
+  if parameterisation == "soft_target":
+    eps = rng.uniform(0.0, 0.9, size=c)
+    q = np.exp(rng.normal(size=(c, c)))
+    q /= q.sum(0)
+    phi = losses.SoftTargetW(jnp.asarray(eps), jnp.asarray(b), jnp.asarray(q), link="sigmoid")
+    return phi, np.diag(1 - eps) + q * eps[None, :], b
   w = rng.normal(size=(c,))
   if parameterisation == "diagonal":
-    return (losses.LossParams(jnp.asarray(w), jnp.asarray(b), parameterisation="diagonal"),
-            np_dense_w(w), b)
+    return losses.DiagonalW(jnp.asarray(w), jnp.asarray(b)), np_dense_w(w), b
   u, v = rng.normal(size=(c, rank)), rng.normal(size=(c, rank))
-  phi = losses.LossParams(jnp.asarray(w), jnp.asarray(b), jnp.asarray(u), jnp.asarray(v),
-                          parameterisation="low_rank")
+  phi = losses.LowRankW(jnp.asarray(w), jnp.asarray(u), jnp.asarray(v), jnp.asarray(b))
   return phi, np_dense_w(w, u, v), b
 
 
@@ -93,7 +102,7 @@ def test_identity_phi_is_sigmoid_of_cross_entropy(rng, parameterisation, per_cla
   assert phi.b.shape == ((C,) if per_class_bias else ())
 
 
-@pytest.mark.parametrize("parameterisation", losses.PARAMETERISATIONS)
+@pytest.mark.parametrize("parameterisation", BILINEAR)
 def test_parametric_loss_equals_dense_formula(x64, rng, parameterisation):
   phi, dense, b = random_phi(rng, parameterisation)
   logits, labels = data(rng, (11,))
@@ -102,7 +111,7 @@ def test_parametric_loss_equals_dense_formula(x64, rng, parameterisation):
   np.testing.assert_allclose(losses.dense_w(phi), dense, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("parameterisation", losses.PARAMETERISATIONS)
+@pytest.mark.parametrize("parameterisation", BILINEAR)
 def test_bilinear_score_equals_dense_formula(x64, rng, parameterisation):
   phi, dense, _ = random_phi(rng, parameterisation, rank=3)
   logits, labels = data(rng, (4, 3))
@@ -117,7 +126,7 @@ def test_w_column_y_weights_log_probabilities(x64, rng):
   logits, _ = data(rng, (1,))
   w = np.zeros((C, C))
   w[3, 1] = 2.0
-  phi = losses.LossParams(jnp.asarray(w), jnp.zeros(C), parameterisation="full")
+  phi = losses.FullW(jnp.asarray(w), jnp.zeros(C))
   got = losses.parametric_loss(phi, jnp.asarray(logits), jnp.asarray([1]))
   log_p = np_log_softmax(logits)[0]
   np.testing.assert_allclose(got, np_sigmoid(-2.0 * log_p[3]), rtol=1e-12)
@@ -125,7 +134,7 @@ def test_w_column_y_weights_log_probabilities(x64, rng):
   np.testing.assert_allclose(other, 0.5, rtol=1e-12)      # column 3 is zero
 
 
-@pytest.mark.parametrize("parameterisation", losses.PARAMETERISATIONS)
+@pytest.mark.parametrize("parameterisation", BILINEAR)
 def test_scalar_and_per_class_bias(x64, rng, parameterisation):
   phi, dense, _ = random_phi(rng, parameterisation)
   logits, labels = data(rng, (8,))
@@ -150,7 +159,7 @@ def test_scalar_and_per_class_bias(x64, rng, parameterisation):
     np.testing.assert_allclose(same, got, rtol=1e-12)
 
 
-@pytest.mark.parametrize("parameterisation", losses.PARAMETERISATIONS)
+@pytest.mark.parametrize("parameterisation", BILINEAR)
 def test_token_shaped_inputs(x64, rng, parameterisation):
   phi, dense, b = random_phi(rng, parameterisation)
   logits, labels = data(rng, (3, 4))                         # [B, L, C]
@@ -169,9 +178,8 @@ def test_token_shaped_inputs(x64, rng, parameterisation):
 
 
 def _masked_losses():
-  phi = losses.LossParams(jnp.asarray(np.random.default_rng(5).normal(size=(C, C))),
-                          jnp.asarray(np.random.default_rng(6).normal(size=(C,))),
-                          parameterisation="full")
+  phi = losses.FullW(jnp.asarray(np.random.default_rng(5).normal(size=(C, C))),
+                     jnp.asarray(np.random.default_rng(6).normal(size=(C,))))
   return {
       "parametric": lambda lg, lb, m: losses.parametric_loss(phi, lg, lb, m),
       "cross_entropy": losses.cross_entropy,
@@ -360,7 +368,8 @@ def _outputs(rng, n=6, d=4):
 def test_baseline_loss_each_kind(x64, rng, kind):
   outputs, logits, feats, kernel, labels = _outputs(rng)
   mask = np.array([1, 1, 0, 1, 0, 1], np.float64)
-  base = losses.BaselineLoss(kind=kind, smoothing=0.2, margin=3)
+  base = losses.baseline_loss(kind, smoothing=0.2, margin=3)
+  assert type(base) is losses.BASELINES[kind]
   expected = {
       "cross_entropy": lambda: np_cross_entropy(logits, labels, mask),
       "label_smoothing": lambda: np_label_smoothing(logits, labels, 0.2, mask),
@@ -380,8 +389,8 @@ def test_baseline_loss_each_kind(x64, rng, kind):
 @pytest.mark.parametrize("beta_min", [0.0, 5.0])
 def test_baseline_large_margin_annealing(x64, rng, beta_min):
   """phi(s_t) = max(beta_min, beta (1 + gamma t)^-power); phi=None means beta_min."""
-  base = losses.BaselineLoss(kind="large_margin", margin=2, beta=1000.0, beta_min=beta_min,
-                             beta_gamma=1e-3, beta_power=2.0)
+  base = losses.LargeMarginLoss(margin=2, beta=1000.0, beta_min=beta_min, beta_gamma=1e-3,
+                               beta_power=2.0)
   for t in [0, 10, 1000, 100000]:
     beta_t = base.phi({}, base.state_features(jnp.asarray(t), None))
     expected = max(beta_min, 1000.0 * (1.0 + 1e-3 * t) ** -2.0)
@@ -391,13 +400,13 @@ def test_baseline_large_margin_annealing(x64, rng, beta_min):
   expected = np_cross_entropy(np_large_margin_logits(feats, kernel, labels, 2, beta_min), labels)
   np.testing.assert_allclose(got, expected, rtol=1e-9)
   for kind in ["cross_entropy", "label_smoothing", "sigmoid_cross_entropy"]:
-    other = losses.BaselineLoss(kind=kind)
+    other = losses.baseline_loss(kind)
     assert other.phi({}, other.state_features(jnp.asarray(3), None)) is None
 
 
 def test_baseline_large_margin_needs_features(rng):
   outputs, *_, labels = _outputs(rng)
-  base = losses.BaselineLoss(kind="large_margin")
+  base = losses.LargeMarginLoss()
   with pytest.raises(ValueError, match="penultimate features"):
     base.loss(None, StudentOutputs(outputs.logits), jnp.asarray(labels))
   with pytest.raises(ValueError, match="penultimate features"):
@@ -439,7 +448,7 @@ def test_class_count_mismatch(parameterisation):
 
 
 def test_full_w_must_be_square():
-  phi = losses.LossParams(jnp.zeros((3, C)), jnp.zeros(C), parameterisation="full")
+  phi = losses.FullW(jnp.zeros((3, C)), jnp.zeros(C))
   with pytest.raises(ValueError, match="classes"):
     losses.parametric_loss(phi, jnp.zeros((4, C)), jnp.zeros((4,), jnp.int32))
 
@@ -447,9 +456,11 @@ def test_full_w_must_be_square():
 def test_unknown_parameterisation():
   with pytest.raises(ValueError, match="Unknown W parameterisation 'dense'"):
     losses.identity_loss_params(C, "dense")
-  phi = losses.LossParams(jnp.ones(C), jnp.zeros(C), parameterisation="dense")
   with pytest.raises(ValueError, match="Unknown W parameterisation 'dense'"):
-    losses.parametric_loss(phi, jnp.zeros((4, C)), jnp.zeros((4,), jnp.int32))
+    losses.form("dense")
+  with pytest.raises(ValueError, match="Unknown link 'relu'"):
+    losses.parametric_loss(losses.DiagonalW(jnp.ones(C), jnp.zeros(C), link="relu"),
+                           jnp.zeros((4, C)), jnp.zeros((4,), jnp.int32))
 
 
 @pytest.mark.parametrize("smoothing", [-0.1, 1.0, 1.5])
@@ -460,19 +471,25 @@ def test_smoothing_out_of_range(smoothing):
 
 def test_unknown_baseline():
   with pytest.raises(ValueError, match="Unknown baseline loss 'focal'"):
-    losses.BaselineLoss(kind="focal")
+    losses.baseline_loss("focal")
+  with pytest.raises(ValueError, match=r"Unknown baseline option\(s\) \['smoothin'\]"):
+    losses.baseline_loss("label_smoothing", smoothin=0.2)
+  # One config section serves every baseline: another baseline's options are left out.
+  assert losses.baseline_loss("cross_entropy", smoothing=0.3, margin=4) == (
+      losses.CrossEntropyLoss())
+  assert losses.baseline_loss("label_smoothing", smoothing=0.3, margin=4).smoothing == 0.3
 
 
 @pytest.mark.parametrize("smoothing", [-0.1, 1.0])
 def test_baseline_smoothing_out_of_range(smoothing):
   with pytest.raises(ValueError, match=r"label smoothing must be in \[0, 1\)"):
-    losses.BaselineLoss(kind="label_smoothing", smoothing=smoothing)
+    losses.LabelSmoothingLoss(smoothing=smoothing)
 
 
 @pytest.mark.parametrize("margin", [0, 1.5])
 def test_baseline_bad_margin(margin):
   with pytest.raises(ValueError, match="integer margin >= 1"):
-    losses.BaselineLoss(kind="large_margin", margin=margin)
+    losses.LargeMarginLoss(margin=margin)
 
 
 @pytest.mark.parametrize("margin", [0, -1, 1.5])
@@ -501,3 +518,48 @@ def test_sigmoid_ce_gradient_is_scaled_ce_gradient(x64, rng):
   dce = p - np.eye(C)[labels]
   s = np_sigmoid(ce)
   np.testing.assert_allclose(g, s * (1 - s) * dce, rtol=1e-10, atol=1e-14)
+
+
+# ----------------------------------------------------------------------------- form classes
+
+
+@pytest.mark.parametrize("phi,expected", [
+    (losses.FullW(jnp.asarray([[1.0, 2.0], [3.0, 4.0]]), jnp.asarray([1.0, 3.0])),
+     {"b_mean": 2.0, "w_diag_mean": 2.5, "w_offdiag_mean": 2.5}),
+    (losses.DiagonalW(jnp.asarray([1.0, 3.0]), jnp.asarray(0.5)),
+     {"b_mean": 0.5, "w_diag_mean": 2.0, "w_offdiag_mean": 0.0}),
+    # diag(1, 2) + [[0, 1], [0, 0]]
+    (losses.LowRankW(jnp.asarray([1.0, 2.0]), jnp.asarray([[1.0], [0.0]]),
+                     jnp.asarray([[0.0], [1.0]]), jnp.zeros(2)),
+     {"b_mean": 0.0, "w_diag_mean": 1.5, "w_offdiag_mean": 0.5}),
+    # columns [0.75, 0.25] and [0.125, 0.875]
+    (losses.SoftTargetW(jnp.asarray([0.5, 0.25]), jnp.zeros(2)),
+     {"b_mean": 0.0, "eps_mean": 0.375, "w_diag_mean": 0.8125, "w_offdiag_mean": 0.1875}),
+], ids=["full", "diagonal", "low_rank", "soft_target"])
+def test_statistics_known_values(phi, expected):
+  got = losses.phi_statistics(phi)
+  assert list(got) == list(expected)
+  for key, value in expected.items():
+    np.testing.assert_allclose(got[key], value, rtol=1e-6, err_msg=key)
+  assert losses.phi_statistics(None) == {}
+
+
+def test_form_registry_and_names():
+  assert tuple(losses.FORMS) == losses.PARAMETERISATIONS
+  for name, cls in losses.FORMS.items():
+    assert losses.form(name) is cls and cls.name == name and issubclass(cls, losses.LossForm)
+  assert [n for n, f in losses.FORMS.items() if f.represents_label_smoothing] == [
+      "full", "soft_target"]
+
+
+def test_form_shape_errors():
+  logits, labels = jnp.zeros((2, 3)), jnp.asarray([0, 1])
+  bad_q = losses.SoftTargetW(jnp.zeros(3), jnp.zeros(3), jnp.ones((2, 3)) / 2)
+  with pytest.raises(ValueError, match=r"soft targets q must be None, \[C\] or \[C, C\]"):
+    losses.parametric_loss(bad_q, logits, labels)
+  with pytest.raises(ValueError, match=r"C=4 classes \(eps of shape \(4,\)\).*num_classes=3"):
+    losses.parametric_loss(losses.SoftTargetW(jnp.zeros(4), jnp.zeros(4)), logits, labels)
+  with pytest.raises(ValueError, match=r"C=2 classes \(W of shape \(2,\)\)"):
+    losses.DiagonalW(jnp.ones(2), jnp.zeros(2)).score(jnp.zeros((2, 3)), labels)
+  with pytest.raises(ValueError, match="cannot represent label smoothing"):
+    losses.LowRankW.label_smoothing(3, 0.1, b=jnp.zeros(3), link="identity")

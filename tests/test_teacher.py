@@ -52,8 +52,8 @@ def test_phi_at_init_is_near_but_not_exactly_identity(kind, parameterisation):
   theta = teacher.init(jax.random.PRNGKey(0))
   for step in [0, 50]:
     phi = teacher.phi(theta, some_state(teacher, step))
-    assert isinstance(phi, losses.LossParams)
-    assert phi.parameterisation == parameterisation
+    assert type(phi) is losses.FORMS[parameterisation]
+    assert type(phi).name == parameterisation
     w = np.asarray(losses.dense_w(phi), np.float64)
     assert w.shape == (C, C)
     dev = np.abs(w - np.eye(C))
@@ -166,6 +166,31 @@ def test_mlp_teacher_is_base_plus_delta(x64, parameterisation):
   # The dynamic part is non-zero at init: W depends on s.
   other = teacher.phi(theta, jnp.asarray(s * 0.0 + 1.0))
   assert float(jnp.abs(other.w - phi.w).max()) > 0
+
+
+# The parameter names and shapes of theta (checkpoints written before restore).
+THETA_SHAPES = {
+    ("attention", "full"): {"b_bank": (K, C), "w_bank": (K, C, C)},
+    ("attention", "diagonal"): {"b_bank": (K, C), "w_bank": (K, C)},
+    ("attention", "low_rank"): {"b_bank": (K, C), "w_bank": (K, C), "u_bank": (K, C, R),
+                                "v_bank": (K, C, R)},
+    ("attention", "soft_target"): {"b_bank": (K, C), "eps_bank": (K, C),
+                                   "target_bank": (K, C, C)},
+    ("mlp", "full"): {"b0": (C,), "w0": (C, C)},
+    ("mlp", "diagonal"): {"b0": (C,), "w0": (C,)},
+    ("mlp", "low_rank"): {"b0": (C,), "w0": (C,), "u": (C, R), "v": (C, R)},
+    ("mlp", "soft_target"): {"b0": (C,), "w0": (C,), "target0": (C, C)},
+}
+
+
+@pytest.mark.parametrize("kind,parameterisation", sorted(THETA_SHAPES))
+def test_theta_names_and_shapes(kind, parameterisation):
+  teacher = make_teacher(kind, parameterisation)
+  theta = jax.eval_shape(teacher.init, jax.random.PRNGKey(0))
+  shapes = {k: v.shape for k, v in theta.items() if k not in ("scores", "hidden", "delta")}
+  assert shapes == THETA_SHAPES[kind, parameterisation]
+  modules = {"attention": {"scores"}, "mlp": {"hidden", "delta"}}[kind]
+  assert set(theta) - set(shapes) == modules
 
 
 @pytest.mark.parametrize("kind", ["attention", "mlp"])

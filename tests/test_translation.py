@@ -89,16 +89,15 @@ def random_phi(parameterisation, rng, per_class_bias=True, rank=3):
   w = rng.normal(1.0, 0.7, V)
   b = rng.normal(0.0, 0.5, V) if per_class_bias else np.asarray(rng.normal(0.0, 0.5))
   if parameterisation == "diagonal":
-    return losses.LossParams(jnp.asarray(w), jnp.asarray(b), parameterisation="diagonal")
+    return losses.DiagonalW(jnp.asarray(w), jnp.asarray(b))
   u, v = rng.normal(0.0, 0.5, (V, rank)), rng.normal(0.0, 0.5, (V, rank))
-  return losses.LossParams(jnp.asarray(w), jnp.asarray(b), jnp.asarray(u), jnp.asarray(v),
-                           parameterisation="low_rank")
+  return losses.LowRankW(jnp.asarray(w), jnp.asarray(u), jnp.asarray(v), jnp.asarray(b))
 
 
 def numpy_token_loss(phi, logits, labels, mask):
   """mean over unmasked tokens of sigmoid(-log p^T W e_y + b_y), W formed densely in numpy."""
   w = np.diag(np.asarray(phi.w))
-  if phi.parameterisation == "low_rank":
+  if isinstance(phi, losses.LowRankW):
     w = w + np.asarray(phi.u) @ np.asarray(phi.v).T
   logits = np.asarray(logits, np.float64)
   m = logits.max(-1, keepdims=True)
@@ -121,7 +120,7 @@ def test_structured_token_loss_equals_dense_and_numpy(x64, parameterisation, per
   mask[0, 3:] = 0.0
   mask[2, 1:] = 0.0
   mask = jnp.asarray(mask)
-  dense = losses.LossParams(losses.dense_w(phi), phi.b, parameterisation="full")
+  dense = losses.FullW(phi.dense(), phi.b)
   assert dense.w.shape == (V, V)
   got = losses.parametric_loss(phi, logits, labels, mask)
   assert got.dtype == jnp.float64
