@@ -40,7 +40,7 @@ from experiments.workdir import Checkpoints, InputError, run_path
 __all__ = ["CheckpointHook", "SELECTION_SEEDS", "TEACHER_METHODS", "untaught_anchor",
            "training_stages", "teach_phase",
            "maybe_teach", "with_teacher_state", "student_phase", "student_phases",
-           "select_teacher", "choose_teacher"]
+           "pick_by_validation", "select_teacher", "choose_teacher"]
 
 CheckpointHook = Callable[[str, int], None]
 SELECTION_SEEDS = (1000, 1001)     # students that select; never among the reported seeds
@@ -388,24 +388,55 @@ def select_teacher(config: ml_collections.ConfigDict, data, val, student: dlf_ja
       return cached
   evaluate = jax.jit(lambda p, m, b: dlf_jax.unroll.evaluate(student, p, m, b))
   val_batches = make_eval_batches({"x": val.x, "y": val.y}, config.student.eval_batch_size)
-  errors = {}
+  scores = {}
   for name, theta in candidates.items():
-    errs = []
+    scores[name] = []
     for seed in SELECTION_SEEDS:
       state = _train(config, data, student, training_stages(config, "l2t_dlf", teacher, theta),
                      seed, f"select {name} seed {seed}")
-      acc = float(evaluate(state.params, state.model_state, val_batches)[metric])
-      errs.append(100.0 * (1.0 - acc))
-    errors[name] = float(np.mean(errs))
+      scores[name].append(jax.device_get(evaluate(state.params, state.model_state,
+                                                  val_batches)))
+  chosen, errors = pick_by_validation(scores, metric)
+  for name, error in errors.items():
     logging.info("select: %s -> validation %s error %.2f%%", name,
-                 "balanced" if metric != "accuracy" else "plain", errors[name])
-  # Errors are multiples of 100 / len(val): compare them rounded, so that a tie goes to the
-  # first candidate (the untaught anchor) instead of to float noise.
-  out = {"chosen": min(errors, key=lambda k: round(errors[k], 6)), "val_error": errors,
-         "seeds": list(SELECTION_SEEDS), "val_size": len(val),
-         **({} if metric == "accuracy" else {"metric": metric})}
+                 "balanced" if metric != "accuracy" else "plain", error)
+  out = {"chosen": chosen, "val_error": errors, "seeds": list(SELECTION_SEEDS),
+         "val_size": len(val), **({} if metric == "accuracy" else {"metric": metric})}
   reporting.write_json(path, out)
   return out
+
+
+def pick_by_validation(scores: dict, metric: str = "accuracy") -> tuple[str, dict]:
+  """The candidate with the lowest mean validation error under ``metric``.
+
+  Args:
+    scores: candidate name -> one :func:`dlf_jax.unroll.evaluate` output per student
+      (dicts of float scalars with ``accuracy`` and, for classification students,
+      ``balanced_accuracy``), in the order that breaks ties.
+    metric: :func:`experiments.splits.headline_metric` of the config:
+      ``'balanced_accuracy'`` for a long-tailed training split, else ``'accuracy'``.
+
+  Returns:
+    ``(chosen, errors)``: ``errors`` maps each name to its mean error,
+    ``100 (1 - metric)`` %, over its students. Errors are compared rounded to 6
+    decimals (they are multiples of ``100 / len(val)`` for the plain accuracy), so
+    a tie goes to the earlier candidate (the untaught anchor) and not to float noise.
+
+  Raises:
+    ValueError: no candidates, a candidate without students, or outputs without
+      ``metric``.
+  """
+  if not scores or not all(scores.values()):
+    raise ValueError(f"pick_by_validation needs at least one student per candidate; got "
+                     f"{ {k: len(v) for k, v in scores.items()} }.")
+  missing = sorted(k for k, v in scores.items() if any(metric not in m for m in v))
+  if missing:
+    raise ValueError(f"pick_by_validation(metric={metric!r}): the evaluations of "
+                     f"{missing} have no {metric!r} (only classification students report "
+                     "'balanced_accuracy'); use metric='accuracy'.")
+  errors = {name: float(np.mean([100.0 * (1.0 - float(m[metric])) for m in ms]))
+            for name, ms in scores.items()}
+  return min(errors, key=lambda k: round(errors[k], 6)), errors
 
 
 def choose_teacher(config: ml_collections.ConfigDict, data, val, student: dlf_jax.Student,
