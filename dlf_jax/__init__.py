@@ -2,13 +2,18 @@
 
 Public API:
 
-* :func:`teach` -- Algorithm 1: learn a teacher by reverse-mode unrolling (module
-  :mod:`dlf_jax.teaching`, which also holds :func:`train_student`);
+* :func:`teach` -- Algorithm 1: learn a teacher by unrolling students, with any
+  hypergradient estimator (module :mod:`dlf_jax.teaching`, which also holds
+  :func:`train_student`, the :class:`Schedule` and :class:`DevSampling` values);
+* :mod:`dlf_jax.estimators` -- the estimators ``teach`` takes (``ReverseMode``,
+  ``ForwardMode``, ``AntitheticES``, ``PES``; :data:`~dlf_jax.estimators.ESTIMATORS`
+  by name), each a :class:`HypergradEstimator`;
 * :func:`train_student` -- train a fresh student with a frozen teacher or a baseline;
 * :class:`Student`, :func:`make_optimizer` -- the student contract;
 * :class:`Teacher`, :class:`AttentionTeacher`, :class:`MLPTeacher` -- mu_theta;
 * :class:`LossParams`, :func:`parametric_loss`, :class:`BaselineLoss` -- Eqn. (2) and baselines;
-* :class:`LossProvider` -- the contract a teacher or a baseline loss implements
+* :class:`LossProvider`, :class:`HypergradEstimator` -- the contracts a teacher or a
+  baseline loss, and a hypergradient estimator, implement
   (:mod:`dlf_jax.contracts`, with the option names as ``Literal`` types); the
   teacher's state features are :mod:`dlf_jax.state_features`;
 * :class:`ExpectedAccuracy`, :class:`SigmoidSmoothedError`, :class:`CrossEntropy` -- dev measures;
@@ -20,19 +25,22 @@ Public API:
 * :mod:`dlf_jax.bleu` -- sacreBLEU evaluation and the expected-BLEU teacher reward
   (:class:`~dlf_jax.bleu.ExpectedSentenceBLEU`).
 """
-from dlf_jax import bleu, data, decoding, evolution, forward_hypergrad, models, parallel
-from dlf_jax.contracts import LossProvider
+from dlf_jax import (bleu, data, decoding, estimators, evolution, forward_hypergrad, models,
+                     parallel)
+from dlf_jax.contracts import HypergradEstimator, LossProvider
 from dlf_jax.hypergrad import HypergradResult, hypergradient, make_hypergradient_fn
 from dlf_jax.losses import BaselineLoss, LossParams, parametric_loss
 from dlf_jax.measures import CrossEntropy, ExpectedAccuracy, SigmoidSmoothedError
 from dlf_jax.student import Student, StudentState, make_optimizer
-from dlf_jax.teaching import TeachResult, TeachState, TrainResult, teach, train_student
+from dlf_jax.teaching import (DevSampling, Schedule, TeachResult, TeachState, TrainResult, teach,
+                              train_student)
 from dlf_jax.teacher import AttentionTeacher, MLPTeacher, Teacher
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "teach", "train_student", "TeachResult", "TeachState", "TrainResult",
+    "teach", "train_student", "TeachResult", "TeachState", "TrainResult", "Schedule",
+    "DevSampling", "HypergradEstimator", "estimators",
     "Student", "StudentState", "make_optimizer",
     "Teacher", "AttentionTeacher", "MLPTeacher",
     "LossParams", "parametric_loss", "BaselineLoss", "LossProvider",

@@ -1,4 +1,4 @@
-"""Typed contracts shared by the library: the loss provider and the option names.
+"""Typed contracts shared by the library: loss provider, hypergradient estimator, option names.
 
 A *loss provider* is what the student's inner step (Eqn. 1) calls for its
 training loss: a learned :class:`~dlf_jax.teacher.Teacher` (``phi_t =
@@ -6,6 +6,11 @@ mu_theta(s_t)``, Eqn. 2) or a fixed :class:`~dlf_jax.losses.BaselineLoss`
 (cross-entropy, label smoothing, Large-Margin Softmax). Both implement
 :class:`LossProvider`, so baselines and learned losses share one training step,
 one unroll and one training loop.
+
+A *hypergradient estimator* (:class:`HypergradEstimator`) is what
+:func:`dlf_jax.teach` calls once per outer step for ``dM~/dtheta`` of a segment:
+the reverse scan, forward mode, ES or PES (:mod:`dlf_jax.estimators`, one class
+each, chosen by value, not by a string).
 
 The option names of the library's string-valued arguments are ``Literal``
 types here; the runtime tuples (``hypergrad.METHODS``, ``teaching.MODES``,
@@ -19,10 +24,12 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol, runtime_chec
 import jax
 
 if TYPE_CHECKING:   # annotations only: these modules import this one
+  from dlf_jax.estimators.base import EstimateContext
+  from dlf_jax.hypergrad import HypergradResult
   from dlf_jax.state_features import RunningStats
-  from dlf_jax.student import StudentOutputs
+  from dlf_jax.student import StudentOutputs, StudentState
 
-__all__ = ["LossProvider", "Method", "Memory", "Mode", "Estimator", "Parameterisation",
+__all__ = ["LossProvider", "HypergradEstimator", "Method", "Memory", "Mode", "Parameterisation",
            "Link"]
 
 # Hypergradient method of the reverse estimator (:func:`dlf_jax.hypergrad.hypergradient`).
@@ -31,8 +38,6 @@ Method = Literal["auto", "eqn45", "vjp", "autodiff"]
 Memory = Literal["store_all", "checkpointed"]
 # Teaching schedule of :func:`dlf_jax.teach`.
 Mode = Literal["episodes", "online"]
-# How :func:`dlf_jax.teach` estimates the hypergradient of a segment.
-Estimator = Literal["reverse", "forward", "es"]
 # Structure of W in Eqn. (2) (:class:`dlf_jax.losses.LossParams`).
 Parameterisation = Literal["full", "diagonal", "low_rank", "soft_target"]
 # What wraps the bilinear score of Eqn. (2): the paper's sigmoid or the identity.
@@ -70,3 +75,43 @@ class LossProvider(Protocol):
   def loss(self, phi: Any, outputs: StudentOutputs, labels: jax.Array,
            mask: Optional[jax.Array] = None) -> jax.Array:
     """Float scalar: the (masked) mean training loss of ``outputs`` for ``labels``."""
+
+
+@runtime_checkable
+class HypergradEstimator(Protocol):
+  """What :func:`dlf_jax.teach` needs of a hypergradient estimator (one per outer step).
+
+  Implemented by :class:`~dlf_jax.estimators.ReverseMode` (Eqns. 3-5),
+  :class:`~dlf_jax.estimators.ForwardMode`, :class:`~dlf_jax.estimators.AntitheticES`
+  and :class:`~dlf_jax.estimators.PES`; the names of the registered ones are
+  the keys of :data:`dlf_jax.estimators.ESTIMATORS`. Instances must be hashable
+  and immutable (frozen dataclasses): compiled functions are cached per
+  ``(student, teacher, measure, estimator)``.
+
+  Attributes:
+    name: what the history records of :func:`~dlf_jax.teach` call it.
+  """
+
+  name: str
+
+  def check(self, theta: Any) -> None:
+    """Raises ValueError if this estimator cannot serve a teacher ``theta`` (e.g. too big)."""
+
+  def init_state(self, theta: Any, student_state: StudentState) -> Any:
+    """The estimator's state at the start of an episode (a new student): a pytree, or None.
+
+    Called by :func:`~dlf_jax.teach` whenever a fresh student starts, with that
+    student's carry; the state then rides in :class:`~dlf_jax.teaching.TeachState`
+    (``estimator_state``) across the episode's segments and checkpoints.
+    """
+
+  def estimate(self, ctx: EstimateContext, theta: Any, state: Any,
+               student_state: StudentState) -> tuple[HypergradResult, Any]:
+    """``(result, new state)`` for the segment ``ctx`` describes, starting at ``student_state``.
+
+    ``result.dtheta`` is the estimate of ``dM~/dtheta`` (the ascent direction of
+    the measure, as :func:`~dlf_jax.hypergrad.hypergradient`); ``result.final_state``
+    the (unperturbed) student after the segment's ``T`` steps, which the next
+    segment continues; ``result.metrics`` its ``[T]`` step metrics;
+    ``result.value`` the measure at the end.
+    """

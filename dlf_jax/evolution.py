@@ -47,7 +47,7 @@ When to use which (``P`` teacher parameters, ``N`` population, ``T`` steps):
 ============  ======================  ======================  ==============  ===============
 method        cost per estimate       memory                  reward          error
 ============  ======================  ======================  ==============  ===============
-reverse       ~2.4-3.2 forward        ``T`` step records      differentiable  exact
+reverse       a few forward           ``T`` step records      differentiable  exact
 (hypergrad)   unrolls                 (``sqrt T`` ckpt.)
 forward-mode  grows with ``P``        flat in ``T``           differentiable  exact
 ES            ``N + 1`` unrolls       ``N + 1`` students      any scalar      ``(P+1)/n``
@@ -58,28 +58,16 @@ PES           ``N`` unrolls per       ``N`` students +        any scalar      > 
 
 Error of one ES estimate (locally linear reward, Gaussian ``eps``, ``n = N / 2``
 pairs): ``E||g - grad||^2 / ||grad||^2 = (P + 1) / n``, a cosine similarity with
-the exact gradient of about ``1 / sqrt(1 + (P + 1) / n)`` (measured in the tests:
-0.95-0.97 for ``P = 45``, ``n = 512``, prediction 0.957). PES adds the variance
-of the earlier truncations' perturbations (Vicol et al. 2021). ES pays off
-when ``P`` is small (a diagonal or low-rank loss bank), when the reward is not
-differentiable (dev accuracy, BLEU), or when the horizon (to the end of
-training) is too long to store; with the default attention teacher
-(``K = 8`` full ``10 x 10`` matrices, ``P = 920``) a population of 32 gives an
-expected cosine of ~0.13 at ~13x the reverse hypergradient's cost: use the
-exact reverse (or forward) hypergradient there.
-
-Measured (``python -m benchmarks.es_throughput``: MLP 784-500-300-10, batch
-128, ``T = 50``, float32, a shared 2-core CPU, medians of 7 interleaved
-rounds): one forward unroll 0.23 s, the exact reverse hypergradient 0.74 s;
-one ES estimate with ``N = 8`` 2.0 s run one by one vs 4.9 s as one vmap, with
-``N = 32`` 9.4 s vs 19.9 s. On this CPU the vmapped population has
-0.42-0.47x the throughput of the same students run one after another: XLA's
-CPU backend leaves some of the matmuls with a batch dimension outside its fast
-single-matrix kernel, and the shared first-layer input makes it transpose the
-stacked weights every step. ``chunk_size=1`` (``jax.lax.map``, one compiled
-program, one student's memory) matches the Python loop (0.92-0.96x). Use
-``chunk_size=1`` on a CPU; the default single vmap is meant for accelerators
-(not measured here).
+the exact gradient of about ``1 / sqrt(1 + (P + 1) / n)``. PES adds the variance
+of the earlier truncations' perturbations (Vicol et al. 2021). ES pays off when
+``P`` is small (a diagonal or low-rank loss bank), when the reward is not
+differentiable (dev accuracy, BLEU), or when the horizon is too long to store;
+for teachers of hundreds of parameters use the exact reverse (or forward)
+hypergradient. ``chunk_size`` trades the single ``vmap`` over the population
+(meant for accelerators) for ``lax.map`` in chunks (one student's memory with
+``chunk_size=1``). Measured costs: ``benchmarks/es_throughput.py`` and
+``benchmarks/RESULTS.md``. In :func:`dlf_jax.teach`: :class:`dlf_jax.estimators.AntitheticES`
+and :class:`dlf_jax.estimators.PES`.
 
 References:
   Salimans, Ho, Chen, Sidor, Sutskever, "Evolution Strategies as a Scalable
@@ -109,12 +97,14 @@ from dlf_jax.student import Student, StudentState
 from dlf_jax.unroll import check_unroll_batches, dev_measure, evaluate, unroll
 
 __all__ = ["PESState", "es_gradient", "make_es_gradient_fn", "dev_accuracy_reward",
+           "antithetic_estimate", "pes_estimate", "resolve_reward", "check_population",
+           "check_sigma", "check_chunk_size",
            "init_pes_state", "reset_pes_state", "pes_step", "make_pes_step_fn"]
 
 Reward = Callable[[Any, Any, Any], jax.Array]
 
 
-def _check_population(population) -> int:
+def check_population(population) -> int:
   """``population`` as an int; even and ``>= 2`` (antithetic pairs).
 
   Raises:
@@ -130,7 +120,7 @@ def _check_population(population) -> int:
   return n
 
 
-def _check_sigma(sigma) -> None:
+def check_sigma(sigma) -> None:
   """Raises ValueError unless ``sigma`` is finite and > 0 (skipped for traced values)."""
   if isinstance(sigma, jax.core.Tracer):
     return
@@ -146,7 +136,7 @@ def _check_classes(student: Student, teacher: LossProvider) -> None:
                      f"has num_classes={student.num_classes}.")
 
 
-def _check_chunk_size(chunk_size) -> Optional[int]:
+def check_chunk_size(chunk_size) -> Optional[int]:
   """``None`` or an int ``>= 1``.
 
   Raises:
@@ -181,7 +171,7 @@ def _noise(rng: jax.Array, num_pairs: int, dim: int, dtype) -> jax.Array:
   return jax.random.normal(rng, (num_pairs, dim), dtype)
 
 
-def _antithetic_estimate(fn: Callable, theta_flat: jax.Array, rng: jax.Array,
+def antithetic_estimate(fn: Callable, theta_flat: jax.Array, rng: jax.Array,
                          population: int, sigma: float, *, has_aux: bool = False,
                          chunk_size: Optional[int] = None):
   """Antithetic ES estimate of ``d fn / d theta`` with the centre evaluated alongside.
@@ -206,13 +196,13 @@ def _antithetic_estimate(fn: Callable, theta_flat: jax.Array, rng: jax.Array,
   Raises:
     ValueError: odd or too small population, ``sigma <= 0``, bad ``chunk_size``.
   """
-  population = _check_population(population)
-  _check_sigma(sigma)
+  population = check_population(population)
+  check_sigma(sigma)
   n = population // 2
   eps = _noise(rng, n, theta_flat.shape[0], theta_flat.dtype)
   delta = sigma * eps
   thetas = jnp.concatenate([theta_flat[None], theta_flat + delta, theta_flat - delta])
-  out = _map_members(fn, (thetas,), _check_chunk_size(chunk_size))
+  out = _map_members(fn, (thetas,), check_chunk_size(chunk_size))
   rewards, aux = out if has_aux else (out, None)
   diff = rewards[1:n + 1] - rewards[n + 1:]                 # [n]: R+_i - R-_i
   g = (diff @ eps) / (2 * sigma * n)
@@ -221,8 +211,13 @@ def _antithetic_estimate(fn: Callable, theta_flat: jax.Array, rng: jax.Array,
   return g.astype(theta_flat.dtype), rewards[0], aux
 
 
-def _resolve_reward(student: Student, measure: Optional[measures.Measure],
+def resolve_reward(student: Student, measure: Optional[measures.Measure],
                     reward: Optional[Reward]) -> Reward:
+  """``reward`` itself, else the dev mean of ``measure`` (:func:`~dlf_jax.unroll.dev_measure`).
+
+  Raises:
+    ValueError: neither is given.
+  """
   if reward is not None:
     return reward
   if measure is None:
@@ -231,8 +226,12 @@ def _resolve_reward(student: Student, measure: Optional[measures.Measure],
                                                               model_state, dev_batches)
 
 
+@functools.lru_cache(maxsize=32)
 def dev_accuracy_reward(student: Student) -> Reward:
   """The (non-differentiable) dev accuracy as an ES reward.
+
+  One callable per student (cached), so estimators built with it compare equal
+  and share their compiled functions.
 
   Returns:
     ``reward(params, model_state, dev_batches) -> scalar``: the masked accuracy of
@@ -287,18 +286,18 @@ def es_gradient(student: Student, teacher: LossProvider, measure: Optional[measu
   References:
     Salimans et al. 2017 (antithetic ES).
   """
-  population = _check_population(population)
-  _check_sigma(sigma)
+  population = check_population(population)
+  check_sigma(sigma)
   check_unroll_batches(batches)
   _check_classes(student, teacher)
-  reward_fn = _resolve_reward(student, measure, reward)
+  reward_fn = resolve_reward(student, measure, reward)
   theta_flat, unravel = ravel_pytree(theta)
 
   def run(flat):
     final, metrics = unroll(student, teacher, unravel(flat), state, batches)
     return reward_fn(final.params, final.model_state, dev_batches), (final, metrics)
 
-  g, value, (final, metrics) = _antithetic_estimate(run, theta_flat, rng, population, sigma,
+  g, value, (final, metrics) = antithetic_estimate(run, theta_flat, rng, population, sigma,
                                                     has_aux=True, chunk_size=chunk_size)
   return HypergradResult(dtheta=unravel(g), dparams0=None, value=value, final_state=final,
                          metrics=metrics)
@@ -317,10 +316,10 @@ def make_es_gradient_fn(student: Student, teacher: LossProvider,
     ValueError: odd or too small population, ``sigma <= 0``, no measure and no
       reward, ``chunk_size < 1``.
   """
-  population = _check_population(population)
-  _check_sigma(sigma)
-  chunk_size = _check_chunk_size(chunk_size)
-  _resolve_reward(student, measure, reward)
+  population = check_population(population)
+  check_sigma(sigma)
+  chunk_size = check_chunk_size(chunk_size)
+  resolve_reward(student, measure, reward)
   return jax.jit(functools.partial(es_gradient, student, teacher, measure,
                                    population=population, sigma=float(sigma), reward=reward,
                                    chunk_size=chunk_size))
@@ -362,7 +361,7 @@ def init_pes_state(student_state: StudentState, population: int, theta: Any) -> 
   Raises:
     ValueError: odd or too small population.
   """
-  population = _check_population(population)
+  population = check_population(population)
   theta_flat, _ = ravel_pytree(theta)
   particles = jax.tree_util.tree_map(
       lambda x: jnp.broadcast_to(x, (population,) + jnp.shape(x)), student_state)
@@ -403,7 +402,7 @@ def reset_pes_state(pes_state: PESState, student_state: StudentState,
   return PESState(particles=particles, accumulator=accumulator)
 
 
-def _pes_estimate(fn: Callable, theta_flat: jax.Array, particles: Any,
+def pes_estimate(fn: Callable, theta_flat: jax.Array, particles: Any,
                   accumulator: jax.Array, rng: jax.Array, sigma: float,
                   chunk_size: Optional[int] = None):
   """One PES truncation for generic persistent particles.
@@ -421,14 +420,14 @@ def _pes_estimate(fn: Callable, theta_flat: jax.Array, particles: Any,
     ``(g [P], new particles, new accumulator, rewards [population])`` with
     ``g = 1/(2 sigma^2 n) sum_i (R+_i - R-_i) xi+_i`` over the updated accumulator.
   """
-  population = _check_population(accumulator.shape[0])
-  _check_sigma(sigma)
+  population = check_population(accumulator.shape[0])
+  check_sigma(sigma)
   n = population // 2
   eps = _noise(rng, n, theta_flat.shape[0], theta_flat.dtype)
   delta = sigma * eps
   delta = jnp.concatenate([delta, -delta])                  # [population, P]
   rewards, new_particles = _map_members(fn, (theta_flat + delta, particles),
-                                        _check_chunk_size(chunk_size))
+                                        check_chunk_size(chunk_size))
   accumulator = accumulator + delta
   diff = rewards[:n] - rewards[n:]                          # [n]: R+_i - R-_i
   # The pair's accumulated perturbation; (xi+ - xi-) / 2 == xi+ exactly when paired.
@@ -473,7 +472,7 @@ def pes_step(student: Student, teacher: LossProvider, measure: Optional[measures
   """
   check_unroll_batches(batches)
   _check_classes(student, teacher)
-  reward_fn = _resolve_reward(student, measure, reward)
+  reward_fn = resolve_reward(student, measure, reward)
   theta_flat, unravel = ravel_pytree(theta)
   if pes_state.accumulator.shape[1:] != theta_flat.shape:
     raise ValueError(f"The PES accumulator is [population, {pes_state.accumulator.shape[1:]}] "
@@ -483,7 +482,7 @@ def pes_step(student: Student, teacher: LossProvider, measure: Optional[measures
     final, _ = unroll(student, teacher, unravel(flat), particle, batches)
     return reward_fn(final.params, final.model_state, dev_batches), final
 
-  g, particles, accumulator, rewards = _pes_estimate(
+  g, particles, accumulator, rewards = pes_estimate(
       run, theta_flat, pes_state.particles, pes_state.accumulator, rng, sigma, chunk_size)
   return (unravel(g), PESState(particles=particles, accumulator=accumulator),
           jnp.mean(rewards))
@@ -499,8 +498,8 @@ def make_pes_step_fn(student: Student, teacher: LossProvider,
   Raises:
     ValueError: ``sigma <= 0``, no measure and no reward, ``chunk_size < 1``.
   """
-  _check_sigma(sigma)
-  chunk_size = _check_chunk_size(chunk_size)
-  _resolve_reward(student, measure, reward)
+  check_sigma(sigma)
+  chunk_size = check_chunk_size(chunk_size)
+  resolve_reward(student, measure, reward)
   return jax.jit(functools.partial(pes_step, student, teacher, measure, sigma=float(sigma),
                                    reward=reward, chunk_size=chunk_size))

@@ -25,34 +25,14 @@ BatchNorm statistics are data (``stop_gradient``), so the three methods --
 forward, reverse, ``jax.grad`` through the scan -- compute the same
 hypergradient.
 
-Which estimator (``teach(..., estimator=...)``)?
-
-* **reverse** (:mod:`dlf_jax.hypergrad`): exact; cost ~3-6 x the forward
-  unroll whatever ``P``; memory grows with ``N`` (``store_all``: ``N`` step
-  records; ``checkpointed``: ~``2 sqrt(N)``), and all ``N`` batches must be on
-  the device. The default for segments of up to a few thousand steps and any
-  teacher size.
-* **forward** (this module): exact; memory ~``2.5 x |w| x P`` floats, flat in
-  ``N``, and the run is streamed from the host in chunks
-  (:func:`forward_chunk`), so a whole training run (thousands of steps) is one
-  hypergradient (no short-horizon bias). Cost grows linearly with ``P``: for
-  small teachers (``P`` up to a few tens) and long horizons.
-* **es** (:mod:`dlf_jax.evolution`): evolution strategies; forward runs of
-  perturbed teachers only, so it also works for non-differentiable rewards
-  (0-1 accuracy, corpus BLEU); memory flat in ``N``; a noisy estimate whose
-  variance grows with ``P``.
-
-Measured (float32 MLP 784-500-300-10, ``|w|`` = 545,810, batch 128, plain SGD,
-2 shared CPU cores; ``benchmarks/full_horizon.py``, ``benchmarks/RESULTS.md``):
-forward mode takes 28x / 102x / ~620x the forward unroll's time for
-``P`` = 10 / 40 / 160 (about 2.6-3.9 ``P``), against 2.8-3.6x for the reverse
-scan (``store_all``) and 4.1-6.3x (``checkpointed``). Its XLA temp memory is
-53 / 203 / 802 MB for ``P`` = 10 / 40 / 160 at every ``N`` from 200 to
-10,000, against 232 MB -> 11.3 GB (``store_all``), 56 -> 367 MB
-(``checkpointed``) and 350 MB -> 17.2 GB (``jax.grad``), plus the reverse's
-``[N, B, ...]`` batch array on the device (3.7 GiB at ``N`` = 10,000; forward
-mode holds one 200-step chunk, 77 MiB). A 5,000-step run at ``P`` = 10 costs
-about 28 x 5,000 unrolled steps (~7 min on that machine).
+In :func:`dlf_jax.teach` this is :class:`dlf_jax.estimators.ForwardMode`:
+exact; memory ~``2.5 x |w| x P`` floats, flat in ``N``, and the run is streamed
+from the host in chunks (:func:`forward_chunk`), so a whole training run
+(thousands of steps) is one hypergradient (no short-horizon bias). Cost grows
+linearly with ``P``: for small teachers (``P`` up to a few tens) and long
+horizons; otherwise :class:`~dlf_jax.estimators.ReverseMode` (cost independent
+of ``P``, memory growing with ``N``). Measured time and memory:
+``benchmarks/full_horizon.py`` and ``benchmarks/RESULTS.md``.
 
 ``dparams0`` (``dM~/dw_0``) is not available in forward mode (it would need
 ``|w|`` tangents): :class:`~dlf_jax.hypergrad.HypergradResult` carries

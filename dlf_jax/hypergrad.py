@@ -38,7 +38,10 @@ records (``vjp``: :func:`_record_vjp_residuals`; ``eqn45``:
 :func:`_record_carry`) and how the reverse step consumes it
 (:func:`_eqn45_vjp_reverse_step`, :func:`_eqn45_hvp_reverse_step`) -- composed
 with a *memory schedule* (:data:`MEMORY_SCHEDULES`) that decides which records
-exist when. A new estimator is a new :class:`Recorder` in :data:`RECORDERS`.
+exist when. A new reverse-mode variant is a new :class:`Recorder` in
+:data:`RECORDERS`; a new hypergradient *estimator* (another way to get
+``dM~/dtheta``) is a new class in :mod:`dlf_jax.estimators` (this module's is
+:class:`~dlf_jax.estimators.ReverseMode`).
 
 Memory policies (``memory=``): ``store_all`` keeps every step's record
 (``vjp``: the residuals above, ``eqn45``: the carry ``z_t``), ``T`` of them;
@@ -58,22 +61,14 @@ weights at the start of the segment) is computed and returned but not used by
 boundaries (each outer step differentiates its own ``T`` steps only, the
 student carried over from the previous segment is data).
 
-Which estimator (``teach(..., estimator=...)``; measured on the MLP
-784-500-300-10, batch 128, float32, 2 CPU cores, ``benchmarks/RESULTS.md``):
-
-* ``reverse`` (this module): exact; 2.8-3.6x the forward unroll (``store_all``,
-  memory ~1.1 MB per step here: 2.3 GB at T = 2,000) or 4.1-6.3x
-  (``checkpointed``, O(sqrt T) memory: 0.37 GB at T = 10,000), whatever the
-  teacher's size P. The default, and the only practical exact estimator for
-  teachers of hundreds of parameters over a whole run (checkpointed).
-* ``forward`` (:mod:`dlf_jax.forward_hypergrad`): exact; memory flat in T
-  (~2.5 P |w| floats) and the run streamed from the host in chunks, but time
-  ~2.6-3.9 x P x the unroll (28x at P = 10): for teachers of a few to a few
-  tens of parameters over long horizons.
-* ``es`` (:mod:`dlf_jax.evolution`): antithetic ES (and PES across
-  truncations): any reward, including non-differentiable ones (dev accuracy,
-  BLEU); a noisy estimate whose error grows with P / population; on this CPU
-  a vmapped population is slower than a loop (use ``chunk_size=1``).
+Which estimator (``teach(..., estimator=...)``, :mod:`dlf_jax.estimators`):
+``ReverseMode`` (this module) is exact at any teacher size P, its memory grows
+with T (``store_all``) or as sqrt(T) (``checkpointed``): the default.
+``ForwardMode`` (:mod:`dlf_jax.forward_hypergrad`) is exact with memory flat in
+T at ~P x the unroll's cost: small teachers over long horizons.
+``AntitheticES`` / ``PES`` (:mod:`dlf_jax.evolution`) take any reward at a noisy
+estimate. Measured costs: ``benchmarks/hypergrad.py``, ``benchmarks/full_horizon.py``
+and ``benchmarks/RESULTS.md``.
 """
 from __future__ import annotations
 

@@ -4,23 +4,19 @@
 cross-entropy for ``pretrain_steps``, as the authors' demo does); unroll ``T``
 inner steps; compute the hypergradient; take one outer step of the teacher with
 an optax optimizer (ascent on the smoothed dev measure M~, or descent if the
-measure is an error). Three hypergradient estimators (``estimator=``):
+measure is an error). The hypergradient estimator is a value
+(``estimator=``, a :class:`~dlf_jax.contracts.HypergradEstimator` of
+:mod:`dlf_jax.estimators`: ``ReverseMode()``, the default, ``ForwardMode()``,
+``AntitheticES()``, ``PES()``); the loop below does not know which one it runs.
+An estimator with state (PES's particles) gets it initialised at every new
+student and carried in :class:`TeachState`.
 
-* ``reverse`` (default): the reverse scan of Eqns. (3)-(5),
-  :mod:`dlf_jax.hypergrad` (memory grows with ``T``);
-* ``forward``: forward-mode, :mod:`dlf_jax.forward_hypergrad` -- the same
-  number, memory flat in ``T`` (the segment is streamed from the host in
-  chunks of ``chunk_steps``), cost ~``P`` x the unroll: for small teachers and
-  long (full-run) horizons;
-* ``es``: evolution strategies, :mod:`dlf_jax.evolution` -- forward runs of
-  perturbed teachers only, a noisy estimate.
-
-Two schedules, one loop: an *episode* is one student; it is cut into
-``segments_per_episode`` consecutive segments of ``T`` steps and the teacher is
-updated after each segment. ``mode='episodes'`` (default ``1`` segment: a new
-student per teacher update) or ``mode='online'`` (one student run of
-``total_steps = segments x T`` per episode, so the teacher sees every phase of
-training).
+Two schedules, one loop (:class:`Schedule`): an *episode* is one student; it is
+cut into ``segments_per_episode`` consecutive segments of ``T`` steps and the
+teacher is updated after each segment. ``mode='episodes'`` (default ``1``
+segment: a new student per teacher update) or ``mode='online'`` (one student
+run of ``total_steps = segments x T`` per episode, so the teacher sees every
+phase of training).
 
 Both functions are resumable: they take and return plain pytrees
 (:class:`TeachState`, :class:`~dlf_jax.student.StudentState`), call a
@@ -42,19 +38,101 @@ import optax
 from flax import struct
 from jax.sharding import Mesh
 
-from dlf_jax import forward_hypergrad, hypergrad, losses, measures, parallel, state_features
+from dlf_jax import hypergrad, losses, measures, parallel, state_features
 from dlf_jax import unroll as unroll_lib
-from dlf_jax.contracts import Estimator, LossProvider, Memory, Method, Mode
+from dlf_jax.contracts import HypergradEstimator, LossProvider, Mode
+from dlf_jax.estimators import EstimateContext, ReverseMode
 from dlf_jax.data.batching import SegmentSampler, make_eval_batches
 from dlf_jax.student import Student, StudentState
 from dlf_jax.teacher import Teacher
 
-__all__ = ["TeachState", "TeachResult", "TrainResult", "teach", "train_student", "MODES",
-           "ESTIMATORS", "check_label_range", "check_descent"]
+__all__ = ["TeachState", "TeachResult", "TrainResult", "Schedule", "DevSampling", "teach",
+           "train_student", "MODES", "check_label_range", "check_descent"]
 
 MODES: tuple[Mode, ...] = get_args(Mode)
-ESTIMATORS: tuple[Estimator, ...] = get_args(Estimator)
-DEFAULT_MAX_CHUNK_STEPS = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """What the students of :func:`teach` run: episodes, segments of ``T`` steps, warm start.
+
+  Attributes:
+    mode: ``episodes`` | ``online`` (module docstring).
+    unroll_steps: ``T`` inner steps per outer step.
+    num_episodes: number of students (episodes).
+    segments_per_episode: outer steps per student (None: :meth:`segments`).
+    pretrain_steps: cross-entropy steps before the first unrolled segment of
+      each student (a warm start, as in the authors' demo; 0 = fresh).
+    batch_size: student batch size ``B``.
+
+  Raises:
+    ValueError: an unknown mode, ``T <= 0``, ``num_episodes <= 0``,
+      ``pretrain_steps < 0``, ``segments_per_episode <= 0`` or ``batch_size <= 0``.
+  """
+  mode: Mode = "episodes"
+  unroll_steps: int = 200
+  num_episodes: int = 10
+  segments_per_episode: Optional[int] = None
+  pretrain_steps: int = 0
+  batch_size: int = 128
+
+  def __post_init__(self):
+    if self.mode not in MODES:
+      raise ValueError(f"Unknown teaching mode {self.mode!r}; choose one of {MODES}.")
+    if self.unroll_steps <= 0:
+      raise ValueError(f"unroll_steps (T) must be >= 1, got {self.unroll_steps}.")
+    if self.num_episodes <= 0 or self.pretrain_steps < 0:
+      raise ValueError(f"num_episodes must be >= 1 and pretrain_steps >= 0; got "
+                       f"{self.num_episodes}, {self.pretrain_steps}.")
+    if self.segments_per_episode is not None and self.segments_per_episode <= 0:
+      raise ValueError(f"segments_per_episode must be >= 1, got {self.segments_per_episode}.")
+    if self.batch_size <= 0:
+      raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
+
+  def segments(self, total_steps: Optional[int]) -> int:
+    """Outer steps per student: ``segments_per_episode`` if set, else 1 for ``episodes`` and
+    ``max(1, (total_steps - pretrain_steps) // T)`` for ``online`` (the rest of a run of
+    ``total_steps`` -- the teacher's ``total_steps`` -- after the warm start).
+
+    Raises:
+      ValueError: ``online`` without ``segments_per_episode`` and ``total_steps=None``.
+    """
+    if self.segments_per_episode is not None:
+      return self.segments_per_episode
+    if self.mode == "episodes":
+      return 1
+    if total_steps is None:
+      raise ValueError("Schedule(mode='online') without segments_per_episode needs the "
+                       "length of the student's run (the teacher's total_steps); set "
+                       "segments_per_episode.")
+    return max(1, (total_steps - self.pretrain_steps) // self.unroll_steps)
+
+  def num_updates(self, total_steps: Optional[int]) -> int:
+    """Outer steps of the whole call: ``num_episodes x`` :meth:`segments`."""
+    return self.num_episodes * self.segments(total_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class DevSampling:
+  """How each outer step reads the dev split for ``dw_T``.
+
+  Attributes:
+    batch_size: batch size of the dev pass (a multiple of the device count
+      under a mesh).
+    sample_size: if set, each outer step uses a fresh random sample of this
+      many dev examples (drawn from ``(seed, 7, update)``); else all of dev.
+
+  Raises:
+    ValueError: ``batch_size <= 0`` or ``sample_size <= 0``.
+  """
+  batch_size: int = 500
+  sample_size: Optional[int] = None
+
+  def __post_init__(self):
+    if self.batch_size <= 0:
+      raise ValueError(f"dev batch_size must be >= 1, got {self.batch_size}.")
+    if self.sample_size is not None and self.sample_size <= 0:
+      raise ValueError(f"dev sample_size must be None or >= 1, got {self.sample_size}.")
 
 
 @struct.dataclass
@@ -65,11 +143,15 @@ class TeachState:
     theta: teacher parameters.
     opt_state: the teacher optimizer's state.
     student: the current student's carry (continued across segments).
+    estimator_state: the hypergradient estimator's state for the current
+      student (e.g. PES particles; None for stateless estimators and between
+      episodes).
     update: int, the number of outer steps taken so far.
   """
   theta: Any
   opt_state: Any
   student: Optional[StudentState]
+  estimator_state: Any = None
   update: int = struct.field(pytree_node=False, default=0)
 
 
@@ -216,55 +298,20 @@ def _phi_stats_fn(loss):
       loss.phi(theta, loss.state_features(state.step, state.stats))))
 
 
-_hypergradient_fn = functools.lru_cache(maxsize=32)(
-    lambda student, teacher, measure, method, memory, checkpoint_every:
-    hypergrad.make_hypergradient_fn(student, teacher, measure, method=method, memory=memory,
-                                    checkpoint_every=checkpoint_every))
-
-_forward_fns = functools.lru_cache(maxsize=32)(forward_hypergrad.make_forward_fns)
-
-
-@functools.lru_cache(maxsize=32)
-def _es_fn(student, teacher, measure, population, sigma):
-  """Jitted :func:`dlf_jax.evolution.es_gradient` (imported here: only ``es`` needs it)."""
-  from dlf_jax import evolution
-  return evolution.make_es_gradient_fn(student, teacher, measure, population=population,
-                                       sigma=sigma)
-
-
-def _forward_segment(fns, theta, student_state, sampler, start: int, num_steps: int,
-                     chunk_steps: int, dev_batches, mesh) -> hypergrad.HypergradResult:
-  """Forward-mode hypergradient of ``num_steps`` steps, batches streamed in chunks."""
-  init, chunk, readout = fns
-  carry = init(theta, student_state)
-  parts = []
-  for done in range(0, num_steps, chunk_steps):
-    n = min(chunk_steps, num_steps - done)
-    carry, m = chunk(theta, carry,
-                     parallel.shard_batches(sampler.segment(start + done, n), mesh))
-    unroll_lib.check_finite(m, start + done)
-    parts.append(m)
-  value, dtheta = readout(theta, carry, dev_batches)
-  metrics = jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *parts)
-  return hypergrad.HypergradResult(dtheta=dtheta, dparams0=None, value=value,
-                                   final_state=carry.state, metrics=metrics)
-
-
 @dataclasses.dataclass(frozen=True)
 class _TeachPlan:
   """What every outer step of one :func:`teach` call shares (fixed for the call).
 
   Attributes:
-    student, teacher, measure, train, seed, mesh, estimator, unroll_steps,
-      pretrain_steps, batch_size, segments_per_episode, dev_batch_size,
-      dev_sample_size, es_population, es_sigma: :func:`teach`'s arguments.
+    student, teacher, measure, train, seed, mesh, estimator, schedule,
+      dev_sampling: :func:`teach`'s arguments.
+    segments: outer steps per student (:meth:`Schedule.segments`).
     rng: ``PRNGKey(seed)``; ``fold_in`` it with 0 (theta), ``1000 + episode``
       (students), ``2_000_000 + update`` (the measure's dev preparation) and
-      ``3_000_000 + update`` (ES).
+      ``3_000_000 + update`` (the estimator's key).
     dev: the dev split, host arrays ``[N_dev, ...]``.
     full_dev_host, full_dev: all dev batches ``[n, B_dev, ...]`` on the host and
       sharded over ``mesh``.
-    chunk: ``forward``'s chunk length.
     fns: the compiled functions (:func:`_teach_fns`).
   """
   student: Student
@@ -274,45 +321,23 @@ class _TeachPlan:
   seed: int
   rng: jax.Array
   mesh: Optional[Mesh]
-  estimator: Estimator
-  unroll_steps: int
-  pretrain_steps: int
-  batch_size: int
-  segments_per_episode: int
+  estimator: HypergradEstimator
+  schedule: Schedule
+  segments: int
+  dev_sampling: DevSampling
   dev: dict
-  dev_batch_size: int
-  dev_sample_size: Optional[int]
   full_dev_host: dict
   full_dev: dict
-  chunk: Optional[int]
-  es_population: int
-  es_sigma: float
   fns: dict
 
 
-def _check_teach_args(student: Student, teacher: Teacher, *, mode, estimator, chunk_steps,
-                      unroll_steps, num_episodes, pretrain_steps,
-                      segments_per_episode) -> int:
-  """The argument checks of :func:`teach`; returns ``segments_per_episode`` (resolved)."""
-  if mode not in MODES:
-    raise ValueError(f"Unknown teaching mode {mode!r}; choose one of {MODES}.")
-  if estimator not in ESTIMATORS:
-    raise ValueError(f"Unknown hypergradient estimator {estimator!r}; choose one of "
-                     f"{ESTIMATORS}.")
-  if chunk_steps is not None and chunk_steps < 1:
-    raise ValueError(f"chunk_steps must be >= 1, got {chunk_steps}.")
-  if unroll_steps <= 0:
-    raise ValueError(f"unroll_steps (T) must be >= 1, got {unroll_steps}.")
-  if num_episodes <= 0 or pretrain_steps < 0:
-    raise ValueError(f"num_episodes must be >= 1 and pretrain_steps >= 0; got "
-                     f"{num_episodes}, {pretrain_steps}.")
-  _check_class_count(student, teacher)
-  if segments_per_episode is None:
-    segments_per_episode = 1 if mode == "episodes" else max(
-        1, (teacher.total_steps - pretrain_steps) // unroll_steps)
-  if segments_per_episode <= 0:
-    raise ValueError(f"segments_per_episode must be >= 1, got {segments_per_episode}.")
-  return segments_per_episode
+def _check_estimator(estimator) -> None:
+  """Raises TypeError unless ``estimator`` implements :class:`HypergradEstimator`."""
+  if not isinstance(estimator, HypergradEstimator):
+    hint = (f"; build it by name with dlf_jax.estimators.get({estimator!r})"
+            if isinstance(estimator, str) else "")
+    raise TypeError(f"estimator must be a HypergradEstimator (e.g. "
+                    f"dlf_jax.estimators.ReverseMode()), got {estimator!r}{hint}.")
 
 
 def _check_class_count(student: Student, loss: LossProvider) -> None:
@@ -321,18 +346,18 @@ def _check_class_count(student: Student, loss: LossProvider) -> None:
                      f"has num_classes={student.num_classes}.")
 
 
-def _prepare_dev(dev, student: Student, dev_sample_size: Optional[int],
-                 dev_batch_size: int) -> tuple[dict, dict]:
+def _prepare_dev(dev, student: Student, sampling: DevSampling) -> tuple[dict, dict]:
   """``(dev host arrays, all dev batches [n, B_dev, ...])`` after checking them.
 
   Raises:
-    ValueError: bad dev data or labels, or ``dev_sample_size`` outside ``[1, N_dev]``.
+    ValueError: bad dev data or labels, or ``sample_size`` outside ``[1, N_dev]``.
   """
   dev = _as_arrays(dev, "dev", student)
   n_dev = len(next(iter(dev.values())))
-  if dev_sample_size is not None and not 1 <= dev_sample_size <= n_dev:
-    raise ValueError(f"dev_sample_size={dev_sample_size} must be in [1, {n_dev}].")
-  return dev, make_eval_batches(dev, dev_batch_size)
+  if sampling.sample_size is not None and not 1 <= sampling.sample_size <= n_dev:
+    raise ValueError(f"dev_sampling.sample_size={sampling.sample_size} must be in "
+                     f"[1, {n_dev}].")
+  return dev, make_eval_batches(dev, sampling.batch_size)
 
 
 def _initial_teach_state(teacher: LossProvider, tx: optax.GradientTransformation,
@@ -343,9 +368,11 @@ def _initial_teach_state(teacher: LossProvider, tx: optax.GradientTransformation
     theta = teacher.init(jax.random.fold_in(rng, 0))
     init_state = TeachState(theta=theta, opt_state=tx.init(theta), student=None, update=0)
   check_descent(tx, init_state.theta)
-  return init_state.replace(theta=parallel.replicate(init_state.theta, mesh),
-                            opt_state=parallel.replicate(init_state.opt_state, mesh),
-                            student=parallel.replicate(init_state.student, mesh))
+  return init_state.replace(
+      theta=parallel.replicate(init_state.theta, mesh),
+      opt_state=parallel.replicate(init_state.opt_state, mesh),
+      student=parallel.replicate(init_state.student, mesh),
+      estimator_state=parallel.replicate(init_state.estimator_state, mesh))
 
 
 def _make_outer_step(tx: optax.GradientTransformation, maximize: bool):
@@ -368,8 +395,9 @@ def _warm_start(plan: _TeachPlan, sampler, episode: int) -> StudentState:
   state = parallel.replicate(
       plan.student.init(jax.random.fold_in(plan.rng, 1000 + episode),
                         {k: v[0] for k, v in first.items()}), plan.mesh)
-  for done in range(0, plan.pretrain_steps, plan.unroll_steps):   # in chunks: bounded memory
-    count = min(plan.unroll_steps, plan.pretrain_steps - done)
+  pretrain, unroll_steps = plan.schedule.pretrain_steps, plan.schedule.unroll_steps
+  for done in range(0, pretrain, unroll_steps):   # in chunks: bounded memory
+    count = min(unroll_steps, pretrain - done)
     state, m = plan.fns["pretrain"](
         None, state, parallel.shard_batches(sampler.segment(done, count), plan.mesh))
     unroll_lib.check_finite(m, done)
@@ -379,48 +407,23 @@ def _warm_start(plan: _TeachPlan, sampler, episode: int) -> StudentState:
 def _dev_batches(plan: _TeachPlan, student_state: StudentState, update: int):
   """Outer step ``update``'s dev batches for ``dw_T``, prepared by the measure, sharded.
 
-  All of dev, or (``dev_sample_size``) a fresh sample drawn from
+  All of dev, or (``dev_sampling.sample_size``) a fresh sample drawn from
   ``(seed, 7, update)``; the measure's ``prepare`` (e.g. candidate sampling
   for expected BLEU) gets ``fold_in(rng, 2_000_000 + update)``.
   """
-  if plan.dev_sample_size is None:
+  sampling = plan.dev_sampling
+  if sampling.sample_size is None:
     dev_batches = plan.full_dev_host
   else:
     n_dev = len(next(iter(plan.dev.values())))
-    idx = np.random.default_rng([plan.seed, 7, update]).choice(n_dev, plan.dev_sample_size,
+    idx = np.random.default_rng([plan.seed, 7, update]).choice(n_dev, sampling.sample_size,
                                                                 replace=False)
     dev_batches = make_eval_batches({k: v[idx] for k, v in plan.dev.items()},
-                                    plan.dev_batch_size)
+                                    sampling.batch_size)
   prepared = plan.measure.prepare(plan.student, student_state, dev_batches,
                                   jax.random.fold_in(plan.rng, 2_000_000 + update))
   return (plan.full_dev if prepared is plan.full_dev_host
           else parallel.shard_batches(prepared, plan.mesh))
-
-
-def _reverse_estimate(plan, theta, update, student_state, sampler, start, batches, dev_batches):
-  """``reverse``: the hand-written reverse scan, Eqns. (3)-(5)."""
-  del update, sampler, start
-  return plan.fns["reverse"](theta, student_state, batches, dev_batches)
-
-
-def _forward_estimate(plan, theta, update, student_state, sampler, start, batches, dev_batches):
-  """``forward``: forward mode, the segment's batches drawn chunk by chunk."""
-  del update, batches
-  return _forward_segment(plan.fns["forward"], theta, student_state, sampler, start,
-                          plan.unroll_steps, plan.chunk, dev_batches, plan.mesh)
-
-
-def _es_estimate(plan, theta, update, student_state, sampler, start, batches, dev_batches):
-  """``es``: antithetic evolution strategies over the whole segment in one call."""
-  del sampler, start
-  return _es_fn(plan.student, plan.teacher, plan.measure, plan.es_population, plan.es_sigma)(
-      theta, student_state, batches, dev_batches,
-      jax.random.fold_in(plan.rng, 3_000_000 + update))
-
-
-# How each estimator computes a segment's hypergradient: ``(plan, theta, update,
-# student_state, sampler, start, batches, dev_batches) -> HypergradResult``.
-_ESTIMATES = {"reverse": _reverse_estimate, "forward": _forward_estimate, "es": _es_estimate}
 
 
 def _checked_norm(res: hypergrad.HypergradResult, update: int, start: int, num_steps: int,
@@ -450,7 +453,7 @@ def _teach_record(plan: _TeachPlan, update: int, episode: int, segment: int,
   """The history record of one outer step (``seconds`` are added by the caller)."""
   return {
       "update": update, "episode": episode, "segment": segment,
-      "student_step": int(final.step), "estimator": plan.estimator,
+      "student_step": int(final.step), "estimator": plan.estimator.name,
       "dev_measure": float(res.value), "dev_accuracy": dev_accuracy,
       "train_loss": float(jnp.mean(res.metrics.loss)),
       "train_cross_entropy": float(jnp.mean(res.metrics.cross_entropy)),
@@ -465,21 +468,23 @@ def _teach_update(plan: _TeachPlan, state: TeachState) -> tuple[TeachState, dict
     ``(the next TeachState, the step's history record)``.
   """
   t0 = time.time()
-  episode, segment = divmod(state.update, plan.segments_per_episode)
-  sampler = _sampler(plan.train, plan.batch_size, plan.seed * 1_000_003 + episode, plan.student)
-  student_state, warm_start_seconds = state.student, 0.0
+  episode, segment = divmod(state.update, plan.segments)
+  sampler = _sampler(plan.train, plan.schedule.batch_size, plan.seed * 1_000_003 + episode,
+                     plan.student)
+  student_state, est_state, warm_start_seconds = state.student, state.estimator_state, 0.0
   if segment == 0 or student_state is None:
     student_state = _warm_start(plan, sampler, episode)
+    est_state = plan.estimator.init_state(state.theta, student_state)    # a new episode
     warm_start_seconds = time.time() - t0   # reported apart from the outer step's time
     t0 = time.time()
   start = int(student_state.step)
-  batches = None
-  if plan.estimator != "forward":         # forward draws its batches chunk by chunk
-    batches = parallel.shard_batches(sampler.segment(start, plan.unroll_steps), plan.mesh)
-  dev_batches = _dev_batches(plan, student_state, state.update)
-  res = _ESTIMATES[plan.estimator](plan, state.theta, state.update, student_state, sampler,
-                                   start, batches, dev_batches)
-  hnorm = _checked_norm(res, state.update, start, plan.unroll_steps, student_state)
+  ctx = EstimateContext(student=plan.student, teacher=plan.teacher, measure=plan.measure,
+                        mesh=plan.mesh, rng=jax.random.fold_in(plan.rng, 3_000_000 + state.update),
+                        sampler=sampler, start=start, num_steps=plan.schedule.unroll_steps,
+                        update=state.update,
+                        dev_batches=_dev_batches(plan, student_state, state.update))
+  res, est_state = plan.estimator.estimate(ctx, state.theta, est_state, student_state)
+  hnorm = _checked_norm(res, state.update, start, plan.schedule.unroll_steps, student_state)
   theta, opt_state = plan.fns["outer_step"](state.theta, state.opt_state, res.dtheta)
   final = res.final_state
   dev_accuracy = _host(plan.fns["eval"](final.params, final.model_state,
@@ -487,20 +492,18 @@ def _teach_update(plan: _TeachPlan, state: TeachState) -> tuple[TeachState, dict
   final = _with_dev_accuracy(final, dev_accuracy)
   record = _teach_record(plan, state.update, episode, segment, res, final, dev_accuracy, hnorm,
                          _host(plan.fns["phi"](state.theta, student_state)))
-  last = segment == plan.segments_per_episode - 1
+  last = segment == plan.segments - 1
   state = TeachState(theta=theta, opt_state=opt_state, student=None if last else final,
-                     update=state.update + 1)
+                     estimator_state=None if last else est_state, update=state.update + 1)
   record["seconds"] = time.time() - t0
   record["warm_start_seconds"] = warm_start_seconds
   return state, record
 
 
-def _teach_fns(student: Student, teacher: Teacher, measure: measures.Measure, tx, *,
-               estimator, method, memory, checkpoint_every) -> dict:
-  """The compiled functions of one :func:`teach` call (cached ones where they can be)."""
+def _teach_fns(student: Student, teacher: Teacher, measure: measures.Measure, tx) -> dict:
+  """The compiled functions of one :func:`teach` call besides the estimator's (cached ones
+  where they can be)."""
   return {
-      "forward": _forward_fns(student, teacher, measure) if estimator == "forward" else None,
-      "reverse": _hypergradient_fn(student, teacher, measure, method, memory, checkpoint_every),
       "eval": _eval_fn(student),
       "pretrain": _unroll_fn(student, losses.BaselineLoss("cross_entropy")),
       "phi": _phi_stats_fn(teacher),
@@ -520,16 +523,11 @@ def _report(callback, bar, state, record: dict, steps: int, **postfix) -> None:
 def teach(student: Student, teacher: Teacher, train, dev, *,
           measure: Optional[measures.Measure] = None,
           teacher_optimizer: Optional[optax.GradientTransformation] = None,
-          unroll_steps: int = 200, num_episodes: int = 10, mode: Mode = "episodes",
-          segments_per_episode: Optional[int] = None, pretrain_steps: int = 0,
-          batch_size: int = 128, dev_batch_size: int = 500,
-          dev_sample_size: Optional[int] = None, method: Method = "auto",
-          memory: Memory = "store_all", checkpoint_every: Optional[int] = None, seed: int = 0,
+          schedule: Schedule = Schedule(), estimator: HypergradEstimator = ReverseMode(),
+          dev_sampling: DevSampling = DevSampling(), seed: int = 0,
           init_state: Optional[TeachState] = None,
           callback: Optional[Callable[[TeachState, dict], None]] = None,
-          progress: bool = True, mesh: Optional[Mesh] = None, estimator: Estimator = "reverse",
-          chunk_steps: Optional[int] = None, forward_max_params: int = 256,
-          es_population: int = 8, es_sigma: float = 0.01) -> TeachResult:
+          progress: bool = True, mesh: Optional[Mesh] = None) -> TeachResult:
   """Algorithm 1: learn the teacher ``theta`` by unrolling the student.
 
   Args:
@@ -543,80 +541,66 @@ def teach(student: Student, teacher: Teacher, train, dev, *,
     dev: dev data, same form; its smoothed measure is the teacher's reward.
     measure: M~ (default :class:`~dlf_jax.measures.ExpectedAccuracy`).
     teacher_optimizer: optax transformation for theta (default Adam 1e-3).
-    unroll_steps: ``T`` inner steps per outer step.
-    num_episodes: number of students (episodes).
-    mode: ``episodes`` | ``online`` (module docstring).
-    segments_per_episode: outer steps per student (default: 1 for
-      ``episodes``; ``(teacher.total_steps - pretrain_steps) // T`` for ``online``).
-    pretrain_steps: cross-entropy steps before the first unrolled segment of
-      each student (a warm start, as in the authors' demo; 0 = fresh).
-    batch_size: student batch size ``B``.
-    dev_batch_size: batch size of the dev pass.
-    dev_sample_size: if set, each outer step uses a fresh random sample of this
-      many dev examples for ``dw_T``; else the whole dev set.
-    method, memory, checkpoint_every: see :func:`dlf_jax.hypergrad.hypergradient`
-      (``estimator='reverse'`` only).
-    seed: seeds students, batches and dev samples.
+    schedule: a :class:`Schedule`: mode, ``T``, episodes, segments per
+      episode, warm start, student batch size.
+    estimator: how each segment's hypergradient is computed, a
+      :class:`~dlf_jax.contracts.HypergradEstimator`:
+      :class:`~dlf_jax.estimators.ReverseMode` (default; Eqns. 3-5),
+      :class:`~dlf_jax.estimators.ForwardMode` (the same number at memory
+      independent of ``T``, cost ~``P`` x the unroll),
+      :class:`~dlf_jax.estimators.AntitheticES` or
+      :class:`~dlf_jax.estimators.PES` (evolution strategies, any reward; a
+      noisy estimate); by name: :func:`dlf_jax.estimators.get`.
+    dev_sampling: a :class:`DevSampling`: the dev batch size and an optional
+      fresh dev sample per outer step.
+    seed: seeds students, batches, dev samples and the estimator's keys.
     init_state: a :class:`TeachState` to resume from (else fresh theta).
     callback: ``callback(state, record)`` after every outer step.
     progress: show a progress bar.
     mesh: data parallelism (:func:`dlf_jax.parallel.make_mesh`): every batch is
       split over the mesh's devices, theta and the student replicated; same
-      numbers as one device. ``batch_size`` and ``dev_batch_size`` must be
-      multiples of the device count.
-    estimator: how the hypergradient of each segment is computed, one of
-      :data:`ESTIMATORS`: ``reverse`` (:func:`dlf_jax.hypergrad.hypergradient`),
-      ``forward`` (:mod:`dlf_jax.forward_hypergrad`: the same number at memory
-      independent of ``T``, cost ~``P`` x the unroll) or ``es`` (evolution
-      strategies, :func:`dlf_jax.evolution.es_gradient`; a noisy estimate).
-    chunk_steps: ``forward``: the segment's batches are drawn from the host and
-      processed in chunks of this many steps (default ``min(T, 200)``), so
-      ``T`` can be a whole training run.
-    forward_max_params: ``forward`` refuses teachers with more parameters.
-    es_population, es_sigma: ``es``: population size and perturbation scale.
+      numbers as one device. The batch sizes must be multiples of the device
+      count.
 
   Returns:
     :class:`TeachResult` with the learned ``theta`` and a history of dicts
     (``update, episode, segment, student_step, estimator, dev_measure,
     dev_accuracy, train_loss, train_cross_entropy, hypergrad_norm,
     w_diag_mean, w_offdiag_mean, b_mean, seconds, warm_start_seconds``;
-    ``seconds`` is the outer step's wall time, the student's warm start at a
-    new episode is ``warm_start_seconds``).
+    ``estimator`` is the estimator's ``name``; ``seconds`` is the outer step's
+    wall time, the student's warm start at a new episode is
+    ``warm_start_seconds``).
 
   Raises:
-    ValueError: bad mode or estimator, ``T <= 0``, sizes, class-count
-      mismatch, ``chunk_steps < 1``, (``forward``) a teacher with more than
-      ``forward_max_params`` parameters, labels of ``train`` / ``dev`` outside
-      ``[0, C)`` (names the split and the value), or a ``teacher_optimizer``
-      whose update ascends its gradient (a negative learning rate).
+    TypeError: ``estimator`` is not a :class:`~dlf_jax.contracts.HypergradEstimator`
+      (e.g. a name: build it with :func:`dlf_jax.estimators.get`).
+    ValueError: class-count mismatch, a teacher the estimator refuses (e.g.
+      ``ForwardMode`` above ``max_params`` parameters), ``dev_sampling.sample_size``
+      above the dev set, labels of ``train`` / ``dev`` outside ``[0, C)``
+      (names the split and the value), or a ``teacher_optimizer`` whose update
+      ascends its gradient (a negative learning rate).
     FloatingPointError: NaN/inf in the unroll (names the step) or hypergradient
       (for an Adam student, names ``eps_root``).
 
   References:
     Wu et al. 2018, Algorithm 1.
   """
-  segments_per_episode = _check_teach_args(
-      student, teacher, mode=mode, estimator=estimator, chunk_steps=chunk_steps,
-      unroll_steps=unroll_steps, num_episodes=num_episodes, pretrain_steps=pretrain_steps,
-      segments_per_episode=segments_per_episode)
+  _check_estimator(estimator)
+  _check_class_count(student, teacher)
   measure = measure or measures.ExpectedAccuracy()
   tx = teacher_optimizer or optax.adam(1e-3)
-  dev, full_dev_host = _prepare_dev(dev, student, dev_sample_size, dev_batch_size)
+  dev, full_dev_host = _prepare_dev(dev, student, dev_sampling)
   rng = jax.random.PRNGKey(seed)
   state = _initial_teach_state(teacher, tx, rng, init_state, mesh)
-  if estimator == "forward":
-    forward_hypergrad.check_num_params(state.theta, forward_max_params)
+  estimator.check(state.theta)
+  segments = schedule.segments(getattr(teacher, "total_steps", None))
   plan = _TeachPlan(
       student=student, teacher=teacher, measure=measure, train=train, seed=seed, rng=rng,
-      mesh=mesh, estimator=estimator, unroll_steps=unroll_steps, pretrain_steps=pretrain_steps,
-      batch_size=batch_size, segments_per_episode=segments_per_episode, dev=dev,
-      dev_batch_size=dev_batch_size, dev_sample_size=dev_sample_size,
-      full_dev_host=full_dev_host, full_dev=parallel.shard_batches(full_dev_host, mesh),
-      chunk=min(unroll_steps, DEFAULT_MAX_CHUNK_STEPS) if chunk_steps is None else chunk_steps,
-      es_population=es_population, es_sigma=es_sigma,
-      fns=_teach_fns(student, teacher, measure, tx, estimator=estimator, method=method,
-                     memory=memory, checkpoint_every=checkpoint_every))
-  total_updates = num_episodes * segments_per_episode
+      mesh=mesh, estimator=estimator, schedule=schedule, segments=segments,
+      dev_sampling=dev_sampling, dev=dev, full_dev_host=full_dev_host,
+      full_dev=parallel.shard_batches(full_dev_host, mesh),
+      fns=_teach_fns(student, teacher, measure, tx))
+  total_updates = schedule.num_episodes * segments
   history = []
   bar = _progress(total_updates, "teach", progress, initial=state.update)
   while state.update < total_updates:

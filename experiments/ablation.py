@@ -86,8 +86,9 @@ VARIANTS = {
                     {}, {"untaught": True}),
     "dev_ce": ("+ dev cross-entropy reward", {"teach.measure": "cross_entropy"}, {}),
     "full_horizon": ("+ full horizon: T = the whole run after the warm start (checkpointed)",
-                     {"teach.unroll_steps": "full", "teach.memory": "checkpointed",
-                      "teach.num_episodes": 8}, {}),
+                     {"teach.unroll_steps": "full",
+                      "teach.estimator.reverse.memory": "checkpointed",
+                      "teach.segments_per_episode": None, "teach.num_episodes": 8}, {}),
     "recipe": ("the configs' default recipe in one row: identity link, soft-target W, "
                "tuned LS anchor, dev cross-entropy",
                {"teacher.link": "identity", "teacher.parameterisation": "soft_target",
@@ -123,18 +124,19 @@ def teaching_key(config) -> str:
 
 
 def apply_overrides(config, overrides: dict, *, tuned_eps: float):
-  """A copy of ``config`` with ``section.key`` overrides (``'tuned'``/``'full'`` resolved)."""
+  """A copy of ``config`` with dotted-key overrides (``'tuned'``/``'full'`` resolved).
+
+  ``teach.segments_per_episode`` is kept as the config says: None is resolved by the
+  teaching schedule (:meth:`dlf_jax.Schedule.segments`), an explicit value is honoured.
+  """
   out = ml_collections.ConfigDict(config.to_dict())
   for key, value in overrides.items():
-    section, name = key.split(".")
+    *parents, name = key.split(".")
     if value == "tuned":
       value = tuned_eps
     elif value == "full":
       value = out.student.num_steps - out.teach.pretrain_steps
-    out[section][name] = value
-  if out.teach.mode == "online":
-    out.teach.segments_per_episode = max(
-      1, (out.student.num_steps - out.teach.pretrain_steps) // out.teach.unroll_steps)
+    schema.get(out, ".".join(parents))[name] = value
   schema.validate(out, schema.CLASSIFICATION)
   return out
 
@@ -223,8 +225,8 @@ class Runner:
       with open(meta_path) as f:
         meta = json.load(f)
       return {"teacher": teacher, "snapshots": snaps, **meta}
-    t = config.teach
-    total = t.num_episodes * config.teach.segments_per_episode
+    args = builders.build_teach_args(config, self.student)
+    total = args["schedule"].num_updates(teacher.total_steps)
     keep = {0: None, total // 2: None, total: None}
     theta0 = phases.untaught_anchor(config, teacher)
     keep[0] = theta0
@@ -236,18 +238,8 @@ class Runner:
         keep[state.update] = jax.device_get(state.theta)
 
     t0 = time.time()
-    dlf_jax.teach(
-      self.student, teacher, self.splits["train"], self.splits["dev"],
-      measure=builders.build_measure(config),
-      teacher_optimizer=builders.build_teacher_optimizer(config),
-      unroll_steps=t.unroll_steps, num_episodes=t.num_episodes, mode=t.mode,
-      segments_per_episode=t.segments_per_episode, pretrain_steps=t.pretrain_steps,
-      batch_size=config.student.batch_size, dev_batch_size=t.dev_batch_size,
-      dev_sample_size=t.dev_sample_size, method=t.method, memory=t.memory,
-      checkpoint_every=t.checkpoint_every, seed=config.seed, callback=callback,
-      progress=config.progress, estimator=t.estimator, chunk_steps=t.chunk_steps,
-      forward_max_params=t.forward_max_params, es_population=t.es_population,
-      es_sigma=t.es_sigma)
+    dlf_jax.teach(self.student, teacher, self.splits["train"], self.splits["dev"],
+                  measure=builders.build_measure(config), callback=callback, **args)
     seconds = time.time() - t0
     snaps = [keep[k] for k in sorted(keep)]
     with open(path, "wb") as f:

@@ -17,7 +17,8 @@ from dlf_jax import models
 from experiments import schema
 
 __all__ = ["PAPER_RECIPE", "resolve_recipe", "build_student", "build_schedule", "build_mesh",
-           "build_teacher", "build_measure", "build_teacher_optimizer", "build_baseline"]
+           "build_teacher", "build_measure", "build_teacher_optimizer", "build_baseline",
+           "build_estimator", "build_teach_schedule", "build_teach_args"]
 
 # What ``teacher.recipe='paper'`` sets: Eqn. (2) as the paper writes it.
 PAPER_RECIPE = {"teacher.parameterisation": "full", "teacher.link": "sigmoid",
@@ -142,3 +143,48 @@ def build_baseline(config: ml_collections.ConfigDict, method: str) -> dlf_jax.Ba
   return dlf_jax.BaselineLoss(kind=method, smoothing=b.smoothing, margin=b.margin,
                               beta=b.beta, beta_min=b.beta_min, beta_gamma=b.beta_gamma,
                               beta_power=b.beta_power)
+
+
+def build_estimator(config: ml_collections.ConfigDict,
+                    student: dlf_jax.Student) -> dlf_jax.HypergradEstimator:
+  """The hypergradient estimator of ``config.teach.estimator`` (its ``name`` and section).
+
+  A ``reward`` named in the section (``'dev_accuracy'``) becomes
+  :func:`dlf_jax.evolution.dev_accuracy_reward` of ``student``.
+
+  Raises:
+    ConfigError: an unknown name or setting (:func:`experiments.schema.estimator_settings`).
+  """
+  name, settings = schema.estimator_settings(config)
+  if settings.get("reward") == "dev_accuracy":
+    settings["reward"] = dlf_jax.evolution.dev_accuracy_reward(student)
+  elif settings.get("reward") is not None:
+    schema.fail(f"teach.estimator.{name}.reward", settings["reward"],
+                f"None or one of {schema.REWARDS}")
+  return dlf_jax.estimators.get(name, **settings)
+
+
+def build_teach_schedule(config: ml_collections.ConfigDict) -> dlf_jax.Schedule:
+  """The :class:`dlf_jax.Schedule` of ``config.teach`` (segments resolved by the schedule
+  against the teacher's ``total_steps = student.num_steps`` when None)."""
+  t = config.teach
+  return dlf_jax.Schedule(mode=t.mode, unroll_steps=t.unroll_steps,
+                          num_episodes=t.num_episodes,
+                          segments_per_episode=t.segments_per_episode,
+                          pretrain_steps=t.pretrain_steps,
+                          batch_size=config.student.batch_size)
+
+
+def build_teach_args(config: ml_collections.ConfigDict, student: dlf_jax.Student) -> dict:
+  """The keyword arguments of :func:`dlf_jax.teach` that ``config`` decides: the teacher
+  optimizer, the schedule, the estimator, dev sampling, seed, progress bar and the
+  data-parallel mesh (:func:`build_mesh`). The one wiring of every runner that teaches
+  (the experiment phases and the ablation); callers add the measure, ``init_state`` and
+  ``callback``."""
+  t = config.teach
+  return dict(teacher_optimizer=build_teacher_optimizer(config),
+              schedule=build_teach_schedule(config),
+              estimator=build_estimator(config, student),
+              dev_sampling=dlf_jax.DevSampling(batch_size=t.dev_batch_size,
+                                               sample_size=t.dev_sample_size),
+              seed=config.seed, progress=config.progress, mesh=build_mesh(config))

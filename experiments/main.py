@@ -28,6 +28,7 @@ from absl import logging
 from ml_collections import config_flags
 
 import dlf_jax
+from experiments import schema
 from experiments import train
 from experiments import translate
 from experiments.workdir import InputError, WorkdirConfigError
@@ -53,17 +54,34 @@ def _fail(message: str) -> NoReturn:
   raise SystemExit(2)
 
 
+def _moved_keys(argv) -> None:
+  """Ends with status 2 and the new key if an override names a key that moved (e.g.
+  ``--config.teach.method``, now ``--config.teach.estimator.reverse.method``)."""
+  given = [a[len("--config."):].split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+  moved = [(k, schema.MOVED_KEYS[k]) for k in given if k in schema.MOVED_KEYS]
+  if moved:
+    _fail("FATAL Flags parsing error: " + "; ".join(
+        f"--config.{old} is no longer a key: use --config.{new} (with "
+        f"--config.teach.estimator.name={new.split('.')[2]})" for old, new in moved) + ".")
+  if "teach.estimator" in given:
+    _fail("FATAL Flags parsing error: --config.teach.estimator is a sub-config: choose the "
+          f"estimator with --config.teach.estimator.name=<one of {schema.ESTIMATORS}> and set "
+          "its settings as --config.teach.estimator.<name>.<setting>.")
+
+
 def _parse_flags(argv):
   """absl's parser; a bad flag, config key or variant ends with status 2 and a message."""
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:      # a value of the wrong type; an error in the config file
+    _moved_keys(argv)
     message = str(e)
     if "Traceback (most recent call last)" in message:   # ml_collections quotes the traceback
       head, _, tail = message.partition("Traceback (most recent call last)")
       message = f"{head.strip()} {tail.strip().splitlines()[-1]}"
     _fail(f"FATAL Flags parsing error: {message}\nPass --helpfull to see help on flags.")
   except (AttributeError, KeyError) as e:
+    _moved_keys(argv)
     bad = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
     key = repr(str(e.args[0] if e.args else e).strip("'\""))
     _fail(f"FATAL Flags parsing error: a --config.<key> override names a key the config does "

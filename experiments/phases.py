@@ -33,12 +33,12 @@ from dlf_jax.data.batching import make_eval_batches
 from dlf_jax.teaching import TeachState
 from experiments import reporting
 from experiments import splits
-from experiments.builders import (build_baseline, build_measure, build_mesh,
-                                  build_teacher_optimizer)
+from experiments.builders import (build_baseline, build_estimator, build_measure, build_mesh,
+                                  build_teach_args)
 from experiments.workdir import Checkpoints, InputError, run_path
 
 __all__ = ["CheckpointHook", "SELECTION_SEEDS", "TEACHER_METHODS", "untaught_anchor",
-           "training_stages", "teach_phase",
+           "training_stages", "teach_state_template", "teach_phase",
            "maybe_teach", "with_teacher_state", "student_phase", "student_phases",
            "pick_by_validation", "select_teacher", "choose_teacher"]
 
@@ -128,6 +128,28 @@ class _Session:
 # ------------------------------------------------------------------------- teach
 
 
+def teach_state_template(meta: dict, teacher: dlf_jax.Teacher, tx, estimator,
+                         example_student: Callable[[], dlf_jax.StudentState]) -> dict:
+  """The fields of a teach checkpoint's :class:`~dlf_jax.teaching.TeachState` (a dict of
+  example pytrees with their shapes) for orbax to restore into.
+
+  ``meta`` is the checkpoint's metadata: ``has_student`` says whether a student is
+  mid-episode, ``has_estimator_state`` whether the estimator's state (e.g. PES
+  particles) was saved. Checkpoints written before ``TeachState.estimator_state``
+  existed lack that key and that field (every estimator was stateless then): their
+  template has no ``estimator_state``, and ``TeachState(**restored)`` defaults it to None.
+  """
+  theta = teacher.init(jax.random.PRNGKey(0))
+  example = (example_student() if meta["has_student"] or meta.get("has_estimator_state")
+             else None)
+  fields = {"theta": theta, "opt_state": tx.init(theta),
+            "student": example if meta["has_student"] else None}
+  if "has_estimator_state" in meta:
+    fields["estimator_state"] = (estimator.init_state(theta, example)
+                                 if meta["has_estimator_state"] else None)
+  return fields
+
+
 def teach_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Student,
                 teacher: dlf_jax.Teacher, workdir: str, *,
                 on_checkpoint: Optional[CheckpointHook] = None,
@@ -150,39 +172,27 @@ def teach_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Studen
     step, across resumptions) and ``seconds`` (wall time of the phase, summed
     over sessions up to the last checkpoint).
   """
-  t = config.teach
-  tx = build_teacher_optimizer(config)
-  segments = t.segments_per_episode
-  if segments is None and t.mode == "online":   # the rest of the run after the warm start
-    segments = max(1, (config.student.num_steps - t.pretrain_steps) // t.unroll_steps)
+  args = build_teach_args(config, student)
+  tx = args["teacher_optimizer"]
   session = _Session(workdir, ("teach",), "teach", on_checkpoint, prefix="teach/")
 
-  def template(meta: dict) -> TeachState:
-    theta = teacher.init(jax.random.PRNGKey(0))
-    return TeachState(theta=theta, opt_state=tx.init(theta),
-                      student=(student.init(jax.random.PRNGKey(0), _example_batch(data))
-                               if meta["has_student"] else None),
-                      update=meta["update"])
+  template = lambda meta: teach_state_template(
+      meta, teacher, tx, args["estimator"],
+      lambda: student.init(jax.random.PRNGKey(0), _example_batch(data)))
 
   def callback(state: TeachState, record: dict) -> None:
     session.record(state.update, state, dict(record), update=state.update,
-                   has_student=state.student is not None)
+                   has_student=state.student is not None,
+                   has_estimator_state=state.estimator_state is not None)
 
   try:
-    init_state = session.restore(template)
+    restored = session.restore(template)
+    init_state = None if restored is None else TeachState(**restored, update=session.latest)
     session.begin()
     result = dlf_jax.teach(
         student, teacher, _arrays(data.train), _arrays(data.dev),
-        measure=measure or build_measure(config), teacher_optimizer=tx,
-        unroll_steps=t.unroll_steps, num_episodes=t.num_episodes, mode=t.mode,
-        segments_per_episode=segments, pretrain_steps=t.pretrain_steps,
-        batch_size=config.student.batch_size, dev_batch_size=t.dev_batch_size,
-        dev_sample_size=t.dev_sample_size, method=t.method, memory=t.memory,
-        checkpoint_every=t.checkpoint_every, seed=config.seed, init_state=init_state,
-        callback=callback, progress=config.progress, mesh=build_mesh(config),
-        estimator=t.estimator, chunk_steps=t.chunk_steps,
-        forward_max_params=t.forward_max_params, es_population=t.es_population,
-        es_sigma=t.es_sigma)
+        measure=measure or build_measure(config), init_state=init_state,
+        callback=callback, **args)
   finally:
     session.close()
   seconds = session.seconds() if result.history else session.elapsed
@@ -197,17 +207,15 @@ def maybe_teach(config: ml_collections.ConfigDict, data, student: dlf_jax.Studen
   """:func:`teach_phase` if ``l2t_dlf`` is among ``config.methods``, else None.
 
   Raises:
-    InputError: ``teach.estimator='forward'`` with a teacher larger than
-      ``teach.forward_max_params``.
+    InputError: a teacher the estimator refuses (e.g. ``teach.estimator.name='forward'``
+      with a teacher larger than ``teach.estimator.forward.max_params``).
   """
   if "l2t_dlf" not in config.methods:
     return None
-  if config.teach.estimator == "forward":
-    try:
-      dlf_jax.forward_hypergrad.check_num_params(teacher.init(jax.random.PRNGKey(0)),
-                                                 config.teach.forward_max_params)
-    except ValueError as e:
-      raise InputError(f"config.teach.estimator='forward': {e}") from e
+  try:
+    build_estimator(config, student).check(teacher.init(jax.random.PRNGKey(0)))
+  except ValueError as e:
+    raise InputError(f"config.teach.estimator.name={config.teach.estimator.name!r}: {e}") from e
   return teach_phase(config, data, student, teacher, workdir, on_checkpoint=on_checkpoint,
                      measure=measure)
 

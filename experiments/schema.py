@@ -14,13 +14,15 @@ use). :func:`validate` runs a table; :func:`describe` prints it as documentation
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any, Callable, NoReturn, Optional, Sequence, Union
 
 import ml_collections
 import numpy as np
+from ml_collections import config_dict
 
 from dlf_jax import data as data_lib
-from dlf_jax import hypergrad, losses, models
+from dlf_jax import estimators, losses, models
 from dlf_jax import student as student_lib
 from dlf_jax import teacher as teacher_lib
 from dlf_jax.data import translation as translation_lib
@@ -31,8 +33,9 @@ __all__ = [
     "Rule",
     "CLASSIFICATION", "TRANSLATION", "METHODS", "MODELS", "SCHEDULES", "TEACHERS",
     "MEASURES", "RECIPES", "ESTIMATORS", "TEACHER_OPTIMIZERS", "TEACH_MODES", "NMT_MODELS",
-    "NMT_MEASURES", "NMT_METHODS", "NOISE_KINDS", "get", "fail", "validate", "describe",
-    "val_split", "has_val_split",
+    "NMT_MEASURES", "NMT_METHODS", "NOISE_KINDS", "REWARDS", "MOVED_KEYS", "get", "fail",
+    "validate", "describe", "val_split", "has_val_split", "estimator_config",
+    "estimator_settings",
 ]
 
 METHODS = losses.BASELINES + ("l2t_dlf",)
@@ -42,7 +45,19 @@ SCHEDULES = ("constant", "step", "inverse_sqrt")
 TEACHERS = ("attention", "mlp")
 MEASURES = ("expected_accuracy", "sigmoid_error", "cross_entropy")
 RECIPES = ("config", "paper")
-ESTIMATORS = ("reverse", "forward", "es")
+ESTIMATORS = tuple(estimators.ESTIMATORS)     # the registry's names, in its order
+# Rewards an ES/PES estimator may name in a config (None: the teach measure's dev mean).
+REWARDS = ("dev_accuracy",)
+# Keys of the flat teach section before the estimator became a sub-config: old -> new.
+MOVED_KEYS = {
+    "teach.method": "teach.estimator.reverse.method",
+    "teach.memory": "teach.estimator.reverse.memory",
+    "teach.checkpoint_every": "teach.estimator.reverse.checkpoint_every",
+    "teach.chunk_steps": "teach.estimator.forward.chunk_steps",
+    "teach.forward_max_params": "teach.estimator.forward.max_params",
+    "teach.es_population": "teach.estimator.es.population",
+    "teach.es_sigma": "teach.estimator.es.sigma",
+}
 TEACHER_OPTIMIZERS = ("adam", "sgd", "momentum")
 NMT_MODELS = ("transformer", "lstm")
 NMT_MEASURES = ("expected_bleu", "expected_accuracy")
@@ -307,6 +322,105 @@ def _imbalance_ratio_ok(value, config) -> bool:
   return value is None or (_is_number(value) and np.isfinite(value) and value >= 1)
 
 
+def _config_type(hint) -> type:
+  """The config type of an estimator setting: ``Optional[int]`` -> int; a callable -> str."""
+  args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+  arg = args[0]
+  if arg in (int, float, str, bool):
+    return arg
+  return str          # Literal names; callables (a reward) are named in a config
+
+
+def estimator_config() -> ml_collections.ConfigDict:
+  """``teach.estimator``: ``name`` plus one section per registered estimator with its defaults.
+
+  Built from :data:`dlf_jax.estimators.ESTIMATORS`: every dataclass field of every
+  estimator is a key (None defaults are typed placeholders, so the command line can
+  set them), e.g. ``--config.teach.estimator.name=forward
+  --config.teach.estimator.forward.chunk_steps=50``.
+  """
+  cfg = ml_collections.ConfigDict()
+  cfg.name = "reverse"
+  for name, cls in estimators.ESTIMATORS.items():
+    hints = typing.get_type_hints(cls)
+    section = ml_collections.ConfigDict()
+    for f in dataclasses.fields(cls):
+      section[f.name] = (config_dict.placeholder(_config_type(hints[f.name]))
+                         if f.default is None else f.default)
+    cfg[name] = section
+  return cfg
+
+
+def estimator_settings(config: Config) -> tuple[str, dict]:
+  """``(name, settings)`` of ``config.teach.estimator``: the chosen estimator's section as
+  keyword arguments (a ``reward`` is still its name here: see the builders).
+
+  Raises:
+    ConfigError: the estimator is not a sub-config (the old flat form), an unknown name,
+      a section for an unknown estimator, or a key the chosen estimator does not take.
+  """
+  est = config.teach.estimator
+  if not isinstance(est, ml_collections.ConfigDict):
+    fail("teach.estimator", est, f"a sub-config: set config.teach.estimator.name={est!r} "
+         f"(one of {ESTIMATORS}) and its settings under config.teach.estimator.<name>")
+  name = est.get("name")
+  if name not in estimators.ESTIMATORS:
+    fail("teach.estimator.name", name, f"one of {ESTIMATORS}")
+  for key in est:
+    if key != "name" and key not in estimators.ESTIMATORS:
+      fail(f"teach.estimator.{key}", est[key].to_dict() if hasattr(est[key], "to_dict")
+           else est[key], f"a section named after a registered estimator {ESTIMATORS}")
+  fields = tuple(f.name for f in dataclasses.fields(estimators.ESTIMATORS[name]))
+  section = est.get(name) or {}
+  for key in section:
+    if key not in fields:
+      fail(f"teach.estimator.{name}.{key}", section[key],
+           f"no such setting: estimator {name!r} takes {fields}")
+  return name, dict(section)
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimatorSection(Field):
+  """``teach.estimator``: a registered name and settings the estimator accepts (it is built)."""
+
+  def check(self, config: Config) -> None:
+    name, settings = estimator_settings(config)
+    reward = settings.get("reward")
+    if reward is not None and reward not in REWARDS:
+      fail(f"teach.estimator.{name}.reward", reward, f"None or one of {REWARDS}")
+    settings = {k: v for k, v in settings.items() if k != "reward"}
+    cls = estimators.ESTIMATORS[name]
+    for key, value in settings.items():         # name the setting at fault where one is
+      try:
+        cls(**{key: value})
+      except (ValueError, TypeError) as e:
+        raise ConfigError(f"config.teach.estimator.{name}.{key}={value!r} is invalid: "
+                          f"{e}") from None
+    try:
+      cls(**settings)
+    except (ValueError, TypeError) as e:
+      raise ConfigError(f"config.teach.estimator.{name} is invalid: {e}") from None
+
+  def expected(self, config=None):
+    return (f"name: one of {ESTIMATORS}; <name>.<setting>: the estimator's settings "
+            "(dlf_jax.estimators)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Moved(Field):
+  """A key that moved: present in a config, it is an error naming the new key."""
+  to: str = ""
+
+  def check(self, config: Config) -> None:
+    section, leaf = self.key.rsplit(".", 1)
+    if leaf in get(config, section):
+      raise ConfigError(f"config.{self.key} is no longer a key: set config.{self.to} "
+                        f"(with config.teach.estimator.name={self.to.split('.')[2]!r}).")
+
+  def expected(self, config=None):
+    return f"absent (moved to {self.to})"
+
+
 STUDENT = (
     Choice("student.optimizer", student_lib.OPTIMIZERS),
     Number("student.learning_rate", doc="peak learning rate"),
@@ -359,8 +473,6 @@ TEACH = (
         doc="None: 1 for episodes, (num_steps - pretrain_steps) // T for online"),
     Int("teach.dev_sample_size", optional=True,
         doc="dev examples drawn per outer step (None: the whole dev set)"),
-    Int("teach.checkpoint_every", optional=True,
-        doc="k of memory='checkpointed': a carry kept every k steps (None: ceil(sqrt(T)))"),
     Int("teach.pretrain_steps", minimum=0,
         doc="cross-entropy warm start of every taught student; the l2t_dlf students get "
             "the same warm start, then the frozen teacher"),
@@ -370,18 +482,15 @@ TEACH = (
          doc="teach.pretrain_steps + teach.unroll_steps <= student.num_steps"),
     Choice("teach.optimizer", TEACHER_OPTIMIZERS, doc="the optimizer of theta"),
     Number("teach.learning_rate", doc="the learning rate of theta"),
-    Choice("teach.method", hypergrad.METHODS, doc="how the reverse scan differentiates"),
-    Choice("teach.memory", hypergrad.MEMORY_POLICIES),
-    Choice("teach.estimator", ESTIMATORS,
-           doc="reverse: Eqns. 3-5; forward: forward mode, exact, memory flat in T, for "
-               "small teachers; es: antithetic evolution strategies"),
-    Int("teach.chunk_steps", optional=True,
-        doc="forward/ES stream the T steps in chunks of this many"),
-    Int("teach.forward_max_params"),
-    Int("teach.es_population", minimum=2),
-    Rule("teach.es_population", test=lambda v, c: v % 2 == 0,
-         text="an even number (antithetic pairs)"),
-    Number("teach.es_sigma"),
+    *(Moved(old, to=new) for old, new in MOVED_KEYS.items()),
+    EstimatorSection(
+        "teach.estimator",
+        doc="the hypergradient estimator: name (reverse: Eqns. 3-5, with method, memory, "
+            "checkpoint_every; forward: forward mode, exact, memory flat in T, for small "
+            "teachers, with chunk_steps (T is streamed from the host in chunks of this "
+            "many) and max_params; es: antithetic evolution strategies, pes: persistent "
+            "ES across an episode, with population, sigma, reward, chunk_size) and one "
+            "section of settings per estimator, e.g. teach.estimator.reverse.memory"),
 )
 
 BASELINES = (

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 
-from experiments import reporting
+from experiments import reporting, schema
 
 __all__ = ["RESUMABLE_KEYS", "ADDED_KEYS", "InputError", "WorkdirConfigError", "make_workdir",
            "config_json", "check_workdir_config", "Checkpoints", "run_path"]
@@ -77,6 +77,31 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
   return out
 
 
+def _upgrade_saved(saved: dict, current: dict) -> dict:
+  """A ``config.json`` written before ``teach.estimator`` became a sub-config, in today's form.
+
+  The flat keys (``teach.estimator='reverse'``, ``teach.method``, ``teach.memory``, ...,
+  :data:`experiments.schema.MOVED_KEYS`) move to ``teach.estimator.name`` and
+  ``teach.estimator.<name>.<setting>``; settings that did not exist then take their
+  defaults (``es.reward``, ``es.chunk_size``; the ``pes`` section as the current config
+  has it). Newer files are returned unchanged.
+  """
+  teach = saved.get("teach")
+  if not isinstance(teach, dict) or not isinstance(teach.get("estimator", {}), str):
+    return saved
+  estimator = json.loads(json.dumps(current.get("teach", {}).get("estimator", {})))
+  teach = dict(teach)
+  estimator["name"] = teach.pop("estimator")
+  for old, new in schema.MOVED_KEYS.items():
+    leaf = old.split(".", 1)[1]
+    if leaf in teach:
+      _, _, name, setting = new.split(".")
+      estimator.setdefault(name, {})[setting] = teach.pop(leaf)
+  estimator.setdefault("es", {}).update(reward=None, chunk_size=None)
+  teach["estimator"] = estimator
+  return {**saved, "teach": teach}
+
+
 def check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes ``config.json``; if one exists, the experiment-defining keys must match.
 
@@ -92,7 +117,7 @@ def check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> Non
   current = config_json(config)
   if os.path.exists(path):
     with open(path) as f:
-      saved = json.load(f)
+      saved = _upgrade_saved(json.load(f), current)
     strip = lambda c: {k: v for k, v in c.items() if k not in RESUMABLE_KEYS}
     old, new = _flatten(strip(saved)), _flatten(strip(current))
     for k, default in ADDED_KEYS.items():      # a workdir older than the key

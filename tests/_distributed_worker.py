@@ -81,8 +81,10 @@ def main() -> None:
   taught = dlf_jax.teach(student, teacher, train, dev, teacher_optimizer=tx,
                          init_state=dlf_jax.TeachState(theta=theta0, opt_state=tx.init(theta0),
                                                        student=None, update=0),
-                         unroll_steps=3, num_episodes=1, batch_size=8, dev_batch_size=8,
-                         mesh=mesh, progress=False)
+                         schedule=dlf_jax.Schedule(unroll_steps=3, num_episodes=1,
+                                                   batch_size=8),
+                         dev_sampling=dlf_jax.DevSampling(batch_size=8), mesh=mesh,
+                         progress=False)
   t2 = time.time()
   trained = dlf_jax.train_student(student, teacher, train, theta=taught.theta, num_steps=4,
                                   batch_size=8, eval_every=2, dev=dev, eval_batch_size=8,

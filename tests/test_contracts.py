@@ -30,7 +30,7 @@ def test_an_object_without_phi_is_not_a_loss_provider():
 
 @pytest.mark.parametrize("literal, runtime", [
     (contracts.Method, hypergrad.METHODS), (contracts.Memory, hypergrad.MEMORY_POLICIES),
-    (contracts.Mode, teaching.MODES), (contracts.Estimator, teaching.ESTIMATORS),
+    (contracts.Mode, teaching.MODES),
     (contracts.Parameterisation, losses.PARAMETERISATIONS), (contracts.Link, losses.LINKS)])
 def test_runtime_option_tuples_are_the_literal_types(literal, runtime):
   assert tuple(runtime) == typing.get_args(literal)
@@ -59,3 +59,12 @@ def test_strip_special_and_until_end():
 
 def test_package_exports_the_protocol():
   assert dlf_jax.LossProvider is contracts.LossProvider
+  assert dlf_jax.HypergradEstimator is contracts.HypergradEstimator
+
+
+def test_registered_estimators_are_hashable_hypergrad_estimators():
+  for name, cls in dlf_jax.estimators.ESTIMATORS.items():
+    est = cls()
+    assert isinstance(est, contracts.HypergradEstimator) and est.name == name
+    assert hash(est) == hash(cls()) and est == cls()
+  assert not isinstance("reverse", contracts.HypergradEstimator)

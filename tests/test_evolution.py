@@ -46,7 +46,7 @@ def test_antithetic_estimate_is_unbiased_on_a_quadratic(x64):
   v = np.asarray(c - x)                                   # the exact gradient
   keys = jax.random.split(jax.random.PRNGKey(1), seeds)
   g, value, aux = jax.jit(jax.vmap(
-      lambda k: evolution._antithetic_estimate(f, x, k, population, sigma)))(keys)
+      lambda k: evolution.antithetic_estimate(f, x, k, population, sigma)))(keys)
   g = np.asarray(g)
   assert aux is None and np.allclose(value, f(x))
   n = population // 2
@@ -60,7 +60,7 @@ def test_antithetic_estimate_is_unbiased_on_a_quadratic(x64):
 def test_antithetic_pairs_cancel_the_zeroth_order_term(x64):
   x = jnp.asarray(np.random.default_rng(2).normal(size=4))
   key = jax.random.PRNGKey(3)
-  est = lambda f: evolution._antithetic_estimate(f, x, key, 6, 0.05)[0]
+  est = lambda f: evolution.antithetic_estimate(f, x, key, 6, 0.05)[0]
   assert np.all(np.asarray(est(lambda z: jnp.asarray(7.25, z.dtype))) == 0.0)
   # Rewards on a coarse dyadic grid: adding 2^10 is exact, so the estimate is bit-identical.
   q = lambda z: jnp.round(64 * jnp.sum(jnp.sin(3 * z))) / 64
@@ -72,10 +72,10 @@ def test_bad_population_or_sigma():
   f, x, key = (lambda z: jnp.sum(z)), jnp.zeros(2), jax.random.PRNGKey(0)
   for population in (3, 0, 1, -2, 2.5):
     with pytest.raises(ValueError, match="population"):
-      evolution._antithetic_estimate(f, x, key, population, 0.1)
+      evolution.antithetic_estimate(f, x, key, population, 0.1)
   for sigma in (0.0, -0.1, float("nan")):
     with pytest.raises(ValueError, match="sigma"):
-      evolution._antithetic_estimate(f, x, key, 4, sigma)
+      evolution.antithetic_estimate(f, x, key, 4, sigma)
 
 
 # --- PES on a linear dynamical system -------------------------------------------------------
@@ -105,7 +105,7 @@ def _run_pes(key, theta, advance, reward, s0, truncations, population, sigma, pe
   for k in jax.random.split(key, truncations):
     if not persistent:
       acc = jnp.zeros_like(acc)
-    g, particles, acc, _ = evolution._pes_estimate(fn, theta, particles, acc, k, sigma)
+    g, particles, acc, _ = evolution.pes_estimate(fn, theta, particles, acc, k, sigma)
   return g, acc
 
 

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from dlf_jax.data import load_image_dataset
-from experiments import reporting
+from experiments import reporting, schema
 from experiments import train
 from experiments.configs import (cifar10_resnet8, cifar10_resnet20, cifar10_resnet32,
                                  cifar10_wrn, cifar100_resnet8, cifar100_resnet20,
@@ -125,7 +125,8 @@ def test_unknown_variant(name):
     ("teach.pretrain_steps", 60,
      r"config\.teach\.pretrain_steps=60 is invalid: expected fewer than student\.num_steps=60"),
     ("teach.measure", "bleu", r"teach\.measure='bleu'.*'expected_accuracy'"),
-    ("teach.memory", "none", r"teach\.memory='none'.*'store_all'"),
+    ("teach.estimator.reverse.memory", "none",
+     r"teach\.estimator\.reverse\.memory='none' is invalid: Unknown memory policy.*'store_all'"),
     ("methods", ("cross_entropy", "focal"), r"config\.methods=.*'l2t_dlf'"),
     ("num_seeds", 0, r"config\.num_seeds=0"),
 ])
@@ -133,7 +134,7 @@ def test_bad_config_value_is_named(key, value, match):
   """Every bad value names its key, the value and what is valid."""
   config = quickstart.get_config("smoke")
   section, _, leaf = key.rpartition(".")
-  setattr(config[section] if section else config, leaf, value)
+  setattr(schema.get(config, section) if section else config, leaf, value)
   with pytest.raises(ValueError, match=match):
     train.validate_config(config)
 

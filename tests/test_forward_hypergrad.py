@@ -6,8 +6,6 @@ central finite differences (state features that do not depend on the student).
 The tiny problems come from ``test_hypergrad.make_problem``.
 """
 import functools
-import sys
-import types
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +16,8 @@ import pytest
 import dlf_jax
 from dlf_jax import forward_hypergrad as fh
 from dlf_jax import hypergrad, measures, unroll
-from dlf_jax.teaching import ESTIMATORS, TeachState, _es_fn, _hypergradient_fn, teach
+from dlf_jax.estimators import AntitheticES, ForwardMode, ReverseMode
+from dlf_jax.teaching import DevSampling, Schedule, TeachState, teach
 
 from _numerics import leaf_central_difference, rel_err
 from test_hypergrad import B, C, T, count_eqns, make_problem
@@ -26,6 +25,8 @@ from test_hypergrad import B, C, T, count_eqns, make_problem
 MAX_REL_ERR = {"reverse": 0.0, "autodiff": 0.0, "chunked": 0.0, "finite_diff": 0.0,
                "teach": 0.0}
 _CACHE = {}
+SCHEDULE = Schedule(mode="online", unroll_steps=4, num_episodes=1, segments_per_episode=2,
+                    batch_size=B)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -169,22 +170,21 @@ def _teach(problem, estimator, **kw):
   init = TeachState(theta=problem.theta, opt_state=tx.init(problem.theta), student=None,
                     update=0)
   return teach(problem.student, problem.teacher, train, dev, teacher_optimizer=tx,
-               unroll_steps=4, num_episodes=1, mode="online", segments_per_episode=2,
-               batch_size=B, dev_batch_size=6, init_state=init, progress=False,
-               estimator=estimator, **kw)
+               schedule=SCHEDULE, dev_sampling=DevSampling(batch_size=6), init_state=init,
+               progress=False, estimator=estimator, **kw)
 
 
 def _teach_problem_and_reverse():
-  """The tiny teach problem and its ``estimator='reverse'`` run (cached)."""
+  """The tiny teach problem and its ``ReverseMode()`` run (cached)."""
   if "teach" not in _CACHE:
     problem = make_problem("mlp", "momentum", "diagonal")
-    _CACHE["teach"] = problem, _teach(problem, "reverse")
+    _CACHE["teach"] = problem, _teach(problem, ReverseMode())
   return _CACHE["teach"]
 
 
 def test_teach_forward_equals_reverse(x64):
   problem, rev = _teach_problem_and_reverse()
-  fwd = _teach(problem, "forward", chunk_steps=2)            # two chunks per segment
+  fwd = _teach(problem, ForwardMode(chunk_steps=2))            # two chunks per segment
   assert rel_err(rev.theta, problem.theta) > 1e-6             # theta moved
   assert _record("teach", rel_err(fwd.theta, rev.theta)) <= 1e-10
   assert [r["estimator"] for r in fwd.history] == ["forward", "forward"]
@@ -196,39 +196,10 @@ def test_teach_forward_equals_reverse(x64):
     assert a["student_step"] == b["student_step"]
 
 
-def test_teach_es_calls_evolution(x64, monkeypatch):
-  """The ``es`` branch's contract: the whole segment, one rng per outer step."""
-  problem, rev = _teach_problem_and_reverse()
-  calls = []
-
-  def make_es_gradient_fn(student, teacher, measure, *, population, sigma):
-    # The reverse hypergradient (teach's compiled one) in place of an ES estimate.
-    fn = _hypergradient_fn(student, teacher, measure, "auto", "store_all", None)
-
-    def es_fn(theta, state, batches, dev_batches, rng):
-      calls.append((batches["x"].shape, np.asarray(rng), population, sigma))
-      return fn(theta, state, batches, dev_batches)
-    return es_fn
-
-  fake = types.SimpleNamespace(make_es_gradient_fn=make_es_gradient_fn)
-  monkeypatch.setitem(sys.modules, "dlf_jax.evolution", fake)
-  monkeypatch.setattr(dlf_jax, "evolution", fake, raising=False)
-  _es_fn.cache_clear()
-  try:
-    es = _teach(problem, "es", es_population=4, es_sigma=0.05)
-  finally:
-    _es_fn.cache_clear()                  # forget the fake
-  assert rel_err(es.theta, rev.theta) == 0.0
-  assert [c[0][0] for c in calls] == [4, 4]
-  assert [c[2:] for c in calls] == [(4, 0.05), (4, 0.05)]
-  assert not np.array_equal(calls[0][1], calls[1][1])
-  assert es.history[0]["estimator"] == "es"
-
-
 def test_teach_es_runs(x64):
-  """``estimator='es'`` with the real :mod:`dlf_jax.evolution`: theta moves, all finite."""
+  """``AntitheticES`` with the real :mod:`dlf_jax.evolution`: theta moves, all finite."""
   problem, rev = _teach_problem_and_reverse()
-  es = _teach(problem, "es", es_population=2, es_sigma=0.01)
+  es = _teach(problem, AntitheticES(population=2, sigma=0.01))
   assert [r["estimator"] for r in es.history] == ["es", "es"]
   assert rel_err(es.theta, problem.theta) > 1e-8
   assert all(np.isfinite(r["hypergrad_norm"]) and r["hypergrad_norm"] > 0 for r in es.history)
@@ -239,21 +210,21 @@ def test_teach_es_runs(x64):
 
 def test_teach_rejects_bad_estimator_and_big_teacher():
   problem = make_problem("mlp", "sgd", "full", dtype=jnp.float32)
-  with pytest.raises(ValueError, match=r"Unknown hypergradient estimator 'adjoint'.*'forward'"):
-    _teach(problem, "adjoint")
+  with pytest.raises(TypeError, match=r"estimator must be a HypergradEstimator.*"
+                                      r"dlf_jax\.estimators\.get\('forward'\)"):
+    _teach(problem, "forward")
   with pytest.raises(ValueError, match="chunk_steps must be >= 1"):
-    _teach(problem, "forward", chunk_steps=0)
+    ForwardMode(chunk_steps=0)
   with pytest.raises(ValueError, match=r"P=\d+ .*max_params=8\b"):
-    _teach(problem, "forward", forward_max_params=8)
-  assert ESTIMATORS == ("reverse", "forward", "es")
+    _teach(problem, ForwardMode(max_params=8))
 
 
-@pytest.mark.parametrize("estimator,kw", [("forward", {"chunk_steps": 3}),
-                                          ("es", {"es_population": 2, "es_sigma": 0.01})])
-def test_teach_resumes_mid_episode_with_the_same_numbers(x64, estimator, kw):
+@pytest.mark.parametrize("estimator", [ForwardMode(chunk_steps=3),
+                                       AntitheticES(population=2, sigma=0.01)])
+def test_teach_resumes_mid_episode_with_the_same_numbers(x64, estimator):
   """Stop after the first outer step (the student mid-episode), resume: same theta."""
   problem, _ = _teach_problem_and_reverse()
-  whole = _teach(problem, estimator, **kw)
+  whole = _teach(problem, estimator)
   train, dev = _teach_data()
   tx = optax.sgd(0.5)
   # The state after update 1, from a run cut short by its callback.
@@ -268,14 +239,13 @@ def test_teach_resumes_mid_episode_with_the_same_numbers(x64, estimator, kw):
 
   with pytest.raises(Stop):
     teach(problem.student, problem.teacher, train, dev, teacher_optimizer=tx,
-          unroll_steps=4, num_episodes=1, mode="online", segments_per_episode=2,
-          batch_size=B, dev_batch_size=6, progress=False, estimator=estimator,
+          schedule=SCHEDULE, dev_sampling=DevSampling(batch_size=6), progress=False,
+          estimator=estimator,
           init_state=TeachState(theta=problem.theta, opt_state=tx.init(problem.theta),
-                                student=None, update=0), callback=stop_after_one, **kw)
+                                student=None, update=0), callback=stop_after_one)
   assert saved["state"].update == 1 and saved["state"].student is not None
   resumed = teach(problem.student, problem.teacher, train, dev, teacher_optimizer=tx,
-                  unroll_steps=4, num_episodes=1, mode="online", segments_per_episode=2,
-                  batch_size=B, dev_batch_size=6, progress=False, estimator=estimator,
-                  init_state=saved["state"], **kw)
+                  schedule=SCHEDULE, dev_sampling=DevSampling(batch_size=6), progress=False,
+                  estimator=estimator, init_state=saved["state"])
   assert rel_err(resumed.theta, whole.theta) == 0.0
   assert resumed.history[0]["update"] == 1

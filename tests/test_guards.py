@@ -22,6 +22,7 @@ from dlf_jax import hypergrad, measures, models, unroll
 from dlf_jax import student as student_lib
 from dlf_jax import teacher as teacher_lib
 from dlf_jax.data import images
+from dlf_jax.estimators import ReverseMode
 from dlf_jax.teaching import teach
 from experiments import train
 from experiments.configs import quickstart
@@ -73,9 +74,11 @@ def test_teach_checkpointed_without_state_features():
   rng = np.random.default_rng(0)
   data = lambda n: {"x": rng.normal(size=(n, 5)).astype(np.float32),
                     "y": rng.integers(0, C, size=n)}
-  result = teach(student, teacher, data(16), data(8), unroll_steps=3, num_episodes=1,
-                         batch_size=B, dev_batch_size=8, memory="checkpointed",
-                         checkpoint_every=2, progress=False)
+  result = teach(student, teacher, data(16), data(8),
+                 schedule=dlf_jax.Schedule(unroll_steps=3, num_episodes=1, batch_size=B),
+                 dev_sampling=dlf_jax.DevSampling(batch_size=8),
+                 estimator=ReverseMode(memory="checkpointed", checkpoint_every=2),
+                 progress=False)
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(result.theta))
   assert len(result.history) == 1
 
@@ -189,6 +192,9 @@ def test_cli_workdir_under_a_regular_file(tmp_path):
 # ----------------------------------------------------------------------------- teach / train_student
 
 
+_SCHEDULE = dlf_jax.Schedule(unroll_steps=2, num_episodes=1, batch_size=4)
+
+
 def _tiny_image_problem(num_classes=3, n=24, zero_column=False):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(n, 4)).astype(np.float32)
@@ -210,8 +216,7 @@ def test_teach_names_labels_outside_the_classes(split, value):
   bad["y"][5] = value
   train, dev = (bad, data) if split == "train" else (data, bad)
   with pytest.raises(ValueError, match=rf"{split}\['y'\] holds label {value} .* outside \[0, 2\]"):
-    dlf_jax.teach(student, teacher, train, dev, unroll_steps=2, num_episodes=1,
-                  batch_size=4, progress=False)
+    dlf_jax.teach(student, teacher, train, dev, schedule=_SCHEDULE, progress=False)
   if split == "train":
     with pytest.raises(ValueError, match=rf"train\['y'\] holds label {value}"):
       dlf_jax.train_student(student, dlf_jax.BaselineLoss(), bad, num_steps=2, batch_size=4,
@@ -226,12 +231,11 @@ def test_teacher_optimizer_that_ascends_is_refused():
   student, teacher, data = _tiny_image_problem()
   with pytest.raises(ValueError, match="ascends its gradient"):
     dlf_jax.teach(student, teacher, data, data, teacher_optimizer=optax.sgd(-1.0),
-                  unroll_steps=2, num_episodes=1, batch_size=4, progress=False)
+                  schedule=_SCHEDULE, progress=False)
 
 
 def test_adam_without_eps_root_names_eps_root():
   student, teacher, data = _tiny_image_problem(zero_column=True)
   student = dlf_jax.Student(student.model, optax.adam(1e-2), num_classes=3)
   with pytest.raises(FloatingPointError, match="eps_root"):
-    dlf_jax.teach(student, teacher, data, data, unroll_steps=2, num_episodes=1,
-                  batch_size=4, progress=False)
+    dlf_jax.teach(student, teacher, data, data, schedule=_SCHEDULE, progress=False)

@@ -226,15 +226,19 @@ def test_config_keys_of_the_loss_family():
                          ({"teacher.anchor_smoothing": 1.0}, "anchor_smoothing"),
                          ({"teacher.recipe": "mine"}, "teacher.recipe"),
                          ({"teach.measure": "bleu"}, "teach.measure"),
-                         ({"teach.estimator": "sgd"}, "teach.estimator"),
-                         ({"teach.es_population": 3}, "even"),
+                         ({"teach.estimator.name": "sgd"}, r"teach\.estimator\.name='sgd'"),
+                         ({"teach.estimator.name": "es", "teach.estimator.es.population": 3},
+                          r"teach\.estimator\.es\.population=3 is invalid.*even"),
                          ({"teach.select": True, "data.val_size": None}, "data.val_size"),
                          ({"teacher.parameterisation": "diagonal",
                            "teacher.anchor": "label_smoothing"}, "soft_target")]:
     bad = ml_collections.ConfigDict(config.to_dict())
     for key, value in overrides.items():
-      section, name = key.split(".")
-      bad[section][name] = value
+      *parents, name = key.split(".")
+      node = bad
+      for part in parents:
+        node = node[part]
+      node[name] = value
     with pytest.raises(ValueError, match=msg):
       train.validate_config(bad)
   # The paper recipe overrides the family keys, whatever they say.

@@ -110,8 +110,8 @@ def test_shared_embeddings_need_a_joint_vocabulary():
 
 
 @pytest.mark.parametrize("key,value", [
-    ("teach.memory", "disk"),
-    ("teach.method", "forward"),
+    ("teach.estimator.reverse.memory", "disk"),
+    ("teach.estimator.reverse.method", "forward"),
     ("teacher.features", ("progress", "bogus")),
     ("methods", ("cross_entropy", "cross_entropy")),
 ])

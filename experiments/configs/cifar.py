@@ -67,7 +67,7 @@ def cifar_config(dataset: str, model: str, depth: int, widen: int = 10, arg=None
   config.teach.unroll_steps = 50
   config.teach.pretrain_steps = 352                 # one epoch of 45,000 images
   config.teach.num_episodes = 1
-  config.teach.memory = "checkpointed"
+  config.teach.estimator.reverse.memory = "checkpointed"
   config.teach.dev_batch_size = 500
   config.teach.dev_sample_size = 1000
   config.teach.learning_rate = 1e-2
@@ -94,7 +94,7 @@ def _smoke(config, model: str):
   config.student.batch_size = 16
   config.student.eval_batch_size = 128
   config.teach.unroll_steps = 5
-  config.teach.memory = "checkpointed"
+  config.teach.estimator.reverse.memory = "checkpointed"
   config.teach.dev_batch_size = 64
   config.teach.dev_sample_size = 64
   return config

@@ -20,6 +20,8 @@ training; sigma(CE) starves badly classified examples of gradient.
 """
 from ml_collections import config_dict
 
+from experiments import schema
+
 DEFAULT_METHODS = ("cross_entropy", "label_smoothing", "large_margin", "l2t_dlf")
 
 
@@ -131,17 +133,12 @@ def _teach() -> config_dict.ConfigDict:
   teach.learning_rate = 3e-2
   teach.dev_batch_size = 500
   teach.dev_sample_size = config_dict.placeholder(int)
-  teach.method = "auto"
-  teach.memory = "store_all"
-  teach.checkpoint_every = config_dict.placeholder(int)
   teach.measure = "cross_entropy"
   teach.measure_k = 50.0
   teach.select = False          # pick the teacher on the validation split
-  teach.estimator = "reverse"
-  teach.chunk_steps = config_dict.placeholder(int)
-  teach.forward_max_params = 256
-  teach.es_population = 8
-  teach.es_sigma = 0.01
+  # The hypergradient estimator: its name and one section of settings per estimator
+  # (dlf_jax.estimators), e.g. --config.teach.estimator.name=forward.
+  teach.estimator = schema.estimator_config()
   return teach
 
 

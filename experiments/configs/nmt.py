@@ -108,7 +108,7 @@ def _teach(t: config_dict.ConfigDict) -> None:
   t.learning_rate = 1e-2
   t.dev_batch_size = 32
   t.dev_sample_size = 128
-  t.memory = "checkpointed"
+  t.estimator.reverse.memory = "checkpointed"
   t.measure = "expected_bleu"
   t.num_candidates = 4
   t.temperature = 1.0
@@ -138,7 +138,7 @@ def cpu(config: config_dict.ConfigDict) -> config_dict.ConfigDict:
   config.teach.learning_rate = 3e-2
   config.teach.pretrain_steps = 400
   config.teach.dev_sample_size = 64
-  config.teach.memory = "store_all"
+  config.teach.estimator.reverse.memory = "store_all"
   return config
 
 
