@@ -13,6 +13,13 @@ Splits (all fixed by ``config.data.seed``, disjoint by construction and checked)
 * ``test``: the official test split, read once per final student, after training,
   for the table. Nothing is chosen on it.
 
+``config.data.noise`` and ``config.data.imbalance`` apply to ``train`` only, after
+dev and val are carved (:func:`prepare_splits`, as :mod:`experiments.train`): dev
+and val stay clean, and ``label_noise.json`` records what the labels went through.
+With a long-tailed training split, every selection (eps, checkpoints) is by the
+balanced validation error and the table leads with the balanced test error
+(:func:`experiments.splits.headline_metric`), the plain test error beside it.
+
 Every row is a cumulative change of the config (:data:`VARIANTS`); each taught
 row is taught once (teacher seed ``config.seed``) and then ``--seeds`` fresh
 students are trained with the frozen teacher, as in :mod:`experiments.train`
@@ -54,7 +61,7 @@ from dlf_jax.data.batching import make_eval_batches
 from experiments import builders, phases, reporting, schema, splits as splits_lib
 
 __all__ = ["VARIANTS", "PREVIOUS_DEFAULT", "BASELINE_ROWS", "teaching_key", "apply_overrides",
-           "run"]
+           "prepare_splits", "run"]
 
 # name -> (what the row adds, config overrides applied on top of the previous row, options).
 # ``anchor_smoothing='tuned'`` takes the label-smoothing eps selected on the validation split.
@@ -182,10 +189,13 @@ class Runner:
           eval_batch_size=s.eval_batch_size, init_state=state, progress=False).state
       out = {"tag": tag, "seed": seed, "seconds": time.time() - t0}
       names = ("val", "test") if read_test else ("val",)
+      metric = splits_lib.headline_metric(config)
       for name in names:
-        acc = float(self._eval(state.params, state.model_state,
-                     self._eval_batches[name])["accuracy"])
+        metrics = self._eval(state.params, state.model_state, self._eval_batches[name])
+        acc = float(metrics["accuracy"])
         out[f"{name}_error"] = 100.0 * (1.0 - acc)
+        if metric != "accuracy":        # a long tail: the balanced error too (it selects)
+          out[reporting.error_key(name, metric)] = 100.0 * (1.0 - float(metrics[metric]))
       return out
 
     return self._cached(f"{tag}_seed{seed}" + ("" if read_test else "_val"), fn)
@@ -247,26 +257,61 @@ class Runner:
     return {"teacher": teacher, "snapshots": snaps, **meta}
 
 
-def _splits(config, val_size: int) -> tuple[dict, int]:
-  """The four splits as ``{'x', 'y'}`` dicts (val carved from train, checked disjoint) and
-  the number of classes."""
-  data = splits_lib.load_data(config)
-  data, val = splits_lib.carve_validation(data, val_size, config.data.seed)
+def prepare_splits(config, val_size: int, workdir: Optional[str] = None
+                   ) -> tuple[dict, int, Optional[dict]]:
+  """The ablation's four splits, as :mod:`experiments.train` prepares them.
+
+  Loads ``config.data``, carves ``val_size`` validation examples from the training
+  split (seeded by ``config.data.seed``; checked disjoint from dev and test), then
+  applies ``config.data.imbalance`` and ``config.data.noise`` to the training split
+  only (:func:`experiments.splits.prepare`): dev and val stay clean, test as loaded.
+
+  Args:
+    config: the experiment config.
+    val_size: validation examples (``--val_size``; replaces ``config.data.val_size``).
+    workdir: if given and the labels were touched, ``label_noise.json`` is written there.
+
+  Returns:
+    ``(splits, num_classes, labels)``: ``splits`` maps ``train``, ``dev``, ``val``,
+    ``test`` to ``{'x', 'y'}`` dicts (``train``'s ``y``: the labels trained on);
+    ``labels`` is :func:`experiments.splits.label_record` (None with both keys off).
+
+  Raises:
+    InputError: as :func:`experiments.splits.prepare` (sizes, labels, overlaps, a
+      long tail or noise the data cannot take).
+    FileNotFoundError: the dataset is not available.
+  """
+  data, val = splits_lib.prepare(config, splits_lib.load_data(config), val_size=val_size)
   splits = {name: {"x": split.x, "y": split.y} for name, split in (
       ("train", data.train), ("dev", data.dev), ("val", val), ("test", data.test))}
-  splits_lib.check_disjoint({k: v for k, v in splits.items() if k != "train"})
-  return splits, data.num_classes
+  labels = splits_lib.label_record(config, data, val)
+  if labels is not None and workdir is not None:
+    os.makedirs(workdir, exist_ok=True)
+    reporting.write_json(os.path.join(workdir, "label_noise.json"), labels)
+  return splits, data.num_classes, labels
 
 
-def _row(name: str, description: str, results: list, extra: Optional[dict] = None) -> dict:
-  """One table row: test and validation error (mean, std over seeds) of ``results``."""
+def _row(name: str, description: str, results: list, extra: Optional[dict] = None,
+         metric: str = "accuracy") -> dict:
+  """One table row: test and validation error (mean, std over seeds) of ``results``;
+  with the balanced accuracy as ``metric`` also ``test_balanced_error``,
+  ``test_balanced_std``, ``val_balanced_error``, ``val_balanced_std`` and
+  ``test_balanced_errors``."""
   test = reporting.mean_std([r["test_error"] for r in results])
   val = reporting.mean_std([r["val_error"] for r in results])
   logging.info("%s: test %.2f +- %.2f", name, *test)
-  return {"name": name, "description": description, "test_error": test[0],
-          "test_std": test[1], "val_error": val[0], "val_std": val[1],
-          "seeds": [r["seed"] for r in results],
-          "test_errors": [r["test_error"] for r in results], **(extra or {})}
+  row = {"name": name, "description": description, "test_error": test[0],
+         "test_std": test[1], "val_error": val[0], "val_std": val[1],
+         "seeds": [r["seed"] for r in results],
+         "test_errors": [r["test_error"] for r in results]}
+  if metric != "accuracy":
+    for split in ("test", "val"):
+      key = reporting.error_key(split, metric)
+      row[key], row[f"{split}_balanced_std"] = reporting.mean_std([r[key] for r in results])
+    row["test_balanced_errors"] = [r["test_balanced_error"] for r in results]
+    logging.info("%s: balanced test %.2f +- %.2f", name, row["test_balanced_error"],
+                 row["test_balanced_std"])
+  return {**row, **(extra or {})}
 
 
 def _variant_row(runner: Runner, name: str, cfg, final_seeds: list) -> tuple[dict, dict]:
@@ -278,12 +323,15 @@ def _variant_row(runner: Runner, name: str, cfg, final_seeds: list) -> tuple[dic
   warm = cfg.teach.pretrain_steps
   tag = f"{name}_{teaching_key(cfg)}"    # cached students belong to this row's config only
   chosen, selection = len(taught["snapshots"]) - 1, None
+  metric = splits_lib.headline_metric(cfg)
   if options.get("select"):
-    # One fresh student per candidate; the lowest validation error wins.
+    # One fresh student per candidate; the lowest validation (balanced, for a long tail)
+    # error wins.
     selection = {}
     for i, theta in enumerate(taught["snapshots"]):
       errs = [runner.student_run(f"{tag}_cand{i}", s, taught["teacher"], theta,
-                                 warm=warm, config=cfg, read_test=False)["val_error"]
+                                 warm=warm, config=cfg,
+                                 read_test=False)[reporting.error_key("val", metric)]
               for s in runner.tune_seeds]
       selection[taught["updates"][i]] = float(np.mean(errs))
     # A tie (errors are multiples of 100 / val_size) goes to the earlier checkpoint.
@@ -295,7 +343,7 @@ def _variant_row(runner: Runner, name: str, cfg, final_seeds: list) -> tuple[dic
   extra = {"teach_seconds": taught["seconds"], "outer_steps": taught["updates"][-1],
            "selected_update": taught["updates"][chosen], "selection": selection,
            "unroll_steps": cfg.teach.unroll_steps, "measure": cfg.teach.measure}
-  return _row(name, description, results, extra), dict(taught, theta=theta)
+  return _row(name, description, results, extra, metric), dict(taught, theta=theta)
 
 
 def run(config, workdir: str, variants, seeds: int, val_size: int,
@@ -307,14 +355,16 @@ def run(config, workdir: str, variants, seeds: int, val_size: int,
   """
   schema.validate(config, schema.CLASSIFICATION)
   os.makedirs(workdir, exist_ok=True)
-  splits, num_classes = _splits(config, val_size)
+  splits, num_classes, labels = prepare_splits(config, val_size, workdir)
+  metric = splits_lib.headline_metric(config)      # 'balanced_accuracy' for a long tail
+  val_key = reporting.error_key("val", metric)
   runner = Runner(config, workdir, splits, num_classes, tune_seeds)
   final_seeds = [config.seed + i for i in range(seeds)]
   rows, t_start = [], time.time()
 
   # Label smoothing eps, selected on the validation split (never on test).
   tuning = {eps: reporting.mean_std([runner.baseline("label_smoothing", s, eps,
-                                                     read_test=False)["val_error"]
+                                                     read_test=False)[val_key]
                                      for s in runner.tune_seeds])[0] for eps in ls_grid}
   tuned_eps = min(tuning, key=lambda k: round(tuning[k], 6))   # a tie: the smaller eps
   logging.info("label smoothing: validation error per eps %s -> eps = %g", tuning, tuned_eps)
@@ -324,7 +374,8 @@ def run(config, workdir: str, variants, seeds: int, val_size: int,
     desc = {"cross_entropy": "cross-entropy",
             "label_smoothing": f"label smoothing, eps = {tuned_eps:g} (tuned on validation)",
             "large_margin": "Large-Margin Softmax (m = 2, beta annealed)"}[method]
-    rows.append(_row(method, desc, [runner.baseline(method, s, eps) for s in final_seeds]))
+    rows.append(_row(method, desc, [runner.baseline(method, s, eps) for s in final_seeds],
+                     metric=metric))
 
   # The chain starts from the previous default whatever the config file's recipe is, so a
   # row adds its ingredient to the rows above it and never to the file's own recipe.
@@ -343,6 +394,10 @@ def run(config, workdir: str, variants, seeds: int, val_size: int,
          "label_smoothing_tuning": {f"{k:g}": v for k, v in tuning.items()},
          "tuned_eps": tuned_eps, "tune_seeds": list(runner.tune_seeds), "rows": rows,
          "seconds": time.time() - t_start}
+  if metric != "accuracy":
+    out["headline_metric"] = metric
+  if labels is not None:
+    out["label_noise"] = labels
   reporting.write_json(os.path.join(workdir, "ablation.json"), out)
   reporting.write_text(os.path.join(workdir, "ablation.md"), markdown(out))
   plot(out, os.path.join(workdir, "plots", "ablation.png"))
@@ -380,11 +435,12 @@ def plot_teacher(runner: Runner, name: str, teacher, theta, config, workdir: str
   reporting.plot_target_mass(snaps, os.path.join(workdir, "plots", "teacher_target_mass.png"))
 
 
-def paired_difference(row: dict, reference: dict):
+def paired_difference(row: dict, reference: dict, key: str = "test_errors"):
   """Mean and standard error of ``row - reference`` over their common seeds (paired: the
-  same seeds share the initialisation and the batch order); None without 2 common seeds."""
-  ref = dict(zip(reference["seeds"], reference["test_errors"]))
-  d = np.asarray([e - ref[s] for s, e in zip(row["seeds"], row["test_errors"]) if s in ref])
+  same seeds share the initialisation and the batch order); None without 2 common seeds.
+  ``key``: the per-seed errors compared (``'test_balanced_errors'`` for a long tail)."""
+  ref = dict(zip(reference["seeds"], reference[key]))
+  d = np.asarray([e - ref[s] for s, e in zip(row["seeds"], row[key]) if s in ref])
   if len(d) < 2:
     return None
   return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
@@ -392,36 +448,56 @@ def paired_difference(row: dict, reference: dict):
 
 def markdown(out: dict) -> str:
   """The ablation table: test error % (mean +- std over seeds), its paired difference to
-  tuned label smoothing (+- standard error), validation error, teaching wall time."""
+  tuned label smoothing (+- standard error), validation error, teaching wall time.
+
+  With ``out['headline_metric'] == 'balanced_accuracy'`` (a long-tailed training split)
+  the test error, the difference and the validation error are the balanced ones (and the
+  header says so), with the plain test error as an extra column after the balanced one.
+  """
+  balanced = out.get("headline_metric", "accuracy") == "balanced_accuracy"
   ref = next((r for r in out["rows"] if r["name"] == "label_smoothing"), None)
-  lines = ["| row | what it adds | test error % | Δ vs tuned LS (paired) | val error % | seeds "
-           "| teaching s | outer steps (T) | selected |", "|---|---|---|---|---|---|---|---|---|"]
+  if balanced:
+    lines = ["| row | what it adds | balanced test error % | test error % | Δ balanced vs "
+             "tuned LS (paired) | balanced val error % | seeds | teaching s | outer steps (T) "
+             "| selected |", "|---|---|---|---|---|---|---|---|---|---|"]
+  else:
+    lines = ["| row | what it adds | test error % | Δ vs tuned LS (paired) | val error % "
+             "| seeds | teaching s | outer steps (T) | selected |",
+             "|---|---|---|---|---|---|---|---|---|"]
+  b = "_balanced" if balanced else ""
   for r in out["rows"]:
     teach = f"{r['teach_seconds']:.0f}" if r.get("teach_seconds") else "—"
     steps = f"{r['outer_steps']} ({r['unroll_steps']})" if r.get("outer_steps") else "—"
     sel = (f"update {r['selected_update']}" if r.get("selection") else "—")
-    diff = None if ref is None or r is ref else paired_difference(r, ref)
+    diff = None if ref is None or r is ref else paired_difference(r, ref, f"test{b}_errors")
     diff = "—" if diff is None else f"{diff[0]:+.2f} ± {diff[1]:.2f}"
-    lines.append(f"| {r['name']} | {r['description']} | {r['test_error']:.2f} ± "
-                 f"{r['test_std']:.2f} | {diff} | {r['val_error']:.2f} ± {r['val_std']:.2f} | "
-                 f"{len(r['seeds'])} | {teach} | {steps} | {sel} |")
+    plain = f" {r['test_error']:.2f} ± {r['test_std']:.2f} |" if balanced else ""
+    lines.append(f"| {r['name']} | {r['description']} | {r[f'test{b}_error']:.2f} ± "
+                 f"{r[f'test{b}_std']:.2f} |{plain} {diff} | {r[f'val{b}_error']:.2f} ± "
+                 f"{r[f'val{b}_std']:.2f} | {len(r['seeds'])} | {teach} | {steps} | {sel} |")
   tuning = ", ".join(f"eps {k}: {v:.2f}" for k, v in out["label_smoothing_tuning"].items())
   tune_seeds = tuple(out.get("tune_seeds", TUNE_SEEDS))
+  val = "balanced validation error %" if balanced else "validation error %"
   lines.append("")
-  lines.append(f"Label smoothing, validation error % per eps (seeds {tune_seeds}): {tuning}; "
+  lines.append(f"Label smoothing, {val} per eps (seeds {tune_seeds}): {tuning}; "
                f"selected eps = {out['tuned_eps']:g}. Splits: {out['splits']}.")
   for r in out["rows"]:
     if r.get("selection"):
       cands = ", ".join(f"update {k}: {v:.2f}" for k, v in r["selection"].items())
-      lines.append(f"Selection of `{r['name']}` (validation error %, students {tune_seeds}): "
+      lines.append(f"Selection of `{r['name']}` ({val}, students {tune_seeds}): "
                    f"{cands}.")
   return "\n".join(lines) + "\n"
 
 
 def plot(out: dict, path: str) -> None:
-  """Test error per row: a bar (mean +- std) with every seed as a dot; taught rows in blue."""
-  reporting.plot_error_bars([(r["name"], r["test_errors"], "teach_seconds" in r)
-                             for r in out["rows"]], path)
+  """Test error per row (balanced for a long tail): a bar (mean +- std) with every seed as
+  a dot; taught rows in blue."""
+  balanced = out.get("headline_metric", "accuracy") == "balanced_accuracy"
+  key = "test_balanced_errors" if balanced else "test_errors"
+  reporting.plot_error_bars([(r["name"], r[key], "teach_seconds" in r)
+                             for r in out["rows"]], path,
+                            ylabel=("balanced " if balanced else "") + "test error % "
+                                   "(seeds as dots)")
 
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",

@@ -32,6 +32,7 @@ from dlf_jax.data.batching import make_eval_batches
 # name), so the module's names are imported from the submodule directly.
 from dlf_jax.teaching import TeachState
 from experiments import reporting
+from experiments import splits
 from experiments.builders import (build_baseline, build_estimator, build_measure, build_mesh,
                                   build_teach_args)
 from experiments.workdir import Checkpoints, InputError, run_path
@@ -39,7 +40,7 @@ from experiments.workdir import Checkpoints, InputError, run_path
 __all__ = ["CheckpointHook", "SELECTION_SEEDS", "TEACHER_METHODS", "untaught_anchor",
            "training_stages", "teach_state_template", "teach_phase",
            "maybe_teach", "with_teacher_state", "student_phase", "student_phases",
-           "select_teacher", "choose_teacher"]
+           "pick_by_validation", "select_teacher", "choose_teacher"]
 
 CheckpointHook = Callable[[str, int], None]
 SELECTION_SEEDS = (1000, 1001)     # students that select; never among the reported seeds
@@ -303,13 +304,19 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
     dict: ``method, seed, test_error, dev_error`` (%, at the last step),
     ``test_error_at_best_dev``, ``best_dev_step``, ``seconds`` and ``history``
     (one record per evaluation, with the state features ``s_train_loss``,
-    ``s_train_acc``, ``s_dev_acc`` the teacher saw after it).
+    ``s_train_acc``, ``s_dev_acc`` the teacher saw after it); for a long-tailed
+    training split also the balanced errors of :func:`experiments.reporting.final_numbers`
+    (the best dev evaluation is then the one of the best balanced dev accuracy).
   """
   tag = tag or method
   done_path = run_path(workdir, tag, seed)
+  metric = splits.headline_metric(config)
   if os.path.exists(done_path):
     with open(done_path) as f:
-      return json.load(f)
+      result = json.load(f)
+    if metric != "accuracy" and reporting.error_key("test", metric) not in result:
+      result.update(reporting.final_numbers(result["history"], metric))   # an older run file
+    return result
   stages = training_stages(config, method, teacher, theta)
   name = f"{tag}/seed_{seed}"
   session = _Session(workdir, (tag, f"seed_{seed}"), name, on_checkpoint)
@@ -327,7 +334,7 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
   finally:
     session.close()
   result = {"method": method, "seed": seed, "seconds": seconds,
-            **reporting.final_numbers(session.history), "history": session.history}
+            **reporting.final_numbers(session.history, metric), "history": session.history}
   logging.info("%s: test error %.2f%%, dev error %.2f%% (%.1f s)", name,
                result["test_error"], result["dev_error"], seconds)
   reporting.write_json(done_path, result)
@@ -367,37 +374,77 @@ def select_teacher(config: ml_collections.ConfigDict, data, val, student: dlf_ja
 
   One student per candidate and seed of :data:`SELECTION_SEEDS`, trained as an
   ``l2t_dlf`` student (warm start, then the frozen candidate), scored on ``val``
-  only (the test split is not read). The result is cached in
-  ``selection.json``.
+  only (the test split is not read). The error is that of
+  :func:`experiments.splits.headline_metric`: the balanced error
+  (``1 - balanced accuracy``) for a long-tailed training split, the plain error
+  otherwise. The result is cached in ``selection.json``.
 
   Args:
     candidates: name -> theta (e.g. the untaught anchor and the taught teacher).
 
   Returns:
-    dict: ``chosen`` (a candidate name), ``val_error`` (name -> mean %, seeds).
+    dict: ``chosen`` (a candidate name), ``val_error`` (name -> mean %, seeds),
+    ``seeds``, ``val_size``; ``metric`` (``'balanced_accuracy'``) when the error is
+    the balanced one.
   """
   path = os.path.join(workdir, "selection.json")
+  metric = splits.headline_metric(config)
   if os.path.exists(path):
     with open(path) as f:
-      return json.load(f)
+      cached = json.load(f)
+    if cached.get("metric", "accuracy") == metric:   # else: chosen by another metric, redo
+      return cached
   evaluate = jax.jit(lambda p, m, b: dlf_jax.unroll.evaluate(student, p, m, b))
   val_batches = make_eval_batches({"x": val.x, "y": val.y}, config.student.eval_batch_size)
-  errors = {}
+  scores = {}
   for name, theta in candidates.items():
-    errs = []
+    scores[name] = []
     for seed in SELECTION_SEEDS:
       state = _train(config, data, student, training_stages(config, "l2t_dlf", teacher, theta),
                      seed, f"select {name} seed {seed}")
-      acc = float(evaluate(state.params, state.model_state, val_batches)["accuracy"])
-      errs.append(100.0 * (1.0 - acc))
-    errors[name] = float(np.mean(errs))
-    logging.info("select: %s -> validation error %.2f%%", name, errors[name])
-  # Errors are multiples of 100 / len(val): compare them rounded, so that a tie goes to the
-  # first candidate (the untaught anchor) instead of to float noise.
-  out = {"chosen": min(errors, key=lambda k: round(errors[k], 6)), "val_error": errors,
-         "seeds": list(SELECTION_SEEDS), "val_size": len(val)}
+      scores[name].append(jax.device_get(evaluate(state.params, state.model_state,
+                                                  val_batches)))
+  chosen, errors = pick_by_validation(scores, metric)
+  for name, error in errors.items():
+    logging.info("select: %s -> validation %s error %.2f%%", name,
+                 "balanced" if metric != "accuracy" else "plain", error)
+  out = {"chosen": chosen, "val_error": errors, "seeds": list(SELECTION_SEEDS),
+         "val_size": len(val), **({} if metric == "accuracy" else {"metric": metric})}
   reporting.write_json(path, out)
   return out
+
+
+def pick_by_validation(scores: dict, metric: str = "accuracy") -> tuple[str, dict]:
+  """The candidate with the lowest mean validation error under ``metric``.
+
+  Args:
+    scores: candidate name -> one :func:`dlf_jax.unroll.evaluate` output per student
+      (dicts of float scalars with ``accuracy`` and, for classification students,
+      ``balanced_accuracy``), in the order that breaks ties.
+    metric: :func:`experiments.splits.headline_metric` of the config:
+      ``'balanced_accuracy'`` for a long-tailed training split, else ``'accuracy'``.
+
+  Returns:
+    ``(chosen, errors)``: ``errors`` maps each name to its mean error,
+    ``100 (1 - metric)`` %, over its students. Errors are compared rounded to 6
+    decimals (they are multiples of ``100 / len(val)`` for the plain accuracy), so
+    a tie goes to the earlier candidate (the untaught anchor) and not to float noise.
+
+  Raises:
+    ValueError: no candidates, a candidate without students, or outputs without
+      ``metric``.
+  """
+  if not scores or not all(scores.values()):
+    raise ValueError(f"pick_by_validation needs at least one student per candidate; got "
+                     f"{ {k: len(v) for k, v in scores.items()} }.")
+  missing = sorted(k for k, v in scores.items() if any(metric not in m for m in v))
+  if missing:
+    raise ValueError(f"pick_by_validation(metric={metric!r}): the evaluations of "
+                     f"{missing} have no {metric!r} (only classification students report "
+                     "'balanced_accuracy'); use metric='accuracy'.")
+  errors = {name: float(np.mean([100.0 * (1.0 - float(m[metric])) for m in ms]))
+            for name, ms in scores.items()}
+  return min(errors, key=lambda k: round(errors[k], 6)), errors
 
 
 def choose_teacher(config: ml_collections.ConfigDict, data, val, student: dlf_jax.Student,

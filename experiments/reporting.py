@@ -8,6 +8,12 @@ backend switch), so they render headless (Agg canvas) and inline in Jupyter.
 A *run* is a dict with ``method``, ``seed``, ``history`` (one record per
 evaluation: ``step``, ``dev_accuracy``, ``test_accuracy``, ...) and the final
 numbers of :func:`final_numbers`.
+
+The *headline metric* (``'accuracy'``, or ``'balanced_accuracy'`` for a long-tailed
+training split; :func:`experiments.splits.headline_metric` decides) picks the error
+that heads the tables: plain error keys (``test_error``, ...) are always there; with
+the balanced accuracy, the balanced ones (``test_balanced_error``, ...; named by
+:func:`error_key`) are added and lead the table, the plain test error beside them.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = [
-    "METHOD_NAMES", "final_numbers", "mean_std", "pm", "summarize", "teach_summary",
+    "METHOD_NAMES", "HEADLINE_METRICS", "error_key", "final_numbers", "mean_std", "pm", "summarize", "teach_summary",
     "results_table", "results_markdown", "write_json", "write_text", "metric_rows",
     "write_metrics_csv", "write_report", "environment", "phi_snapshots", "w_snapshots",
     "smoothing_by_frequency", "plot_smoothing_by_frequency", "plot_w_heatmaps",
@@ -38,6 +44,7 @@ METHOD_NAMES = {
 }
 PHI_STATS = ("w_diag_mean", "w_offdiag_mean", "b_mean")
 CSV_HEADER = ("phase", "method", "seed", "step", "metric", "value")
+HEADLINE_METRICS = ("accuracy", "balanced_accuracy")
 
 
 # ------------------------------------------------------------------- numbers
@@ -47,30 +54,70 @@ def _error(accuracy: float) -> float:
   return 100.0 * (1.0 - float(accuracy))
 
 
-def final_numbers(history: Sequence[dict]) -> dict:
+def _check_metric(metric: str) -> None:
+  if metric not in HEADLINE_METRICS:
+    raise ValueError(f"metric={metric!r} is not a headline metric; use one of "
+                     f"{HEADLINE_METRICS} (experiments.splits.headline_metric(config)).")
+
+
+def error_key(split: str, metric: str = "accuracy") -> str:
+  """The key of ``split``'s error (%) under the headline ``metric``.
+
+  Args:
+    split: ``'test'``, ``'dev'``, ``'val'`` or ``'test_..._at_best_dev'``-style prefix
+      (the part before ``_error``).
+    metric: ``'accuracy'`` or ``'balanced_accuracy'``.
+
+  Returns:
+    ``'<split>_error'`` (accuracy) or ``'<split>_balanced_error'``.
+
+  Raises:
+    ValueError: an unknown ``metric``.
+  """
+  _check_metric(metric)
+  return f"{split}_error" if metric == "accuracy" else f"{split}_balanced_error"
+
+
+def final_numbers(history: Sequence[dict], metric: str = "accuracy") -> dict:
   """Final and best-dev numbers of one student run.
 
   Args:
     history: one record per evaluation with ``step``, ``dev_accuracy`` and
-      ``test_accuracy`` (in [0, 1]).
+      ``test_accuracy`` (in [0, 1]); with ``metric='balanced_accuracy'`` also
+      ``dev_balanced_accuracy`` and ``test_balanced_accuracy``.
+    metric: the headline metric (:func:`experiments.splits.headline_metric`): it
+      picks the best dev evaluation.
 
   Returns:
     dict: ``test_error``, ``dev_error`` (%, at the last evaluation),
     ``test_error_at_best_dev`` (%, at the evaluation with the highest dev
-    accuracy, the earliest on ties), ``best_dev_step``, ``final_step``.
+    ``metric``, the earliest on ties), ``best_dev_step``, ``final_step``; with the
+    balanced accuracy also ``test_balanced_error``, ``dev_balanced_error`` and
+    ``test_balanced_error_at_best_dev`` (%, ``100 (1 - balanced accuracy)``).
 
   Raises:
-    ValueError: an empty history.
+    ValueError: an empty history, an unknown ``metric``, or records without the
+      balanced accuracy (only classification students have it).
   """
   if not history:
     raise ValueError("final_numbers needs at least one evaluation record.")
+  _check_metric(metric)
   last = history[-1]
-  best = max(range(len(history)), key=lambda i: (history[i]["dev_accuracy"], -i))
-  return {"test_error": _error(last["test_accuracy"]),
-          "dev_error": _error(last["dev_accuracy"]),
-          "test_error_at_best_dev": _error(history[best]["test_accuracy"]),
-          "best_dev_step": int(history[best]["step"]),
-          "final_step": int(last["step"])}
+  if metric != "accuracy" and not all(f"{s}_{metric}" in last for s in ("dev", "test")):
+    raise ValueError(f"final_numbers(metric={metric!r}): the history records have no "
+                     f"dev_{metric} / test_{metric} (only classification students report "
+                     "it); use metric='accuracy'.")
+  best = max(range(len(history)), key=lambda i: (history[i][f"dev_{metric}"], -i))
+  out = {"test_error": _error(last["test_accuracy"]),
+         "dev_error": _error(last["dev_accuracy"]),
+         "test_error_at_best_dev": _error(history[best]["test_accuracy"]),
+         "best_dev_step": int(history[best]["step"]),
+         "final_step": int(last["step"])}
+  if metric == "balanced_accuracy":
+    out.update(test_balanced_error=_error(last["test_balanced_accuracy"]),
+               dev_balanced_error=_error(last["dev_balanced_accuracy"]),
+               test_balanced_error_at_best_dev=_error(history[best]["test_balanced_accuracy"]))
+  return out
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -79,23 +126,33 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
   return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def summarize(runs: Sequence[dict], methods: Sequence[str]) -> dict:
+def summarize(runs: Sequence[dict], methods: Sequence[str],
+              metric: str = "accuracy") -> dict:
   """Per method: test / dev error (%) mean and std over seeds, and wall time.
 
   Args:
     runs: finished student runs (dicts with ``method``, ``seed``, ``test_error``,
-      ``dev_error``, ``test_error_at_best_dev``, ``seconds``).
+      ``dev_error``, ``test_error_at_best_dev``, ``seconds``; with the balanced
+      accuracy also the balanced keys of :func:`final_numbers`).
     methods: the methods to report, in order.
+    metric: the headline metric (:func:`experiments.splits.headline_metric`).
 
   Returns:
     ``{method: {'seeds', 'test_errors', 'dev_errors', 'test_error_mean',
     'test_error_std', 'dev_error_mean', 'dev_error_std',
     'test_error_at_best_dev_mean', 'test_error_at_best_dev_std', 'seconds'}}``
-    (std: sample standard deviation over seeds; ``seconds``: summed).
+    (std: sample standard deviation over seeds; ``seconds``: summed); with the
+    balanced accuracy also ``test_balanced_errors`` and the ``_mean`` / ``_std`` of
+    ``test_balanced_error``, ``dev_balanced_error`` and
+    ``test_balanced_error_at_best_dev``.
 
   Raises:
-    ValueError: a method without runs.
+    ValueError: a method without runs; an unknown ``metric``.
   """
+  _check_metric(metric)
+  keys = ("test_error", "dev_error", "test_error_at_best_dev")
+  if metric == "balanced_accuracy":
+    keys += ("test_balanced_error", "dev_balanced_error", "test_balanced_error_at_best_dev")
   out = {}
   for method in methods:
     mine = sorted((r for r in runs if r["method"] == method), key=lambda r: r["seed"])
@@ -104,7 +161,9 @@ def summarize(runs: Sequence[dict], methods: Sequence[str]) -> dict:
     entry = {"seeds": [r["seed"] for r in mine],
              "test_errors": [r["test_error"] for r in mine],
              "dev_errors": [r["dev_error"] for r in mine]}
-    for key in ("test_error", "dev_error", "test_error_at_best_dev"):
+    if metric == "balanced_accuracy":
+      entry["test_balanced_errors"] = [r["test_balanced_error"] for r in mine]
+    for key in keys:
       entry[f"{key}_mean"], entry[f"{key}_std"] = mean_std([r[key] for r in mine])
     entry["seconds"] = float(sum(r["seconds"] for r in mine))
     out[method] = entry
@@ -143,17 +202,29 @@ def pm(mean: float, std: float, seeds: int = 2) -> str:
 def results_table(results: dict) -> str:
   """The markdown table: one row per method (errors in %, mean ± std over seeds).
 
+  With ``results['headline_metric'] == 'balanced_accuracy'`` (a long-tailed training
+  split) the balanced errors lead and the header says so; the plain test error is the
+  second column.
+
   Args:
     results: a ``results.json`` dict (``methods`` as from :func:`summarize`).
   """
-  lines = ["| method | test error % | dev error % | test error % at best dev | seeds "
-           "| train time (s) |",
-           "|---|---|---|---|---|---|"]
+  if results.get("headline_metric", "accuracy") == "balanced_accuracy":
+    lines = ["| method | balanced test error % | test error % | balanced dev error % "
+             "| balanced test error % at best balanced dev | seeds | train time (s) |",
+             "|---|---|---|---|---|---|---|"]
+    columns = ("test_balanced_error", "test_error", "dev_balanced_error",
+               "test_balanced_error_at_best_dev")
+  else:
+    lines = ["| method | test error % | dev error % | test error % at best dev | seeds "
+             "| train time (s) |",
+             "|---|---|---|---|---|---|"]
+    columns = ("test_error", "dev_error", "test_error_at_best_dev")
   for method, e in results["methods"].items():
-    cell = lambda key: pm(e[f"{key}_mean"], e[f"{key}_std"], len(e["seeds"]))
-    lines.append(
-        f"| {METHOD_NAMES.get(method, method)} | {cell('test_error')} | {cell('dev_error')} "
-        f"| {cell('test_error_at_best_dev')} | {len(e['seeds'])} | {e['seconds']:.1f} |")
+    cells = " | ".join(pm(e[f"{key}_mean"], e[f"{key}_std"], len(e["seeds"]))
+                       for key in columns)
+    lines.append(f"| {METHOD_NAMES.get(method, method)} | {cells} | {len(e['seeds'])} "
+                 f"| {e['seconds']:.1f} |")
   return "\n".join(lines)
 
 
@@ -164,13 +235,24 @@ def _seconds(value: Optional[float]) -> str:
 def results_markdown(results: dict) -> str:
   """``results.md``: the table, wall times, data provenance, teaching and the config."""
   d, cfg, wall = results["data"], results["config"], results["wall_seconds"]
+  balanced = results.get("headline_metric", "accuracy") == "balanced_accuracy"
+  seeds = f"{cfg['seed']}..{cfg['seed'] + cfg['num_seeds'] - 1}"
+  if balanced:
+    intro = ("Balanced test error (%: 1 − the mean per-class recall; the training split is "
+             f"long-tailed, data.imbalance.ratio = {cfg['data']['imbalance']['ratio']:g}) of "
+             f"fresh students after {cfg['student']['num_steps']} steps, mean ± sample std "
+             f"over seeds {seeds}, with the plain test error beside it. 'At best balanced "
+             "dev': the balanced test error at the evaluation with the best balanced dev "
+             "accuracy.")
+  else:
+    intro = ("Test error (%) of fresh students after "
+             f"{cfg['student']['num_steps']} steps, mean ± sample std over seeds "
+             f"{seeds}. 'At best dev': the test error at the evaluation with the best dev "
+             "accuracy.")
   parts = [
       f"# Results: {d['name']}, {cfg['model']['name']} student",
       "",
-      "Test error (%) of fresh students after "
-      f"{cfg['student']['num_steps']} steps, mean ± sample std over seeds "
-      f"{cfg['seed']}..{cfg['seed'] + cfg['num_seeds'] - 1}. 'At best dev': the test error "
-      "at the evaluation with the best dev accuracy.",
+      intro,
       "",
       results_table(results),
       "",
@@ -199,7 +281,9 @@ def results_markdown(results: dict) -> str:
   sel = results.get("selection")
   if sel:
     errs = ", ".join(f"{k} {v:.2f}%" for k, v in sel["val_error"].items())
+    what = "balanced validation error" if sel.get("metric") == "balanced_accuracy" else ""
     parts.append(f"- teacher selected on the validation split ({sel['val_size']} examples, "
+                 + (f"by the {what}, " if what else "") +
                  f"students {sel['seeds']}; the test split is not read): {errs} -> "
                  f"**{sel['chosen']}**")
   parts += ["", "## Config", "", "```json", json.dumps(cfg, indent=2, sort_keys=True), "```",
@@ -273,13 +357,15 @@ def write_report(workdir: str, results: dict, markdown: str, rows: Sequence[tupl
   """Writes an experiment's report into ``workdir``.
 
   ``results.json`` (``results``), ``results.md`` (``markdown``), ``metrics.csv``
-  (``rows``, as from :func:`metric_rows`) and ``plots/`` (:func:`write_plots`).
+  (``rows``, as from :func:`metric_rows`) and ``plots/`` (:func:`write_plots`, with
+  ``results``' ``headline_metric``, default ``'accuracy'``).
   """
   write_json(os.path.join(workdir, "results.json"), results)
   write_text(os.path.join(workdir, "results.md"), markdown)
   write_metrics_csv(os.path.join(workdir, "metrics.csv"), rows)
   write_plots(os.path.join(workdir, "plots"), runs=runs, teach_history=teach_history,
-              snapshots=snapshots, soft_targets=soft_targets)
+              snapshots=snapshots, soft_targets=soft_targets,
+              metric=results.get("headline_metric", "accuracy"))
 
 
 def environment(devices: bool = True) -> dict:
@@ -600,12 +686,15 @@ def plot_accuracy_curves(runs: Sequence[dict], path: Optional[str] = None) -> Fi
 
 
 def write_plots(plots_dir: str, *, runs: Sequence[dict], teach_history: Sequence[dict],
-                snapshots: Optional[Sequence] = None, soft_targets: bool = False) -> list[str]:
+                snapshots: Optional[Sequence] = None, soft_targets: bool = False,
+                metric: str = "accuracy") -> list[str]:
   """Writes every plot that the available data supports; returns the file paths.
 
   ``soft_targets``: W is a soft-target W (columns on the simplex), so the per-class
   mass off the label (:func:`plot_target_mass`) is meaningful and is plotted too.
+  ``metric``: the headline metric; the error bars show its test error.
   """
+  test_key = error_key("test", metric)
   paths = []
   if snapshots:
     paths.append(os.path.join(plots_dir, "w_heatmaps.png"))
@@ -625,7 +714,9 @@ def write_plots(plots_dir: str, *, runs: Sequence[dict], teach_history: Sequence
     plot_accuracy_curves(runs, paths[-1])
     methods = list(dict.fromkeys(r["method"] for r in runs))
     paths.append(os.path.join(plots_dir, "test_error_bars.png"))
-    plot_error_bars([(METHOD_NAMES.get(m, m), [r["test_error"] for r in runs
+    plot_error_bars([(METHOD_NAMES.get(m, m), [r[test_key] for r in runs
                                                if r["method"] == m], m == "l2t_dlf")
-                     for m in methods], paths[-1])
+                     for m in methods], paths[-1],
+                    ylabel=f"{'balanced ' if metric != 'accuracy' else ''}test error % "
+                           "(seeds as dots)")
   return paths

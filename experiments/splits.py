@@ -11,6 +11,10 @@ the training split only, after dev and val are carved (:func:`corrupt_train`): d
 and val stay clean (the trusted sets), test stays as loaded. The training split keeps
 its true labels in ``clean_y`` (never trained on); :func:`label_record` is what the
 runner writes to ``label_noise.json``.
+
+:func:`headline_metric` is the one place that says which accuracy an experiment
+selects and reports by: the balanced accuracy (mean per-class recall) when the training
+split is long-tailed, the accuracy otherwise.
 """
 from __future__ import annotations
 
@@ -24,7 +28,10 @@ from dlf_jax import data as data_lib
 from experiments.workdir import InputError
 
 __all__ = ["load_data", "carve_validation", "check_disjoint", "check_data", "noise_transition",
-           "corrupt_train", "label_record", "prepare"]
+           "corrupt_train", "label_record", "prepare", "headline_metric", "METRICS"]
+
+# What :func:`headline_metric` returns: keys of :func:`dlf_jax.unroll.evaluate`'s output.
+METRICS = ("accuracy", "balanced_accuracy")
 
 
 def load_data(config: ml_collections.ConfigDict) -> data_lib.ImageDataset:
@@ -132,6 +139,33 @@ def _imbalance_active(config: ml_collections.ConfigDict) -> bool:
   return config.data.imbalance.ratio is not None
 
 
+def headline_metric(config) -> str:
+  """The accuracy that selects (on the validation split) and heads the tables.
+
+  A long-tailed training split (``config.data.imbalance.ratio`` set) is judged by the
+  balanced accuracy, the mean per-class recall (Cao et al. 2019; Menon et al. 2021
+  report balanced error): plain accuracy would reward a student that ignores the
+  tail. Everything else, label noise included, keeps the plain accuracy.
+
+  Args:
+    config: an experiment config (``ml_collections.ConfigDict`` or a plain dict, e.g.
+      ``results.json``'s ``config``); configs without ``data.imbalance`` (translation,
+      workdirs older than the key) count as not long-tailed.
+
+  Returns:
+    ``'balanced_accuracy'`` or ``'accuracy'`` (a key of
+    :func:`dlf_jax.unroll.evaluate`'s output and, prefixed by the split, of a
+    student's history records).
+
+  References:
+    PAPER.md Sec. 7 (class imbalance: report balanced error).
+  """
+  data = config.get("data")
+  imbalance = None if data is None else data.get("imbalance")
+  ratio = None if imbalance is None else imbalance.get("ratio")
+  return "accuracy" if ratio is None else "balanced_accuracy"
+
+
 def noise_transition(config: ml_collections.ConfigDict, num_classes: int
                      ) -> Optional[np.ndarray]:
   """The transition matrix ``T`` of ``config.data.noise`` (None for kind 'none').
@@ -233,9 +267,13 @@ def label_record(config: ml_collections.ConfigDict, data: data_lib.ImageDataset,
   return record
 
 
-def prepare(config: ml_collections.ConfigDict, data: data_lib.ImageDataset
+def prepare(config: ml_collections.ConfigDict, data: data_lib.ImageDataset,
+            val_size: Optional[int] = None
             ) -> tuple[data_lib.ImageDataset, Optional[data_lib.Split]]:
   """Checks the loaded ``data`` and carves the validation split of ``config.data.val_size``.
+
+  ``val_size``, if given, replaces ``config.data.val_size`` (the ablation's
+  ``--val_size``); the carve is seeded by ``config.data.seed`` either way.
 
   Then applies ``config.data.imbalance`` and ``config.data.noise`` to the training
   split (:func:`corrupt_train`): after the carve, so dev and val stay clean.
@@ -250,8 +288,9 @@ def prepare(config: ml_collections.ConfigDict, data: data_lib.ImageDataset
   """
   check_data(config, data)
   val = None
-  if config.data.val_size:
-    data, val = carve_validation(data, config.data.val_size, config.data.seed)
+  val_size = config.data.val_size if val_size is None else val_size
+  if val_size:
+    data, val = carve_validation(data, val_size, config.data.seed)
     check_data(config, data)                 # the batch size against the smaller train split
     check_disjoint({"dev": data.dev, "val": val, "test": data.test})
   if _noise_active(config) or _imbalance_active(config):

@@ -12,7 +12,7 @@ from dlf_jax import models, unroll
 from dlf_jax import student as student_lib
 from dlf_jax.data import noise
 from dlf_jax.data.batching import make_eval_batches
-from experiments import schema, splits, workdir
+from experiments import ablation, phases, reporting, schema, splits, workdir
 from experiments.configs import common, mnist_noisy
 
 # ------------------------------------------------------------------- transition matrices
@@ -386,3 +386,192 @@ def test_mnist_noisy_configs_validate(variant):
 def test_mnist_noisy_unknown_variant():
   with pytest.raises(ValueError, match="Unknown mnist_noisy variant 'bogus'"):
     mnist_noisy.get_config("bogus")
+
+
+# ---------------------------------------------------- headline metric: balanced under a long tail
+
+
+def test_headline_metric_follows_the_long_tail():
+  assert splits.headline_metric(_config()) == "accuracy"
+  assert splits.headline_metric(_config(noise__kind="pair", noise__rate=0.4)) == "accuracy"
+  assert splits.headline_metric(_config(imbalance__ratio=5.0)) == "balanced_accuracy"
+  assert splits.headline_metric(mnist_noisy.get_config("lt")) == "balanced_accuracy"
+  # results.json's config (a plain dict) and configs without the key (translation)
+  assert splits.headline_metric({"data": {"imbalance": {"ratio": 3.0}}}) == "balanced_accuracy"
+  assert splits.headline_metric({"data": {"name": "multi30k"}}) == "accuracy"
+
+
+def _history(dev, test, dev_bal, test_bal):
+  return [{"step": 10 * (i + 1), "dev_accuracy": a, "test_accuracy": b,
+           "dev_balanced_accuracy": c, "test_balanced_accuracy": d}
+          for i, (a, b, c, d) in enumerate(zip(dev, test, dev_bal, test_bal))]
+
+
+def test_final_numbers_balanced_picks_best_balanced_dev():
+  # Plain dev accuracy peaks at step 10, balanced dev accuracy at step 20.
+  hist = _history([0.9, 0.8, 0.85], [0.88, 0.8, 0.82], [0.5, 0.7, 0.6], [0.45, 0.75, 0.55])
+  plain = reporting.final_numbers(hist)
+  assert plain == pytest.approx({"test_error": 18.0, "dev_error": 15.0,
+                                 "test_error_at_best_dev": 12.0, "best_dev_step": 10,
+                                 "final_step": 30})
+  bal = reporting.final_numbers(hist, "balanced_accuracy")
+  assert bal == pytest.approx({
+      "test_error": 18.0, "dev_error": 15.0, "test_error_at_best_dev": 20.0,
+      "best_dev_step": 20, "final_step": 30, "test_balanced_error": 45.0,
+      "dev_balanced_error": 40.0, "test_balanced_error_at_best_dev": 25.0})
+  with pytest.raises(ValueError, match=r"metric='balanced'.*one of \('accuracy', "):
+    reporting.final_numbers(hist, "balanced")
+  no_bal = [{k: v for k, v in r.items() if "balanced" not in k} for r in hist]
+  with pytest.raises(ValueError, match=r"no dev_balanced_accuracy .*metric='accuracy'"):
+    reporting.final_numbers(no_bal, "balanced_accuracy")
+
+
+def _summary_results(metric):
+  # Two seeds per method; cross-entropy wins on plain error, l2t_dlf on balanced error.
+  hists = {("cross_entropy", 0): _history([0.9], [0.9], [0.6], [0.5]),
+           ("cross_entropy", 1): _history([0.9], [0.92], [0.6], [0.54]),
+           ("l2t_dlf", 0): _history([0.8], [0.8], [0.8], [0.7]),
+           ("l2t_dlf", 1): _history([0.8], [0.84], [0.8], [0.74])}
+  runs = [{"method": m, "seed": s, "seconds": 1.0, **reporting.final_numbers(h, metric)}
+          for (m, s), h in hists.items()]
+  summary = reporting.summarize(runs, ["cross_entropy", "l2t_dlf"], metric)
+  config = {"model": {"name": "mlp"}, "student": {"num_steps": 10}, "seed": 0,
+            "num_seeds": 2, "data": {"imbalance": {"ratio": 10.0}}}
+  results = {"config": config, "methods": summary,
+             "data": {"name": "embedded_mnist", "source": "embedded", "num_classes": 10,
+                      "train": 100, "dev": 10, "val": 10, "test": 10},
+             "wall_seconds": {"teach": None, "methods": {}, "total": 0.0}}
+  if metric != "accuracy":
+    results["headline_metric"] = metric
+  return results
+
+
+def test_summaries_with_a_long_tail_lead_with_balanced_error():
+  results = _summary_results("balanced_accuracy")
+  e = results["methods"]["l2t_dlf"]
+  assert e["test_balanced_error_mean"] == pytest.approx(28.0)      # 30 and 26
+  assert e["test_balanced_error_std"] == pytest.approx(np.std([30.0, 26.0], ddof=1))
+  assert e["test_balanced_errors"] == pytest.approx([30.0, 26.0])
+  assert e["test_error_mean"] == pytest.approx(18.0)
+  table = reporting.results_table(results).splitlines()
+  assert table[0] == ("| method | balanced test error % | test error % | balanced dev error % "
+                      "| balanced test error % at best balanced dev | seeds | train time (s) |")
+  assert table[3] == "| L2T-DLF | 28.00 ± 2.83 | 18.00 ± 2.83 | 20.00 ± 0.00 | 28.00 ± 2.83 | 2 | 2.0 |"
+  assert table[2].startswith("| Cross-entropy | 48.00 ± 2.83 | 9.00 ± 1.41 |")
+  md = reporting.results_markdown(results)
+  assert "Balanced test error (%: 1 − the mean per-class recall" in md
+  assert "data.imbalance.ratio = 10" in md
+  results["selection"] = {"chosen": "taught", "val_error": {"anchor (untaught)": 40.0,
+                                                            "taught": 30.0},
+                          "seeds": [1000], "val_size": 10, "metric": "balanced_accuracy"}
+  assert "by the balanced validation error" in reporting.results_markdown(results)
+
+
+def test_summaries_without_a_long_tail_are_unchanged():
+  results = _summary_results("accuracy")
+  assert not any("balanced" in k for e in results["methods"].values() for k in e)
+  table = reporting.results_table(results).splitlines()
+  assert table[0] == ("| method | test error % | dev error % | test error % at best dev | "
+                      "seeds | train time (s) |")
+  assert table[3] == "| L2T-DLF | 18.00 ± 2.83 | 20.00 ± 0.00 | 18.00 ± 2.83 | 2 | 2.0 |"
+  assert "Balanced" not in reporting.results_markdown(results)
+
+
+class _Logits(nn.Module):
+  """Its input are its logits (scaled by a parameter initialised to 1)."""
+
+  @nn.compact
+  def __call__(self, x, *, train=False):
+    return x * self.param("scale", nn.initializers.ones, ())
+
+
+def test_selection_picks_by_balanced_accuracy_under_a_long_tail():
+  # A long-tailed validation split: 8 of class 0, 2 of class 1. Candidate 'head' says 0
+  # always (accuracy 0.8, balanced 0.5); 'fair' gets both 1s and 5 of the 0s (accuracy
+  # 0.7, balanced (5/8 + 1) / 2 = 0.8125).
+  y = np.array([0] * 8 + [1] * 2, np.int32)
+  preds = {"head": np.zeros(10, np.int32), "fair": np.array([0] * 5 + [1] * 5, np.int32)}
+  student = student_lib.Student(_Logits(), student_lib.make_optimizer("sgd", 0.1), 2,
+                                head_path=None)
+  scores = {}
+  for name, p in preds.items():
+    x = np.eye(2, dtype=np.float32)[p]
+    state = student.init(jax.random.PRNGKey(0), {"x": x[:2], "y": y[:2]})
+    batches = make_eval_batches({"x": x, "y": y}, 4)
+    scores[name] = [jax.device_get(unroll.evaluate(student, state.params, state.model_state,
+                                                   batches))]
+  np.testing.assert_allclose([scores["head"][0]["accuracy"], scores["fair"][0]["accuracy"]],
+                             [0.8, 0.7], rtol=1e-6)
+  chosen, errors = phases.pick_by_validation(
+      scores, splits.headline_metric(_config(imbalance__ratio=5.0)))
+  assert chosen == "fair"
+  assert errors == pytest.approx({"head": 50.0, "fair": 18.75})
+  chosen, errors = phases.pick_by_validation(scores, splits.headline_metric(_config()))
+  assert chosen == "head"
+  assert errors == pytest.approx({"head": 20.0, "fair": 30.0})
+  tie = {"a": [{"accuracy": 0.7}], "b": [{"accuracy": 0.7 + 1e-12}]}
+  assert phases.pick_by_validation(tie)[0] == "a"                 # ties: the first
+  with pytest.raises(ValueError, match=r"\['a', 'b'\] have no 'balanced_accuracy'"):
+    phases.pick_by_validation(tie, "balanced_accuracy")
+
+
+# ------------------------------------------------------------------------------ ablation
+
+
+def test_ablation_splits_corrupt_train_only_and_record(tmp_path):
+  clean, c, labels = ablation.prepare_splits(_config(), 100, str(tmp_path / "clean"))
+  assert c == 10 and labels is None
+  assert not (tmp_path / "clean" / "label_noise.json").exists()
+  config = _config(noise__kind="pair", noise__rate=0.4, noise__seed=3)
+  config.data.val_size = 50                 # the ablation's val_size replaces it
+  noisy, _, labels = ablation.prepare_splits(config, 100, str(tmp_path / "noisy"))
+  assert {k: len(v["y"]) for k, v in noisy.items()} == {"train": 400, "dev": 100, "val": 100,
+                                                       "test": 200}
+  for name in ("dev", "val", "test"):
+    np.testing.assert_array_equal(noisy[name]["y"], clean[name]["y"])
+    np.testing.assert_array_equal(noisy[name]["x"], clean[name]["x"])
+  np.testing.assert_array_equal(noisy["train"]["x"], clean["train"]["x"])
+  flipped = noisy["train"]["y"] != clean["train"]["y"]
+  assert 0.25 < flipped.mean() < 0.55
+  np.testing.assert_array_equal(noisy["train"]["y"][flipped],
+                                (clean["train"]["y"][flipped] + 1) % 10)
+  written = json.loads((tmp_path / "noisy" / "label_noise.json").read_text())
+  assert written == json.loads(json.dumps(labels))
+  assert written["noise"]["realised_rate"] == pytest.approx(flipped.mean())
+  assert written["class_counts"]["val"] == np.bincount(clean["val"]["y"], minlength=10).tolist()
+
+
+def _cache(workdir, name, **record):
+  path = workdir / "cache" / f"{name}.json"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps({"tag": name, "seconds": 0.0, **record}))
+
+
+@pytest.mark.parametrize("ratio, eps", [(None, 0.05), (2.0, 0.2)])
+def test_ablation_selects_and_reports_by_the_headline_metric(tmp_path, ratio, eps):
+  # Finished students are read from the ablation's cache (nothing is trained): eps 0.05
+  # has the lower plain validation error, eps 0.2 the lower balanced one.
+  for e, val, val_bal in ((0.05, 10.0, 40.0), (0.2, 12.0, 30.0)):
+    _cache(tmp_path, f"label_smoothing_{e:g}_seed1000_val", seed=1000, val_error=val,
+           val_balanced_error=val_bal)
+  for seed, test, test_bal in ((0, 8.0, 20.0), (1, 9.0, 22.0)):
+    _cache(tmp_path, f"cross_entropy_seed{seed}", seed=seed, val_error=7.0, test_error=test,
+           val_balanced_error=21.0, test_balanced_error=test_bal)
+  config = _config(imbalance__ratio=ratio)
+  out = ablation.run(config, str(tmp_path), variants=[], seeds=2, val_size=100,
+                     baselines=("cross_entropy",), ls_grid=(0.05, 0.2), tune_seeds=(1000,))
+  assert out["tuned_eps"] == eps
+  table = (tmp_path / "ablation.md").read_text().splitlines()
+  if ratio is None:
+    assert "headline_metric" not in out and "label_noise" not in out
+    assert table[0].startswith("| row | what it adds | test error % | Δ vs tuned LS")
+    assert table[2].startswith("| cross_entropy | cross-entropy | 8.50 ± 0.71 | — | 7.00 ± 0.00 |")
+  else:
+    assert out["headline_metric"] == "balanced_accuracy"
+    assert out["label_noise"]["imbalance"]["ratio"] == 2.0
+    assert (tmp_path / "label_noise.json").exists()
+    assert table[0].startswith("| row | what it adds | balanced test error % | test error % "
+                               "| Δ balanced vs tuned LS")
+    assert table[2].startswith("| cross_entropy | cross-entropy | 21.00 ± 1.41 | 8.50 ± 0.71 "
+                               "| — | 21.00 ± 0.00 |")
+    assert "balanced validation error % per eps" in table[-1]
