@@ -53,8 +53,7 @@ from dlf_jax.student import Student, StudentState
 from dlf_jax.teacher import Teacher
 
 __all__ = ["TeachState", "TeachResult", "TrainResult", "Schedule", "WarmStart", "DevSampling",
-           "teach",
-           "train_student", "MODES", "check_label_range", "check_descent"]
+           "teach", "train_student", "MODES", "check_label_range", "check_descent"]
 
 MODES: tuple[Mode, ...] = get_args(Mode)
 
@@ -79,7 +78,7 @@ class WarmStart:
       ``num_steps``).
     loss: the fixed loss of those steps, a parameter-free
       :class:`~dlf_jax.contracts.LossProvider` (called with ``theta=None``);
-      default the cross-entropy :class:`~dlf_jax.losses.BaselineLoss`.
+      default cross-entropy (:func:`_cross_entropy_loss`).
 
   Raises:
     ValueError: ``steps`` not an int ``>= 0``.
@@ -92,8 +91,8 @@ class WarmStart:
     if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 0:
       raise ValueError(f"WarmStart steps must be an int >= 0, got {self.steps!r}.")
     if not isinstance(self.loss, LossProvider):
-      raise TypeError(f"WarmStart loss must be a fixed LossProvider (e.g. "
-                      f"dlf_jax.BaselineLoss('cross_entropy')), got {self.loss!r}.")
+      raise TypeError(f"WarmStart loss must be a fixed LossProvider (a loss of "
+                      f"dlf_jax.losses; leave it out for cross-entropy), got {self.loss!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
