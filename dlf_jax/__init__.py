@@ -4,11 +4,13 @@ Public API:
 
 * :func:`teach` -- Algorithm 1: learn a teacher by unrolling students, with any
   hypergradient estimator (module :mod:`dlf_jax.teaching`, which also holds
-  :func:`train_student`, the :class:`Schedule` and :class:`DevSampling` values);
+  :func:`train_student`, the :class:`Schedule`, :class:`WarmStart` and
+  :class:`DevSampling` values);
 * :mod:`dlf_jax.estimators` -- the estimators ``teach`` takes (``ReverseMode``,
   ``ForwardMode``, ``AntitheticES``, ``PES``; :data:`~dlf_jax.estimators.ESTIMATORS`
   by name), each a :class:`HypergradEstimator`;
-* :func:`train_student` -- train a fresh student with a frozen teacher or a baseline;
+* :func:`train_student` -- train a fresh student with a frozen teacher or a baseline,
+  after the taught students' warm start (``warm_start=result.schedule.warm_start``);
 * :class:`Student`, :func:`make_optimizer` -- the student contract;
 * :class:`Teacher`, :class:`AttentionTeacher`, :class:`MLPTeacher` -- mu_theta;
 * :mod:`dlf_jax.losses` -- Eqn. (2) as one class per form of W (:class:`FullW`,
@@ -16,8 +18,9 @@ Public API:
   and the baselines as loss providers (:class:`CrossEntropyLoss`,
   :class:`LabelSmoothingLoss`, :class:`LargeMarginLoss`, :class:`SigmoidCrossEntropyLoss`;
   :func:`baseline_loss` by name);
-* :class:`LossProvider`, :class:`HypergradEstimator` -- the contracts a teacher or a
-  baseline loss, and a hypergradient estimator, implement
+* :class:`LossProvider`, :class:`HypergradEstimator`, :class:`BatchSampler` -- the
+  contracts a teacher or a baseline loss, a hypergradient estimator and training data
+  that draws its own batches implement
   (:mod:`dlf_jax.contracts`, with the option names as ``Literal`` types); the
   teacher's state features are :mod:`dlf_jax.state_features`;
 * :class:`ExpectedAccuracy`, :class:`SigmoidSmoothedError`, :class:`CrossEntropy` -- dev measures;
@@ -31,7 +34,7 @@ Public API:
 """
 from dlf_jax import (bleu, data, decoding, estimators, evolution, forward_hypergrad, models,
                      parallel)
-from dlf_jax.contracts import HypergradEstimator, LossProvider
+from dlf_jax.contracts import BatchSampler, HypergradEstimator, LossProvider
 from dlf_jax.hypergrad import HypergradResult, hypergradient, make_hypergradient_fn
 from dlf_jax import losses
 from dlf_jax.losses import (CrossEntropyLoss, DiagonalW, FullW, LabelSmoothingLoss,
@@ -39,15 +42,15 @@ from dlf_jax.losses import (CrossEntropyLoss, DiagonalW, FullW, LabelSmoothingLo
                             SoftTargetW, baseline_loss, parametric_loss)
 from dlf_jax.measures import CrossEntropy, ExpectedAccuracy, SigmoidSmoothedError
 from dlf_jax.student import Student, StudentState, make_optimizer
-from dlf_jax.teaching import (DevSampling, Schedule, TeachResult, TeachState, TrainResult, teach,
-                              train_student)
+from dlf_jax.teaching import (DevSampling, Schedule, TeachResult, TeachState, TrainResult,
+                              WarmStart, teach, train_student)
 from dlf_jax.teacher import AttentionTeacher, MLPTeacher, Teacher
 
 __version__ = "0.1.0"
 
 __all__ = [
     "teach", "train_student", "TeachResult", "TeachState", "TrainResult", "Schedule",
-    "DevSampling", "HypergradEstimator", "estimators",
+    "WarmStart", "DevSampling", "HypergradEstimator", "BatchSampler", "estimators",
     "Student", "StudentState", "make_optimizer",
     "Teacher", "AttentionTeacher", "MLPTeacher",
     "losses", "LossForm", "FullW", "DiagonalW", "LowRankW", "SoftTargetW", "parametric_loss",

@@ -12,6 +12,12 @@ A *hypergradient estimator* (:class:`HypergradEstimator`) is what
 the reverse scan, forward mode, ES or PES (:mod:`dlf_jax.estimators`, one class
 each, chosen by value, not by a string).
 
+A *batch sampler* (:class:`BatchSampler`) is training data that draws its own
+batches: :func:`dlf_jax.teach` and :func:`dlf_jax.train_student` take one
+wherever they take ``{'x', 'y'}`` arrays (e.g.
+:class:`~dlf_jax.data.SegmentSampler`, the length-bucketed
+:class:`~dlf_jax.data.BucketSampler` of translation, or a class of your own).
+
 The option names of the library's string-valued arguments are ``Literal``
 types here; the runtime tuples (``hypergrad.METHODS``, ``teaching.MODES``,
 ...) are derived from them with ``typing.get_args``; the names of the loss
@@ -21,7 +27,7 @@ forms and links are the keys of the registries ``dlf_jax.losses.FORMS`` and
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional, Protocol, runtime_checkable
 
 import jax
 
@@ -31,7 +37,7 @@ if TYPE_CHECKING:   # annotations only: these modules import this one
   from dlf_jax.state_features import RunningStats
   from dlf_jax.student import StudentOutputs, StudentState
 
-__all__ = ["LossProvider", "HypergradEstimator", "Method", "Memory", "Mode", "Parameterisation",
+__all__ = ["LossProvider", "HypergradEstimator", "BatchSampler", "Method", "Memory", "Mode", "Parameterisation",
            "Link"]
 
 # Hypergradient method of the reverse estimator (:func:`dlf_jax.hypergrad.hypergradient`).
@@ -122,3 +128,35 @@ class HypergradEstimator(Protocol):
     segment continues; ``result.metrics`` its ``[T]`` step metrics;
     ``result.value`` the measure at the end.
     """
+
+
+@runtime_checkable
+class BatchSampler(Protocol):
+  """Training data that draws its own batches: batch ``i`` a pure function of ``(seed, i)``.
+
+  What :func:`dlf_jax.teach` and :func:`dlf_jax.train_student` need of a
+  ``train`` that is not arrays. Implemented by
+  :class:`~dlf_jax.data.SegmentSampler` and
+  :class:`~dlf_jax.data.BucketSampler`; any class with these members is
+  accepted (``isinstance(x, BatchSampler)`` checks that they exist).
+
+  Because no iterator state exists, a resumed run asks for the same global
+  batch indices and gets the same batches: checkpoints need only the step.
+
+  Attributes:
+    batch_size: ``B``, the examples of every batch (must equal the
+      ``batch_size`` / ``Schedule.batch_size`` the sampler is used with).
+    segment_steps: optional (not part of the ``isinstance`` check): an int
+      asks :func:`~dlf_jax.train_student` to cut its scans at multiples of it
+      (the length block of a bucketed sampler, so one scan has one padded
+      width); absent or None: any scan length.
+  """
+
+  batch_size: int
+
+  def segment(self, start: int, count: int) -> Mapping[str, Any]:
+    """Global batches ``start .. start + count - 1`` stacked: name -> ``[count, B, ...]``."""
+
+  def reseeded(self, seed: int) -> BatchSampler:
+    """The same sampler with another shuffling seed (``train_student`` uses ``reseeded(seed)``,
+    episode ``e`` of ``teach`` ``reseeded(seed * 1000003 + e)``)."""

@@ -11,6 +11,12 @@ measure is an error). The hypergradient estimator is a value
 An estimator with state (PES's particles) gets it initialised at every new
 student and carried in :class:`TeachState`.
 
+The recipe of a taught student is a cross-entropy warm start, then the
+teacher: a :class:`WarmStart` value, used by ``teach`` for every episode's
+student (``Schedule.pretrain_steps``, :attr:`Schedule.warm_start`) and by
+``train_student`` (``warm_start=result.schedule.warm_start``), so the students
+trained with a learned teacher start as the ones it was taught on.
+
 Two schedules, one loop (:class:`Schedule`): an *episode* is one student; it is
 cut into ``segments_per_episode`` consecutive segments of ``T`` steps and the
 teacher is updated after each segment. ``mode='episodes'`` (default ``1``
@@ -40,16 +46,53 @@ from jax.sharding import Mesh
 
 from dlf_jax import hypergrad, losses, measures, parallel, state_features
 from dlf_jax import unroll as unroll_lib
-from dlf_jax.contracts import HypergradEstimator, LossProvider, Mode
+from dlf_jax.contracts import BatchSampler, HypergradEstimator, LossProvider, Mode
 from dlf_jax.estimators import EstimateContext, ReverseMode
 from dlf_jax.data.batching import SegmentSampler, make_eval_batches
 from dlf_jax.student import Student, StudentState
 from dlf_jax.teacher import Teacher
 
-__all__ = ["TeachState", "TeachResult", "TrainResult", "Schedule", "DevSampling", "teach",
-           "train_student", "MODES", "check_label_range", "check_descent"]
+__all__ = ["TeachState", "TeachResult", "TrainResult", "Schedule", "WarmStart", "DevSampling",
+           "teach", "train_student", "MODES", "check_label_range", "check_descent"]
 
 MODES: tuple[Mode, ...] = get_args(Mode)
+
+
+def _cross_entropy_loss() -> LossProvider:
+  """The fixed cross-entropy loss of the warm start (the one place that names it)."""
+  return losses.CrossEntropyLoss()
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmStart:
+  """A student's first ``steps`` steps trained with a fixed ``loss`` (cross-entropy).
+
+  The warm start of the recipe: :func:`teach` gives one to every episode's
+  student (:attr:`Schedule.warm_start`, ``steps = pretrain_steps``, as the
+  authors' demo does), and :func:`train_student` ``(warm_start=...)`` gives the
+  same one to a student trained with the learned teacher; pass
+  ``result.schedule.warm_start`` of the :class:`TeachResult` so the two agree.
+
+  Attributes:
+    steps: int, the warm start's student steps (0: none; clipped to the run's
+      ``num_steps``).
+    loss: the fixed loss of those steps, a parameter-free
+      :class:`~dlf_jax.contracts.LossProvider` (called with ``theta=None``);
+      default cross-entropy (:func:`_cross_entropy_loss`).
+
+  Raises:
+    ValueError: ``steps`` not an int ``>= 0``.
+    TypeError: ``loss`` is not a :class:`~dlf_jax.contracts.LossProvider`.
+  """
+  steps: int = 0
+  loss: LossProvider = dataclasses.field(default_factory=_cross_entropy_loss)
+
+  def __post_init__(self):
+    if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 0:
+      raise ValueError(f"WarmStart steps must be an int >= 0, got {self.steps!r}.")
+    if not isinstance(self.loss, LossProvider):
+      raise TypeError(f"WarmStart loss must be a fixed LossProvider (a loss of "
+                      f"dlf_jax.losses; leave it out for cross-entropy), got {self.loss!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +131,12 @@ class Schedule:
       raise ValueError(f"segments_per_episode must be >= 1, got {self.segments_per_episode}.")
     if self.batch_size <= 0:
       raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
+
+  @property
+  def warm_start(self) -> WarmStart:
+    """The students' :class:`WarmStart`: ``pretrain_steps`` of cross-entropy (pass it to
+    :func:`train_student` to train a student as the teacher's were)."""
+    return WarmStart(steps=self.pretrain_steps)
 
   def segments(self, total_steps: Optional[int]) -> int:
     """Outer steps per student: ``segments_per_episode`` if set, else 1 for ``episodes`` and
@@ -157,10 +206,20 @@ class TeachState:
 
 @struct.dataclass
 class TeachResult:
-  """``theta``: the learned teacher; ``history``: one dict per outer step; ``state``."""
+  """What :func:`teach` returns.
+
+  Attributes:
+    theta: the learned teacher's parameters.
+    history: one dict per outer step.
+    state: the final :class:`TeachState` (resume from it).
+    schedule: the :class:`Schedule` it taught with; ``schedule.warm_start`` is
+      the warm start to give :func:`train_student` so its student starts as
+      the taught ones did.
+  """
   theta: Any
   history: list = struct.field(pytree_node=False)
   state: TeachState
+  schedule: Optional[Schedule] = struct.field(pytree_node=False, default=None)
 
 
 @struct.dataclass
@@ -170,17 +229,30 @@ class TrainResult:
   history: list = struct.field(pytree_node=False)
 
 
-def _is_sampler(data) -> bool:
-  return hasattr(data, "segment") and hasattr(data, "batch_size")
+_SAMPLER_MEMBERS = ("batch_size", "segment", "reseeded")
 
 
-def _sampler(train, batch_size: int, seed: int, student: Optional[Student] = None):
-  """``train`` itself if it is a batch sampler, else a :class:`SegmentSampler` over it."""
-  if _is_sampler(train):
+def _sampler(train, batch_size: int, seed: int,
+             student: Optional[Student] = None) -> BatchSampler:
+  """``train.reseeded(seed)`` if ``train`` is a :class:`~dlf_jax.contracts.BatchSampler`, else
+  a :class:`SegmentSampler` over its arrays.
+
+  Raises:
+    TypeError: ``train`` has some of a sampler's members but not all (names the missing
+      ones), or is neither arrays nor a sampler.
+    ValueError: the sampler's ``batch_size`` differs from ``batch_size``.
+  """
+  if isinstance(train, BatchSampler):
     if train.batch_size != batch_size:
       raise ValueError(f"The training sampler draws batches of {train.batch_size} but "
                        f"batch_size={batch_size}; make them agree.")
-    return train.reseeded(seed) if hasattr(train, "reseeded") else train
+    return train.reseeded(seed)
+  is_data = isinstance(train, Mapping) or (hasattr(train, "x") and hasattr(train, "y"))
+  if not is_data and any(hasattr(train, m) for m in _SAMPLER_MEMBERS):
+    missing = [m for m in _SAMPLER_MEMBERS if not hasattr(train, m)]
+    raise TypeError(f"train ({type(train).__name__}) looks like a batch sampler but lacks "
+                    f"{', '.join(missing)}: a dlf_jax.contracts.BatchSampler needs batch_size, "
+                    "segment(start, count) and reseeded(seed).")
   return SegmentSampler(_as_arrays(train, "train", student), batch_size, seed=seed)
 
 
@@ -224,7 +296,9 @@ def _as_arrays(data, name: str, student: Optional[Student] = None) -> dict:
     arrays = {"x": data.x, "y": data.y}
   else:
     raise TypeError(f"{name} must be a dict of arrays (e.g. {{'x': ..., 'y': ...}}) or an "
-                    f"object with .x and .y; got {type(data).__name__}.")
+                    f"object with .x and .y"
+                    + (" or a dlf_jax.contracts.BatchSampler" if name == "train" else "")
+                    + f"; got {type(data).__name__}.")
   for k, v in arrays.items():
     v = np.asarray(v)
     if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
@@ -390,12 +464,13 @@ def _make_outer_step(tx: optax.GradientTransformation, maximize: bool):
 
 
 def _warm_start(plan: _TeachPlan, sampler, episode: int) -> StudentState:
-  """Episode ``episode``'s fresh student, pre-trained with cross-entropy (``pretrain_steps``)."""
+  """Episode ``episode``'s fresh student after the schedule's :class:`WarmStart`
+  (``pretrain_steps`` of cross-entropy), run in scans of ``T`` steps."""
   first = sampler.segment(0, 1)
   state = parallel.replicate(
       plan.student.init(jax.random.fold_in(plan.rng, 1000 + episode),
                         {k: v[0] for k, v in first.items()}), plan.mesh)
-  pretrain, unroll_steps = plan.schedule.pretrain_steps, plan.schedule.unroll_steps
+  pretrain, unroll_steps = plan.schedule.warm_start.steps, plan.schedule.unroll_steps
   for done in range(0, pretrain, unroll_steps):   # in chunks: bounded memory
     count = min(unroll_steps, pretrain - done)
     state, m = plan.fns["pretrain"](
@@ -500,12 +575,13 @@ def _teach_update(plan: _TeachPlan, state: TeachState) -> tuple[TeachState, dict
   return state, record
 
 
-def _teach_fns(student: Student, teacher: Teacher, measure: measures.Measure, tx) -> dict:
+def _teach_fns(student: Student, teacher: Teacher, measure: measures.Measure, tx,
+               warm_start: WarmStart) -> dict:
   """The compiled functions of one :func:`teach` call besides the estimator's (cached ones
   where they can be)."""
   return {
       "eval": _eval_fn(student),
-      "pretrain": _unroll_fn(student, losses.CrossEntropyLoss()),
+      "pretrain": _unroll_fn(student, warm_start.loss),
       "phi": _phi_stats_fn(teacher),
       "outer_step": _make_outer_step(tx, measure.maximize),
   }
@@ -534,15 +610,15 @@ def teach(student: Student, teacher: Teacher, train, dev, *,
     student: the :class:`~dlf_jax.student.Student` (model + optimizer).
     teacher: a :class:`~dlf_jax.teacher.Teacher`.
     train: training data, ``{'x': [N, ...], 'y': int [N]}`` (or an object
-      with ``.x`` / ``.y``), or a batch sampler with ``batch_size``,
-      ``segment(start, count) -> [count, B, ...]`` and optionally
-      ``reseeded(seed)`` (e.g. :class:`dlf_jax.data.BucketSampler`; episode
+      with ``.x`` / ``.y``), or a :class:`~dlf_jax.contracts.BatchSampler`
+      (``batch_size``, ``segment(start, count) -> [count, B, ...]``,
+      ``reseeded(seed)``; e.g. :class:`dlf_jax.data.BucketSampler`; episode
       ``e`` uses ``reseeded(seed * 1000003 + e)``).
     dev: dev data, same form; its smoothed measure is the teacher's reward.
     measure: M~ (default :class:`~dlf_jax.measures.ExpectedAccuracy`).
     teacher_optimizer: optax transformation for theta (default Adam 1e-3).
     schedule: a :class:`Schedule`: mode, ``T``, episodes, segments per
-      episode, warm start, student batch size.
+      episode, warm start (:attr:`Schedule.warm_start`), student batch size.
     estimator: how each segment's hypergradient is computed, a
       :class:`~dlf_jax.contracts.HypergradEstimator`:
       :class:`~dlf_jax.estimators.ReverseMode` (default; Eqns. 3-5),
@@ -563,7 +639,8 @@ def teach(student: Student, teacher: Teacher, train, dev, *,
       count.
 
   Returns:
-    :class:`TeachResult` with the learned ``theta`` and a history of dicts
+    :class:`TeachResult` with the learned ``theta``, the ``schedule`` (whose
+    ``warm_start`` :func:`train_student` takes) and a history of dicts
     (``update, episode, segment, student_step, estimator, dev_measure,
     dev_accuracy, train_loss, train_cross_entropy, hypergrad_norm,
     w_diag_mean, w_offdiag_mean, b_mean, seconds, warm_start_seconds``;
@@ -573,7 +650,8 @@ def teach(student: Student, teacher: Teacher, train, dev, *,
 
   Raises:
     TypeError: ``estimator`` is not a :class:`~dlf_jax.contracts.HypergradEstimator`
-      (e.g. a name: build it with :func:`dlf_jax.estimators.get`).
+      (e.g. a name: build it with :func:`dlf_jax.estimators.get`); ``train``
+      is neither arrays nor a :class:`~dlf_jax.contracts.BatchSampler`.
     ValueError: class-count mismatch, a teacher the estimator refuses (e.g.
       ``ForwardMode`` above ``max_params`` parameters), ``dev_sampling.sample_size``
       above the dev set, labels of ``train`` / ``dev`` outside ``[0, C)``
@@ -599,7 +677,7 @@ def teach(student: Student, teacher: Teacher, train, dev, *,
       mesh=mesh, estimator=estimator, schedule=schedule, segments=segments,
       dev_sampling=dev_sampling, dev=dev, full_dev_host=full_dev_host,
       full_dev=parallel.shard_batches(full_dev_host, mesh),
-      fns=_teach_fns(student, teacher, measure, tx))
+      fns=_teach_fns(student, teacher, measure, tx, schedule.warm_start))
   total_updates = schedule.num_episodes * segments
   history = []
   bar = _progress(total_updates, "teach", progress, initial=state.update)
@@ -610,14 +688,17 @@ def teach(student: Student, teacher: Teacher, train, dev, *,
             dev_acc=f"{record['dev_accuracy']:.4f}")
   if bar is not None:
     bar.close()
-  return TeachResult(theta=state.theta, history=history, state=state)
+  return TeachResult(theta=state.theta, history=history, state=state, schedule=schedule)
 
 
 def _check_train_args(student: Student, loss: LossProvider, theta, num_steps: int,
-                      eval_every: int) -> None:
+                      eval_every: int, warm_start: Optional[WarmStart]) -> None:
   """The argument checks of :func:`train_student`."""
   if num_steps <= 0 or eval_every <= 0:
     raise ValueError(f"num_steps and eval_every must be >= 1; got {num_steps}, {eval_every}.")
+  if warm_start is not None and not isinstance(warm_start, WarmStart):
+    raise TypeError(f"warm_start must be a dlf_jax.WarmStart (e.g. WarmStart(steps=500), or "
+                    f"the teach result's schedule.warm_start) or None, got {warm_start!r}.")
   if loss.needs_theta and theta is None:
     raise ValueError("train_student with a Teacher needs its frozen parameters: theta=...")
   if loss.num_classes is not None:
@@ -631,7 +712,7 @@ def _run_steps(run_fn, theta, state: StudentState, sampler, stop: int, mesh):
   ``segment_steps`` when it has one (a length-bucketed sampler asks for scans
   of its block size, one padded width each).
   """
-  piece = getattr(sampler, "segment_steps", stop - int(state.step))
+  piece = getattr(sampler, "segment_steps", None) or stop - int(state.step)
   parts = []
   while int(state.step) < stop:
     at = int(state.step)
@@ -658,19 +739,28 @@ def _train_record(state: StudentState, metrics: unroll_lib.StepMetrics, phi_stat
 def train_student(student: Student, loss: LossProvider, train, *, theta: Any = None,
                   num_steps: int = 1000, batch_size: int = 128, seed: int = 0,
                   eval_every: int = 100, dev=None, test=None, eval_batch_size: int = 1000,
+                  warm_start: Optional[WarmStart] = None,
                   init_state: Optional[StudentState] = None,
                   callback: Optional[Callable[[StudentState, dict], None]] = None,
                   progress: bool = True, desc: str = "student",
                   mesh: Optional[Mesh] = None) -> TrainResult:
   """Trains a fresh student for ``num_steps`` with a frozen teacher or a fixed loss.
 
+  With ``warm_start``, the first ``warm_start.steps`` steps train with its
+  fixed loss (cross-entropy) and the rest with ``loss``: the recipe of a taught
+  student, ``warm_start=result.schedule.warm_start`` of :func:`teach`'s result
+  (the warm start its students had). The run is one sequence of steps, batches
+  and evaluations: the warm start ends with an evaluation and the teacher's
+  steps continue from it (``eval_every`` counts from step 0).
+
   Args:
     student: the :class:`~dlf_jax.student.Student`.
     loss: a :class:`~dlf_jax.teacher.Teacher` (then ``theta`` is required) or
       a fixed loss of :mod:`dlf_jax.losses` (e.g. :class:`~dlf_jax.losses.CrossEntropyLoss`).
-    train: training data ``{'x', 'y'}`` (or ``.x`` / ``.y``), or a batch
-      sampler as in :func:`teach` (``reseeded(seed)`` if it has it; scans are
-      cut at multiples of its ``segment_steps``).
+    train: training data ``{'x', 'y'}`` (or ``.x`` / ``.y``), or a
+      :class:`~dlf_jax.contracts.BatchSampler` as in :func:`teach` (used as
+      ``reseeded(seed)``; scans are cut at multiples of its ``segment_steps``
+      when it has one).
     theta: the frozen teacher's parameters.
     num_steps: total student steps (match ``teacher.total_steps``, which
       normalises the progress feature).
@@ -681,7 +771,10 @@ def train_student(student: Student, loss: LossProvider, train, *, theta: Any = N
     dev, test: optional evaluation data; dev accuracy feeds the teacher's
       ``dev_acc`` state feature.
     eval_batch_size: evaluation batch size.
-    init_state: resume from this carry (its ``step`` says where).
+    warm_start: a :class:`WarmStart` (None: ``loss`` from step 0); its
+      ``steps`` are clipped to ``num_steps``.
+    init_state: resume from this carry (its ``step`` says where; a carry past
+      the warm start continues with ``loss``).
     callback: ``callback(state, record)`` after every evaluation.
     progress: show a progress bar; desc: its label.
     mesh: data parallelism, as in :func:`teach` (batch sizes must be multiples
@@ -696,25 +789,44 @@ def train_student(student: Student, loss: LossProvider, train, *, theta: Any = N
   Raises:
     ValueError: bad sizes, missing theta, class-count mismatch, labels of a
       split outside ``[0, C)`` (names the split and the value).
+    TypeError: ``warm_start`` is not a :class:`WarmStart`; ``train`` is
+      neither arrays nor a :class:`~dlf_jax.contracts.BatchSampler` (names
+      the sampler members it lacks).
     FloatingPointError: NaN/inf in training (names the step).
   """
-  _check_train_args(student, loss, theta, num_steps, eval_every)
+  _check_train_args(student, loss, theta, num_steps, eval_every, warm_start)
   sampler = _sampler(train, batch_size, seed, student)
   evals = {name: parallel.shard_batches(make_eval_batches(_as_arrays(d, name, student),
                                                           eval_batch_size), mesh)
            for name, d in (("dev", dev), ("test", test)) if d is not None}
-  run_fn, eval_fn, phi_fn = _unroll_fn(student, loss), _eval_fn(student), _phi_stats_fn(loss)
   state = init_state
   if state is None:
     first = sampler.segment(0, 1)
     state = student.init(jax.random.PRNGKey(seed), {k: v[0] for k, v in first.items()})
-  state, theta = parallel.replicate(state, mesh), parallel.replicate(theta, mesh)
+  warm = min(warm_start.steps, num_steps) if warm_start is not None else 0
+  stages = ([(warm_start.loss, None, warm)] if warm else []) + [(loss, theta, num_steps)]
   history = []
   bar = _progress(num_steps, desc, progress, initial=int(state.step))
-  while int(state.step) < num_steps:
+  for stage_loss, stage_theta, stop in stages:
+    if int(state.step) < stop:
+      state = _train_stage(student, stage_loss, stage_theta, state, sampler, stop, eval_every,
+                           evals, mesh, history, callback, bar)
+  if bar is not None:
+    bar.close()
+  return TrainResult(state=state, history=history)
+
+
+def _train_stage(student: Student, loss: LossProvider, theta, state: StudentState, sampler,
+                 stop: int, eval_every: int, evals: dict, mesh: Optional[Mesh], history: list,
+                 callback, bar) -> StudentState:
+  """Trains ``state`` with one loss up to step ``stop``, evaluating at every multiple of
+  ``eval_every`` and at ``stop``; appends the records to ``history``."""
+  run_fn, eval_fn, phi_fn = _unroll_fn(student, loss), _eval_fn(student), _phi_stats_fn(loss)
+  state, theta = parallel.replicate(state, mesh), parallel.replicate(theta, mesh)
+  while int(state.step) < stop:
     t0 = time.time()
     start = int(state.step)
-    count = min(eval_every - start % eval_every, num_steps - start)
+    count = min(eval_every - start % eval_every, stop - start)
     phi_stats = _host(phi_fn(theta, state))
     state, metrics = _run_steps(run_fn, theta, state, sampler, start + count, mesh)
     record = _train_record(state, metrics, phi_stats, eval_fn, evals)
@@ -724,6 +836,4 @@ def train_student(student: Student, loss: LossProvider, train, *, theta: Any = N
     history.append(record)
     _report(callback, bar, state, record, count, loss=f"{record['train_loss']:.4f}",
             **{k: f"{record[k]:.4f}" for k in ("dev_accuracy", "test_accuracy") if k in record})
-  if bar is not None:
-    bar.close()
-  return TrainResult(state=state, history=history)
+  return state

@@ -170,23 +170,21 @@ class Runner:
     reporting.write_json(path, out)
     return out
 
-  def student_run(self, tag: str, seed: int, loss, theta=None, *, warm: int = 0,
-          config=None, read_test: bool = True) -> dict:
-    """One fresh student; val error always, test error only if ``read_test``."""
+  def student_run(self, tag: str, seed: int, loss, theta=None, *,
+          warm_start: Optional[dlf_jax.WarmStart] = None, config=None,
+          read_test: bool = True) -> dict:
+    """One fresh student (after ``warm_start``, a taught student's
+    :class:`~dlf_jax.WarmStart`); val error always, test error only if ``read_test``."""
     config = config or self.config
     s = config.student
 
     def fn():
       t0 = time.time()
-      stages = ([(builders.build_baseline(config, "cross_entropy"), None, warm)] if warm
-            else []) + [(loss, theta, s.num_steps)]
-      state = None
-      for stage_loss, stage_theta, end in stages:
-        state = dlf_jax.train_student(
-          self.student, stage_loss, self.splits["train"], theta=stage_theta,
-          num_steps=end, batch_size=s.batch_size, seed=seed,
-          eval_every=s.eval_every, dev=self.splits["dev"],
-          eval_batch_size=s.eval_batch_size, init_state=state, progress=False).state
+      state = dlf_jax.train_student(
+        self.student, loss, self.splits["train"], theta=theta, num_steps=s.num_steps,
+        batch_size=s.batch_size, seed=seed, eval_every=s.eval_every, dev=self.splits["dev"],
+        eval_batch_size=s.eval_batch_size, warm_start=warm_start,
+        progress=False).state
       out = {"tag": tag, "seed": seed, "seconds": time.time() - t0}
       names = ("val", "test") if read_test else ("val",)
       metric = splits_lib.headline_metric(config)
@@ -320,7 +318,7 @@ def _variant_row(runner: Runner, name: str, cfg, final_seeds: list) -> tuple[dic
   taught teacher (``teacher``, ``snapshots``, ...) with the chosen ``theta``."""
   description, _, options = VARIANTS[name]
   taught = runner.untaught(cfg) if options.get("untaught") else runner.teach(cfg)
-  warm = cfg.teach.pretrain_steps
+  warm_start = builders.build_teach_schedule(cfg).warm_start
   tag = f"{name}_{teaching_key(cfg)}"    # cached students belong to this row's config only
   chosen, selection = len(taught["snapshots"]) - 1, None
   metric = splits_lib.headline_metric(cfg)
@@ -330,7 +328,7 @@ def _variant_row(runner: Runner, name: str, cfg, final_seeds: list) -> tuple[dic
     selection = {}
     for i, theta in enumerate(taught["snapshots"]):
       errs = [runner.student_run(f"{tag}_cand{i}", s, taught["teacher"], theta,
-                                 warm=warm, config=cfg,
+                                 warm_start=warm_start, config=cfg,
                                  read_test=False)[reporting.error_key("val", metric)]
               for s in runner.tune_seeds]
       selection[taught["updates"][i]] = float(np.mean(errs))
@@ -338,7 +336,7 @@ def _variant_row(runner: Runner, name: str, cfg, final_seeds: list) -> tuple[dic
     chosen = int(np.argmin(np.round(list(selection.values()), 6)))
   theta = taught["snapshots"][chosen]
   results = [runner.student_run(f"{tag}_u{taught['updates'][chosen]}", s,
-                                taught["teacher"], theta, warm=warm, config=cfg)
+                                taught["teacher"], theta, warm_start=warm_start, config=cfg)
              for s in final_seeds]
   extra = {"teach_seconds": taught["seconds"], "outer_steps": taught["updates"][-1],
            "selected_update": taught["updates"][chosen], "selection": selection,
@@ -418,16 +416,14 @@ def plot_teacher(runner: Runner, name: str, teacher, theta, config, workdir: str
     with open(path) as f:
       history = json.load(f)
   else:
-    history, state, s = [], None, config.student
-    warm = config.teach.pretrain_steps
+    history, s = [], config.student
     record = lambda st, r: history.append(phases.with_teacher_state(r, st))
-    for loss, th, end in [(builders.build_baseline(config, "cross_entropy"), None, warm),
-                          (teacher, theta, s.num_steps)]:
-      state = dlf_jax.train_student(
-          runner.student, loss, runner.splits["train"], theta=th, num_steps=end,
-          batch_size=s.batch_size, seed=config.seed, eval_every=s.eval_every,
-          dev=runner.splits["dev"], eval_batch_size=s.eval_batch_size, init_state=state,
-          progress=False, callback=record).state
+    dlf_jax.train_student(
+        runner.student, teacher, runner.splits["train"], theta=theta, num_steps=s.num_steps,
+        batch_size=s.batch_size, seed=config.seed, eval_every=s.eval_every,
+        dev=runner.splits["dev"], eval_batch_size=s.eval_batch_size,
+        warm_start=builders.build_teach_schedule(config).warm_start, progress=False,
+        callback=record)
     reporting.write_json(path, history)
   snaps = reporting.w_snapshots(teacher, theta, history, num=4,
                                 first_step=config.teach.pretrain_steps)

@@ -34,11 +34,11 @@ from dlf_jax.teaching import TeachState
 from experiments import reporting
 from experiments import splits
 from experiments.builders import (build_baseline, build_estimator, build_measure, build_mesh,
-                                  build_teach_args)
+                                  build_teach_args, build_teach_schedule)
 from experiments.workdir import Checkpoints, InputError, run_path
 
 __all__ = ["CheckpointHook", "SELECTION_SEEDS", "TEACHER_METHODS", "untaught_anchor",
-           "training_stages", "teach_state_template", "teach_phase",
+           "train_method_student", "teach_state_template", "teach_phase",
            "maybe_teach", "with_teacher_state", "student_phase", "student_phases",
            "pick_by_validation", "select_teacher", "choose_teacher"]
 
@@ -57,7 +57,7 @@ def untaught_anchor(config: ml_collections.ConfigDict, teacher: dlf_jax.Teacher)
 
 def _arrays(split):
   """An image :class:`~dlf_jax.data.Split` as ``{'x', 'y'}``; dicts and samplers pass through."""
-  if isinstance(split, dict) or hasattr(split, "segment"):
+  if isinstance(split, dict) or isinstance(split, dlf_jax.BatchSampler):
     return split
   return {"x": split.x, "y": split.y}
 
@@ -223,43 +223,50 @@ def maybe_teach(config: ml_collections.ConfigDict, data, student: dlf_jax.Studen
 # ---------------------------------------------------------------------- students
 
 
-def training_stages(config: ml_collections.ConfigDict, method: str,
-                    teacher: Optional[dlf_jax.Teacher] = None, theta: Any = None) -> list:
-  """``[(loss, theta, end step), ...]``: how a student of ``method`` is trained.
+def train_method_student(config: ml_collections.ConfigDict, data, student: dlf_jax.Student,
+                         method: str, seed: int, *, teacher: Optional[dlf_jax.Teacher] = None,
+                         theta: Any = None, desc: Optional[str] = None,
+                         init_state: Optional[dlf_jax.StudentState] = None,
+                         **kwargs) -> dlf_jax.StudentState:
+  """One student of ``method`` by :func:`dlf_jax.train_student`, from ``init_state`` (or fresh).
 
   A baseline trains with its fixed loss throughout. An ``l2t_dlf`` (or
-  ``l2t_dlf_anchor``) student is trained as the teacher was taught: cross-entropy
-  for the first ``config.teach.pretrain_steps`` steps (the warm start), the
-  frozen teacher ``theta`` after.
+  ``l2t_dlf_anchor``) student is trained as the teacher was taught: the teach
+  schedule's :class:`~dlf_jax.WarmStart` (cross-entropy for the first
+  ``config.teach.pretrain_steps`` steps), the frozen teacher ``theta`` after --
+  the library call of README's "From code" recipe.
+
+  Args:
+    config: the experiment config (``student`` section: steps, batch, evaluation).
+    data: the dataset (train; dev feeds the teacher's ``dev_acc``).
+    student: from :func:`~experiments.builders.build_student`.
+    method: a ``config.methods`` entry.
+    seed: the student's seed (init, batch order).
+    teacher, theta: the frozen teacher (:data:`TEACHER_METHODS` only).
+    desc: the progress bar's label (default ``'<method> seed <seed>'``).
+    init_state: resume from this carry.
+    **kwargs: more keyword arguments of :func:`dlf_jax.train_student` (``test``,
+      ``callback``).
+
+  Returns:
+    the trained :class:`~dlf_jax.StudentState`.
 
   Raises:
     ValueError: a method of :data:`TEACHER_METHODS` without ``teacher`` and ``theta``.
   """
   s = config.student
-  if method not in TEACHER_METHODS:
-    return [(build_baseline(config, method), None, s.num_steps)]
-  if teacher is None or theta is None:
-    raise ValueError(f"method {method!r} needs the frozen teacher and its theta.")
-  warm = min(config.teach.pretrain_steps, s.num_steps)
-  stages = [(build_baseline(config, "cross_entropy"), None, warm)] if warm else []
-  return stages + [(teacher, theta, s.num_steps)]
-
-
-def _train(config: ml_collections.ConfigDict, data, student: dlf_jax.Student, stages: list,
-           seed: int, desc: str, state: Optional[dlf_jax.StudentState] = None,
-           **kwargs) -> dlf_jax.StudentState:
-  """Runs the ``stages`` of :func:`training_stages` from ``state`` (stages it passed are
-  skipped); ``kwargs`` go to :func:`dlf_jax.train_student`."""
-  s = config.student
-  for loss, stage_theta, end in stages:
-    if state is not None and int(state.step) >= end:
-      continue
-    state = dlf_jax.train_student(
-        student, loss, _arrays(data.train), theta=stage_theta, num_steps=end,
-        batch_size=s.batch_size, seed=seed, eval_every=s.eval_every, dev=_arrays(data.dev),
-        eval_batch_size=s.eval_batch_size, init_state=state, progress=config.progress,
-        desc=desc, mesh=build_mesh(config), **kwargs).state
-  return state
+  if method in TEACHER_METHODS:
+    if teacher is None or theta is None:
+      raise ValueError(f"method {method!r} needs the frozen teacher and its theta.")
+    loss, warm_start = teacher, build_teach_schedule(config).warm_start
+  else:
+    loss, warm_start, theta = build_baseline(config, method), None, None
+  return dlf_jax.train_student(
+      student, loss, _arrays(data.train), theta=theta, num_steps=s.num_steps,
+      batch_size=s.batch_size, seed=seed, eval_every=s.eval_every, dev=_arrays(data.dev),
+      eval_batch_size=s.eval_batch_size, warm_start=warm_start, init_state=init_state,
+      progress=config.progress, desc=desc or f"{method} seed {seed}", mesh=build_mesh(config),
+      **kwargs).state
 
 
 def with_teacher_state(record: dict, state: dlf_jax.StudentState) -> dict:
@@ -282,8 +289,8 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
   """Trains one student (``method``, ``seed``), checkpointing at every evaluation.
 
   A finished run is read back from ``runs/<method>_seed<seed>.json``; an
-  unfinished one resumes from its latest checkpoint. The stages are those of
-  :func:`training_stages`.
+  unfinished one resumes from its latest checkpoint. The student is trained by
+  :func:`train_method_student` (for ``l2t_dlf``: the warm start, then the teacher).
 
   Args:
     config: the experiment config.
@@ -317,7 +324,8 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
     if metric != "accuracy" and reporting.error_key("test", metric) not in result:
       result.update(reporting.final_numbers(result["history"], metric))   # an older run file
     return result
-  stages = training_stages(config, method, teacher, theta)
+  if method in TEACHER_METHODS and (teacher is None or theta is None):
+    raise ValueError(f"method {method!r} needs the frozen teacher and its theta.")
   name = f"{tag}/seed_{seed}"
   session = _Session(workdir, (tag, f"seed_{seed}"), name, on_checkpoint)
 
@@ -328,8 +336,8 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
     state = session.restore(
         lambda meta: student.init(jax.random.PRNGKey(seed), _example_batch(data)))
     session.begin()
-    _train(config, data, student, stages, seed, f"{method} seed {seed}", state,
-           test=_arrays(data.test), callback=callback)
+    train_method_student(config, data, student, method, seed, teacher=teacher, theta=theta,
+                         init_state=state, test=_arrays(data.test), callback=callback)
     seconds = session.seconds()
   finally:
     session.close()
@@ -400,8 +408,8 @@ def select_teacher(config: ml_collections.ConfigDict, data, val, student: dlf_ja
   for name, theta in candidates.items():
     scores[name] = []
     for seed in SELECTION_SEEDS:
-      state = _train(config, data, student, training_stages(config, "l2t_dlf", teacher, theta),
-                     seed, f"select {name} seed {seed}")
+      state = train_method_student(config, data, student, "l2t_dlf", seed, teacher=teacher,
+                                   theta=theta, desc=f"select {name} seed {seed}")
       scores[name].append(jax.device_get(evaluate(state.params, state.model_state,
                                                   val_batches)))
   chosen, errors = pick_by_validation(scores, metric)

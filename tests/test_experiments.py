@@ -258,6 +258,39 @@ def test_quickstart_smoke_end_to_end(reference):
     assert (update["warm_start_seconds"] > 0) == (update["segment"] == 0), update
 
 
+def test_readme_recipe_trains_the_clis_student(tmp_path):
+  """README's "From code" (teach, then train_student after the result's warm start) and the
+  runner's phases train the same L2T-DLF student, bit for bit."""
+  import dlf_jax
+  import jax
+  import numpy as np
+  from experiments import builders, phases, splits
+  config = quickstart.get_config("smoke")
+  config.teach.num_episodes, config.teach.segments_per_episode = 1, 2
+  data, _ = splits.prepare(config, splits.load_data(config))
+  student = builders.build_student(config, data.num_classes)
+  teacher = builders.build_teacher(config, data.num_classes)
+  s, seed = config.student, config.seed
+  result = dlf_jax.teach(student, teacher, data.train, data.dev,
+                         measure=builders.build_measure(config),
+                         **builders.build_teach_args(config, student))
+  assert result.schedule.warm_start.steps == config.teach.pretrain_steps == 10
+  readme = dlf_jax.train_student(
+      student, teacher, data.train, theta=result.theta, warm_start=result.schedule.warm_start,
+      num_steps=s.num_steps, batch_size=s.batch_size, seed=seed, eval_every=s.eval_every,
+      dev=data.dev, test=data.test, eval_batch_size=s.eval_batch_size, progress=False)
+  cli = phases.train_method_student(config, data, student, "l2t_dlf", seed, teacher=teacher,
+                                    theta=result.theta)
+  leaves = lambda state: jax.tree_util.tree_leaves(state.params)
+  assert len(leaves(cli)) == len(leaves(readme.state)) > 0
+  assert all(np.array_equal(a, b) for a, b in zip(leaves(readme.state), leaves(cli)))
+  run = phases.student_phase(config, data, student, "l2t_dlf", seed, str(tmp_path),
+                             teacher=teacher, theta=result.theta)
+  drop = lambda r: {k: v for k, v in r.items() if k != "seconds" and not k.startswith("s_")}
+  assert [drop(r) for r in run["history"]] == [drop(r) for r in readme.history]
+  assert [r["step"] for r in readme.history] == [10, 20, 40, 60]
+
+
 @pytest.mark.parametrize("key, value, match", [
     ("model.depth", 21, r"config\.model\.depth=21.*6n\+2"),
 ])

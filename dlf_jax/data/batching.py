@@ -15,6 +15,9 @@ __all__ = ["SegmentSampler", "make_eval_batches"]
 class SegmentSampler:
   """Epoch-wise shuffled mini-batches, stacked into unroll segments ``[T, B, ...]``.
 
+  A :class:`~dlf_jax.contracts.BatchSampler` (scans of any length:
+  ``segment_steps`` is None).
+
   Epoch ``e`` uses the permutation ``np.random.default_rng([seed, e])``; the
   last incomplete batch of every epoch is dropped, so all batches have exactly
   ``batch_size`` examples (static shapes for ``jax.jit``).
@@ -29,6 +32,8 @@ class SegmentSampler:
     ValueError: if the arrays disagree on ``N``, are empty, or ``B`` is not in
       ``[1, N]``.
   """
+
+  segment_steps = None   # no preferred scan length
 
   def __init__(self, arrays: Mapping[str, np.ndarray], batch_size: int, seed: int = 0):
     if not arrays:
@@ -47,6 +52,12 @@ class SegmentSampler:
     self.num_examples = n
     self.batches_per_epoch = n // batch_size
     self._perm_cache: dict[int, np.ndarray] = {}
+
+  def reseeded(self, seed: int) -> "SegmentSampler":
+    """The same sampler with another shuffling seed (shares the arrays)."""
+    other = object.__new__(SegmentSampler)
+    other.__dict__.update(self.__dict__, seed=int(seed), _perm_cache={})
+    return other
 
   def _perm(self, epoch: int) -> np.ndarray:
     if epoch not in self._perm_cache:

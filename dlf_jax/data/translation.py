@@ -355,6 +355,8 @@ def encode_corpus(tokenizer: SubwordTokenizer, text: ParallelText, *, max_src_le
 class BucketSampler:
   """Length-bucketed training batches of ``B`` sentence pairs, stacked into segments.
 
+  A :class:`~dlf_jax.contracts.BatchSampler` whose ``segment_steps`` is ``block``.
+
   Epoch ``e`` (seeded by ``(seed, e)``) sorts all pairs by length (random
   tie-breaks), cuts them into batches of ``B`` similar-length pairs, groups
   ``block`` consecutive batches into a *block* and shuffles the blocks (and the
