@@ -47,7 +47,8 @@ Memory = Literal["store_all", "checkpointed"]
 # Teaching schedule of :func:`dlf_jax.teach`.
 Mode = Literal["episodes", "online"]
 # Structure of W in Eqn. (2): the keys of dlf_jax.losses.FORMS (checked there at import).
-Parameterisation = Literal["full", "diagonal", "low_rank", "soft_target"]
+Parameterisation = Literal["full", "diagonal", "low_rank", "soft_target",
+                           "weighted_soft_target", "forward_correction", "logit_adjustment"]
 # What wraps the bilinear score of Eqn. (2): the paper's sigmoid or the identity (the
 # keys of dlf_jax.losses.core.LINK_FUNCTIONS, checked there at import).
 Link = Literal["sigmoid", "identity"]

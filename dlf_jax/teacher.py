@@ -107,8 +107,9 @@ class AttentionTeacher(nn.Module):
   Attributes:
     num_classes: ``C``.
     num_matrices: ``K``, the size of the bank.
-    parameterisation: a key of :data:`dlf_jax.losses.FORMS` (``full`` | ``diagonal``
-      | ``low_rank`` | ``soft_target``).
+    parameterisation: a key of :data:`dlf_jax.losses.FORMS` (``full``, ``diagonal``,
+      ``low_rank``, ``soft_target``, ``weighted_soft_target``, ``forward_correction``,
+      ``logit_adjustment``).
     rank: ``r`` per bank entry (``low_rank``).
     per_class_bias: bias ``[C]`` (else scalar).
     init_scale: std of the non-zero perturbation around the anchor and of the
@@ -154,10 +155,11 @@ class MLPTeacher(nn.Module):
   """``W_t = W_0 + Delta W(s_t)``, ``b_t = b_0 + Delta b(s_t)`` with a small MLP.
 
   ``W_0`` starts at the anchor (+ perturbation); the MLP's output layer is
-  initialised small but non-zero. For ``low_rank`` the MLP drives the diagonal
-  and the bias, ``U, V`` are learned static factors; for ``soft_target`` it
-  drives the smoothing logits ``e_y`` and the bias, the soft-target logits are
-  learned static parameters.
+  initialised small but non-zero. The MLP drives the form's first raw parameter
+  (:meth:`~dlf_jax.losses.LossForm.raw_params`) and the bias; the others are
+  learned static parameters: for ``low_rank`` it drives the diagonal (``U, V``
+  static), for ``soft_target`` the smoothing logits ``e_y`` (the soft-target
+  logits static; for ``weighted_soft_target`` the class-weight logits too).
 
   Attributes: as :class:`AttentionTeacher` (``hidden``: the MLP's width).
 

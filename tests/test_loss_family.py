@@ -130,7 +130,9 @@ def _identity_problem(parameterisation, features=teacher_lib.STATE_FEATURES):
 
 @pytest.mark.parametrize("parameterisation,link", [
     ("full", "identity"), ("diagonal", "identity"), ("low_rank", "identity"),
-    ("soft_target", "identity"), ("soft_target", "sigmoid")])
+    ("soft_target", "identity"), ("soft_target", "sigmoid"),
+    ("weighted_soft_target", "identity"), ("forward_correction", "identity"),
+    ("logit_adjustment", "identity")])
 def test_loss_family_hypergradient_matches_autodiff(x64, parameterisation, link):
   p = _identity_problem(parameterisation)
   if link == "sigmoid":
@@ -149,7 +151,9 @@ def test_loss_family_hypergradient_matches_autodiff(x64, parameterisation, link)
 
 @pytest.mark.parametrize("parameterisation,link", [
     ("full", "identity"), ("diagonal", "identity"), ("low_rank", "identity"),
-    ("soft_target", "identity"), ("soft_target", "sigmoid")])
+    ("soft_target", "identity"), ("soft_target", "sigmoid"),
+    ("weighted_soft_target", "identity"), ("forward_correction", "identity"),
+    ("logit_adjustment", "identity")])
 def test_loss_family_finite_differences(x64, parameterisation, link):
   p = _identity_problem(parameterisation, features=("progress", "dev_acc"))
   if link == "sigmoid":
@@ -173,6 +177,121 @@ def test_loss_family_finite_differences(x64, parameterisation, link):
     fd = float(value(theta_flat + e) - value(theta_flat - e)) / (2 * h)
     assert abs(g[i]) > 1e-7
     assert abs(fd - g[i]) / abs(g[i]) <= 1e-5, (i, fd, g[i])
+
+
+# ----------------------------------------------------------------------------- noisy labels
+
+
+def _np_log_softmax(z):
+  z = np.asarray(z, np.float64)
+  z = z - z.max(-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+@pytest.mark.parametrize("name", ["weighted_soft_target", "forward_correction",
+                                  "logit_adjustment"])
+def test_noisy_label_forms_are_cross_entropy_at_their_anchor(x64, rng, name):
+  logits, labels = _logits_labels(rng)
+  mask = jnp.asarray([1, 1, 0, 1, 1, 1, 0], jnp.float64)
+  phi = losses.anchor_loss_params(C, "cross_entropy", parameterisation=name, dtype=jnp.float64)
+  assert type(phi) is losses.FORMS[name]
+  np.testing.assert_allclose(losses.parametric_loss(phi, logits, labels, mask),
+                             losses.cross_entropy(logits, labels, mask), rtol=1e-14)
+  g = jax.grad(lambda lg: losses.parametric_loss(phi, lg, labels, mask))(logits)
+  np.testing.assert_allclose(g, jax.grad(lambda lg: losses.cross_entropy(lg, labels, mask))(
+      logits), rtol=1e-12, atol=1e-15)
+
+
+def test_noisy_label_forms_known_values(x64, rng):
+  logits, labels = _logits_labels(rng)
+  log_p, y = _np_log_softmax(logits), np.asarray(labels)
+  n = np.arange(len(y))
+  # Per-class weights on a soft-target W: c_y times the soft-target loss.
+  eps, cw = rng.uniform(0, 0.5, C), rng.uniform(0.5, 2.0, C)
+  weighted = losses.WeightedSoftTargetW(jnp.asarray(eps), jnp.zeros(C), class_weights=jnp.asarray(cw))
+  plain = -((1 - eps[y]) * log_p[n, y] + eps[y] * log_p.mean(-1))
+  np.testing.assert_allclose(losses.parametric_loss(weighted, logits, labels),
+                             (cw[y] * plain).mean(), rtol=1e-13)
+  # Forward correction: -log (p^T T)_y with a row-stochastic T.
+  t = np.exp(rng.normal(size=(C, C)))
+  t /= t.sum(1, keepdims=True)
+  fc = losses.ForwardCorrectionW.create(jnp.asarray(t))
+  np.testing.assert_allclose(losses.parametric_loss(fc, logits, labels),
+                             -np.log((np.exp(log_p) @ t)[n, y]).mean(), rtol=1e-13)
+  np.testing.assert_allclose(fc.dense(), t, rtol=1e-14)
+  # Logit adjustment: -log softmax(z + tau log pi)_y.
+  pi = rng.uniform(0.1, 1.0, C)
+  la = losses.LogitOffsetW.create(jnp.asarray(pi), tau=1.5)
+  adjusted = _np_log_softmax(np.asarray(logits) + 1.5 * np.log(pi / pi.sum()))
+  np.testing.assert_allclose(losses.parametric_loss(la, logits, labels),
+                             -adjusted[n, y].mean(), rtol=1e-13)
+
+
+def test_fixed_noisy_label_baselines_known_values(x64, rng):
+  from dlf_jax.student import StudentOutputs
+  logits, labels = _logits_labels(rng)
+  out = StudentOutputs(logits)
+  mask = jnp.asarray([1, 0, 1, 1, 1, 0, 1], jnp.float64)
+  log_p, y, m = _np_log_softmax(logits), np.asarray(labels), np.asarray(mask)
+  n = np.arange(len(y))
+  t = np.full((C, C), 0.05)
+  np.fill_diagonal(t, 1 - 0.05 * (C - 1))
+  fc = losses.ForwardCorrectionLoss(transition=t)
+  assert fc.num_classes == C and not fc.needs_theta and hash(fc) == hash(
+      losses.ForwardCorrectionLoss(transition=t.tolist()))
+  ref = -np.log((np.exp(log_p) @ t)[n, y])
+  np.testing.assert_allclose(fc.loss(None, out, labels, mask), (ref * m).sum() / m.sum(),
+                             rtol=1e-13)
+  pi = np.arange(1.0, C + 1)
+  la = losses.LogitAdjustedLoss(class_priors=pi, tau=1.0)
+  ref = -_np_log_softmax(np.asarray(logits) + np.log(pi / pi.sum()))[n, y]
+  np.testing.assert_allclose(la.loss(None, out, labels, mask), (ref * m).sum() / m.sum(),
+                             rtol=1e-13)
+  # Cui et al.: w_y = (1 - beta) / (1 - beta^n_y), mean 1. counts 1 and 2, beta 0.5: 1, 2/3.
+  np.testing.assert_allclose(losses.class_balanced_weights([1, 2], 0.5), [1.2, 0.8], rtol=1e-14)
+  np.testing.assert_allclose(losses.class_balanced_weights([3, 7, 9], 0.0), 1.0, rtol=1e-14)
+  counts = np.arange(2, 2 + C) ** 2
+  cb = losses.ClassBalancedLoss(class_counts=counts, beta=0.9)
+  w = (0.1 / (1 - 0.9 ** counts))
+  w = w * C / w.sum()
+  np.testing.assert_allclose(cb.loss(None, out, labels, mask),
+                             (w[y] * -log_p[n, y] * m).sum() / m.sum(), rtol=1e-13)
+  for bad, match in [(lambda: losses.ForwardCorrectionLoss(transition=t + 0.1), "rows summing"),
+                     (lambda: losses.ForwardCorrectionLoss(transition=t[0]), "2 axes"),
+                     (lambda: losses.LogitAdjustedLoss(class_priors=-pi), "positive"),
+                     (lambda: losses.ClassBalancedLoss(class_counts=counts, beta=1.0),
+                      r"beta must be in \[0, 1\)"),
+                     (lambda: losses.ClassBalancedLoss(class_counts=[3, 0]), "positive counts")]:
+    with pytest.raises(ValueError, match=match):
+      bad()
+
+
+@pytest.mark.parametrize("kind", ["attention", "mlp"])
+@pytest.mark.parametrize("name", ["weighted_soft_target", "forward_correction"])
+def test_teacher_noisy_label_forms_stay_valid(kind, name):
+  """At the anchor: class weights ~ 1 / T ~ I; for any theta: weights positive with
+  mean 1 / T row-stochastic."""
+  cls = teacher_lib.AttentionTeacher if kind == "attention" else teacher_lib.MLPTeacher
+  teacher = teacher_lib.Teacher(cls(C, parameterisation=name, link="identity"), total_steps=10)
+  theta = teacher.init(jax.random.PRNGKey(0))
+  big = jax.tree.map(lambda a: 5.0 * jax.random.normal(jax.random.PRNGKey(2), a.shape), theta)
+  for th, anchor in ((theta, True), (big, False)):
+    phi = teacher.phi(th, jnp.ones(4))
+    if name == "weighted_soft_target":
+      cw = np.asarray(phi.class_weights)
+      assert (cw > 0).all() and abs(cw.mean() - 1) < 1e-5
+      assert not anchor or np.abs(cw - 1).max() < 0.05
+    else:
+      t = np.asarray(phi.dense())
+      assert (t >= 0).all()
+      np.testing.assert_allclose(t.sum(1), 1.0, rtol=1e-5)
+      assert not anchor or np.abs(t - np.eye(C)).max() < 0.05
+  if name == "forward_correction" and kind == "attention":   # seeded at a given T (GLC)
+    t = np.full((C, C), 0.1 / (C - 1))
+    np.fill_diagonal(t, 0.9)
+    raw = losses.ForwardCorrectionW.raw_from_transition(jnp.asarray(t, jnp.float32))
+    seeded = {**theta, "w_bank": jnp.broadcast_to(raw, theta["w_bank"].shape)}
+    np.testing.assert_allclose(teacher.phi(seeded, jnp.ones(4)).dense(), t, rtol=1e-5)
 
 
 def test_cross_entropy_measure(x64, rng):

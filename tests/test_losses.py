@@ -549,7 +549,7 @@ def test_form_registry_and_names():
   for name, cls in losses.FORMS.items():
     assert losses.form(name) is cls and cls.name == name and issubclass(cls, losses.LossForm)
   assert [n for n, f in losses.FORMS.items() if f.represents_label_smoothing] == [
-      "full", "soft_target"]
+      "full", "soft_target", "weighted_soft_target"]
 
 
 def test_form_shape_errors():

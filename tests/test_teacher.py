@@ -58,7 +58,10 @@ def test_phi_at_init_is_near_but_not_exactly_identity(kind, parameterisation):
     assert w.shape == (C, C)
     dev = np.abs(w - np.eye(C))
     assert dev.max() < 0.1, dev.max()                  # W ~ I ...
-    assert dev.max() > 1e-5, dev.max()                 # ... but not exactly I
+    if isinstance(phi, losses.LogitOffsetW):           # (its W is I: the offsets move)
+      assert 0 < np.abs(np.asarray(phi.delta)).max() < 0.1
+    else:
+      assert dev.max() > 1e-5, dev.max()               # ... but not exactly I
     b = np.asarray(phi.b)
     assert b.shape == (C,)
     assert 0 < np.abs(b).max() < 0.1
@@ -180,6 +183,14 @@ THETA_SHAPES = {
     ("mlp", "diagonal"): {"b0": (C,), "w0": (C,)},
     ("mlp", "low_rank"): {"b0": (C,), "w0": (C,), "u": (C, R), "v": (C, R)},
     ("mlp", "soft_target"): {"b0": (C,), "w0": (C,), "target0": (C, C)},
+    ("attention", "weighted_soft_target"): {"b_bank": (K, C), "eps_bank": (K, C),
+                                            "target_bank": (K, C, C), "weight_bank": (K, C)},
+    ("attention", "forward_correction"): {"b_bank": (K, C), "w_bank": (K, C, C)},
+    ("attention", "logit_adjustment"): {"b_bank": (K, C), "w_bank": (K, C)},
+    ("mlp", "weighted_soft_target"): {"b0": (C,), "w0": (C,), "target0": (C, C),
+                                      "weight0": (C,)},
+    ("mlp", "forward_correction"): {"b0": (C,), "w0": (C, C)},
+    ("mlp", "logit_adjustment"): {"b0": (C,), "w0": (C,)},
 }
 
 

@@ -15,21 +15,24 @@
 Every loss takes an optional ``mask`` (``1`` for real examples / tokens, ``0``
 for padding) and returns the masked mean over all leading axes.
 """
-from dlf_jax.losses.baselines import (BASELINES, CrossEntropyLoss, FixedLoss,
-                                      LabelSmoothingLoss, LargeMarginLoss,
+from dlf_jax.losses.baselines import (BASELINES, ClassBalancedLoss, CrossEntropyLoss, FixedLoss,
+                                      ForwardCorrectionLoss, LabelSmoothingLoss,
+                                      LargeMarginLoss, LogitAdjustedLoss, class_balanced_weights,
                                       SigmoidCrossEntropyLoss, baseline_loss, cross_entropy,
                                       label_smoothing, large_margin_logits,
                                       large_margin_softmax)
 from dlf_jax.losses.core import LINKS, apply_link, check_labels, masked_mean
 from dlf_jax.losses.family import (ANCHORS, CE_ANCHOR_EPS, EPS_MAX, FORMS, PARAMETERISATIONS,
-                                   TARGETS, DiagonalW, FullW, LossForm, LowRankW, RawParam,
-                                   SoftTargetW, TeacherSpec, anchor_loss_params,
+                                   TARGETS, DiagonalW, ForwardCorrectionW, FullW, LogitOffsetW,
+                                   LossForm, LowRankW, RawParam, SoftTargetW,
+                                   WeightedSoftTargetW, TeacherSpec, anchor_loss_params,
                                    bilinear_score, dense_w, form, identity_loss_params,
                                    parametric_loss, phi_statistics, soft_target_params)
 
 __all__ = [
     # Eqn. (2) and its forms
-    "LossForm", "FullW", "DiagonalW", "LowRankW", "SoftTargetW", "FORMS", "form",
+    "LossForm", "FullW", "DiagonalW", "LowRankW", "SoftTargetW", "WeightedSoftTargetW",
+    "ForwardCorrectionW", "LogitOffsetW", "FORMS", "form",
     "PARAMETERISATIONS", "LINKS", "TARGETS", "ANCHORS", "CE_ANCHOR_EPS", "EPS_MAX",
     "TeacherSpec", "RawParam", "parametric_loss", "identity_loss_params",
     "anchor_loss_params", "soft_target_params", "dense_w", "bilinear_score",
@@ -37,7 +40,8 @@ __all__ = [
     # baselines
     "cross_entropy", "label_smoothing", "large_margin_logits", "large_margin_softmax",
     "FixedLoss", "CrossEntropyLoss", "LabelSmoothingLoss", "LargeMarginLoss",
-    "SigmoidCrossEntropyLoss", "BASELINES", "baseline_loss",
+    "SigmoidCrossEntropyLoss", "BASELINES", "baseline_loss", "ForwardCorrectionLoss",
+    "LogitAdjustedLoss", "ClassBalancedLoss", "class_balanced_weights",
     # shared
     "masked_mean", "check_labels",
 ]

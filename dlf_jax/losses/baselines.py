@@ -19,16 +19,18 @@ from typing import Any, ClassVar, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
-from dlf_jax.losses.core import check_labels, masked_mean
-from dlf_jax.losses.family import FullW, parametric_loss
+from dlf_jax.losses.core import check_labels, label_log_prob, masked_mean
+from dlf_jax.losses.family import ForwardCorrectionW, FullW, LogitOffsetW, parametric_loss
 from dlf_jax.state_features import DEFAULT_EMA_DECAY
 
 __all__ = [
     "cross_entropy", "label_smoothing", "large_margin_logits", "large_margin_softmax",
     "FixedLoss", "CrossEntropyLoss", "LabelSmoothingLoss", "LargeMarginLoss",
-    "SigmoidCrossEntropyLoss", "BASELINES", "baseline_loss",
+    "SigmoidCrossEntropyLoss", "BASELINES", "baseline_loss", "ForwardCorrectionLoss",
+    "LogitAdjustedLoss", "ClassBalancedLoss", "class_balanced_weights",
 ]
 
 
@@ -263,8 +265,143 @@ class LargeMarginLoss(FixedLoss):
                                 self.margin, beta, mask)
 
 
+def _static(values, name: str, ndim: int) -> tuple:
+  """``values`` as nested tuples of floats (hashable, static), checked to have ``ndim``."""
+  arr = np.asarray(values, np.float64)
+  if arr.ndim != ndim or arr.size == 0:
+    raise ValueError(f"{name} must be a non-empty array with {ndim} axes, got shape "
+                     f"{arr.shape}.")
+  return tuple(map(tuple, arr.tolist())) if ndim == 2 else tuple(arr.tolist())
+
+
+@struct.dataclass
+class _DataFixedLoss(FixedLoss):
+  """A fixed loss built from the training data's statistics: it knows ``C``."""
+
+  @property
+  def num_classes(self) -> int:
+    raise NotImplementedError
+
+
+@struct.dataclass
+class ForwardCorrectionLoss(_DataFixedLoss):
+  """Forward correction with a given ``T``: ``-log((p^T T)_y)`` (Patrini et al., CVPR 2017).
+
+  Attributes:
+    transition: ``[C, C]`` row-stochastic, ``T[i, j] = P(observed j | true i)``
+      (the noise model, or GLC's estimate from trusted data; Hendrycks et al. 2018).
+
+  Raises:
+    ValueError: ``T`` not square, negative, or with rows not summing to 1.
+  """
+  transition: tuple = struct.field(pytree_node=False, default=())
+
+  def __post_init__(self):
+    object.__setattr__(self, "transition", _static(self.transition, "transition", 2))
+    ForwardCorrectionW.create(np.asarray(self.transition))          # the checks
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.transition)
+
+  def loss(self, phi, outputs, labels, mask=None):
+    del phi
+    t = jnp.asarray(self.transition, outputs.logits.dtype)
+    return parametric_loss(ForwardCorrectionW.create(t), outputs.logits, labels, mask)
+
+
+@struct.dataclass
+class LogitAdjustedLoss(_DataFixedLoss):
+  """Logit adjustment: ``-log softmax(z + tau log pi)_y`` (Menon et al., ICLR 2021).
+
+  Attributes:
+    class_priors: ``[C]``, positive (normalised here): the training label frequencies.
+    tau: the temperature (1 in the paper).
+
+  Raises:
+    ValueError: priors not a positive ``[C]`` vector.
+  """
+  class_priors: tuple = struct.field(pytree_node=False, default=())
+  tau: float = struct.field(pytree_node=False, default=1.0)
+
+  def __post_init__(self):
+    object.__setattr__(self, "class_priors", _static(self.class_priors, "class_priors", 1))
+    LogitOffsetW.create(np.asarray(self.class_priors), self.tau)   # the checks
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_priors)
+
+  def loss(self, phi, outputs, labels, mask=None):
+    del phi
+    pi = jnp.asarray(self.class_priors, outputs.logits.dtype)
+    return parametric_loss(LogitOffsetW.create(pi, self.tau), outputs.logits, labels, mask)
+
+
+def class_balanced_weights(class_counts, beta: float) -> np.ndarray:
+  """Cui et al.'s weights ``w_y = (1 - beta) / (1 - beta^{n_y})``, scaled to mean 1.
+
+  Args:
+    class_counts: ``[C]`` positive training counts ``n_y``.
+    beta: in ``[0, 1)`` (0: every weight 1; towards 1: inverse frequency).
+
+  Returns:
+    float64 ``[C]``.
+
+  Raises:
+    ValueError: ``beta`` outside ``[0, 1)`` or a count ``<= 0``.
+
+  References:
+    Cui, Jia, Lin, Song, Belongie, "Class-Balanced Loss Based on Effective Number of
+    Samples", CVPR 2019, Eqn. (5)-(6).
+  """
+  counts = np.asarray(class_counts, np.float64)
+  if not 0.0 <= beta < 1.0:
+    raise ValueError(f"beta must be in [0, 1), got {beta}.")
+  if counts.ndim != 1 or (counts <= 0).any():
+    raise ValueError(f"class_counts must be a [C] vector of positive counts, got "
+                     f"{counts.tolist()}.")
+  weights = (1.0 - beta) / (1.0 - beta ** counts)
+  return weights * len(counts) / weights.sum()
+
+
+@struct.dataclass
+class ClassBalancedLoss(_DataFixedLoss):
+  """Class-balanced cross-entropy: ``w_y (-log p_y)`` with :func:`class_balanced_weights`.
+
+  The masked mean of the weighted per-example losses (weights of mean 1 over the
+  classes), as Cui et al.'s code.
+
+  Attributes:
+    class_counts: ``[C]`` positive training counts.
+    beta: in ``[0, 1)``.
+
+  Raises:
+    ValueError: bad counts or ``beta``.
+  """
+  class_counts: tuple = struct.field(pytree_node=False, default=())
+  beta: float = struct.field(pytree_node=False, default=0.999)
+
+  def __post_init__(self):
+    object.__setattr__(self, "class_counts", _static(self.class_counts, "class_counts", 1))
+    class_balanced_weights(self.class_counts, self.beta)            # the checks
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_counts)
+
+  def loss(self, phi, outputs, labels, mask=None):
+    del phi
+    logits = outputs.logits
+    check_labels(logits, labels, mask)
+    weights = jnp.asarray(class_balanced_weights(self.class_counts, self.beta), logits.dtype)
+    nll = -label_log_prob(jax.nn.log_softmax(logits, axis=-1), labels)
+    return masked_mean(jnp.take(weights, labels) * nll, mask)
+
+
 # The baselines by name (configs' ``methods``). A new baseline is one FixedLoss subclass
-# and one entry here.
+# and one entry here. The losses built from training-data statistics (forward correction,
+# logit adjustment, class-balanced) are not listed: they need T, priors or counts.
 BASELINES: dict[str, type[FixedLoss]] = {
     cls.name: cls for cls in (CrossEntropyLoss, LabelSmoothingLoss, LargeMarginLoss,
                               SigmoidCrossEntropyLoss)}

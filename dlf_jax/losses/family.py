@@ -26,6 +26,19 @@ Each form of ``W`` is one class here (a pytree ``phi``) and one entry of
   negative entry, so the student cannot lower the loss by pushing a wrong class
   to ``p -> 0``.
 
+The forms that contain the known noisy-label / class-imbalance fixes (PAPER.md
+Sec. 7), each exactly cross-entropy at its anchor (identity link):
+
+* :class:`WeightedSoftTargetW` (``weighted_soft_target``): a soft-target ``W`` with
+  per-class loss weights ``c_y`` (class-balanced reweighting, Cui et al. 2019);
+  a teacher outputs ``c = C softmax(.)``, positive with mean 1;
+* :class:`ForwardCorrectionW` (``forward_correction``): ``-log((p^T T)_y)`` with
+  ``T`` row-stochastic (Patrini et al. 2017); a teacher outputs the row-softmax
+  of learned logits, started at ``T ~ I``, or seeded at a given ``T``;
+* :class:`LogitOffsetW` (``logit_adjustment``): ``-log softmax(z + delta)_y``
+  (Menon et al. 2021); ``delta = 0`` is cross-entropy, ``tau log pi`` logit
+  adjustment.
+
 The **link** (:data:`~dlf_jax.losses.core.LINKS`) wraps the score: ``sigmoid``
 or ``identity``, ``L = -log(p)^T W e_y + b_y``. With the identity link ``W = I``
 is exactly cross-entropy, a soft-target ``W`` with uniform ``q`` is exactly label
@@ -53,13 +66,15 @@ from typing import Any, Callable, ClassVar, NamedTuple, Optional, get_args
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from dlf_jax.contracts import Parameterisation
 from dlf_jax.losses import core
 
 __all__ = [
-    "LossForm", "FullW", "DiagonalW", "LowRankW", "SoftTargetW", "FORMS", "PARAMETERISATIONS",
+    "LossForm", "FullW", "DiagonalW", "LowRankW", "SoftTargetW", "WeightedSoftTargetW",
+    "ForwardCorrectionW", "LogitOffsetW", "FORMS", "PARAMETERISATIONS",
     "TARGETS", "ANCHORS", "CE_ANCHOR_EPS", "EPS_MAX", "TeacherSpec", "RawParam", "form",
     "parametric_loss", "identity_loss_params", "anchor_loss_params", "soft_target_params",
     "dense_w", "bilinear_score", "phi_statistics",
@@ -606,11 +621,267 @@ class SoftTargetW(LossForm):
     return cls(EPS_MAX * jax.nn.sigmoid(raw["w"]), b, q=q, link=link)
 
 
+@struct.dataclass
+class WeightedSoftTargetW(SoftTargetW):
+  """A soft-target ``W`` with per-class weights: ``L = c_y link(-log(p)^T W e_y + b_y)``.
+
+  Class-balanced reweighting (Cui et al., CVPR 2019) learned by the teacher: a
+  teacher outputs ``c = C softmax(raw)`` (positive, mean 1); ``c = 1`` (the anchor)
+  is :class:`SoftTargetW`, so with ``eps = 0`` and the identity link it is exactly
+  cross-entropy.
+
+  Attributes:
+    eps, b, q, link: as :class:`SoftTargetW`.
+    class_weights: float ``[C]``, positive (mean 1 from a teacher); ``None`` = 1.
+  """
+  class_weights: Optional[jax.Array] = None
+
+  name: ClassVar[str] = "weighted_soft_target"
+
+  def check(self, c: int) -> None:
+    super().check(c)
+    if self.class_weights is not None and self.class_weights.shape != (c,):
+      raise ValueError(f"The class weights must be [C] = [{c}], got shape "
+                       f"{tuple(self.class_weights.shape)}.")
+
+  def per_example(self, logits, labels):
+    value = super().per_example(logits, labels)
+    if self.class_weights is None:
+      return value
+    return jnp.take(self.class_weights, labels) * value
+
+  def statistics(self, max_dense: int = 1024) -> dict:
+    out = super().statistics(max_dense)
+    if self.class_weights is not None:
+      out["class_weight_min"] = jnp.min(self.class_weights)
+      out["class_weight_max"] = jnp.max(self.class_weights)
+    return out
+
+  @classmethod
+  def raw_params(cls, spec):
+    c, scale = spec.num_classes, spec.init_scale
+    return super().raw_params(spec) + (
+        RawParam("weights", (c,), jax.nn.initializers.normal(scale), "weight_bank", "weight0"),)
+
+  @classmethod
+  def mix(cls, a, banks):
+    out = super().mix(a, banks)
+    out["weights"] = a @ banks["weights"]
+    return out
+
+  @classmethod
+  def from_raw(cls, raw, b, link):
+    """As :meth:`SoftTargetW.from_raw`, and ``class_weights = C softmax(raw['weights'])``."""
+    phi = super().from_raw(raw, b, link)
+    weights = raw["weights"]
+    return phi.replace(class_weights=weights.shape[-1] * jax.nn.softmax(weights))
+
+
+@struct.dataclass
+class ForwardCorrectionW(LossForm):
+  """Forward correction: ``L = link(-log((p^T T)_y) + b_y)``, ``T`` row-stochastic.
+
+  ``T[i, j] = P(observed label j | true class i)`` (Patrini et al., CVPR 2017); with
+  the true ``T`` the loss is proper for the clean posterior. ``T`` sits *outside*
+  the log (Eqn. 2's identity-link family puts ``W`` inside it). ``T = I`` is
+  exactly cross-entropy (identity link). Held as ``log T`` (rows log-softmax), so
+  that the score ``logsumexp_i(log p_i + log T[i, y])`` is stable.
+
+  Attributes:
+    log_transition: float ``[C, C]``, ``log T`` (``-inf`` where ``T`` is 0).
+    b: bias, float ``[]`` or ``[C]``.
+    link: static, one of :data:`~dlf_jax.losses.core.LINKS`.
+  """
+  log_transition: jax.Array
+  b: jax.Array
+  link: str = struct.field(pytree_node=False, default="identity")
+
+  name: ClassVar[str] = "forward_correction"
+  scales_to_vocabulary: ClassVar[bool] = False
+  # The cross-entropy anchor of a teacher: T[i, i] = 1 - CE_ANCHOR_EPS.
+  anchor_eps: ClassVar[float] = CE_ANCHOR_EPS
+
+  @property
+  def num_classes(self) -> int:
+    return self.log_transition.shape[-1]
+
+  def _w_text(self) -> str:
+    return f"T of shape {tuple(self.log_transition.shape)}"
+
+  def check(self, c: int) -> None:
+    if self.log_transition.shape != (c, c):
+      raise ValueError(
+          f"The loss has C={self.num_classes} classes ({self._w_text()}) "
+          f"but the student outputs C={c}; build the teacher with num_classes={c}.")
+    super().check(c)
+
+  def _score(self, log_probs, labels):
+    # log (p^T T)_y = logsumexp_i (log p_i + log T[i, y]).
+    cols = jnp.take(self.log_transition.T, labels, axis=0)
+    return jax.nn.logsumexp(log_probs + cols, axis=-1)
+
+  def dense(self):
+    """``T`` (float ``[C, C]``, rows on the simplex)."""
+    return jnp.exp(self.log_transition)
+
+  def statistics(self, max_dense: int = 1024) -> dict:
+    del max_dense
+    c = self.num_classes
+    diag = jnp.exp(jnp.diagonal(self.log_transition))
+    # Every row sums to 1: the mean off-diagonal entry follows from the diagonal.
+    return {"b_mean": jnp.mean(self.b), "w_diag_mean": jnp.mean(diag),
+            "w_offdiag_mean": (c - jnp.sum(diag)) / max(c * (c - 1), 1)}
+
+  @classmethod
+  def create(cls, transition, b=None, *, link: str = "identity") -> "ForwardCorrectionW":
+    """From a given row-stochastic ``T [C, C]`` (e.g. GLC's estimate), bias default 0.
+
+    Raises:
+      ValueError: ``T`` not square, or (when concrete) with a negative entry or a row
+        that does not sum to 1.
+    """
+    core.check_link(link)
+    t = jnp.asarray(transition)
+    if t.ndim != 2 or t.shape[0] != t.shape[1]:
+      raise ValueError(f"The transition matrix must be [C, C], got shape {tuple(t.shape)}.")
+    try:
+      values = np.asarray(t, np.float64)
+    except (TypeError, jax.errors.TracerArrayConversionError,
+            jax.errors.ConcretizationTypeError):
+      values = None
+    if values is not None and ((values < 0).any()
+                               or not np.allclose(values.sum(-1), 1.0, atol=1e-6)):
+      raise ValueError("The transition matrix T[i, j] = P(observed j | true i) must be "
+                       f"non-negative with rows summing to 1; got row sums "
+                       f"{values.sum(-1).round(6).tolist()}.")
+    c = t.shape[-1]
+    b = jnp.zeros((c,), t.dtype) if b is None else jnp.asarray(b, t.dtype)
+    return cls(jnp.log(t), b, link=link)
+
+  @classmethod
+  def cross_entropy(cls, num_classes, *, rank=0, b, link, dtype=jnp.float32):
+    del rank
+    return cls(jnp.log(jnp.eye(num_classes, dtype=dtype)), b, link=link)
+
+  @classmethod
+  def raw_from_transition(cls, transition, floor: float = 1e-6) -> jax.Array:
+    """Raw teacher logits ``log max(T, floor)`` whose row-softmax is ~``T`` (float ``[C, C]``).
+
+    Seeds a teacher at a given ``T`` (e.g. GLC's estimate): write it into every bank
+    entry ``theta['w_bank'][k]`` (attention) or ``theta['w0']`` (MLP).
+    """
+    return jnp.log(jnp.maximum(jnp.asarray(transition), floor))
+
+  @classmethod
+  def anchor_logit(cls, spec: TeacherSpec) -> float:
+    """The diagonal logit with ``T[i, i] = 1 - anchor_eps`` (off-diagonal logits 0)."""
+    c = spec.num_classes
+    return _logit(1 - cls.anchor_eps) + math.log(max(c - 1, 1))
+
+  @classmethod
+  def raw_params(cls, spec):
+    c = spec.num_classes
+    logit = cls.anchor_logit(spec)
+    base = lambda shape, dtype: jnp.broadcast_to(logit * jnp.eye(c, dtype=dtype), shape)
+    return (RawParam("w", (c, c), _perturbed(base, spec.init_scale), "w_bank", "w0"),)
+
+  @classmethod
+  def mix(cls, a, banks):
+    return {"w": jnp.einsum("k,kij->ij", a, banks["w"])}
+
+  @classmethod
+  def from_raw(cls, raw, b, link):
+    """``log T = log_softmax(raw['w'], axis=-1)`` (rows on the simplex)."""
+    return cls(jax.nn.log_softmax(raw["w"], axis=-1), b, link=link)
+
+
+@struct.dataclass
+class LogitOffsetW(LossForm):
+  """Per-class logit offsets: ``L = link(-log softmax(z + delta)_y + b_y)``.
+
+  Logit adjustment (Menon et al., ICLR 2021) with ``delta = tau log pi`` (class
+  priors ``pi``), learned by the teacher; ``delta = 0`` is exactly cross-entropy
+  (identity link). Shift-invariance lets the score use ``log p`` in place of ``z``.
+  Its ``W`` (:meth:`dense`) is ``I``: the offsets act on the logits.
+
+  Attributes:
+    delta: float ``[C]``, the offsets.
+    b: bias, float ``[]`` or ``[C]``.
+    link: static, one of :data:`~dlf_jax.losses.core.LINKS`.
+  """
+  delta: jax.Array
+  b: jax.Array
+  link: str = struct.field(pytree_node=False, default="identity")
+
+  name: ClassVar[str] = "logit_adjustment"
+
+  @property
+  def num_classes(self) -> int:
+    return self.delta.shape[-1]
+
+  def _w_text(self) -> str:
+    return f"delta of shape {tuple(self.delta.shape)}"
+
+  def _score(self, log_probs, labels):
+    return core.label_log_prob(jax.nn.log_softmax(log_probs + self.delta, axis=-1), labels)
+
+  def dense(self):
+    return jnp.eye(self.num_classes, dtype=self.delta.dtype)
+
+  def statistics(self, max_dense: int = 1024) -> dict:
+    del max_dense
+    return {"b_mean": jnp.mean(self.b), "w_diag_mean": jnp.ones((), self.delta.dtype),
+            "w_offdiag_mean": jnp.zeros((), self.delta.dtype),
+            "delta_min": jnp.min(self.delta), "delta_max": jnp.max(self.delta)}
+
+  @classmethod
+  def create(cls, class_priors, tau: float = 1.0, b=None, *,
+             link: str = "identity") -> "LogitOffsetW":
+    """``delta = tau log pi`` from class priors ``pi [C]`` (positive; normalised here).
+
+    Raises:
+      ValueError: ``class_priors`` not a ``[C]`` vector or (when concrete) not positive.
+    """
+    core.check_link(link)
+    pi = jnp.asarray(class_priors)
+    if pi.ndim != 1:
+      raise ValueError(f"class_priors must be a [C] vector, got shape {tuple(pi.shape)}.")
+    try:
+      positive = bool((np.asarray(pi) > 0).all())
+    except (TypeError, jax.errors.TracerArrayConversionError,
+            jax.errors.ConcretizationTypeError):
+      positive = True
+    if not positive:
+      raise ValueError(f"class_priors must be positive, got {np.asarray(pi).tolist()}.")
+    b = jnp.zeros(pi.shape, pi.dtype) if b is None else jnp.asarray(b, pi.dtype)
+    return cls(tau * jnp.log(pi / jnp.sum(pi)), b, link=link)
+
+  @classmethod
+  def cross_entropy(cls, num_classes, *, rank=0, b, link, dtype=jnp.float32):
+    del rank
+    return cls(jnp.zeros((num_classes,), dtype), b, link=link)
+
+  @classmethod
+  def raw_params(cls, spec):
+    return (RawParam("w", (spec.num_classes,), _perturbed(jnp.zeros, spec.init_scale),
+                     "w_bank", "w0"),)
+
+  @classmethod
+  def mix(cls, a, banks):
+    return {"w": a @ banks["w"]}
+
+  @classmethod
+  def from_raw(cls, raw, b, link):
+    return cls(raw["w"], b, link=link)
+
+
 # The forms of W by name: the teacher modules' and the configs' ``parameterisation``.
 # A new form is one LossForm subclass and one entry here (and its name in
 # ``contracts.Parameterisation``).
 FORMS: dict[str, type[LossForm]] = {
     "full": FullW, "diagonal": DiagonalW, "low_rank": LowRankW, "soft_target": SoftTargetW,
+    "weighted_soft_target": WeightedSoftTargetW, "forward_correction": ForwardCorrectionW,
+    "logit_adjustment": LogitOffsetW,
 }
 PARAMETERISATIONS: tuple[Parameterisation, ...] = tuple(FORMS)
 if PARAMETERISATIONS != get_args(Parameterisation) or any(
