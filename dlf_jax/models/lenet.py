@@ -1,7 +1,7 @@
 """Convolutional students: LeNet (the authors' demo) and a tiny BatchNorm conv net."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -24,7 +24,7 @@ class LeNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False):
     del train
-    kw = dict(dtype=self.dtype, param_dtype=self.dtype)
+    kw: dict[str, Any] = dict(dtype=self.dtype, param_dtype=self.dtype)
     conv = lambda n, name: Conv(n, (5, 5), padding="VALID", impl=self.conv_impl, **kw, name=name)
     h = x.astype(self.dtype)
     h = max_pool(self.activation(conv(20, "Conv_0")(h)))
@@ -47,7 +47,7 @@ class ConvBN(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False):
-    kw = dict(dtype=self.dtype, param_dtype=self.dtype)
+    kw: dict[str, Any] = dict(dtype=self.dtype, param_dtype=self.dtype)
     h = x.astype(self.dtype)
     for i, stride in enumerate((1, 2)):
       h = Conv(self.width, (3, 3), strides=stride, use_bias=False, impl=self.conv_impl, **kw,
