@@ -122,7 +122,7 @@ def smoothing_by_frequency(snapshots: Sequence, counts: np.ndarray) -> dict:
   for _, phi in snapshots:
     if not isinstance(phi, losses.SoftTargetW):
       raise ValueError("smoothing_by_frequency needs a soft_target teacher, got "
-                       f"{type(phi).__name__}.")
+                       f"{getattr(phi, 'name', type(phi).__name__)!r}.")
     eps.append(np.asarray(phi.eps, np.float64))
   eps = np.stack(eps)
   counts = np.asarray(counts, np.float64)

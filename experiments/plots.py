@@ -41,7 +41,7 @@ def plot_smoothing_by_frequency(snapshots: Sequence, counts: np.ndarray, anchor:
   left, right = fig.subplots(1, 2)
   step, phi = snapshots[-1]
   seen = np.asarray(counts) > 0
-  left.scatter(np.asarray(counts)[seen], np.asarray(phi.w)[seen], s=3, alpha=0.4)
+  left.scatter(np.asarray(counts)[seen], np.asarray(phi.eps)[seen], s=3, alpha=0.4)
   left.axhline(anchor, color="k", ls="--", lw=1, label=f"anchor eps {anchor:g}")
   left.set_xscale("log")
   left.set_xlabel("training count of the class (target token)")
