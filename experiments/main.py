@@ -30,7 +30,7 @@ from ml_collections import config_flags
 
 import dlf_jax
 from experiments import schema
-from experiments.tasks import get_task
+from experiments.tasks import get_task, task_of
 from experiments.workdir import InputError, WorkdirConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -100,6 +100,7 @@ def main(argv):
     dlf_jax.parallel.initialize_distributed()
   try:
     config = _CONFIG.value
+    task_of(config)             # the first use of the config: this loads the file
   except OSError as e:          # a wrong --config path is reported at first use
     path = (flags.FLAGS["config"].config_filename or "").split(":")[0]
     if path and not os.path.isfile(path):
