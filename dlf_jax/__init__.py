@@ -30,10 +30,12 @@ Public API:
 * :mod:`dlf_jax.parallel` -- data parallelism over devices (``jax.sharding``);
 * :mod:`dlf_jax.decoding` -- greedy / beam search / sampling for seq2seq students;
 * :mod:`dlf_jax.bleu` -- sacreBLEU evaluation and the expected-BLEU teacher reward
-  (:class:`~dlf_jax.bleu.ExpectedSentenceBLEU`).
+  (:class:`~dlf_jax.bleu.ExpectedSentenceBLEU`);
+* :mod:`dlf_jax.analysis` -- what one reads off a frozen teacher along a student's run
+  (``phi_t`` and ``W_t`` snapshots, per-class smoothing against frequency).
 """
-from dlf_jax import (bleu, data, decoding, estimators, evolution, forward_hypergrad, models,
-                     parallel)
+from dlf_jax import (analysis, bleu, data, decoding, estimators, evolution, forward_hypergrad,
+                     models, parallel)
 from dlf_jax.contracts import BatchSampler, HypergradEstimator, LossProvider
 from dlf_jax.hypergrad import HypergradResult, hypergradient, make_hypergradient_fn
 from dlf_jax import losses
@@ -59,4 +61,5 @@ __all__ = [
     "ExpectedAccuracy", "SigmoidSmoothedError", "CrossEntropy",
     "hypergradient", "make_hypergradient_fn", "HypergradResult",
     "data", "models", "parallel", "decoding", "bleu", "forward_hypergrad", "evolution",
+    "analysis",
 ]

@@ -14,16 +14,18 @@ Splits (all fixed by ``config.data.seed``, disjoint by construction and checked)
   for the table. Nothing is chosen on it.
 
 ``config.data.noise`` and ``config.data.imbalance`` apply to ``train`` only, after
-dev and val are carved (:func:`prepare_splits`, as :mod:`experiments.train`): dev
-and val stay clean, and ``label_noise.json`` records what the labels went through.
+dev and val are carved (:func:`prepare_splits`, as
+:mod:`experiments.tasks.classification`): dev and val stay clean, and
+``label_noise.json`` records what the labels went through.
 With a long-tailed training split, every selection (eps, checkpoints) is by the
 balanced validation error and the table leads with the balanced test error
 (:func:`experiments.splits.headline_metric`), the plain test error beside it.
 
 Every row is a cumulative change of the config (:data:`VARIANTS`); each taught
 row is taught once (teacher seed ``config.seed``) and then ``--seeds`` fresh
-students are trained with the frozen teacher, as in :mod:`experiments.train`
-(a cross-entropy warm start of ``teach.pretrain_steps``, then the teacher).
+students are trained with the frozen teacher, as in
+:mod:`experiments.tasks.classification` (a cross-entropy warm start of
+``teach.pretrain_steps``, then the teacher).
 ``*_untaught`` rows are controls: the same students with the untaught anchor
 (no outer step), so that what teaching adds is separated from what the anchor
 gives.
@@ -58,7 +60,10 @@ from ml_collections import config_flags
 import dlf_jax
 from dlf_jax import unroll as unroll_lib
 from dlf_jax.data.batching import make_eval_batches
-from experiments import builders, phases, reporting, schema, splits as splits_lib
+from dlf_jax.analysis import w_snapshots, with_teacher_state
+from experiments import builders, io, phases, plots, schema, summaries
+from experiments import splits as splits_lib
+from experiments.selection import select
 
 __all__ = ["VARIANTS", "PREVIOUS_DEFAULT", "BASELINE_ROWS", "teaching_key", "apply_overrides",
            "prepare_splits", "run"]
@@ -167,7 +172,7 @@ class Runner:
       with open(path) as f:
         return json.load(f)
     out = fn()
-    reporting.write_json(path, out)
+    io.write_json(path, out)
     return out
 
   def student_run(self, tag: str, seed: int, loss, theta=None, *,
@@ -193,7 +198,7 @@ class Runner:
         acc = float(metrics["accuracy"])
         out[f"{name}_error"] = 100.0 * (1.0 - acc)
         if metric != "accuracy":        # a long tail: the balanced error too (it selects)
-          out[reporting.error_key(name, metric)] = 100.0 * (1.0 - float(metrics[metric]))
+          out[summaries.error_key(name, metric)] = 100.0 * (1.0 - float(metrics[metric]))
       return out
 
     return self._cached(f"{tag}_seed{seed}" + ("" if read_test else "_val"), fn)
@@ -251,13 +256,13 @@ class Runner:
     meta = {"seconds": seconds, "updates": sorted(keep),
         "history": [{k: v for k, v in r.items() if isinstance(v, (int, float))}
               for r in history]}
-    reporting.write_json(meta_path, meta)
+    io.write_json(meta_path, meta)
     return {"teacher": teacher, "snapshots": snaps, **meta}
 
 
 def prepare_splits(config, val_size: int, workdir: Optional[str] = None
                    ) -> tuple[dict, int, Optional[dict]]:
-  """The ablation's four splits, as :mod:`experiments.train` prepares them.
+  """The ablation's four splits, as :mod:`experiments.tasks.classification` prepares them.
 
   Loads ``config.data``, carves ``val_size`` validation examples from the training
   split (seeded by ``config.data.seed``; checked disjoint from dev and test), then
@@ -285,7 +290,7 @@ def prepare_splits(config, val_size: int, workdir: Optional[str] = None
   labels = splits_lib.label_record(config, data, val)
   if labels is not None and workdir is not None:
     os.makedirs(workdir, exist_ok=True)
-    reporting.write_json(os.path.join(workdir, "label_noise.json"), labels)
+    io.write_json(os.path.join(workdir, "label_noise.json"), labels)
   return splits, data.num_classes, labels
 
 
@@ -295,8 +300,8 @@ def _row(name: str, description: str, results: list, extra: Optional[dict] = Non
   with the balanced accuracy as ``metric`` also ``test_balanced_error``,
   ``test_balanced_std``, ``val_balanced_error``, ``val_balanced_std`` and
   ``test_balanced_errors``."""
-  test = reporting.mean_std([r["test_error"] for r in results])
-  val = reporting.mean_std([r["val_error"] for r in results])
+  test = summaries.mean_std([r["test_error"] for r in results])
+  val = summaries.mean_std([r["val_error"] for r in results])
   logging.info("%s: test %.2f +- %.2f", name, *test)
   row = {"name": name, "description": description, "test_error": test[0],
          "test_std": test[1], "val_error": val[0], "val_std": val[1],
@@ -304,8 +309,8 @@ def _row(name: str, description: str, results: list, extra: Optional[dict] = Non
          "test_errors": [r["test_error"] for r in results]}
   if metric != "accuracy":
     for split in ("test", "val"):
-      key = reporting.error_key(split, metric)
-      row[key], row[f"{split}_balanced_std"] = reporting.mean_std([r[key] for r in results])
+      key = summaries.error_key(split, metric)
+      row[key], row[f"{split}_balanced_std"] = summaries.mean_std([r[key] for r in results])
     row["test_balanced_errors"] = [r["test_balanced_error"] for r in results]
     logging.info("%s: balanced test %.2f +- %.2f", name, row["test_balanced_error"],
                  row["test_balanced_std"])
@@ -329,11 +334,13 @@ def _variant_row(runner: Runner, name: str, cfg, final_seeds: list) -> tuple[dic
     for i, theta in enumerate(taught["snapshots"]):
       errs = [runner.student_run(f"{tag}_cand{i}", s, taught["teacher"], theta,
                                  warm_start=warm_start, config=cfg,
-                                 read_test=False)[reporting.error_key("val", metric)]
+                                 read_test=False)[summaries.error_key("val", metric)]
               for s in runner.tune_seeds]
       selection[taught["updates"][i]] = float(np.mean(errs))
     # A tie (errors are multiples of 100 / val_size) goes to the earlier checkpoint.
-    chosen = int(np.argmin(np.round(list(selection.values()), 6)))
+    # (np.round, as this selection always rounded: see experiments.selection).
+    chosen = select(range(len(taught["snapshots"])),
+                    lambda i: selection[taught["updates"][i]], rounding="numpy")
   theta = taught["snapshots"][chosen]
   results = [runner.student_run(f"{tag}_u{taught['updates'][chosen]}", s,
                                 taught["teacher"], theta, warm_start=warm_start, config=cfg)
@@ -355,16 +362,16 @@ def run(config, workdir: str, variants, seeds: int, val_size: int,
   os.makedirs(workdir, exist_ok=True)
   splits, num_classes, labels = prepare_splits(config, val_size, workdir)
   metric = splits_lib.headline_metric(config)      # 'balanced_accuracy' for a long tail
-  val_key = reporting.error_key("val", metric)
+  val_key = summaries.error_key("val", metric)
   runner = Runner(config, workdir, splits, num_classes, tune_seeds)
   final_seeds = [config.seed + i for i in range(seeds)]
   rows, t_start = [], time.time()
 
   # Label smoothing eps, selected on the validation split (never on test).
-  tuning = {eps: reporting.mean_std([runner.baseline("label_smoothing", s, eps,
+  tuning = {eps: summaries.mean_std([runner.baseline("label_smoothing", s, eps,
                                                      read_test=False)[val_key]
                                      for s in runner.tune_seeds])[0] for eps in ls_grid}
-  tuned_eps = min(tuning, key=lambda k: round(tuning[k], 6))   # a tie: the smaller eps
+  tuned_eps = select(tuning, tuning)   # a tie: the earlier eps of ls_grid (the smaller)
   logging.info("label smoothing: validation error per eps %s -> eps = %g", tuning, tuned_eps)
 
   for method in baselines:
@@ -396,8 +403,8 @@ def run(config, workdir: str, variants, seeds: int, val_size: int,
     out["headline_metric"] = metric
   if labels is not None:
     out["label_noise"] = labels
-  reporting.write_json(os.path.join(workdir, "ablation.json"), out)
-  reporting.write_text(os.path.join(workdir, "ablation.md"), markdown(out))
+  io.write_json(os.path.join(workdir, "ablation.json"), out)
+  io.write_text(os.path.join(workdir, "ablation.md"), markdown(out))
   plot(out, os.path.join(workdir, "plots", "ablation.png"))
   print(markdown(out))
   return out
@@ -417,18 +424,18 @@ def plot_teacher(runner: Runner, name: str, teacher, theta, config, workdir: str
       history = json.load(f)
   else:
     history, s = [], config.student
-    record = lambda st, r: history.append(phases.with_teacher_state(r, st))
+    record = lambda st, r: history.append(with_teacher_state(r, st))
     dlf_jax.train_student(
         runner.student, teacher, runner.splits["train"], theta=theta, num_steps=s.num_steps,
         batch_size=s.batch_size, seed=config.seed, eval_every=s.eval_every,
         dev=runner.splits["dev"], eval_batch_size=s.eval_batch_size,
         warm_start=builders.build_teach_schedule(config).warm_start, progress=False,
         callback=record)
-    reporting.write_json(path, history)
-  snaps = reporting.w_snapshots(teacher, theta, history, num=4,
-                                first_step=config.teach.pretrain_steps)
-  reporting.plot_w_heatmaps(snaps, os.path.join(workdir, "plots", "teacher_w.png"))
-  reporting.plot_target_mass(snaps, os.path.join(workdir, "plots", "teacher_target_mass.png"))
+    io.write_json(path, history)
+  snaps = w_snapshots(teacher, theta, history, num=4,
+                      first_step=config.teach.pretrain_steps)
+  plots.plot_w_heatmaps(snaps, os.path.join(workdir, "plots", "teacher_w.png"))
+  plots.plot_target_mass(snaps, os.path.join(workdir, "plots", "teacher_target_mass.png"))
 
 
 def paired_difference(row: dict, reference: dict, key: str = "test_errors"):
@@ -490,10 +497,10 @@ def plot(out: dict, path: str) -> None:
   a dot; taught rows in blue."""
   balanced = out.get("headline_metric", "accuracy") == "balanced_accuracy"
   key = "test_balanced_errors" if balanced else "test_errors"
-  reporting.plot_error_bars([(r["name"], r[key], "teach_seconds" in r)
-                             for r in out["rows"]], path,
-                            ylabel=("balanced " if balanced else "") + "test error % "
-                                   "(seeds as dots)")
+  plots.plot_error_bars([(r["name"], r[key], "teach_seconds" in r)
+                         for r in out["rows"]], path,
+                        ylabel=("balanced " if balanced else "") + "test error % "
+                               "(seeds as dots)")
 
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",

@@ -12,7 +12,8 @@ With several devices, batches are split over all of them (``config.data_parallel
 
 The config is locked: overriding a key that does not exist is an error. Running
 the same command again resumes from the workdir's checkpoints (see
-:mod:`experiments.train`). A bad config file, variant, key or value, missing or
+:mod:`experiments.phases`). ``config.task`` picks the task that runs
+(:data:`experiments.tasks.TASKS`; no key: image classification). A bad config file, variant, key or value, missing or
 unusable data (labels out of range, a batch larger than the training split), or a
 workdir that holds another experiment or cannot be created ends with exit status 2
 and a message naming the problem and the fix.
@@ -29,8 +30,7 @@ from ml_collections import config_flags
 
 import dlf_jax
 from experiments import schema
-from experiments import train
-from experiments import translate
+from experiments.tasks import get_task, task_of
 from experiments.workdir import InputError, WorkdirConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -100,7 +100,7 @@ def main(argv):
     dlf_jax.parallel.initialize_distributed()
   try:
     config = _CONFIG.value
-    runner = translate if config.get("task") == "translation" else train
+    task_of(config)             # the first use of the config: this loads the file
   except OSError as e:          # a wrong --config path is reported at first use
     path = (flags.FLAGS["config"].config_filename or "").split(":")[0]
     if path and not os.path.isfile(path):
@@ -110,6 +110,7 @@ def main(argv):
     _fail(f"Could not load --config: {str(e).splitlines()[0]} "
           f"{' '.join(line.strip() for line in str(e).splitlines()[1:])}")
   try:
+    runner = get_task(config)
     runner.validate_config(config)
   except ValueError as e:         # a bad value: the message names the key and the fix
     _fail(f"Invalid config: {e}")

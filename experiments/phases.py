@@ -7,7 +7,8 @@ history so far as JSON); a finished student run is marked by
 so a phase killed at any point and called again with the same config and
 workdir restores the latest checkpoint and reproduces the uninterrupted run's
 numbers exactly. The phases serve both the image protocol
-(:mod:`experiments.train`) and translation (:mod:`experiments.translate`):
+(:mod:`experiments.tasks.classification`) and translation
+(:mod:`experiments.tasks.translation`):
 ``data`` is anything with ``train`` / ``dev`` / ``test`` splits (image
 :class:`~dlf_jax.data.Split`\\ s, or dicts and a sampler).
 """
@@ -27,20 +28,23 @@ import numpy as np
 import tensorboardX
 
 import dlf_jax
+from dlf_jax.analysis import with_teacher_state
 from dlf_jax.data.batching import make_eval_batches
 # ``dlf_jax.teach`` is the function (the package re-exports it over the submodule's
 # name), so the module's names are imported from the submodule directly.
 from dlf_jax.teaching import TeachState
-from experiments import reporting
+from experiments import io
 from experiments import splits
+from experiments import summaries
 from experiments.builders import (build_baseline, build_estimator, build_measure, build_mesh,
                                   build_teach_args, build_teach_schedule)
+from experiments.selection import pick_by_validation
 from experiments.workdir import Checkpoints, InputError, run_path
 
 __all__ = ["CheckpointHook", "SELECTION_SEEDS", "TEACHER_METHODS", "untaught_anchor",
            "train_method_student", "teach_state_template", "teach_phase",
-           "maybe_teach", "with_teacher_state", "student_phase", "student_phases",
-           "pick_by_validation", "select_teacher", "choose_teacher"]
+           "maybe_teach", "student_phase", "student_phases", "select_teacher",
+           "choose_teacher"]
 
 CheckpointHook = Callable[[str, int], None]
 SELECTION_SEEDS = (1000, 1001)     # students that select; never among the reported seeds
@@ -269,18 +273,6 @@ def train_method_student(config: ml_collections.ConfigDict, data, student: dlf_j
       **kwargs).state
 
 
-def with_teacher_state(record: dict, state: dlf_jax.StudentState) -> dict:
-  """``record`` plus the running statistics the teacher reads after this evaluation.
-
-  Adds ``s_train_loss``, ``s_train_acc`` and ``s_dev_acc`` (the
-  :class:`~dlf_jax.teacher.RunningStats` of ``state``, with the fresh dev accuracy),
-  from which :func:`experiments.reporting.w_snapshots` recomputes ``phi_t``.
-  """
-  stats = jax.device_get(state.stats)
-  return dict(record, s_train_loss=float(stats.train_loss),
-              s_train_acc=float(stats.train_acc), s_dev_acc=float(stats.dev_acc))
-
-
 def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Student,
                   method: str, seed: int, workdir: str, *,
                   teacher: Optional[dlf_jax.Teacher] = None, theta: Any = None,
@@ -312,7 +304,7 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
     ``test_error_at_best_dev``, ``best_dev_step``, ``seconds`` and ``history``
     (one record per evaluation, with the state features ``s_train_loss``,
     ``s_train_acc``, ``s_dev_acc`` the teacher saw after it); for a long-tailed
-    training split also the balanced errors of :func:`experiments.reporting.final_numbers`
+    training split also the balanced errors of :func:`experiments.summaries.final_numbers`
     (the best dev evaluation is then the one of the best balanced dev accuracy).
   """
   tag = tag or method
@@ -321,8 +313,8 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
   if os.path.exists(done_path):
     with open(done_path) as f:
       result = json.load(f)
-    if metric != "accuracy" and reporting.error_key("test", metric) not in result:
-      result.update(reporting.final_numbers(result["history"], metric))   # an older run file
+    if metric != "accuracy" and summaries.error_key("test", metric) not in result:
+      result.update(summaries.final_numbers(result["history"], metric))   # an older run file
     return result
   if method in TEACHER_METHODS and (teacher is None or theta is None):
     raise ValueError(f"method {method!r} needs the frozen teacher and its theta.")
@@ -342,10 +334,10 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
   finally:
     session.close()
   result = {"method": method, "seed": seed, "seconds": seconds,
-            **reporting.final_numbers(session.history, metric), "history": session.history}
+            **summaries.final_numbers(session.history, metric), "history": session.history}
   logging.info("%s: test error %.2f%%, dev error %.2f%% (%.1f s)", name,
                result["test_error"], result["dev_error"], seconds)
-  reporting.write_json(done_path, result)
+  io.write_json(done_path, result)
   return result
 
 
@@ -418,41 +410,8 @@ def select_teacher(config: ml_collections.ConfigDict, data, val, student: dlf_ja
                  "balanced" if metric != "accuracy" else "plain", error)
   out = {"chosen": chosen, "val_error": errors, "seeds": list(SELECTION_SEEDS),
          "val_size": len(val), **({} if metric == "accuracy" else {"metric": metric})}
-  reporting.write_json(path, out)
+  io.write_json(path, out)
   return out
-
-
-def pick_by_validation(scores: dict, metric: str = "accuracy") -> tuple[str, dict]:
-  """The candidate with the lowest mean validation error under ``metric``.
-
-  Args:
-    scores: candidate name -> one :func:`dlf_jax.unroll.evaluate` output per student
-      (dicts of float scalars with ``accuracy`` and, for classification students,
-      ``balanced_accuracy``), in the order that breaks ties.
-    metric: :func:`experiments.splits.headline_metric` of the config:
-      ``'balanced_accuracy'`` for a long-tailed training split, else ``'accuracy'``.
-
-  Returns:
-    ``(chosen, errors)``: ``errors`` maps each name to its mean error,
-    ``100 (1 - metric)`` %, over its students. Errors are compared rounded to 6
-    decimals (they are multiples of ``100 / len(val)`` for the plain accuracy), so
-    a tie goes to the earlier candidate (the untaught anchor) and not to float noise.
-
-  Raises:
-    ValueError: no candidates, a candidate without students, or outputs without
-      ``metric``.
-  """
-  if not scores or not all(scores.values()):
-    raise ValueError(f"pick_by_validation needs at least one student per candidate; got "
-                     f"{ {k: len(v) for k, v in scores.items()} }.")
-  missing = sorted(k for k, v in scores.items() if any(metric not in m for m in v))
-  if missing:
-    raise ValueError(f"pick_by_validation(metric={metric!r}): the evaluations of "
-                     f"{missing} have no {metric!r} (only classification students report "
-                     "'balanced_accuracy'); use metric='accuracy'.")
-  errors = {name: float(np.mean([100.0 * (1.0 - float(m[metric])) for m in ms]))
-            for name, ms in scores.items()}
-  return min(errors, key=lambda k: round(errors[k], 6)), errors
 
 
 def choose_teacher(config: ml_collections.ConfigDict, data, val, student: dlf_jax.Student,

@@ -1,8 +1,9 @@
 """The experiment config schema: every key, the values it may take and what it means.
 
 One declarative table per task, :data:`CLASSIFICATION` (``experiments/configs/common.py``
-and the image configs, run by :mod:`experiments.train`) and :data:`TRANSLATION`
-(``experiments/configs/nmt.py``, run by :mod:`experiments.translate`), assembled from
+and the image configs, run by :mod:`experiments.tasks.classification`) and
+:data:`TRANSLATION` (``experiments/configs/nmt.py``, run by
+:mod:`experiments.tasks.translation`; each task's ``SCHEMA``), assembled from
 shared sections. Each entry names one key, its check and its meaning; a check that
 fails raises a :class:`ConfigError` naming the key, the value and what is valid::
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 
-from experiments import reporting, schema
+from experiments import io, schema
 
 __all__ = ["RESUMABLE_KEYS", "ADDED_KEYS", "InputError", "WorkdirConfigError", "make_workdir",
            "config_json", "check_workdir_config", "Checkpoints", "run_path"]
@@ -129,7 +129,7 @@ def check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> Non
       raise WorkdirConfigError(
           f"{workdir} holds a run of a different config (differs in: {'; '.join(diff)}); "
           "resume with the same config or use a fresh --workdir.")
-  reporting.write_json(path, current)
+  io.write_json(path, current)
 
 
 def run_path(workdir: str, method: str, seed: int) -> str:

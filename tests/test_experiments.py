@@ -1,7 +1,7 @@
 """End-to-end tests of the experiment runner (experiments/): configs, reports, resuming.
 
 Every image config's ``:smoke`` variant is validated, and one per model family runs
-through ``experiments.train.run`` (the quickstart also through
+through ``experiments.tasks.classification.run`` (the quickstart also through
 ``python -m experiments.main``); the resume tests
 interrupt a run during teaching and during student training (through the
 ``on_checkpoint`` hook at several points in turn, and by SIGKILL of the CLI) and check that the
@@ -18,8 +18,9 @@ import time
 import pytest
 
 from dlf_jax.data import load_image_dataset
-from experiments import reporting, schema
-from experiments import train
+from experiments import builders, schema, summaries
+from experiments.tasks import classification
+from experiments.workdir import check_workdir_config
 from experiments.configs import (cifar10_resnet8, cifar10_resnet20, cifar10_resnet32,
                                  cifar10_wrn, cifar100_resnet8, cifar100_resnet20,
                                  cifar100_resnet32, fashion_mnist_mlp, mnist_lenet, mnist_mlp,
@@ -82,7 +83,7 @@ def _interrupt_at(phase, step):
 def reference(tmp_path_factory):
   """quickstart:smoke, uninterrupted."""
   workdir = str(tmp_path_factory.mktemp("reference"))
-  return workdir, train.run(_smoke("quickstart"), workdir)
+  return workdir, classification.run(_smoke("quickstart"), workdir)
 
 
 # --------------------------------------------------------------------- configs
@@ -94,9 +95,9 @@ def test_configs_load_and_validate(name, variant):
   if variant == "cpu" and name in ("quickstart", "mnist_mlp", "fashion_mnist_mlp"):
     pytest.skip("no :cpu variant (the full run is CPU-sized)")
   config = CONFIGS[name].get_config(variant)
-  train.validate_config(config)
+  classification.validate_config(config)
   assert config.student.eval_every <= config.student.num_steps
-  assert set(config.methods) <= set(train.METHODS)
+  assert set(config.methods) <= set(schema.METHODS)
   if variant == "smoke":
     assert config.num_seeds == 1 and config.student.num_steps <= 100
 
@@ -136,7 +137,7 @@ def test_bad_config_value_is_named(key, value, match):
   section, _, leaf = key.rpartition(".")
   setattr(schema.get(config, section) if section else config, leaf, value)
   with pytest.raises(ValueError, match=match):
-    train.validate_config(config)
+    classification.validate_config(config)
 
 
 def test_cli_names_an_unknown_config_key(tmp_path):
@@ -168,7 +169,7 @@ def test_cli_input_errors_end_cleanly(case, tmp_path):
   else:
     other = _smoke("quickstart")
     other.teach.learning_rate = 0.5
-    train.check_workdir_config(other, str(tmp_path))
+    check_workdir_config(other, str(tmp_path))
     expect = "teach.learning_rate = 0.5 there"
   cmd = [sys.executable, "-m", "experiments.main", f"--config=experiments/configs/{config}",
          f"--workdir={tmp_path}", *flags]
@@ -202,7 +203,7 @@ def test_missing_dataset_message_is_the_librarys(tmp_path):
     load_image_dataset("mnist", source="files", data_dir=config.data.data_dir,
                        dev_split="tail", dev_size=100)
   with pytest.raises(FileNotFoundError) as got:
-    train.run(config, str(tmp_path / "work"))
+    classification.run(config, str(tmp_path / "work"))
   assert str(got.value) == str(expected.value)
 
 
@@ -298,16 +299,16 @@ def test_bad_resnet_depth_is_named(key, value, match):
   config = cifar10_resnet8.get_config("smoke")
   config.model.depth = value
   with pytest.raises(ValueError, match=match):
-    train.validate_config(config)
+    classification.validate_config(config)
   config = cifar10_wrn.get_config("smoke")
   config.model.depth = 12
   with pytest.raises(ValueError, match=r"config\.model\.depth=12.*6n\+4"):
-    train.validate_config(config)
+    classification.validate_config(config)
 
 
 def test_step_schedule_divides_at_half_and_three_quarters():
   config = cifar10_resnet20.get_config()
-  sched = train.build_schedule(config)
+  sched = builders.build_schedule(config)
   n = config.student.num_steps
   assert float(sched(0)) == pytest.approx(0.1)
   assert float(sched(n // 2 - 1)) == pytest.approx(0.1)
@@ -326,7 +327,7 @@ def test_smoke_end_to_end(name, tmp_path):
     # quickstart reference and test_losses.py cover the other losses).
     config.methods = ("cross_entropy", "l2t_dlf")
   config.lock()
-  results = train.run(config, str(tmp_path))
+  results = classification.run(config, str(tmp_path))
   _check_outputs(str(tmp_path), results, config)
   assert results["data"]["name"] == config.data.name
   assert results["data"]["source"].startswith("files:")
@@ -384,19 +385,19 @@ def test_interrupted_runs_resume_to_identical_results(reference, tmp_path):
   for phase, step in INTERRUPTIONS:
     hook, seen = _interrupt_at(phase, step)
     with pytest.raises(_Interrupt):
-      train.run(config, workdir, on_checkpoint=hook)
+      classification.run(config, workdir, on_checkpoint=hook)
     assert seen[-1] == (phase, step), seen
     assert not done & set(seen), f"redone after resuming: {sorted(done & set(seen))}"
     done |= set(seen)
     assert not os.path.exists(os.path.join(workdir, "results.json"))
   hook, seen = _interrupt_at(None, None)
-  results = train.run(config, workdir, on_checkpoint=hook)
+  results = classification.run(config, workdir, on_checkpoint=hook)
   assert not done & set(seen)
   assert _numbers(results) == _numbers(ref)
   assert _histories(workdir) == _histories(ref_dir)
   # A further call finds everything done (no checkpoint written) and reports the same.
   hook, seen = _interrupt_at(None, None)
-  again = train.run(config, workdir, on_checkpoint=hook)
+  again = classification.run(config, workdir, on_checkpoint=hook)
   assert not seen and _numbers(again) == _numbers(ref)
 
 
@@ -406,7 +407,7 @@ def test_resume_refuses_a_different_config(reference, tmp_path):
   config.teach.learning_rate = 0.5
   with pytest.raises(ValueError, match=r"different config.*teach\.learning_rate = .* there, "
                      r"0\.5 now") as err:
-    train.run(config, ref_dir)
+    classification.run(config, ref_dir)
   assert "student." not in str(err.value) and "teach.unroll_steps" not in str(err.value)
 
 
@@ -420,16 +421,16 @@ def test_reporting_summary_and_table():
   for seed, final in enumerate((0.9, 0.8)):
     h = hist([(0.7, 0.75), (0.95, 0.85), (0.9, final)])
     runs.append({"method": "cross_entropy", "seed": seed, "seconds": 1.0, "history": h,
-                 **reporting.final_numbers(h)})
-  summary = reporting.summarize(runs, ["cross_entropy"])["cross_entropy"]
+                 **summaries.final_numbers(h)})
+  summary = summaries.summarize(runs, ["cross_entropy"])["cross_entropy"]
   assert summary["test_error_mean"] == pytest.approx(15.0)
   assert summary["test_error_std"] == pytest.approx(7.0710678)   # sample std
   assert summary["test_error_at_best_dev_mean"] == pytest.approx(15.0)
-  assert reporting.final_numbers(runs[0]["history"])["best_dev_step"] == 20
-  table = reporting.results_table({"methods": {"cross_entropy": summary}})
+  assert summaries.final_numbers(runs[0]["history"])["best_dev_step"] == 20
+  table = summaries.results_table({"methods": {"cross_entropy": summary}})
   assert "| Cross-entropy | 15.00 ± 7.07 |" in table
-  one = reporting.summarize(runs[:1], ["cross_entropy"])["cross_entropy"]   # no spread to show
-  assert "| Cross-entropy | 10.00 | 10.00 | 15.00 | 1 |" in reporting.results_table(
+  one = summaries.summarize(runs[:1], ["cross_entropy"])["cross_entropy"]   # no spread to show
+  assert "| Cross-entropy | 10.00 | 10.00 | 15.00 | 1 |" in summaries.results_table(
       {"methods": {"cross_entropy": one}})
-  rows = reporting.metric_rows(runs, [], 0)
+  rows = summaries.metric_rows(runs, [], 0)
   assert ("student", "cross_entropy", 1, 30, "test_accuracy", 0.8) in rows

@@ -4,7 +4,7 @@
   ``memory='checkpointed'`` (was a ZeroDivisionError in the segment reshape), and
   its checkpoints (orbax refuses zero-size arrays);
 * NaN/inf in concrete batches given to ``hypergrad.hypergradient`` (was a silent NaN);
-* labels out of range and a batch larger than the training split (``train.run``);
+* labels out of range and a batch larger than the training split (``classification.run``);
 * a workdir that cannot be created (CLI: exit status 2, no traceback).
 """
 import os
@@ -24,7 +24,8 @@ from dlf_jax import teacher as teacher_lib
 from dlf_jax.data import images
 from dlf_jax.estimators import ReverseMode
 from dlf_jax.teaching import teach
-from experiments import train
+from experiments.tasks import classification
+from experiments.workdir import Checkpoints
 from experiments.configs import quickstart
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,7 +87,7 @@ def test_teach_checkpointed_without_state_features():
 def test_checkpoints_keep_zero_size_arrays(tmp_path):
   """The score kernel of a ``features=()`` teacher is ``[0, M]``: saved and restored."""
   state = {"kernel": jnp.zeros((0, 2)), "w": jnp.arange(3.0)}
-  ckpt = train.Checkpoints(str(tmp_path / "ckpt"))
+  ckpt = Checkpoints(str(tmp_path / "ckpt"))
   try:
     ckpt.save(1, state, {"note": "x"})
     got = ckpt.restore_state(1, {"kernel": jnp.zeros((0, 2)), "w": jnp.zeros(3)})
@@ -147,18 +148,18 @@ def _smoke():
      r"student\.batch_size=32 is larger than the training split \(10 examples\).*"
      r"--config\.student\.batch_size <= 10")])
 def test_run_rejects_data_the_config_cannot_use(monkeypatch, tmp_path, data, match):
-  monkeypatch.setattr(train, "load_data", lambda config: data)
+  monkeypatch.setattr(classification, "load_data", lambda config: data)
   with pytest.raises(ValueError, match=match):
-    train.run(_smoke(), str(tmp_path / "work"))
+    classification.run(_smoke(), str(tmp_path / "work"))
   assert not os.path.exists(tmp_path / "work" / "config.json")   # a fixed rerun is no conflict
 
 
 def test_run_names_a_workdir_that_cannot_be_created(tmp_path):
   (tmp_path / "file").write_text("")
   with pytest.raises(ValueError, match=r"cannot create workdir .*file.sub: Not a directory"):
-    train.run(_smoke(), str(tmp_path / "file" / "sub"))
+    classification.run(_smoke(), str(tmp_path / "file" / "sub"))
   with pytest.raises(ValueError, match=r"cannot create workdir .*file: a file of that name"):
-    train.run(_smoke(), str(tmp_path / "file"))
+    classification.run(_smoke(), str(tmp_path / "file"))
 
 
 # -------------------------------------------------------------------------------- CLI

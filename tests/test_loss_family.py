@@ -22,7 +22,8 @@ import pytest
 from dlf_jax import hypergrad, losses, measures, unroll
 from dlf_jax import student as student_lib
 from dlf_jax import teacher as teacher_lib
-from experiments import train
+from experiments import builders, splits
+from experiments.tasks import classification
 from experiments.configs import quickstart
 
 from _numerics import flat, rel_err
@@ -339,7 +340,7 @@ def test_bad_inputs():
 
 def test_config_keys_of_the_loss_family():
   config = quickstart.get_config("smoke")
-  train.validate_config(config)
+  classification.validate_config(config)
   for overrides, msg in [({"teacher.link": "relu"}, "teacher.link"),
                          ({"teacher.anchor": "focal"}, "teacher.anchor"),
                          ({"teacher.anchor_smoothing": 1.0}, "anchor_smoothing"),
@@ -359,18 +360,18 @@ def test_config_keys_of_the_loss_family():
         node = node[part]
       node[name] = value
     with pytest.raises(ValueError, match=msg):
-      train.validate_config(bad)
+      classification.validate_config(bad)
   # The paper recipe overrides the family keys, whatever they say.
   soft = ml_collections.ConfigDict(config.to_dict())
   soft.teacher.parameterisation, soft.teacher.link = "soft_target", "identity"
   soft.teacher.recipe = "paper"
-  t = train.build_teacher(soft, 10).module
+  t = builders.build_teacher(soft, 10).module
   assert (t.parameterisation, t.link, t.anchor) == ("full", "sigmoid", "cross_entropy")
-  assert isinstance(train.build_measure(soft), measures.ExpectedAccuracy)
+  assert isinstance(builders.build_measure(soft), measures.ExpectedAccuracy)
   soft.teacher.recipe = "config"
   soft.teach.measure = "cross_entropy"
-  assert train.build_teacher(soft, 10).module.parameterisation == "soft_target"
-  assert isinstance(train.build_measure(soft), measures.CrossEntropy)
+  assert builders.build_teacher(soft, 10).module.parameterisation == "soft_target"
+  assert isinstance(builders.build_measure(soft), measures.CrossEntropy)
 
 
 def test_validation_split_is_disjoint_and_overlap_is_refused(rng):
@@ -379,15 +380,15 @@ def test_validation_split_is_disjoint_and_overlap_is_refused(rng):
   split = images.Split(x=x, y=rng.integers(0, 3, 50).astype(np.int32), index=np.arange(50))
   data = images.ImageDataset(name="mnist", source="test", train=split, dev=split, test=split,
                              num_classes=3, mean=np.zeros(1), std=np.ones(1), notes="")
-  smaller, val = train.carve_validation(data, 10, seed=0)
+  smaller, val = splits.carve_validation(data, 10, seed=0)
   assert len(val) == 10 and len(smaller.train) == 40
   assert set(val.index) | set(smaller.train.index) == set(range(50))
-  train.check_disjoint({"train": smaller.train, "val": val})
+  splits.check_disjoint({"train": smaller.train, "val": val})
   with pytest.raises(ValueError, match="val_size"):
-    train.carve_validation(data, 50, seed=0)
+    splits.carve_validation(data, 50, seed=0)
   test = {"x": np.concatenate([val.x[:8], rng.normal(size=(2, 4)).astype(np.float32)])}
   with pytest.raises(ValueError, match="share 8 examples"):
-    train.check_disjoint({"val": val, "test": test})
+    splits.check_disjoint({"val": val, "test": test})
 
 
 def test_ablation_runner_end_to_end(tmp_path):

@@ -1,7 +1,7 @@
-"""End-to-end tests of the translation experiments (experiments/translate.py, NMT configs).
+"""End-to-end tests of the translation task (experiments/tasks/translation.py, NMT configs).
 
 Every NMT config loads and validates in all variants; bad values are rejected naming
-their key; the ``:smoke`` variants run through ``experiments.translate.run`` (teaching
+their key; the ``:smoke`` variants run through ``experiments.tasks.translation.run`` (teaching
 included) and are read back without retraining; IWSLT14 runs from a fairseq-layout
 directory; the CLI routes a translation config to the translation runner.
 
@@ -20,7 +20,9 @@ import pytest
 
 from dlf_jax import bleu
 from dlf_jax.data import translation as tr
-from experiments import reporting, translate
+from dlf_jax import analysis
+from experiments import plots, summaries
+from experiments.tasks import translation as translate
 from experiments.workdir import InputError
 from experiments.configs import (iwslt14_lstm, iwslt14_transformer, multi30k_lstm,
                                  multi30k_transformer)
@@ -188,7 +190,7 @@ def _check_results(results, config, workdir, test_refs):
   if "l2t_dlf" in methods:
     assert any(r["phase"] == "teach" and r["metric"] == "dev_measure" for r in rows)
   for m in methods:       # one seed: the BLEU alone, no "± 0.00"
-    assert f"| {reporting.METHOD_NAMES[m]} | {results['methods'][m]['bleu'][0]:.2f} | " in md, m
+    assert f"| {summaries.METHOD_NAMES[m]} | {results['methods'][m]['bleu'][0]:.2f} | " in md, m
 
 
 def _no_checkpoints(phase, step):
@@ -259,7 +261,7 @@ def _check_selection(results, config, workdir, multi30k):
   with open(os.path.join(workdir, "results.md"), encoding="utf-8") as f:
     md = f.read()
   assert f"**{selection['chosen']}**" in md and "test_2017_flickr" in md
-  assert f"| {reporting.METHOD_NAMES['l2t_dlf_anchor']} |" in md
+  assert f"| {summaries.METHOD_NAMES['l2t_dlf_anchor']} |" in md
 
 
 def test_select_on_validation_prefers_higher_bleu_and_the_anchor_on_a_tie(tmp_path):
@@ -282,18 +284,18 @@ def test_smoothing_by_frequency_known_values(tmp_path):
   eps0, eps1 = np.array([0.1, 0.1, 0.1, 0.1, 0.1]), np.array([0.0, 0.2, 0.4, 0.1, 0.3])
   snaps = [(400, losses.soft_target_params(eps0)), (1200, losses.soft_target_params(eps1))]
   counts = np.array([0, 1, 3, 6, 10])          # class 0 never occurs (PAD)
-  out = reporting.smoothing_by_frequency(snaps, counts)
+  out = analysis.smoothing_by_frequency(snaps, counts)
   assert out["steps"] == [400, 1200]
   assert out["mean"] == pytest.approx([0.1, 0.2]) and out["min"] == pytest.approx([0.1, 0.0])
   assert out["token_mean"] == pytest.approx([0.1, (0.2 + 1.2 + 0.6 + 3.0) / 20])
   assert out["by_frequency"] == pytest.approx([0.2, 0.4, 0.1, 0.3])   # rarest first
-  reporting.plot_smoothing_by_frequency(snaps, counts, 0.1, str(tmp_path / "p.png"))
+  plots.plot_smoothing_by_frequency(snaps, counts, 0.1, str(tmp_path / "p.png"))
   assert os.path.getsize(tmp_path / "p.png") > 0
   with pytest.raises(ValueError, match="counts has shape"):
-    reporting.smoothing_by_frequency(snaps, counts[:3])
+    analysis.smoothing_by_frequency(snaps, counts[:3])
   diag = [(0, losses.identity_loss_params(5, "diagonal"))]
   with pytest.raises(ValueError, match="soft_target teacher, got 'diagonal'"):
-    reporting.smoothing_by_frequency(diag, counts)
+    analysis.smoothing_by_frequency(diag, counts)
 
 
 def test_selection_needs_a_validation_split():

@@ -12,7 +12,7 @@ from dlf_jax import models, unroll
 from dlf_jax import student as student_lib
 from dlf_jax.data import noise
 from dlf_jax.data.batching import make_eval_batches
-from experiments import ablation, phases, reporting, schema, splits, workdir
+from experiments import ablation, schema, selection, splits, summaries, workdir
 from experiments.configs import common, mnist_noisy
 
 # ------------------------------------------------------------------- transition matrices
@@ -410,20 +410,20 @@ def _history(dev, test, dev_bal, test_bal):
 def test_final_numbers_balanced_picks_best_balanced_dev():
   # Plain dev accuracy peaks at step 10, balanced dev accuracy at step 20.
   hist = _history([0.9, 0.8, 0.85], [0.88, 0.8, 0.82], [0.5, 0.7, 0.6], [0.45, 0.75, 0.55])
-  plain = reporting.final_numbers(hist)
+  plain = summaries.final_numbers(hist)
   assert plain == pytest.approx({"test_error": 18.0, "dev_error": 15.0,
                                  "test_error_at_best_dev": 12.0, "best_dev_step": 10,
                                  "final_step": 30})
-  bal = reporting.final_numbers(hist, "balanced_accuracy")
+  bal = summaries.final_numbers(hist, "balanced_accuracy")
   assert bal == pytest.approx({
       "test_error": 18.0, "dev_error": 15.0, "test_error_at_best_dev": 20.0,
       "best_dev_step": 20, "final_step": 30, "test_balanced_error": 45.0,
       "dev_balanced_error": 40.0, "test_balanced_error_at_best_dev": 25.0})
   with pytest.raises(ValueError, match=r"metric='balanced'.*one of \('accuracy', "):
-    reporting.final_numbers(hist, "balanced")
+    summaries.final_numbers(hist, "balanced")
   no_bal = [{k: v for k, v in r.items() if "balanced" not in k} for r in hist]
   with pytest.raises(ValueError, match=r"no dev_balanced_accuracy .*metric='accuracy'"):
-    reporting.final_numbers(no_bal, "balanced_accuracy")
+    summaries.final_numbers(no_bal, "balanced_accuracy")
 
 
 def _summary_results(metric):
@@ -432,9 +432,9 @@ def _summary_results(metric):
            ("cross_entropy", 1): _history([0.9], [0.92], [0.6], [0.54]),
            ("l2t_dlf", 0): _history([0.8], [0.8], [0.8], [0.7]),
            ("l2t_dlf", 1): _history([0.8], [0.84], [0.8], [0.74])}
-  runs = [{"method": m, "seed": s, "seconds": 1.0, **reporting.final_numbers(h, metric)}
+  runs = [{"method": m, "seed": s, "seconds": 1.0, **summaries.final_numbers(h, metric)}
           for (m, s), h in hists.items()]
-  summary = reporting.summarize(runs, ["cross_entropy", "l2t_dlf"], metric)
+  summary = summaries.summarize(runs, ["cross_entropy", "l2t_dlf"], metric)
   config = {"model": {"name": "mlp"}, "student": {"num_steps": 10}, "seed": 0,
             "num_seeds": 2, "data": {"imbalance": {"ratio": 10.0}}}
   results = {"config": config, "methods": summary,
@@ -453,28 +453,28 @@ def test_summaries_with_a_long_tail_lead_with_balanced_error():
   assert e["test_balanced_error_std"] == pytest.approx(np.std([30.0, 26.0], ddof=1))
   assert e["test_balanced_errors"] == pytest.approx([30.0, 26.0])
   assert e["test_error_mean"] == pytest.approx(18.0)
-  table = reporting.results_table(results).splitlines()
+  table = summaries.results_table(results).splitlines()
   assert table[0] == ("| method | balanced test error % | test error % | balanced dev error % "
                       "| balanced test error % at best balanced dev | seeds | train time (s) |")
   assert table[3] == "| L2T-DLF | 28.00 ± 2.83 | 18.00 ± 2.83 | 20.00 ± 0.00 | 28.00 ± 2.83 | 2 | 2.0 |"
   assert table[2].startswith("| Cross-entropy | 48.00 ± 2.83 | 9.00 ± 1.41 |")
-  md = reporting.results_markdown(results)
+  md = summaries.results_markdown(results)
   assert "Balanced test error (%: 1 − the mean per-class recall" in md
   assert "data.imbalance.ratio = 10" in md
   results["selection"] = {"chosen": "taught", "val_error": {"anchor (untaught)": 40.0,
                                                             "taught": 30.0},
                           "seeds": [1000], "val_size": 10, "metric": "balanced_accuracy"}
-  assert "by the balanced validation error" in reporting.results_markdown(results)
+  assert "by the balanced validation error" in summaries.results_markdown(results)
 
 
 def test_summaries_without_a_long_tail_are_unchanged():
   results = _summary_results("accuracy")
   assert not any("balanced" in k for e in results["methods"].values() for k in e)
-  table = reporting.results_table(results).splitlines()
+  table = summaries.results_table(results).splitlines()
   assert table[0] == ("| method | test error % | dev error % | test error % at best dev | "
                       "seeds | train time (s) |")
   assert table[3] == "| L2T-DLF | 18.00 ± 2.83 | 20.00 ± 0.00 | 18.00 ± 2.83 | 2 | 2.0 |"
-  assert "Balanced" not in reporting.results_markdown(results)
+  assert "Balanced" not in summaries.results_markdown(results)
 
 
 class _Logits(nn.Module):
@@ -502,17 +502,17 @@ def test_selection_picks_by_balanced_accuracy_under_a_long_tail():
                                                    batches))]
   np.testing.assert_allclose([scores["head"][0]["accuracy"], scores["fair"][0]["accuracy"]],
                              [0.8, 0.7], rtol=1e-6)
-  chosen, errors = phases.pick_by_validation(
+  chosen, errors = selection.pick_by_validation(
       scores, splits.headline_metric(_config(imbalance__ratio=5.0)))
   assert chosen == "fair"
   assert errors == pytest.approx({"head": 50.0, "fair": 18.75})
-  chosen, errors = phases.pick_by_validation(scores, splits.headline_metric(_config()))
+  chosen, errors = selection.pick_by_validation(scores, splits.headline_metric(_config()))
   assert chosen == "head"
   assert errors == pytest.approx({"head": 20.0, "fair": 30.0})
   tie = {"a": [{"accuracy": 0.7}], "b": [{"accuracy": 0.7 + 1e-12}]}
-  assert phases.pick_by_validation(tie)[0] == "a"                 # ties: the first
+  assert selection.pick_by_validation(tie)[0] == "a"                 # ties: the first
   with pytest.raises(ValueError, match=r"\['a', 'b'\] have no 'balanced_accuracy'"):
-    phases.pick_by_validation(tie, "balanced_accuracy")
+    selection.pick_by_validation(tie, "balanced_accuracy")
 
 
 # ------------------------------------------------------------------------------ ablation

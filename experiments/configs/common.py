@@ -2,7 +2,7 @@
 
 Every key, the values it may take and what it means are listed, and checked, in
 :data:`experiments.schema.CLASSIFICATION` (:func:`experiments.schema.describe` prints
-them); :func:`experiments.train.validate_config` runs that table.
+them); :func:`experiments.tasks.classification.validate_config` runs that table.
 
 Default recipe (the one that measured best in the ablation of RESULTS.md, MNIST-9k
 and Fashion-MNIST MLPs, 5 seeds): a *soft-target* W (columns on the simplex:

@@ -1,6 +1,6 @@
 """The shared translation recipe; ``multi30k_*`` and ``iwslt14_*`` configs build on it.
 
-``task = 'translation'`` routes ``experiments.main`` to :mod:`experiments.translate`.
+``task = 'translation'`` routes ``experiments.main`` to :mod:`experiments.tasks.translation`.
 Every key, the values it may take and what it means are listed, and checked, in
 :data:`experiments.schema.TRANSLATION` (:func:`experiments.schema.describe` prints
 them); the ``teacher``, ``teach``, ``baselines``, ``num_seeds``, ``seed``,

@@ -1,4 +1,4 @@
-"""One experiment: teach -> freeze -> students x methods x seeds -> evaluate -> report.
+"""The image-classification task: teach -> freeze -> students x methods x seeds -> report.
 
 The protocol of the L2T family (Wu et al. 2018, Sec. 5): the teacher ``mu_theta``
 is learned on a dev set carved from the training data (Algorithm 1,
@@ -7,13 +7,13 @@ each baseline loss (:func:`dlf_jax.train_student`) for every seed, and evaluated
 on the official test split. :func:`run` reports the test error (%) of every
 method as mean +- std over seeds.
 
-This module is the image-classification runner; the pieces it runs are
-:mod:`experiments.schema` (the config's keys and checks),
-:mod:`experiments.builders` (library objects from the config),
-:mod:`experiments.splits` (data and the validation split),
-:mod:`experiments.phases` (teach, select, students; resumable) and
-:mod:`experiments.workdir` (config.json, checkpoints). Their public names are
-re-exported here.
+What the task is made of: :data:`SCHEMA` (the config's keys and checks,
+:data:`experiments.schema.CLASSIFICATION`), :func:`load_data` (the image splits,
+:mod:`experiments.splits`), :func:`build_student` / :func:`build_teacher`
+(:mod:`experiments.builders`), the phases of :mod:`experiments.phases` (teach, select,
+students; resumable), the report of :mod:`experiments.summaries` and
+:mod:`experiments.plots`. It is ``TASKS['classification']`` of
+:mod:`experiments.tasks`, the task of every config without a ``task`` key.
 
 Resuming: every phase checkpoints (see :mod:`experiments.phases`), so killing
 :func:`run` at any point and calling it again with the same config and workdir
@@ -43,33 +43,22 @@ from typing import Optional
 from absl import logging
 import ml_collections
 
-from experiments import reporting
+from dlf_jax import analysis
+from experiments import io
+from experiments import plots
 from experiments import schema
 from experiments import splits
-from experiments.builders import (PAPER_RECIPE, build_baseline, build_measure, build_mesh,
-                                  build_schedule, build_student, build_teacher,
-                                  build_teacher_optimizer, resolve_recipe)
-from experiments.phases import (SELECTION_SEEDS, CheckpointHook, choose_teacher, maybe_teach,
-                                select_teacher, student_phase, student_phases, teach_phase,
-                                with_teacher_state)
-from experiments.schema import (ESTIMATORS, MEASURES, METHODS, MODELS, RECIPES, SCHEDULES,
-                                TEACH_MODES, TEACHER_OPTIMIZERS, TEACHERS)
-# ``run`` calls ``load_data`` by this module's name (tests substitute it).
-from experiments.splits import carve_validation, check_data, check_disjoint, load_data
-from experiments.workdir import (Checkpoints, InputError, WorkdirConfigError,
-                                 check_workdir_config, config_json, make_workdir)
+from experiments import summaries
+from experiments.builders import build_student, build_teacher, resolve_recipe
+from experiments.phases import CheckpointHook, choose_teacher, maybe_teach, student_phases
+# ``run`` calls ``load_data`` by this module's name: the task's data (tests substitute it).
+from experiments.splits import load_data
+from experiments.workdir import check_workdir_config, config_json, make_workdir
 
-__all__ = ["validate_config", "run"]
-# Re-exported from the modules that define them (the names this module had before the split).
-__all__ += [
-    "METHODS", "MODELS", "SCHEDULES", "TEACHERS", "MEASURES", "RECIPES", "ESTIMATORS",
-    "TEACH_MODES", "TEACHER_OPTIMIZERS", "PAPER_RECIPE", "SELECTION_SEEDS", "CheckpointHook",
-    "resolve_recipe", "build_student", "build_teacher", "build_measure", "build_baseline",
-    "build_teacher_optimizer", "build_schedule", "build_mesh", "load_data", "carve_validation",
-    "check_disjoint", "check_data", "teach_phase", "student_phase", "select_teacher",
-    "with_teacher_state", "Checkpoints", "InputError", "WorkdirConfigError", "make_workdir",
-    "check_workdir_config", "config_json",
-]
+__all__ = ["SCHEMA", "validate_config", "load_data", "build_student", "build_teacher", "run"]
+
+# The config's keys, their checks and their meaning.
+SCHEMA = schema.CLASSIFICATION
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -77,13 +66,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
   Args:
     config: an experiment config (see ``experiments/configs/common.py``; the keys
-      are those of :data:`experiments.schema.CLASSIFICATION`).
+      are those of :data:`SCHEMA`).
 
   Raises:
     ValueError: naming the offending key, its value and the valid options.
     KeyError: a required key is missing.
   """
-  schema.validate(config, schema.CLASSIFICATION)
+  schema.validate(config, SCHEMA)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, *,
@@ -124,7 +113,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
                len(data.train), len(data.dev), 0 if val is None else len(val), len(data.test))
   labels = splits.label_record(config, data, val)
   if labels is not None:                     # label noise / a long tail on train
-    reporting.write_json(os.path.join(workdir, "label_noise.json"), labels)
+    io.write_json(os.path.join(workdir, "label_noise.json"), labels)
   student = build_student(config, data.num_classes)
   teacher = build_teacher(config, data.num_classes)
 
@@ -142,14 +131,15 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   snapshots = None
   l2t_runs = [r for r in runs if r["method"] == "l2t_dlf"]
   if taught is not None and l2t_runs:
-    snapshots = reporting.w_snapshots(teacher, taught["theta"], l2t_runs[0]["history"],
-                                      first_step=config.teach.pretrain_steps)
-  reporting.write_report(
-      workdir, results, reporting.results_markdown(results),
-      reporting.metric_rows(runs, teach_history, config.seed), runs=runs,
-      teach_history=teach_history, snapshots=snapshots,
-      soft_targets=schema.has_soft_targets(config.teacher.parameterisation))
-  print(reporting.results_table(results))
+    snapshots = analysis.w_snapshots(teacher, taught["theta"], l2t_runs[0]["history"],
+                                     first_step=config.teach.pretrain_steps)
+  summaries.write_summary(workdir, results, summaries.results_markdown(results),
+                          summaries.metric_rows(runs, teach_history, config.seed))
+  plots.write_plots(os.path.join(workdir, "plots"), runs=runs, teach_history=teach_history,
+                    snapshots=snapshots,
+                    soft_targets=schema.has_soft_targets(config.teacher.parameterisation),
+                    metric=results.get("headline_metric", "accuracy"))
+  print(summaries.results_table(results))
   return results
 
 
@@ -157,7 +147,7 @@ def _results(config: ml_collections.ConfigDict, data, val, runs: list, taught: O
              selection: Optional[dict], t_start: float) -> dict:
   """The ``results.json`` content of one image experiment."""
   metric = splits.headline_metric(config)
-  summary = reporting.summarize(runs, config.methods, metric)
+  summary = summaries.summarize(runs, config.methods, metric)
   wall = {"teach": None if taught is None else taught["seconds"],
           "methods": {m: summary[m]["seconds"] for m in config.methods}}
   wall["total"] = (wall["teach"] or 0.0) + sum(wall["methods"].values())
@@ -172,8 +162,8 @@ def _results(config: ml_collections.ConfigDict, data, val, runs: list, taught: O
       "selection": selection,
       "methods": summary,
       "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs],
-      "teach": reporting.teach_summary([] if taught is None else taught["history"]),
+      "teach": summaries.teach_summary([] if taught is None else taught["history"]),
       "wall_seconds": wall,
       "session_seconds": time.time() - t_start,
-      "environment": reporting.environment(),
+      "environment": summaries.environment(),
   }

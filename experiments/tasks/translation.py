@@ -1,6 +1,6 @@
-"""Translation experiments: teach on De->En, train students, decode, score BLEU.
+"""The translation task: teach on De->En, train students, decode, score BLEU.
 
-The protocol of :mod:`experiments.train` on a translation corpus: sentencepiece
+The protocol of :mod:`experiments.tasks.classification` on a translation corpus: sentencepiece
 subwords (trained on the training split, cached in ``<workdir>/spm``), a
 length-bucketed sampler, a Transformer or LSTM student; the teacher's loss is
 the identity-link family of Eqn. (2) over the target vocabulary, by default a
@@ -15,7 +15,14 @@ translates the test set with beam search; the report gives sacreBLEU on the
 detokenised output (with its signature) and the tokenised BLEU that IWSLT14
 papers report, labelled.
 
-Workdir layout (in addition to :mod:`experiments.train`'s)::
+It is ``TASKS['translation']`` of :mod:`experiments.tasks` (``config.task =
+'translation'``): :data:`SCHEMA` (:data:`experiments.schema.TRANSLATION`),
+:func:`load_data`, :func:`build_seq2seq_student`, :func:`build_seq2seq_measure` (the
+teacher is :func:`experiments.builders.build_teacher`'s), :func:`run`. Every choice on
+the validation split (label smoothing's eps, the teacher) is
+:func:`experiments.selection.select`'s.
+
+Workdir layout (in addition to :mod:`experiments.tasks.classification`'s)::
 
   spm/spm_*.model                                  sentencepiece model(s)
   translations/<method>_seed<s>.test.{hyp,ref}.txt detokenised test output
@@ -45,23 +52,31 @@ import ml_collections
 import numpy as np
 
 import dlf_jax
+from dlf_jax import analysis
 from dlf_jax import bleu as bleu_lib
 from dlf_jax import decoding
 from dlf_jax.data import translation as tr
 from dlf_jax.data.vocab import PAD_ID
 from dlf_jax.models import transformer as seq2seq
+from experiments import io
 from experiments import phases
-from experiments import reporting
+from experiments import plots
 from experiments import schema
+from experiments import summaries
 from experiments.builders import build_schedule, build_teacher
+from experiments.selection import select
 from experiments.schema import NMT_MEASURES, NMT_METHODS, NMT_MODELS
 from experiments.workdir import (Checkpoints, InputError, check_workdir_config, config_json,
                                  make_workdir)
 
-__all__ = ["NMT_MODELS", "NMT_MEASURES", "NMT_METHODS", "SELECTION_CANDIDATES", "NMTData",
-           "validate_config", "load_data", "build_student", "build_measure", "translate_split",
-           "bleu_phase", "smoothing_tag", "with_smoothing", "tune_smoothing",
-           "select_on_validation", "summarize_bleu", "results_markdown", "run"]
+__all__ = ["SCHEMA", "NMT_MODELS", "NMT_MEASURES", "NMT_METHODS", "SELECTION_CANDIDATES",
+           "NMTData", "validate_config", "load_data", "build_seq2seq_student",
+           "build_seq2seq_measure", "translate_split", "bleu_phase", "smoothing_tag",
+           "with_smoothing", "tune_smoothing", "select_on_validation", "summarize_bleu",
+           "results_markdown", "run"]
+
+# The config's keys, their checks and their meaning.
+SCHEMA = schema.TRANSLATION
 
 # The candidates of teacher selection -> the method of their students.
 SELECTION_CANDIDATES = {"anchor (untaught)": "l2t_dlf_anchor", "taught": "l2t_dlf"}
@@ -85,12 +100,12 @@ class NMTData:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks a translation config before any work (see ``experiments/configs/nmt.py``;
-  the keys are those of :data:`experiments.schema.TRANSLATION`).
+  the keys are those of :data:`SCHEMA`).
 
   Raises:
     ValueError: naming the offending key, its value and the valid options.
   """
-  schema.validate(config, schema.TRANSLATION)
+  schema.validate(config, SCHEMA)
 
 
 def load_data(config: ml_collections.ConfigDict, workdir: str) -> NMTData:
@@ -128,7 +143,8 @@ def load_data(config: ml_collections.ConfigDict, workdir: str) -> NMTData:
   return NMTData(corpus, tokenizer, sampler, dev, test, example, val)
 
 
-def build_student(config: ml_collections.ConfigDict, data: NMTData) -> dlf_jax.Student:
+def build_seq2seq_student(config: ml_collections.ConfigDict, data: NMTData
+                          ) -> dlf_jax.Student:
   """A Transformer or LSTM student over the target vocabulary, Adam by default."""
   m, s = config.model, config.student
   common = dict(vocab_size=data.vocab_size, src_vocab_size=data.tokenizer.src_vocab_size,
@@ -147,7 +163,7 @@ def build_student(config: ml_collections.ConfigDict, data: NMTData) -> dlf_jax.S
                          input_keys=("src", "tgt_in"), label_key="tgt_out", head_path=None)
 
 
-def build_measure(config: ml_collections.ConfigDict, data: NMTData):
+def build_seq2seq_measure(config: ml_collections.ConfigDict, data: NMTData):
   """Expected sentence BLEU over sampled candidates, or token-level expected accuracy."""
   t = config.teach
   if t.measure == "expected_accuracy":
@@ -223,17 +239,17 @@ def bleu_phase(config: ml_collections.ConfigDict, data: NMTData, student: dlf_ja
   scores = bleu_lib.corpus_bleu(hyps, refs, lowercase_tokenized=e.lowercase_tokenized,
                                 lang=config.data.tgt_lang)
   out_dir = os.path.join(workdir, "translations")
-  reporting.write_text(os.path.join(out_dir, f"{tag}_seed{seed}.{split}.hyp.txt"),
-                       "\n".join(hyps) + "\n")
-  reporting.write_text(os.path.join(out_dir, f"{tag}_seed{seed}.{split}.ref.txt"),
-                       "\n".join(refs) + "\n")
+  io.write_text(os.path.join(out_dir, f"{tag}_seed{seed}.{split}.hyp.txt"),
+                "\n".join(hyps) + "\n")
+  io.write_text(os.path.join(out_dir, f"{tag}_seed{seed}.{split}.ref.txt"),
+                "\n".join(refs) + "\n")
   result = {"method": method, "seed": seed, "split": split, "step": int(state.step),
             "beam_size": e.beam_size, "alpha": e.alpha, "decode_seconds": time.time() - t0,
             **scores}
   logging.info("%s seed %d, %s: sacreBLEU %.2f (%s), tokenised BLEU %s", method, seed, split,
                scores["bleu"], scores["signature"],
                "n/a" if scores["tokenized_bleu"] is None else f"{scores['tokenized_bleu']:.2f}")
-  reporting.write_json(path, result)
+  io.write_json(path, result)
   return result
 
 
@@ -282,10 +298,10 @@ def tune_smoothing(config: ml_collections.ConfigDict, data: NMTData, student: dl
     val_bleu[eps] = bleu_phase(eps_config, data, student, "label_smoothing", config.seed,
                                workdir, split="val", tag=smoothing_tag(eps))["bleu"]
     logging.info("tune: label smoothing eps %g -> validation BLEU %.2f", eps, val_bleu[eps])
-  chosen = max(val_bleu, key=lambda e: round(val_bleu[e], 6))     # the smaller eps on a tie
+  chosen = select(val_bleu, val_bleu, best="max")     # the smaller eps on a tie
   out = {"chosen": chosen, "val_bleu": {f"{e:g}": b for e, b in val_bleu.items()},
          "seed": config.seed}
-  reporting.write_json(path, out)
+  io.write_json(path, out)
   return out
 
 
@@ -312,12 +328,12 @@ def select_on_validation(val_bleus: list, workdir: str) -> dict:
     if not scores:
       raise ValueError(f"select_on_validation: no validation BLEU for {method!r}.")
     means[name] = float(np.mean(scores))
-  chosen = max(means, key=lambda k: round(means[k], 6))     # first (the anchor) on a tie
+  chosen = select(means, means, best="max")     # the first (the anchor) on a tie
   out = {"chosen": chosen, "method": SELECTION_CANDIDATES[chosen], "val_bleu": means,
          "seeds": sorted({r["seed"] for r in val_bleus})}
   logging.info("select: %s", ", ".join(f"{k} -> validation BLEU {v:.2f}"
                                        for k, v in means.items()))
-  reporting.write_json(os.path.join(workdir, "selection.json"), out)
+  io.write_json(os.path.join(workdir, "selection.json"), out)
   return out
 
 
@@ -328,11 +344,11 @@ def summarize_bleu(bleus: list, runs: list, methods, val_bleus: tuple = ()) -> d
   for m in methods:
     b = [r for r in bleus if r["method"] == m]
     s = [r for r in runs if r["method"] == m]
-    stats = lambda key, rows: reporting.mean_std([r[key] for r in rows if r[key] is not None])
+    stats = lambda key, rows: summaries.mean_std([r[key] for r in rows if r[key] is not None])
     out[m] = {"bleu": stats("bleu", b), "tokenized_bleu": stats("tokenized_bleu", b),
               "val_bleu": (stats("bleu", [r for r in val_bleus if r["method"] == m])
                            if any(r["method"] == m for r in val_bleus) else (None, None)),
-              "token_accuracy": reporting.mean_std([100 - r["test_error"] for r in s]),
+              "token_accuracy": summaries.mean_std([100 - r["test_error"] for r in s]),
               "seconds": float(sum(r["seconds"] for r in s)), "seeds": len(b)}
   return out
 
@@ -346,8 +362,8 @@ def results_markdown(results: dict) -> str:
            "test token acc. % | seeds | train time |", "|---|---|---|---|---|---|---|"]
   for m, r in results["methods"].items():
     cell = lambda v: ("n/a" if v[0] is None or np.isnan(v[0])
-                      else reporting.pm(v[0], v[1], r["seeds"]))
-    lines.append(f"| {reporting.METHOD_NAMES.get(m, m)} | {cell(r['bleu'])} | "
+                      else summaries.pm(v[0], v[1], r["seeds"]))
+    lines.append(f"| {summaries.METHOD_NAMES.get(m, m)} | {cell(r['bleu'])} | "
                  f"{cell(r['tokenized_bleu'])} | {cell(r.get('val_bleu', (None, None)))} | "
                  f"{cell(r['token_accuracy'])} | {r['seeds']} | {r['seconds'] / 60:.1f} min |")
   selection = results.get("selection")
@@ -357,7 +373,7 @@ def results_markdown(results: dict) -> str:
               f"**{selection['chosen']}** ("
               + ", ".join(f"{k}: {v:.2f}" for k, v in selection["val_bleu"].items())
               + f"): L2T-DLF's result is the row "
-              f"\"{reporting.METHOD_NAMES[selection['method']]}\"."]
+              f"\"{summaries.METHOD_NAMES[selection['method']]}\"."]
   smoothing = results.get("teacher_smoothing")
   if smoothing:
     lines += ["", f"The taught teacher's per-token eps along the first L2T-DLF student's run "
@@ -392,7 +408,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   Args:
     config: a translation config (``experiments/configs/{multi30k,iwslt14}_*.py``).
     workdir: output directory; re-running with the same config resumes.
-    on_checkpoint: as in :func:`experiments.train.run`.
+    on_checkpoint: as in :func:`experiments.tasks.classification.run`.
 
   Returns:
     The ``results.json`` content.
@@ -412,7 +428,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
                config.data.tgt_lang, data.corpus.source, len(data.corpus.train),
                data.train.num_examples, len(data.corpus.dev), len(data.corpus.test),
                data.vocab_size)
-  student = build_student(config, data)
+  student = build_seq2seq_student(config, data)
   tuning = tune_smoothing(config, data, student, workdir, on_checkpoint=on_checkpoint)
   tags = {}
   if tuning is not None:      # the baseline and the teacher's anchor use the tuned eps
@@ -420,7 +436,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     tags["label_smoothing"] = smoothing_tag(tuning["chosen"])
   teacher = build_teacher(config, data.vocab_size)
   taught = phases.maybe_teach(config, data, student, teacher, workdir,
-                              on_checkpoint=on_checkpoint, measure=build_measure(config, data))
+                              on_checkpoint=on_checkpoint,
+                              measure=build_seq2seq_measure(config, data))
   methods, thetas = _student_methods(config, teacher, taught)
   runs, bleus, val_bleus = _students(config, data, student, teacher, workdir, methods,
                                      thetas, tags, on_checkpoint)
@@ -432,13 +449,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   results["teacher_smoothing"] = _teacher_smoothing(config, data, teacher, thetas, runs,
                                                     workdir)
   teach_history = [] if taught is None else taught["history"]
-  rows = reporting.metric_rows(runs, teach_history, config.seed)
+  rows = summaries.metric_rows(runs, teach_history, config.seed)
   rows += [("student", b["method"], b["seed"], b["step"], f"{b.get('split', 'test')}_{key}",
             float(b[key])) for b in bleus + val_bleus
            for key in ("bleu", "tokenized_bleu") if b[key] is not None]
   markdown = results_markdown(results)
-  reporting.write_report(workdir, results, markdown, rows, runs=runs,
-                         teach_history=teach_history)
+  summaries.write_summary(workdir, results, markdown, rows)
+  plots.write_plots(os.path.join(workdir, "plots"), runs=runs, teach_history=teach_history)
   print(markdown)
   return results
 
@@ -467,21 +484,21 @@ def _teacher_smoothing(config: ml_collections.ConfigDict, data: NMTData,
                        teacher: dlf_jax.Teacher, thetas: dict, runs: list,
                        workdir: str) -> Optional[dict]:
   """A soft-target teacher's per-token eps along the first L2T-DLF student's run,
-  against token frequency: :func:`experiments.reporting.smoothing_by_frequency`, plotted
+  against token frequency: :func:`dlf_jax.analysis.smoothing_by_frequency`, plotted
   in ``plots/token_smoothing.png``. None for other teachers or without that student."""
   history = [r["history"] for r in runs if r["method"] == "l2t_dlf"]
   if not schema.has_soft_targets(config.teacher.parameterisation) or not history:
     return None
-  snaps = reporting.phi_snapshots(teacher, thetas["l2t_dlf"], history[0], num=5,
-                                  first_step=min(config.teach.pretrain_steps,
-                                                 config.student.num_steps))
+  snaps = analysis.phi_snapshots(teacher, thetas["l2t_dlf"], history[0], num=5,
+                                 first_step=min(config.teach.pretrain_steps,
+                                                config.student.num_steps))
   counts = np.bincount(data.train.arrays["tgt_out"].ravel(), minlength=data.vocab_size)
   counts[PAD_ID] = 0
   anchor = (config.teacher.anchor_smoothing if config.teacher.anchor == "label_smoothing"
             else 0.0)
-  reporting.plot_smoothing_by_frequency(
+  plots.plot_smoothing_by_frequency(
       snaps, counts, anchor, os.path.join(workdir, "plots", "token_smoothing.png"))
-  return {"anchor": anchor, **reporting.smoothing_by_frequency(snaps, counts)}
+  return {"anchor": anchor, **analysis.smoothing_by_frequency(snaps, counts)}
 
 
 def _student_methods(config: ml_collections.ConfigDict, teacher: dlf_jax.Teacher,
@@ -520,8 +537,8 @@ def _results(config: ml_collections.ConfigDict, data: NMTData, runs: list, bleus
       "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs],
       "signature": bleus[0]["signature"],
       "tokenized_signature": bleus[0]["tokenized_signature"],
-      "teach": reporting.teach_summary([] if taught is None else taught["history"]),
+      "teach": summaries.teach_summary([] if taught is None else taught["history"]),
       "wall_seconds": {"teach": None if taught is None else taught["seconds"],
                        "session": time.time() - t_start},
-      "environment": reporting.environment(devices=False),
+      "environment": summaries.environment(devices=False),
   }
