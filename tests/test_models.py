@@ -43,13 +43,20 @@ def test_wrn_depth_must_be_6n_plus_4():
 KERNELS = [(1, 1), (3, 3), (5, 5), (2, 3)]
 STRIDES = [1, 2, 3]
 PADDINGS = ["SAME", "VALID", ((1, 2), (0, 1))]
-# Every (kernel, strides), (kernel, padding) and (strides, padding) pair once: 12 cases
-# instead of the 36 of the full product (each compiles its own convolutions).
+# A pairwise covering set: every (kernel, strides), (kernel, padding) and (strides, padding)
+# pair occurs, in 12 cases instead of the 36 of the full product (each compiles its own
+# convolutions).
 CONV_CASES = [(k, s, PADDINGS[(i + j) % len(PADDINGS)])
               for i, k in enumerate(KERNELS) for j, s in enumerate(STRIDES)]
 
 
-@pytest.mark.parametrize("kernel,strides,padding", CONV_CASES)
+def _conv_id(v):
+  if isinstance(v, tuple):                      # a kernel (3, 3) or explicit padding
+    return "x".join(map(str, v)) if isinstance(v[0], int) else "explicit"
+  return str(v)
+
+
+@pytest.mark.parametrize("kernel,strides,padding", CONV_CASES, ids=_conv_id)
 def test_im2col_conv_equals_flax_conv(x64, kernel, strides, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 9, 10, 4), jnp.float64)
   kw = dict(strides=strides, padding=padding, param_dtype=jnp.float64, dtype=jnp.float64)
