@@ -20,7 +20,7 @@ JPEG (quality ~75) -- every result from it says so; real pickles or tfds are
 used when present.
 
 Variants: ``smoke`` (CI, seconds: 512 training images, ResNet-8 of width 4,
-60 steps), ``cpu`` (a reduced schedule: 2,000 steps of batch 64, T = 25; on 2 CPU
+60 steps, T = 4), ``cpu`` (a reduced schedule: 2,000 steps of batch 64, T = 25; on 2 CPU
 cores a ResNet-8 student takes ~3.5 min and the 70 teacher updates ~21 min -- RESULTS.md).
 """
 from experiments.configs import common
