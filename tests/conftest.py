@@ -47,10 +47,11 @@ def xla_optimized():
 # The longest test files first (measured): with one file per pytest-xdist worker
 # (``--dist loadfile``), they start at once and the short files fill the gaps, so the
 # workers finish together. Files not listed run after these, in collection order.
-_LONGEST_FIRST = ("test_experiments.py", "test_translation.py", "test_hypergrad.py",
-                  "test_nmt_experiments.py", "test_models.py", "test_loss_family.py",
-                  "test_parallel.py", "test_forward_hypergrad.py", "test_benchmarks.py",
-                  "test_notebook.py")
+_LONGEST_FIRST = ("test_experiments.py", "test_nmt_experiments.py", "test_hypergrad.py",
+                  "test_nmt_hypergrad.py", "test_decoding.py", "test_models.py",
+                  "test_loss_family.py", "test_parallel.py", "test_forward_hypergrad.py",
+                  "test_benchmarks.py", "test_notebook.py", "test_translation_data.py",
+                  "test_bleu.py")
 
 
 def pytest_collection_modifyitems(items):

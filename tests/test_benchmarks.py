@@ -4,10 +4,13 @@ import json
 from benchmarks import hypergrad as bench
 
 
-def test_quick_benchmark_paths_agree(tmp_path, capsys):
+def test_quick_benchmark_paths_agree(tmp_path, capsys, fast_compile):
   out, md = tmp_path / "bench.json", tmp_path / "bench.md"
-  assert bench.main(["--quick", "--cases", "mlp", "--out", str(out), "--markdown", str(md)]) == 0
+  # T = 4: checkpointed chunks of ceil(sqrt(4)) = 2 steps, no tail chunk to compile too.
+  assert bench.main(["--quick", "--cases", "mlp", "--steps", "4", "--out", str(out),
+                     "--markdown", str(md)]) == 0
   rows = json.loads(out.read_text())["rows"]
+  assert {r["T"] for r in rows} == {4}
   paths = {r["path"] for r in rows}
   assert {"forward", "autodiff", "ours/eqn45/store_all", "ours/vjp/checkpointed"} <= paths
   for r in rows:

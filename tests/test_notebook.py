@@ -13,6 +13,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_notebook_runs(monkeypatch, name):
   monkeypatch.setenv("DLF_NOTEBOOK_SMOKE", "1")
   monkeypatch.setenv("MPLBACKEND", "Agg")
+  # Smoke-sized programs: XLA without most optimizations compiles them ~2x faster.
+  monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
   nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
   assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
       "commit the notebook with its outputs cleared")
