@@ -39,7 +39,7 @@ def _sacrebleu():
 
 
 def sentence_bleu(hypothesis: str, reference: str) -> float:
-  """sacrebleu sentence BLEU (exponential smoothing, effective order) in [0, 100]."""
+  """Sacrebleu sentence BLEU (exponential smoothing, effective order) in [0, 100]."""
   return float(_sacrebleu().sentence_bleu(hypothesis, [reference]).score)
 
 

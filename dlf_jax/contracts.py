@@ -160,4 +160,5 @@ class BatchSampler(Protocol):
 
   def reseeded(self, seed: int) -> BatchSampler:
     """The same sampler with another shuffling seed (``train_student`` uses ``reseeded(seed)``,
-    episode ``e`` of ``teach`` ``reseeded(seed * 1000003 + e)``)."""
+    episode ``e`` of ``teach`` ``reseeded(seed * 1000003 + e)``).
+    """

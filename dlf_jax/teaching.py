@@ -135,7 +135,8 @@ class Schedule:
   @property
   def warm_start(self) -> WarmStart:
     """The students' :class:`WarmStart`: ``pretrain_steps`` of cross-entropy (pass it to
-    :func:`train_student` to train a student as the teacher's were)."""
+    :func:`train_student` to train a student as the teacher's were).
+    """
     return WarmStart(steps=self.pretrain_steps)
 
   def segments(self, total_steps: Optional[int]) -> int:
@@ -465,7 +466,8 @@ def _make_outer_step(tx: optax.GradientTransformation, maximize: bool):
 
 def _warm_start(plan: _TeachPlan, sampler, episode: int) -> StudentState:
   """Episode ``episode``'s fresh student after the schedule's :class:`WarmStart`
-  (``pretrain_steps`` of cross-entropy), run in scans of ``T`` steps."""
+  (``pretrain_steps`` of cross-entropy), run in scans of ``T`` steps.
+  """
   first = sampler.segment(0, 1)
   state = parallel.replicate(
       plan.student.init(jax.random.fold_in(plan.rng, 1000 + episode),
@@ -578,7 +580,8 @@ def _teach_update(plan: _TeachPlan, state: TeachState) -> tuple[TeachState, dict
 def _teach_fns(student: Student, teacher: Teacher, measure: measures.Measure, tx,
                warm_start: WarmStart) -> dict:
   """The compiled functions of one :func:`teach` call besides the estimator's (cached ones
-  where they can be)."""
+  where they can be).
+  """
   return {
       "eval": _eval_fn(student),
       "pretrain": _unroll_fn(student, warm_start.loss),
@@ -820,7 +823,8 @@ def _train_stage(student: Student, loss: LossProvider, theta, state: StudentStat
                  stop: int, eval_every: int, evals: dict, mesh: Optional[Mesh], history: list,
                  callback, bar) -> StudentState:
   """Trains ``state`` with one loss up to step ``stop``, evaluating at every multiple of
-  ``eval_every`` and at ``stop``; appends the records to ``history``."""
+  ``eval_every`` and at ``stop``; appends the records to ``history``.
+  """
   run_fn, eval_fn, phi_fn = _unroll_fn(student, loss), _eval_fn(student), _phi_stats_fn(loss)
   state, theta = parallel.replicate(state, mesh), parallel.replicate(theta, mesh)
   while int(state.step) < stop:

@@ -179,7 +179,8 @@ class Runner:
           warm_start: Optional[dlf_jax.WarmStart] = None, config=None,
           read_test: bool = True) -> dict:
     """One fresh student (after ``warm_start``, a taught student's
-    :class:`~dlf_jax.WarmStart`); val error always, test error only if ``read_test``."""
+    :class:`~dlf_jax.WarmStart`); val error always, test error only if ``read_test``.
+    """
     config = config or self.config
     s = config.student
 
@@ -299,7 +300,8 @@ def _row(name: str, description: str, results: list, extra: Optional[dict] = Non
   """One table row: test and validation error (mean, std over seeds) of ``results``;
   with the balanced accuracy as ``metric`` also ``test_balanced_error``,
   ``test_balanced_std``, ``val_balanced_error``, ``val_balanced_std`` and
-  ``test_balanced_errors``."""
+  ``test_balanced_errors``.
+  """
   test = summaries.mean_std([r["test_error"] for r in results])
   val = summaries.mean_std([r["val_error"] for r in results])
   logging.info("%s: test %.2f +- %.2f", name, *test)
@@ -320,7 +322,8 @@ def _row(name: str, description: str, results: list, extra: Optional[dict] = Non
 def _variant_row(runner: Runner, name: str, cfg, final_seeds: list) -> tuple[dict, dict]:
   """Teaches (or not: ``untaught``) the row ``name`` of config ``cfg``, selects among its
   checkpoints where the row says so, trains the final students; returns the row and the
-  taught teacher (``teacher``, ``snapshots``, ...) with the chosen ``theta``."""
+  taught teacher (``teacher``, ``snapshots``, ...) with the chosen ``theta``.
+  """
   description, _, options = VARIANTS[name]
   taught = runner.untaught(cfg) if options.get("untaught") else runner.teach(cfg)
   warm_start = builders.build_teach_schedule(cfg).warm_start
@@ -441,7 +444,8 @@ def plot_teacher(runner: Runner, name: str, teacher, theta, config, workdir: str
 def paired_difference(row: dict, reference: dict, key: str = "test_errors"):
   """Mean and standard error of ``row - reference`` over their common seeds (paired: the
   same seeds share the initialisation and the batch order); None without 2 common seeds.
-  ``key``: the per-seed errors compared (``'test_balanced_errors'`` for a long tail)."""
+  ``key``: the per-seed errors compared (``'test_balanced_errors'`` for a long tail).
+  """
   ref = dict(zip(reference["seeds"], reference[key]))
   d = np.asarray([e - ref[s] for s, e in zip(row["seeds"], row[key]) if s in ref])
   if len(d) < 2:
@@ -494,7 +498,8 @@ def markdown(out: dict) -> str:
 
 def plot(out: dict, path: str) -> None:
   """Test error per row (balanced for a long tail): a bar (mean +- std) with every seed as
-  a dot; taught rows in blue."""
+  a dot; taught rows in blue.
+  """
   balanced = out.get("headline_metric", "accuracy") == "balanced_accuracy"
   key = "test_balanced_errors" if balanced else "test_errors"
   plots.plot_error_bars([(r["name"], r[key], "teach_seconds" in r)

@@ -27,7 +27,8 @@ PAPER_RECIPE = {"teacher.parameterisation": "full", "teacher.link": "sigmoid",
 
 def resolve_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """``config`` itself for ``teacher.recipe='config'``; a copy with :data:`PAPER_RECIPE`
-  applied for ``'paper'`` (the keys it sets are overridden, whatever they say)."""
+  applied for ``'paper'`` (the keys it sets are overridden, whatever they say).
+  """
   if config.teacher.get("recipe", "config") != "paper":
     return config
   resolved = ml_collections.ConfigDict(config.to_dict())
@@ -140,7 +141,8 @@ def build_teacher_optimizer(config: ml_collections.ConfigDict) -> optax.Gradient
 def build_baseline(config: ml_collections.ConfigDict,
                    method: str) -> dlf_jax.losses.FixedLoss:
   """The fixed loss of a baseline ``method`` (a key of :data:`dlf_jax.losses.BASELINES`)
-  with ``config.baselines``' constants (each baseline takes its own)."""
+  with ``config.baselines``' constants (each baseline takes its own).
+  """
   b = config.baselines
   return dlf_jax.baseline_loss(method, smoothing=b.smoothing, margin=b.margin, beta=b.beta,
                                beta_min=b.beta_min, beta_gamma=b.beta_gamma,
@@ -166,7 +168,8 @@ def build_estimator(config: ml_collections.ConfigDict,
 
 def build_teach_schedule(config: ml_collections.ConfigDict) -> dlf_jax.Schedule:
   """The :class:`dlf_jax.Schedule` of ``config.teach`` (segments resolved by the schedule
-  against the teacher's ``total_steps = student.num_steps`` when None)."""
+  against the teacher's ``total_steps = student.num_steps`` when None).
+  """
   t = config.teach
   return dlf_jax.Schedule(mode=t.mode, unroll_steps=t.unroll_steps,
                           num_episodes=t.num_episodes,
@@ -180,7 +183,8 @@ def build_teach_args(config: ml_collections.ConfigDict, student: dlf_jax.Student
   optimizer, the schedule, the estimator, dev sampling, seed, progress bar and the
   data-parallel mesh (:func:`build_mesh`). The one wiring of every runner that teaches
   (the experiment phases and the ablation); callers add the measure, ``init_state`` and
-  ``callback``."""
+  ``callback``.
+  """
   t = config.teach
   return dict(teacher_optimizer=build_teacher_optimizer(config),
               schedule=build_teach_schedule(config),

@@ -56,7 +56,8 @@ def _fail(message: str) -> NoReturn:
 
 def _moved_keys(argv) -> None:
   """Ends with status 2 and the new key if an override names a key that moved (e.g.
-  ``--config.teach.method``, now ``--config.teach.estimator.reverse.method``)."""
+  ``--config.teach.method``, now ``--config.teach.estimator.reverse.method``).
+  """
   given = [a[len("--config."):].split("=")[0] for a in argv[1:] if a.startswith("--config.")]
   moved = [(k, schema.MOVED_KEYS[k]) for k in given if k in schema.MOVED_KEYS]
   if moved:
@@ -70,7 +71,7 @@ def _moved_keys(argv) -> None:
 
 
 def _parse_flags(argv):
-  """absl's parser; a bad flag, config key or variant ends with status 2 and a message."""
+  """Absl's parser; a bad flag, config key or variant ends with status 2 and a message."""
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:      # a value of the wrong type; an error in the config file

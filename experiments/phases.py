@@ -55,7 +55,8 @@ TEACHER_METHODS = ("l2t_dlf", "l2t_dlf_anchor")
 
 def untaught_anchor(config: ml_collections.ConfigDict, teacher: dlf_jax.Teacher) -> Any:
   """The teacher's theta before its first outer step (as :func:`dlf_jax.teach` initialises
-  it from ``config.seed``): the loss family at its anchor."""
+  it from ``config.seed``): the loss family at its anchor.
+  """
   return teacher.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0))
 
 
@@ -351,7 +352,8 @@ def student_phases(config: ml_collections.ConfigDict, data, student: dlf_jax.Stu
   and seed ``config.seed + i`` (``i < config.num_seeds``), in that order;
   ``after(method, seed)`` is called after each (e.g. to decode its test set).
   ``thetas`` (method -> theta) overrides ``theta`` per method; ``tags`` (method ->
-  tag) names a method's files (see :func:`student_phase`). Returns the runs."""
+  tag) names a method's files (see :func:`student_phase`). Returns the runs.
+  """
   runs = []
   for method in config.methods if methods is None else methods:
     for i in range(config.num_seeds):

@@ -599,7 +599,8 @@ CLASSIFICATION = (
 
 def val_split(config: Config) -> Optional[str]:
   """A translation config's validation split: ``config.data.val_split``, with None, ''
-  and 'None' (what the command line gives for ``--config.data.val_split=None``) as None."""
+  and 'None' (what the command line gives for ``--config.data.val_split=None``) as None.
+  """
   v = config.data.val_split
   return None if v in (None, "", "None") else v
 

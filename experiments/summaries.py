@@ -318,14 +318,16 @@ def metric_rows(runs: Sequence[dict], teach_history: Sequence[dict],
 
 def write_metrics_csv(path: str, rows: Iterable[tuple]) -> None:
   """Writes :func:`metric_rows` output with the header ``phase,method,seed,step,metric,value``
-  (atomically)."""
+  (atomically).
+  """
   io.write_csv(path, CSV_HEADER, rows)
 
 
 def write_summary(workdir: str, results: dict, markdown: str, rows: Sequence[tuple]) -> None:
   """Writes an experiment's summary into ``workdir``: ``results.json`` (``results``),
   ``results.md`` (``markdown``) and ``metrics.csv`` (``rows``, as from
-  :func:`metric_rows`); the figures are :func:`experiments.plots.write_plots`'."""
+  :func:`metric_rows`); the figures are :func:`experiments.plots.write_plots`'.
+  """
   io.write_json(os.path.join(workdir, "results.json"), results)
   io.write_text(os.path.join(workdir, "results.md"), markdown)
   write_metrics_csv(os.path.join(workdir, "metrics.csv"), rows)

@@ -13,7 +13,6 @@ import numpy as np
 import optax
 import pytest
 
-import dlf_jax
 from dlf_jax import forward_hypergrad as fh
 from dlf_jax import hypergrad, measures, unroll
 from dlf_jax.estimators import AntitheticES, ForwardMode, ReverseMode

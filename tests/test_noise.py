@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlf_jax import data as data_lib
 from dlf_jax import models, unroll
 from dlf_jax import student as student_lib
 from dlf_jax.data import noise

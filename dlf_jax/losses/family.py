@@ -238,7 +238,8 @@ class LossForm:
 
   def statistics(self, max_dense: int = 1024) -> dict:
     """Scalar summaries for logs and plots (jit-able): ``b_mean``, ``w_diag_mean``,
-    ``w_offdiag_mean`` (when cheap or ``C <= max_dense``), and form-specific ones."""
+    ``w_offdiag_mean`` (when cheap or ``C <= max_dense``), and form-specific ones.
+    """
     raise NotImplementedError
 
   # ----------------------------------------------------------------- anchors
@@ -933,7 +934,7 @@ def parametric_loss(phi: LossForm, logits: jax.Array, labels: jax.Array,
 def identity_loss_params(num_classes: int, parameterisation: Parameterisation = "full",
                          rank: int = 0, per_class_bias: bool = True,
                          dtype=jnp.float32, link: str = "sigmoid") -> LossForm:
-  """phi with ``W = I`` and ``b = 0``: ``sigmoid(CE)`` (sigmoid link) or CE (identity).
+  """Phi with ``W = I`` and ``b = 0``: ``sigmoid(CE)`` (sigmoid link) or CE (identity).
 
   Args:
     num_classes: ``C``.

@@ -193,7 +193,8 @@ def translate_split(model, params, model_state, arrays: dict, *, beam_size: int,
 @functools.lru_cache(maxsize=8)
 def _translate_fn(model, max_len: int, beam_size: int, alpha: float):
   """One jitted beam search per (model, settings): the test and validation splits of every
-  student share its compilation."""
+  student share its compilation.
+  """
   return jax.jit(lambda v, src: decoding.translate(model, v, src, max_len=max_len,
                                                    beam_size=beam_size, alpha=alpha))
 
@@ -260,7 +261,8 @@ def smoothing_tag(eps: float) -> str:
 
 def with_smoothing(config: ml_collections.ConfigDict, eps: float) -> ml_collections.ConfigDict:
   """A copy of ``config`` whose label smoothing -- the baseline's and, when the teacher
-  is anchored at label smoothing, the anchor's -- is ``eps``."""
+  is anchored at label smoothing, the anchor's -- is ``eps``.
+  """
   config = copy.deepcopy(config)
   config.baselines.smoothing = float(eps)
   if config.teacher.anchor == "label_smoothing":
@@ -339,7 +341,8 @@ def select_on_validation(val_bleus: list, workdir: str) -> dict:
 
 def summarize_bleu(bleus: list, runs: list, methods, val_bleus: tuple = ()) -> dict:
   """Per method: test BLEU, tokenised BLEU, validation BLEU (if any) and test token
-  accuracy (mean, std over seeds)."""
+  accuracy (mean, std over seeds).
+  """
   out = {}
   for m in methods:
     b = [r for r in bleus if r["method"] == m]
@@ -379,7 +382,7 @@ def results_markdown(results: dict) -> str:
     lines += ["", f"The taught teacher's per-token eps along the first L2T-DLF student's run "
               f"(anchor {smoothing['anchor']:g}; steps {smoothing['steps']}): mean over "
               f"training tokens " + ", ".join(f"{v:.4f}" for v in smoothing["token_mean"])
-              + f"; at the end, by token-frequency quartile (rarest first): "
+              + "; at the end, by token-frequency quartile (rarest first): "
               + ", ".join(f"{v:.4f}" for v in smoothing["by_frequency"])
               + " (plots/token_smoothing.png)."]
   tuning = results.get("tuning")
@@ -464,7 +467,8 @@ def _students(config, data: NMTData, student: dlf_jax.Student, teacher: dlf_jax.
               workdir: str, methods: tuple, thetas: dict, tags: dict,
               on_checkpoint: Optional[phases.CheckpointHook]) -> tuple:
   """Trains (or reads back) every student, then decodes its test and validation
-  splits: ``(runs, test BLEU records, validation BLEU records)``."""
+  splits: ``(runs, test BLEU records, validation BLEU records)``.
+  """
   bleus, val_bleus = [], []
 
   def decode(method: str, seed: int) -> None:
@@ -485,7 +489,8 @@ def _teacher_smoothing(config: ml_collections.ConfigDict, data: NMTData,
                        workdir: str) -> Optional[dict]:
   """A soft-target teacher's per-token eps along the first L2T-DLF student's run,
   against token frequency: :func:`dlf_jax.analysis.smoothing_by_frequency`, plotted
-  in ``plots/token_smoothing.png``. None for other teachers or without that student."""
+  in ``plots/token_smoothing.png``. None for other teachers or without that student.
+  """
   history = [r["history"] for r in runs if r["method"] == "l2t_dlf"]
   if not schema.has_soft_targets(config.teacher.parameterisation) or not history:
     return None
@@ -504,7 +509,8 @@ def _teacher_smoothing(config: ml_collections.ConfigDict, data: NMTData,
 def _student_methods(config: ml_collections.ConfigDict, teacher: dlf_jax.Teacher,
                      taught: Optional[dict]) -> tuple:
   """``(methods, thetas)``: ``config.methods``, plus the untaught anchor's students when
-  ``teach.select`` (the control that selection compares the taught teacher with)."""
+  ``teach.select`` (the control that selection compares the taught teacher with).
+  """
   if taught is None:
     return tuple(config.methods), {}
   thetas = {"l2t_dlf": taught["theta"]}
