@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Optional
 
 import flax.linen as nn
 import jax
@@ -92,7 +93,8 @@ def _spec(module) -> losses.TeacherSpec:
   return losses.TeacherSpec(num_classes=module.num_classes, rank=module.rank,
                             target=module.target, anchor=module.anchor,
                             anchor_smoothing=module.anchor_smoothing,
-                            init_scale=module.init_scale)
+                            init_scale=module.init_scale,
+                            anchor_transition=module.anchor_transition)
 
 
 class AttentionTeacher(nn.Module):
@@ -136,6 +138,7 @@ class AttentionTeacher(nn.Module):
   anchor: str = "cross_entropy"
   anchor_smoothing: float = 0.1
   target: str = "class"
+  anchor_transition: Optional[tuple] = None
 
   @nn.compact
   def __call__(self, s: jax.Array) -> losses.LossForm:
@@ -161,7 +164,8 @@ class MLPTeacher(nn.Module):
   static), for ``soft_target`` the smoothing logits ``e_y`` (the soft-target
   logits static; for ``weighted_soft_target`` the class-weight logits too).
 
-  Attributes: as :class:`AttentionTeacher` (``hidden``: the MLP's width).
+  Attributes: as :class:`AttentionTeacher` (``hidden``: the MLP's width;
+  ``anchor_transition`` seeds ``w0``).
 
   Input ``s``: float ``[S]``. Output: :class:`~dlf_jax.losses.LossForm`.
   """
@@ -175,6 +179,7 @@ class MLPTeacher(nn.Module):
   anchor: str = "cross_entropy"
   anchor_smoothing: float = 0.1
   target: str = "class"
+  anchor_transition: Optional[tuple] = None
 
   @nn.compact
   def __call__(self, s: jax.Array) -> losses.LossForm:
