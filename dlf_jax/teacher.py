@@ -13,7 +13,9 @@ Both are initialised at an *anchor* loss with a small **non-zero**
 perturbation (an exactly-zero dynamic part is a saddle at which every teacher
 gradient vanishes): ``cross_entropy`` (``W ~ I``, ``b ~ 0``; the paper's
 initialisation) or ``label_smoothing`` with ``anchor_smoothing = eps``
-(``W ~ (1 - eps) I + eps / C``; ``full`` and ``soft_target`` W only).
+(``W ~ (1 - eps) I + eps / C``; ``full`` and ``soft_target`` W only). A
+``forward_correction`` teacher can instead start at a given transition matrix
+(``anchor_transition``, e.g. GLC's estimate of ``T``; Hendrycks et al. 2018).
 With ``parameterisation='soft_target'`` the teacher outputs per-class smoothing
 weights ``eps_y = 0.99 sigmoid(e_y)`` in ``(0, 0.99)`` and soft targets
 ``q_y = softmax(a_y)`` (``target``: ``uniform`` | ``shared`` | ``class``), so

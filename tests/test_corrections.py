@@ -22,7 +22,7 @@ from dlf_jax import losses
 from dlf_jax import teacher as teacher_lib
 from dlf_jax.data import noise
 from experiments import builders, correction_phases, corrections, phases, schema, splits
-from experiments.configs import common, mnist_noisy
+from experiments.configs import common, mnist_noisy, multi30k_transformer
 
 C = 3
 
@@ -162,6 +162,11 @@ def test_glc_configs_validate():
     assert {"glc", "forward_oracle", "l2t_dlf"} <= set(config.methods)
     assert config.teacher.anchor == "glc"
   assert {"logit_adjusted", "class_balanced"} <= set(mnist_noisy.get_config("lt").methods)
+  nmt = multi30k_transformer.get_config("smoke")
+  nmt.teacher.anchor = "glc"
+  with pytest.raises(schema.ConfigError, match=r"config.teacher.anchor='glc' is invalid: "
+                                               r"expected 'cross_entropy' or 'label_smoothing'"):
+    schema.validate(nmt, schema.TRANSLATION)
 
 
 # ------------------------------------------------------------------ GLC-anchored teacher
