@@ -201,10 +201,7 @@ def _no_checkpoints(phase, step):
                                           ("multi30k_lstm", "expected_accuracy")])
 def test_multi30k_smoke_end_to_end_and_read_back(name, measure, tmp_path, multi30k):
   config = CONFIGS[name].get_config("smoke")
-  # The cross-entropy student runs with the Transformer (here and from the IWSLT14
-  # directory); the LSTM's run checks its L2T-DLF student, taught and decoded.
-  config.methods = (("cross_entropy", "l2t_dlf") if name == "multi30k_transformer"
-                    else ("l2t_dlf",))
+  config.methods = ("cross_entropy", "l2t_dlf")
   config.teach.measure = measure
   config.teach.select = name == "multi30k_transformer"      # the LSTM run: no selection
   workdir = str(tmp_path / name)
