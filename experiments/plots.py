@@ -17,9 +17,11 @@ from typing import Optional, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from dlf_jax import analysis
 from dlf_jax import losses
+from experiments import io
 from experiments.summaries import METHOD_NAMES, PHI_STATS, error_key
 
 __all__ = [
@@ -209,6 +211,7 @@ def plot_per_class(values, class_counts, path: Optional[str] = None,
                 fontsize=7)
   if (counts[seen] > 0).any() and counts[seen].max() > counts[seen].min():
     ax.set_xscale("log")
+  ax.xaxis.set_minor_formatter(NullFormatter())  # log axis: no crowded minor labels
   ax.set_xlabel("training count of the class")
   ax.set_ylabel(label)
   ax.set_title(f"{label} against class frequency", fontsize=9)
@@ -353,24 +356,32 @@ def write_plots(plots_dir: str, *, runs: Sequence[dict], teach_history: Sequence
   student's run and the ``label_noise.json`` record; with both, noisy labels add
   ``transition_comparison.png`` (:func:`plot_transition_comparison`; forward
   correction and soft-target forms) and a long tail adds ``per_class.png``
-  (:func:`plot_per_class` of :func:`learned_per_class`).
+  (:func:`plot_per_class` of :func:`learned_per_class`); their numbers go to
+  ``learned.json`` (``form``, ``transition`` ``[C][C]`` oriented as ``T``,
+  ``per_class`` ``{values [C], label}``).
   """
   test_key = error_key("test", metric)
   paths = []
   if phi is not None and label_noise:
+    learned = {"form": phi.name}              # the numbers of the two figures
     noise = label_noise.get("noise")
     if noise and isinstance(phi, (losses.ForwardCorrectionW, losses.SoftTargetW)):
       paths.append(os.path.join(plots_dir, "transition_comparison.png"))
       title = ("learned T (forward correction)" if isinstance(phi, losses.ForwardCorrectionW)
                else "learned W (soft targets)")
-      plot_transition_comparison(analysis.learned_transition(phi), noise["transition"],
+      learned["transition"] = analysis.learned_transition(phi).tolist()
+      plot_transition_comparison(learned["transition"], noise["transition"],
                                  noise["realised_transition"], paths[-1],
                                  learned_title=title)
     per_class = learned_per_class(phi)
     if label_noise.get("imbalance") and per_class is not None:
       paths.append(os.path.join(plots_dir, "per_class.png"))
+      learned["per_class"] = {"values": per_class[0].tolist(), "label": per_class[1]}
       plot_per_class(per_class[0], label_noise["class_counts"]["train"], paths[-1],
                      per_class[1])
+    if len(learned) > 1:
+      paths.append(os.path.join(plots_dir, "learned.json"))
+      io.write_json(paths[-1], learned)
   if snapshots:
     paths.append(os.path.join(plots_dir, "w_heatmaps.png"))
     plot_w_heatmaps(snapshots, paths[-1])
