@@ -1,4 +1,6 @@
 """What a noise- or class-aware phi learned (dlf_jax.analysis) and its figures (known values)."""
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -81,3 +83,33 @@ def test_transition_and_per_class_plots(tmp_path):
     plots.plot_per_class([1.0, 2.0], [5, 50, 500], None, "w")
   with pytest.raises(ValueError, match="shape"):
     plots.plot_transition_comparison(np.eye(2), t, t, None)
+
+
+def _label_record(noise_t=None, counts=(40, 20, 10)):
+  return {"noise": None if noise_t is None else {
+              "transition": noise_t.tolist(), "realised_transition": noise_t.tolist()},
+          "imbalance": None if noise_t is not None else {"ratio": 4.0},
+          "class_counts": {"train": list(counts)}}
+
+
+def test_write_plots_what_was_learned(tmp_path):
+  t = noise.pair_flip_transition(3, 0.4)
+  forward = losses.ForwardCorrectionW.create(jnp.asarray(t, jnp.float32))
+  paths = plots.write_plots(str(tmp_path / "a"), runs=[], teach_history=[], phi=forward,
+                            label_noise=_label_record(t))
+  assert [p.rsplit("/", 1)[1] for p in paths] == ["transition_comparison.png", "learned.json"]
+  learned = json.loads((tmp_path / "a" / "learned.json").read_text())
+  assert learned["form"] == "forward_correction" and "per_class" not in learned
+  np.testing.assert_allclose(learned["transition"], t, atol=1e-6)
+  # A long tail and a weighted teacher: its class weights against the counts.
+  eps = jnp.zeros((3,), jnp.float32)
+  weighted = losses.WeightedSoftTargetW(eps, eps, class_weights=jnp.asarray([0.5, 1.0, 1.5]))
+  paths = plots.write_plots(str(tmp_path / "b"), runs=[], teach_history=[], phi=weighted,
+                            label_noise=_label_record())
+  assert [p.rsplit("/", 1)[1] for p in paths] == ["per_class.png", "learned.json"]
+  learned = json.loads((tmp_path / "b" / "learned.json").read_text())
+  assert learned["per_class"] == {"values": [0.5, 1.0, 1.5], "label": "learned class weight c_y"}
+  # Neither noise nor a long tail (the default): nothing new.
+  assert plots.write_plots(str(tmp_path / "c"), runs=[], teach_history=[], phi=forward,
+                           label_noise=None) == []
+  assert not (tmp_path / "c").exists()
