@@ -9,9 +9,19 @@ state); from those, :func:`phi_snapshots` recomputes the loss parameters
 :func:`w_snapshots` their dense ``W_t``, and :func:`smoothing_by_frequency` what a
 soft-target teacher does per class (its ``eps_y`` against the class's frequency).
 
+What a noise-aware or class-aware ``phi`` has learned, in the units of the data's
+corruption: :func:`learned_transition` (a ``[C, C]`` matrix in the orientation of the
+noise matrix ``T[i, j] = P(observed j | true i)``), :func:`noise_posterior` (what a
+soft target should match: ``P(true i | observed j)``), :func:`class_weights` and
+:func:`logit_offsets` (per-class vectors, against the class counts).
+
 References:
   Wu, Tian, Xia, Fan, Qin, Lai, Liu. Learning to Teach with Dynamic Loss Functions.
   NeurIPS 2018: Eqn. (2) (the loss family), Sec. 4.1 (the teacher's state s_t).
+  Patrini et al. Making Deep Neural Networks Robust to Label Noise: a Loss Correction
+  Approach. CVPR 2017 (forward correction, ``T``).
+  Cui et al. Class-Balanced Loss Based on Effective Number of Samples. CVPR 2019.
+  Menon et al. Long-tail learning via logit adjustment. ICLR 2021.
 """
 from __future__ import annotations
 
@@ -24,7 +34,8 @@ import numpy as np
 from dlf_jax import losses
 from dlf_jax import state_features
 
-__all__ = ["with_teacher_state", "phi_snapshots", "w_snapshots", "smoothing_by_frequency"]
+__all__ = ["with_teacher_state", "phi_snapshots", "w_snapshots", "smoothing_by_frequency",
+           "learned_transition", "noise_posterior", "class_weights", "logit_offsets"]
 
 
 def with_teacher_state(record: dict, state: Any) -> dict:
@@ -134,3 +145,122 @@ def smoothing_by_frequency(snapshots: Sequence, counts: np.ndarray) -> dict:
           "token_mean": (eps @ counts / counts.sum()).tolist(), "min": eps.min(1).tolist(),
           "max": eps.max(1).tolist(),
           "by_frequency": [float(eps[-1, q].mean()) for q in quartiles if len(q)]}
+
+
+def learned_transition(phi: losses.LossForm) -> np.ndarray:
+  """The ``[C, C]`` label-noise matrix a noise-aware ``phi`` implies, oriented as ``T``.
+
+  Rows index the true class ``i``, columns the observed (training) label ``j``, as in
+  the noise matrix ``T[i, j] = P(observed j | true i)`` of ``label_noise.json``, so
+  that the two can be drawn side by side:
+
+  * :class:`~dlf_jax.losses.ForwardCorrectionW`: its ``T`` (``phi.dense()``, rows on
+    the simplex). The loss ``-log((p^T T)_y)`` is proper for the clean posterior
+    when ``T`` is the true noise matrix (Patrini et al. 2017): compare entry by entry
+    with the true ``T``.
+  * :class:`~dlf_jax.losses.SoftTargetW` and
+    :class:`~dlf_jax.losses.WeightedSoftTargetW`: the dense ``W`` itself. Column ``j``
+    of ``W`` (row ``j`` of ``W.T``) is the soft target an example *labelled* ``j``
+    is trained towards, so ``W[i, j]`` estimates ``P(true i | observed j)`` (columns
+    on the simplex). Its ideal value is the Bayes inverse of ``T``,
+    :func:`noise_posterior`; for class priors that are uniform and a ``T`` whose
+    columns sum to 1 (symmetric and pair-flip noise) that inverse *is* ``T``
+    entry by entry, which is why ``W`` -- not ``W.T`` -- sits beside ``T``.
+    (``W.T`` would mirror a pair flip ``i -> i + 1`` into ``j -> j - 1``.)
+
+  Args:
+    phi: a :class:`~dlf_jax.losses.LossForm` of one of the forms above, its arrays
+      over ``C`` classes (e.g. the last entry of :func:`phi_snapshots`).
+
+  Returns:
+    float64 numpy ``[C, C]``, rows = true class, columns = observed label.
+
+  Raises:
+    ValueError: another form (its ``W`` is not a distribution over classes), naming
+      it and the forms that have one.
+  """
+  if isinstance(phi, (losses.ForwardCorrectionW, losses.SoftTargetW)):
+    return np.asarray(jax.device_get(phi.dense()), np.float64)
+  raise ValueError(
+      f"learned_transition needs a forward_correction, soft_target or weighted_soft_target "
+      f"phi; got {getattr(phi, 'name', '') or type(phi).__name__!r}, whose W is not a "
+      "distribution over classes. Teach with teacher.parameterisation set to one of those.")
+
+
+def noise_posterior(transition, priors=None) -> np.ndarray:
+  """``P(true i | observed j)`` from ``T`` and the class priors: a soft target's ideal ``W``.
+
+  ``post[i, j] = pi_i T[i, j] / sum_k pi_k T[k, j]`` (Bayes' rule), oriented as ``T``
+  (rows: true class, columns: observed label; columns on the simplex). With uniform
+  ``pi`` and columns of ``T`` summing to 1 it equals ``T``.
+
+  Args:
+    transition: float ``[C, C]``, ``T[i, j] = P(observed j | true i)`` (rows on the simplex).
+    priors: float ``[C]``, the true classes' frequencies (e.g. ``class_counts['train']``
+      of ``label_noise.json``; normalised here); None = uniform.
+
+  Returns:
+    float64 numpy ``[C, C]``; a column no class is observed as (all zero) stays zero.
+
+  Raises:
+    ValueError: ``transition`` not square, a negative entry, or ``priors`` not a
+      non-negative ``[C]`` vector.
+  """
+  t = np.asarray(transition, np.float64)
+  if t.ndim != 2 or t.shape[0] != t.shape[1]:
+    raise ValueError(f"transition must be [C, C], got shape {t.shape}.")
+  if (t < 0).any():
+    raise ValueError("transition must be non-negative (T[i, j] = P(observed j | true i)).")
+  c = t.shape[0]
+  pi = np.full(c, 1.0 / c) if priors is None else np.asarray(priors, np.float64)
+  if pi.shape != (c,) or (pi < 0).any() or pi.sum() <= 0:
+    raise ValueError(f"priors must be a non-negative [C] = [{c}] vector with a positive "
+                     f"sum; got {pi.tolist()}.")
+  joint = pi[:, None] * t
+  mass = joint.sum(0, keepdims=True)
+  return np.divide(joint, mass, out=np.zeros_like(joint), where=mass > 0)
+
+
+def class_weights(phi: losses.LossForm) -> np.ndarray:
+  """The per-class loss weights ``c_y`` of a :class:`~dlf_jax.losses.WeightedSoftTargetW`.
+
+  ``L = c_y link(-log(p)^T W e_y + b_y)`` (class-balanced reweighting, Cui et al.
+  2019, learned); a teacher outputs ``c = C softmax(.)`` (mean 1).
+
+  Args:
+    phi: a ``weighted_soft_target`` phi over ``C`` classes.
+
+  Returns:
+    float64 numpy ``[C]`` (ones when ``phi.class_weights`` is None).
+
+  Raises:
+    ValueError: ``phi`` of another form, naming it.
+  """
+  if not isinstance(phi, losses.WeightedSoftTargetW):
+    raise ValueError(f"class_weights needs a weighted_soft_target phi; got "
+                     f"{getattr(phi, 'name', '') or type(phi).__name__!r}.")
+  if phi.class_weights is None:
+    return np.ones(phi.num_classes)
+  return np.asarray(jax.device_get(phi.class_weights), np.float64)
+
+
+def logit_offsets(phi: losses.LossForm) -> np.ndarray:
+  """The per-class logit offsets ``delta`` of a :class:`~dlf_jax.losses.LogitOffsetW`.
+
+  ``L = -log softmax(z + delta)_y`` (logit adjustment, Menon et al. 2021, with
+  ``delta = tau log pi`` there; learned here). Only differences between classes
+  matter (softmax is shift-invariant).
+
+  Args:
+    phi: a ``logit_adjustment`` phi over ``C`` classes.
+
+  Returns:
+    float64 numpy ``[C]``.
+
+  Raises:
+    ValueError: ``phi`` of another form, naming it.
+  """
+  if not isinstance(phi, losses.LogitOffsetW):
+    raise ValueError(f"logit_offsets needs a logit_adjustment phi; got "
+                     f"{getattr(phi, 'name', '') or type(phi).__name__!r}.")
+  return np.asarray(jax.device_get(phi.delta), np.float64)

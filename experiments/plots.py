@@ -1,4 +1,6 @@
-"""Figures of experiments: W_t heatmaps, phi statistics, curves, error bars.
+"""Figures of experiments: W_t heatmaps, phi statistics, curves, error bars, and
+what a noise- or class-aware teacher learned (its ``T`` / ``W`` beside the noise
+matrix, its per-class weights / offsets against the class counts).
 
 Each ``plot_*`` takes plain Python data (run dicts and histories as written by
 :mod:`experiments.phases`, snapshots from :mod:`dlf_jax.analysis`), returns a
@@ -15,13 +17,17 @@ from typing import Optional, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from dlf_jax import analysis
+from dlf_jax import losses
+from experiments import io
 from experiments.summaries import METHOD_NAMES, PHI_STATS, error_key
 
 __all__ = [
     "plot_smoothing_by_frequency", "plot_w_heatmaps", "plot_target_mass", "plot_error_bars",
-    "plot_phi_statistics", "plot_teach_curve", "plot_accuracy_curves", "write_plots",
+    "plot_phi_statistics", "plot_teach_curve", "plot_accuracy_curves",
+    "plot_transition_comparison", "plot_per_class", "write_plots",
 ]
 
 
@@ -126,6 +132,106 @@ def plot_target_mass(snapshots: Sequence, path: Optional[str] = None) -> Figure:
   if mass.shape[1] <= 20:
     ax.legend(fontsize=6, ncol=2, title="class y", title_fontsize=7)
   return _save(fig, path)
+
+
+def plot_transition_comparison(learned, true, realised, path: Optional[str] = None, *,
+                               estimated=None, learned_title: str = "learned") -> Figure:
+  """Heatmaps side by side, one colour scale: the noise matrix ``T`` the labels were
+  drawn from, the realised one, (GLC's estimate ``T^``,) and the learned matrix.
+
+  Every matrix is oriented as ``T[i, j] = P(observed j | true i)``: rows are true
+  classes, columns observed labels (:func:`dlf_jax.analysis.learned_transition`
+  gives the learned one so).
+
+  Args:
+    learned: float ``[C, C]``, e.g. :func:`dlf_jax.analysis.learned_transition` of the
+      taught teacher's last ``phi``.
+    true: float ``[C, C]``, ``noise.transition`` of ``label_noise.json``.
+    realised: float ``[C, C]``, ``noise.realised_transition`` of ``label_noise.json``.
+    path: if given, save the figure there (PNG).
+    estimated: optional float ``[C, C]``, another estimate drawn between the realised
+      and the learned one (GLC's ``T^``, ``glc/transition_seed<s>.json``).
+    learned_title: the learned panel's title (e.g. ``"learned W (soft targets)"``).
+
+  Raises:
+    ValueError: matrices of different or non-square shapes.
+  """
+  panels = [("true T (noise model)", true), ("realised T (training labels)", realised)]
+  if estimated is not None:
+    panels.append(("estimated T^ (GLC)", estimated))
+  panels.append((learned_title, learned))
+  mats = [np.asarray(m, np.float64) for _, m in panels]
+  c = mats[0].shape[0] if mats[0].ndim == 2 else -1
+  if any(m.shape != (c, c) for m in mats):
+    raise ValueError("plot_transition_comparison needs [C, C] matrices of one shape; got "
+                     f"shapes {[m.shape for m in mats]} for {[t for t, _ in panels]}.")
+  fig = _new_figure(2.7 * len(panels) + 0.9, 3.2)
+  axes = fig.subplots(1, len(panels), squeeze=False)[0]
+  vmax = max(float(m.max()) for m in mats) or 1.0
+  ticks = range(0, c, max(1, c // 10))
+  for ax, (title, _), m in zip(axes, panels, mats):
+    im = ax.imshow(m, cmap="viridis", vmin=0.0, vmax=vmax)
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel("observed label j", fontsize=8)
+    ax.set_ylabel("true class i", fontsize=8)
+    ax.set_xticks(list(ticks))
+    ax.set_yticks(list(ticks))
+    ax.tick_params(labelsize=6)
+  fig.colorbar(im, ax=axes.tolist(), shrink=0.8)
+  return _save(fig, path)
+
+
+def plot_per_class(values, class_counts, path: Optional[str] = None,
+                   label: str = "learned value") -> Figure:
+  """A learned per-class quantity (class weight, logit offset, ``eps_y``) against the
+  class's training count (log scale), each point labelled with its class index.
+
+  Args:
+    values: float ``[C]``, e.g. :func:`dlf_jax.analysis.class_weights` or
+      :func:`dlf_jax.analysis.logit_offsets` of the taught teacher's last ``phi``.
+    class_counts: int ``[C]``, each class's training count (``class_counts['train']``
+      of ``label_noise.json``).
+    path: if given, save the figure there (PNG).
+    label: the y axis label (what ``values`` are).
+
+  Raises:
+    ValueError: ``values`` and ``class_counts`` of different shapes.
+  """
+  values = np.asarray(values, np.float64)
+  counts = np.asarray(class_counts, np.float64)
+  if values.ndim != 1 or values.shape != counts.shape:
+    raise ValueError(f"plot_per_class needs values and class_counts of one [C] shape; got "
+                     f"{values.shape} and {counts.shape}.")
+  fig = _new_figure(4.8, 3.4)
+  ax = fig.subplots()
+  seen = counts > 0
+  ax.scatter(counts[seen], values[seen], s=14, color="C0")
+  for y in np.flatnonzero(seen):
+    ax.annotate(str(y), (counts[y], values[y]), textcoords="offset points", xytext=(3, 3),
+                fontsize=7)
+  if (counts[seen] > 0).any() and counts[seen].max() > counts[seen].min():
+    ax.set_xscale("log")
+  ax.xaxis.set_minor_formatter(NullFormatter())  # log axis: no crowded minor labels
+  ax.set_xlabel("training count of the class")
+  ax.set_ylabel(label)
+  ax.set_title(f"{label} against class frequency", fontsize=9)
+  ax.grid(alpha=0.3)
+  return _save(fig, path)
+
+
+def learned_per_class(phi) -> Optional[tuple]:
+  """``(values [C], label)`` of a ``phi``'s per-class quantity, or None.
+
+  ``weighted_soft_target``: its class weights; ``logit_adjustment``: its logit
+  offsets; ``soft_target``: its smoothing ``eps_y``; other forms: None.
+  """
+  if isinstance(phi, losses.WeightedSoftTargetW):
+    return analysis.class_weights(phi), "learned class weight c_y"
+  if isinstance(phi, losses.LogitOffsetW):
+    return analysis.logit_offsets(phi), "learned logit offset delta_y"
+  if isinstance(phi, losses.SoftTargetW):
+    return np.asarray(phi.eps, np.float64), "learned smoothing eps_y"
+  return None
 
 
 def plot_error_bars(groups: Sequence[tuple], path: Optional[str] = None,
@@ -239,15 +345,43 @@ def plot_accuracy_curves(runs: Sequence[dict], path: Optional[str] = None) -> Fi
 
 def write_plots(plots_dir: str, *, runs: Sequence[dict], teach_history: Sequence[dict],
                 snapshots: Optional[Sequence] = None, soft_targets: bool = False,
-                metric: str = "accuracy") -> list[str]:
+                metric: str = "accuracy", phi=None,
+                label_noise: Optional[dict] = None) -> list[str]:
   """Writes every plot that the available data supports; returns the file paths.
 
   ``soft_targets``: W is a soft-target W (columns on the simplex), so the per-class
   mass off the label (:func:`plot_target_mass`) is meaningful and is plotted too.
   ``metric``: the headline metric; the error bars show its test error.
+  ``phi`` and ``label_noise``: the taught teacher's last ``phi`` along an L2T-DLF
+  student's run and the ``label_noise.json`` record; with both, noisy labels add
+  ``transition_comparison.png`` (:func:`plot_transition_comparison`; forward
+  correction and soft-target forms) and a long tail adds ``per_class.png``
+  (:func:`plot_per_class` of :func:`learned_per_class`); their numbers go to
+  ``learned.json`` (``form``, ``transition`` ``[C][C]`` oriented as ``T``,
+  ``per_class`` ``{values [C], label}``).
   """
   test_key = error_key("test", metric)
   paths = []
+  if phi is not None and label_noise:
+    learned = {"form": phi.name}              # the numbers of the two figures
+    noise = label_noise.get("noise")
+    if noise and isinstance(phi, (losses.ForwardCorrectionW, losses.SoftTargetW)):
+      paths.append(os.path.join(plots_dir, "transition_comparison.png"))
+      title = ("learned T (forward correction)" if isinstance(phi, losses.ForwardCorrectionW)
+               else "learned W (soft targets)")
+      learned["transition"] = analysis.learned_transition(phi).tolist()
+      plot_transition_comparison(learned["transition"], noise["transition"],
+                                 noise["realised_transition"], paths[-1],
+                                 learned_title=title)
+    per_class = learned_per_class(phi)
+    if label_noise.get("imbalance") and per_class is not None:
+      paths.append(os.path.join(plots_dir, "per_class.png"))
+      learned["per_class"] = {"values": per_class[0].tolist(), "label": per_class[1]}
+      plot_per_class(per_class[0], label_noise["class_counts"]["train"], paths[-1],
+                     per_class[1])
+    if len(learned) > 1:
+      paths.append(os.path.join(plots_dir, "learned.json"))
+      io.write_json(paths[-1], learned)
   if snapshots:
     paths.append(os.path.join(plots_dir, "w_heatmaps.png"))
     plot_w_heatmaps(snapshots, paths[-1])

@@ -9,7 +9,7 @@ nbclient = pytest.importorskip("nbclient", reason="pip install -e '.[dev]' (nbcl
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["quickstart.ipynb", "learned_loss.ipynb"])
+@pytest.mark.parametrize("name", ["quickstart.ipynb", "learned_loss.ipynb", "noisy_labels.ipynb"])
 def test_notebook_runs(monkeypatch, name):
   monkeypatch.setenv("DLF_NOTEBOOK_SMOKE", "1")
   monkeypatch.setenv("MPLBACKEND", "Agg")

@@ -34,7 +34,9 @@ Workdir layout::
   tensorboard/{teach,<method>/seed_<s>}/   tensorboardX event files
   metrics.csv                              long format: phase,method,seed,step,metric,value
   results.json, results.md                 the table, wall times, data, config
-  plots/*.png                              W_t heatmaps, phi statistics, curves
+  plots/*.png                              W_t heatmaps, phi statistics, curves; with
+                                           noise / a long tail: the learned T or W beside
+                                           the noise matrix, per-class weights / offsets
 """
 from __future__ import annotations
 
@@ -132,17 +134,21 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   if labels is not None:
     results["data"]["label_noise"] = labels
   teach_history = [] if taught is None else taught["history"]
-  snapshots = None
+  snapshots = last_phi = None
   l2t_runs = [r for r in runs if r["method"] == "l2t_dlf"]
   if taught is not None and l2t_runs:
     snapshots = analysis.w_snapshots(teacher, taught["theta"], l2t_runs[0]["history"],
                                      first_step=config.teach.pretrain_steps)
+    if labels is not None:                   # what the teacher learned about the labels
+      last_phi = analysis.phi_snapshots(teacher, taught["theta"], l2t_runs[0]["history"],
+                                        first_step=config.teach.pretrain_steps)[-1][1]
   summaries.write_summary(workdir, results, summaries.results_markdown(results),
                           summaries.metric_rows(runs, teach_history, config.seed))
   plots.write_plots(os.path.join(workdir, "plots"), runs=runs, teach_history=teach_history,
                     snapshots=snapshots,
                     soft_targets=schema.has_soft_targets(config.teacher.parameterisation),
-                    metric=results.get("headline_metric", "accuracy"))
+                    metric=results.get("headline_metric", "accuracy"),
+                    phi=last_phi, label_noise=labels)
   print(summaries.results_table(results))
   return results
 
