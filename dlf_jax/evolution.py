@@ -94,7 +94,8 @@ from dlf_jax import measures
 from dlf_jax.contracts import LossProvider
 from dlf_jax.hypergrad import HypergradResult
 from dlf_jax.student import Student, StudentState
-from dlf_jax.unroll import check_unroll_batches, dev_measure, evaluate, unroll
+from dlf_jax.unroll import (check_batch_labels, check_unroll_batches, dev_measure, evaluate,
+                            unroll)
 
 __all__ = ["PESState", "es_gradient", "make_es_gradient_fn", "dev_accuracy_reward",
            "antithetic_estimate", "pes_estimate", "resolve_reward", "check_population",
@@ -277,7 +278,8 @@ def es_gradient(student: Student, teacher: LossProvider, measure: Optional[measu
 
   Raises:
     ValueError: odd or too small population, ``sigma <= 0``, ``T <= 0``, no
-      measure and no reward, class-count mismatch, ``chunk_size < 1``.
+      measure and no reward, class-count mismatch, ``chunk_size < 1``, concrete
+      (not traced) labels outside ``[0, C)``.
 
   Memory: ``population + 1`` students at once (``chunk_size`` of them with a
   ``chunk_size``): params, optimizer state, one step's activations; nothing per
@@ -289,6 +291,8 @@ def es_gradient(student: Student, teacher: LossProvider, measure: Optional[measu
   population = check_population(population)
   check_sigma(sigma)
   check_unroll_batches(batches)
+  check_batch_labels(batches, student, "batches")            # concrete labels only (not under jit)
+  check_batch_labels(dev_batches, student, "dev_batches")
   _check_classes(student, teacher)
   reward_fn = resolve_reward(student, measure, reward)
   theta_flat, unravel = ravel_pytree(theta)
@@ -464,13 +468,16 @@ def pes_step(student: Student, teacher: LossProvider, measure: Optional[measures
 
   Raises:
     ValueError: odd or too small population, ``sigma <= 0``, ``T <= 0``, no
-      measure and no reward, accumulator size differing from ``theta``'s,
+      measure and no reward, concrete labels outside ``[0, C)``, accumulator size
+      differing from ``theta``'s,
       ``chunk_size < 1``.
 
   References:
     Vicol, Metz, Sohl-Dickstein, ICML 2021 (PES with antithetic pairs).
   """
   check_unroll_batches(batches)
+  check_batch_labels(batches, student, "batches")            # concrete labels only (not under jit)
+  check_batch_labels(dev_batches, student, "dev_batches")
   _check_classes(student, teacher)
   reward_fn = resolve_reward(student, measure, reward)
   theta_flat, unravel = ravel_pytree(theta)

@@ -84,8 +84,8 @@ from flax import struct
 from dlf_jax import measures
 from dlf_jax.contracts import LossProvider, Memory, Method
 from dlf_jax.student import Student, StudentState
-from dlf_jax.unroll import (StepMetrics, apply_step, check_finite_inputs, check_unroll_batches,
-                            dev_measure, inner_step)
+from dlf_jax.unroll import (StepMetrics, apply_step, check_batch_labels, check_finite_inputs,
+                            check_unroll_batches, dev_measure, inner_step)
 
 __all__ = ["METHODS", "MEMORY_POLICIES", "HypergradResult", "hypergradient",
            "make_hypergradient_fn", "default_checkpoint_every", "resolve_method",
@@ -362,6 +362,8 @@ def _check_arguments(student, teacher, state, batches, dev_batches, method, memo
   num_steps = check_unroll_batches(batches)
   check_finite_inputs(batches, "batches")          # concrete inputs only: skipped under jit
   check_finite_inputs(dev_batches, "dev_batches")
+  check_batch_labels(batches, student, "batches")  # likewise
+  check_batch_labels(dev_batches, student, "dev_batches")
   if memory not in MEMORY_POLICIES:
     raise ValueError(f"Unknown memory policy {memory!r}; choose one of {MEMORY_POLICIES}.")
   if teacher.num_classes is not None and teacher.num_classes != student.num_classes:
@@ -415,8 +417,10 @@ def hypergradient(student: Student, teacher: LossProvider, measure: measures.Mea
 
   Raises:
     ValueError: unknown method/memory, ``T <= 0``, ``checkpoint_every < 1``,
-      ``eqn45`` with a stateful optimizer, class-count mismatch, NaN/inf in
-      concrete (not traced) ``batches`` / ``dev_batches``.
+      ``eqn45`` with a stateful optimizer, class-count mismatch, NaN/inf or
+      labels outside ``[0, C)`` in concrete (not traced) ``batches`` /
+      ``dev_batches`` (under ``jit``, e.g. :func:`make_hypergradient_fn`, the
+      caller checks them: :func:`dlf_jax.teach` does).
 
   References:
     Wu et al. 2018, Eqns. (3)-(5) and Algorithm 1; Maclaurin, Duvenaud, Adams,

@@ -26,12 +26,13 @@ import numpy as np
 import optax
 from flax import struct
 
-from dlf_jax import losses, measures, state_features
+from dlf_jax import checks, losses, measures, state_features
 from dlf_jax.contracts import LossProvider
 from dlf_jax.student import Student, StudentState
 
 __all__ = ["StepMetrics", "apply_step", "inner_step", "unroll", "dev_measure",
-           "evaluate", "check_finite", "check_unroll_batches", "check_finite_inputs"]
+           "evaluate", "check_finite", "check_unroll_batches", "check_finite_inputs",
+           "check_batch_labels"]
 
 
 @struct.dataclass
@@ -137,6 +138,34 @@ def check_finite_inputs(tree, name: str) -> None:
         f"{name}{jax.tree_util.keystr(path)} holds {bad} NaN/inf value(s) of "
         f"{int(np.size(x))}: the result would be NaN. Remove or impute them (e.g. "
         "np.nan_to_num) before the call.")
+
+
+def check_batch_labels(tree, student: Student, name: str) -> None:
+  """Raises if the concrete labels of batches are outside ``[0, C)``; skips traced ones (jit).
+
+  The host check of the public entry points that take ready batches
+  (:func:`dlf_jax.hypergradient`, :mod:`dlf_jax.forward_hypergrad`,
+  :mod:`dlf_jax.evolution`): out of range, a label ``C`` gives a NaN measure
+  with a finite hypergradient and ``-1`` is read as class ``C - 1``. Under
+  ``jit`` (e.g. :func:`~dlf_jax.hypergrad.make_hypergradient_fn`) the labels
+  are traced and cannot be read: :func:`dlf_jax.teach` and
+  :func:`dlf_jax.train_student` check every split before tracing.
+
+  Args:
+    tree: a batch dict (``[T, B, ...]`` or ``[n, B, ...]`` arrays) with the
+      student's ``label_key`` (and optional ``mask_key``: masked-out entries are
+      not checked).
+    student: gives ``C``, the label key and the mask key.
+    name: how the caller calls ``tree`` (``'dev_batches'``), for the message.
+
+  Raises:
+    ValueError: naming ``name``, the key, the first bad label and the range.
+  """
+  if not isinstance(tree, dict) or student.label_key not in tree:
+    return
+  checks.check_label_values(
+      tree[student.label_key], student.num_classes, f"{name}[{student.label_key!r}]",
+      tree.get(student.mask_key), fix="fix the labels or the student's num_classes")
 
 
 def unroll(student: Student, teacher: LossProvider, theta: Any, state: StudentState, batches,
