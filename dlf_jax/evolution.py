@@ -82,7 +82,6 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 from typing import Any, Callable, Optional
 
 import jax
@@ -90,7 +89,7 @@ import jax.numpy as jnp
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from dlf_jax import measures
+from dlf_jax import checks, measures
 from dlf_jax.contracts import LossProvider
 from dlf_jax.hypergrad import HypergradResult
 from dlf_jax.student import Student, StudentState
@@ -111,11 +110,8 @@ def check_population(population) -> int:
   Raises:
     ValueError: not an integer, odd, or ``< 2``.
   """
-  try:
-    n = operator.index(population)
-  except TypeError:
-    raise ValueError(f"population must be an integer, got {population!r}.") from None
-  if n < 2 or n % 2:
+  n = checks.check_int("population", population, 2, fix="an even number (antithetic pairs)")
+  if n % 2:
     raise ValueError(f"population must be an even integer >= 2 (antithetic pairs), "
                      f"got {population}.")
   return n
@@ -143,15 +139,7 @@ def check_chunk_size(chunk_size) -> Optional[int]:
   Raises:
     ValueError: anything else.
   """
-  if chunk_size is None:
-    return None
-  try:
-    k = operator.index(chunk_size)
-  except TypeError:
-    raise ValueError(f"chunk_size must be None or an integer >= 1, got {chunk_size!r}.") from None
-  if k < 1:
-    raise ValueError(f"chunk_size must be None or an integer >= 1, got {chunk_size}.")
-  return k
+  return checks.check_int("chunk_size", chunk_size, 1, allow_none=True)
 
 
 def _map_members(fn: Callable, xs, chunk_size: Optional[int]):

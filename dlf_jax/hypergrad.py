@@ -81,7 +81,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from dlf_jax import measures
+from dlf_jax import checks, measures
 from dlf_jax.contracts import LossProvider, Memory, Method
 from dlf_jax.student import Student, StudentState
 from dlf_jax.unroll import (StepMetrics, apply_step, check_batch_labels, check_finite_inputs,
@@ -362,17 +362,16 @@ def _check_arguments(student, teacher, state, batches, dev_batches, method, memo
   num_steps = check_unroll_batches(batches)
   check_finite_inputs(batches, "batches")          # concrete inputs only: skipped under jit
   check_finite_inputs(dev_batches, "dev_batches")
-  check_batch_labels(batches, student, "batches")  # likewise
-  check_batch_labels(dev_batches, student, "dev_batches")
   if memory not in MEMORY_POLICIES:
     raise ValueError(f"Unknown memory policy {memory!r}; choose one of {MEMORY_POLICIES}.")
+  check_batch_labels(batches, student, "batches")  # concrete labels only: skipped under jit
+  check_batch_labels(dev_batches, student, "dev_batches")
   if teacher.num_classes is not None and teacher.num_classes != student.num_classes:
     raise ValueError(f"The teacher's loss has C={teacher.num_classes} classes but the student "
                      f"has num_classes={student.num_classes}.")
   method = resolve_method(method, state.opt_state)
-  k = default_checkpoint_every(num_steps) if checkpoint_every is None else int(checkpoint_every)
-  if k < 1:
-    raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
+  k = checks.check_int("checkpoint_every", checkpoint_every, 1, allow_none=True)
+  k = default_checkpoint_every(num_steps) if k is None else k
   return num_steps, method, min(k, num_steps)
 
 

@@ -355,19 +355,22 @@ def _as_arrays(data, name: str, student: Optional[Student] = None) -> dict:
   return arrays
 
 
-def _example_shapes(train, student: Student) -> dict:
-  """``{key: (shape of one example, dtype)}`` of the student's float inputs in ``train``
-  (arrays ``[N, ...]``, or a sampler's first batch ``[1, B, ...]``)."""
+def _example_shapes(train, student: Student, first: Optional[dict] = None) -> dict:
+  """``{key: shape of one example}`` of the student's float inputs in ``train``: read off
+  its arrays ``[N, ...]``, or for a sampler off ``first``, a batch it drew ``[1, B, ...]``
+  (``{}`` without one: nothing to compare with)."""
   if isinstance(train, BatchSampler):
-    first, lead = train.segment(0, 1), 2
+    if first is None:
+      return {}
+    arrays, lead = first, 2
   elif isinstance(train, Mapping):
-    first, lead = train, 1
+    arrays, lead = train, 1
   else:
-    first, lead = {"x": train.x, "y": train.y}, 1
+    arrays, lead = {"x": train.x, "y": train.y}, 1
   out = {}
   for key in student.input_keys:
-    if key in first:
-      v = np.asarray(first[key]) if not hasattr(first[key], "dtype") else first[key]
+    if key in arrays:
+      v = arrays[key] if hasattr(arrays[key], "dtype") else np.asarray(arrays[key])
       if np.issubdtype(v.dtype, np.floating):
         out[key] = tuple(np.shape(v)[lead:])
   return out
@@ -793,13 +796,18 @@ def teach(student: Student, teacher: Teacher, train, dev, *,
 
   Raises:
     TypeError: ``estimator`` is not a :class:`~dlf_jax.contracts.HypergradEstimator`
-      (e.g. a name: build it with :func:`dlf_jax.estimators.get`); ``train``
-      is neither arrays nor a :class:`~dlf_jax.contracts.BatchSampler`.
+      (e.g. a name: build it with :func:`dlf_jax.estimators.get`); ``schedule``
+      / ``dev_sampling`` of the wrong type; ``train`` is neither arrays nor a
+      :class:`~dlf_jax.contracts.BatchSampler`.
     ValueError: class-count mismatch, a teacher the estimator refuses (e.g.
-      ``ForwardMode`` above ``max_params`` parameters), ``dev_sampling.sample_size``
-      above the dev set, labels of ``train`` / ``dev`` outside ``[0, C)``
-      (names the split and the value), or a ``teacher_optimizer`` whose update
-      ascends its gradient (a negative learning rate).
+      ``ForwardMode`` above ``max_params`` parameters), ``seed`` not an integer
+      ``>= 0``, ``dev_sampling.sample_size`` above the dev set; for a split
+      (each names the split): labels outside ``[0, C)``, arrays of different
+      lengths, unsigned-integer or boolean inputs (e.g. uint8 pixels: convert
+      and normalise them), dev features of another shape than train's; a
+      ``teacher_optimizer`` or ``student.tx`` whose probed updates ascend the
+      gradient (a negative learning rate) or are all zero (a rate of 0)
+      (:func:`check_descent`).
     FloatingPointError: NaN/inf in the unroll (names the step) or hypergradient
       (for an Adam student, names ``eps_root``).
 
@@ -813,8 +821,10 @@ def teach(student: Student, teacher: Teacher, train, dev, *,
   checks.check_int("seed", seed, 0)
   measure = measure or measures.ExpectedAccuracy()
   tx = teacher_optimizer or optax.adam(1e-3)
+  first = (_sampler(train, schedule.batch_size, seed * 1_000_003, student).segment(0, 1)
+           if isinstance(train, BatchSampler) else None)      # episode 0's first batch
   dev, full_dev_host = _prepare_dev(dev, student, dev_sampling,
-                                    _example_shapes(train, student))
+                                    _example_shapes(train, student, first))
   rng = jax.random.PRNGKey(seed)
   state = _initial_teach_state(teacher, tx, rng, init_state, mesh)
   estimator.check(state.theta)
@@ -932,8 +942,13 @@ def train_student(student: Student, loss: LossProvider, train, *, theta: Any = N
     ``w_diag_mean``/``w_offdiag_mean``/``b_mean`` for teachers, ``seconds``).
 
   Raises:
-    ValueError: bad sizes, missing theta, class-count mismatch, labels of a
-      split outside ``[0, C)`` (names the split and the value).
+    ValueError: a size or ``seed`` that is not an integer in range (names it),
+      missing theta, class-count mismatch; for a split (each names the split):
+      labels outside ``[0, C)``, arrays of different lengths, unsigned-integer
+      or boolean inputs (e.g. uint8 pixels: convert and normalise them),
+      dev / test features of another shape than train's; a ``student.tx``
+      whose probed updates ascend the gradient or are all zero
+      (:func:`check_descent`).
     TypeError: ``warm_start`` is not a :class:`WarmStart`; ``train`` is
       neither arrays nor a :class:`~dlf_jax.contracts.BatchSampler` (names
       the sampler members it lacks).
@@ -946,18 +961,18 @@ def train_student(student: Student, loss: LossProvider, train, *, theta: Any = N
   eval_batch_size = checks.check_int("eval_batch_size", eval_batch_size, 1)
   _check_train_args(student, loss, theta, num_steps, eval_every, warm_start)
   sampler = _sampler(train, batch_size, seed, student)
-  train_shapes = _example_shapes(train, student)
+  state, first = init_state, None
+  if state is None:
+    first = sampler.segment(0, 1)
+    state = student.init(jax.random.PRNGKey(seed), {k: v[0] for k, v in first.items()})
+  _check_student_tx(student, state.params)
+  train_shapes = _example_shapes(train, student, first)
   evals = {}
   for name, d in (("dev", dev), ("test", test)):
     if d is not None:
       arrays = _as_arrays(d, name, student)
       _check_feature_shapes(arrays, name, train_shapes)
       evals[name] = parallel.shard_batches(make_eval_batches(arrays, eval_batch_size), mesh)
-  state = init_state
-  if state is None:
-    first = sampler.segment(0, 1)
-    state = student.init(jax.random.PRNGKey(seed), {k: v[0] for k, v in first.items()})
-  _check_student_tx(student, state.params)
   warm = min(warm_start.steps, num_steps) if warm_start is not None else 0
   stages = ([(warm_start.loss, None, warm)] if warm else []) + [(loss, theta, num_steps)]
   history = []
