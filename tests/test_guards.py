@@ -308,6 +308,8 @@ def test_hypergradient_checks_concrete_labels_of_both_splits():
     with pytest.raises(ValueError, match=rf"dev_batches\['y'\] holds label {value} \(1 bad in "
                                          r"all\), outside \[0, 2\] for num_classes=3"):
       call(batches, dev_batches)
+    with pytest.raises(ValueError, match=rf"batches\['y'\] holds label {value}"):
+      unroll.evaluate(student, state.params, state.model_state, dev_batches)
   bad = dict(batches, y=batches["y"].copy())
   bad["y"][1, 3] = -1
   with pytest.raises(ValueError, match=r"batches\['y'\] holds label -1"):
