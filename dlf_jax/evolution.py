@@ -82,7 +82,6 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 from typing import Any, Callable, Optional
 
 import jax
@@ -90,11 +89,12 @@ import jax.numpy as jnp
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from dlf_jax import measures
+from dlf_jax import checks, measures
 from dlf_jax.contracts import LossProvider
 from dlf_jax.hypergrad import HypergradResult
 from dlf_jax.student import Student, StudentState
-from dlf_jax.unroll import check_unroll_batches, dev_measure, evaluate, unroll
+from dlf_jax.unroll import (check_batch_labels, check_unroll_batches, dev_measure, evaluate,
+                            unroll)
 
 __all__ = ["PESState", "es_gradient", "make_es_gradient_fn", "dev_accuracy_reward",
            "antithetic_estimate", "pes_estimate", "resolve_reward", "check_population",
@@ -110,11 +110,8 @@ def check_population(population) -> int:
   Raises:
     ValueError: not an integer, odd, or ``< 2``.
   """
-  try:
-    n = operator.index(population)
-  except TypeError:
-    raise ValueError(f"population must be an integer, got {population!r}.") from None
-  if n < 2 or n % 2:
+  n = checks.check_int("population", population, 2, fix="an even number (antithetic pairs)")
+  if n % 2:
     raise ValueError(f"population must be an even integer >= 2 (antithetic pairs), "
                      f"got {population}.")
   return n
@@ -142,15 +139,7 @@ def check_chunk_size(chunk_size) -> Optional[int]:
   Raises:
     ValueError: anything else.
   """
-  if chunk_size is None:
-    return None
-  try:
-    k = operator.index(chunk_size)
-  except TypeError:
-    raise ValueError(f"chunk_size must be None or an integer >= 1, got {chunk_size!r}.") from None
-  if k < 1:
-    raise ValueError(f"chunk_size must be None or an integer >= 1, got {chunk_size}.")
-  return k
+  return checks.check_int("chunk_size", chunk_size, 1, allow_none=True)
 
 
 def _map_members(fn: Callable, xs, chunk_size: Optional[int]):
@@ -277,7 +266,8 @@ def es_gradient(student: Student, teacher: LossProvider, measure: Optional[measu
 
   Raises:
     ValueError: odd or too small population, ``sigma <= 0``, ``T <= 0``, no
-      measure and no reward, class-count mismatch, ``chunk_size < 1``.
+      measure and no reward, class-count mismatch, ``chunk_size < 1``, concrete
+      (not traced) labels outside ``[0, C)``.
 
   Memory: ``population + 1`` students at once (``chunk_size`` of them with a
   ``chunk_size``): params, optimizer state, one step's activations; nothing per
@@ -289,6 +279,8 @@ def es_gradient(student: Student, teacher: LossProvider, measure: Optional[measu
   population = check_population(population)
   check_sigma(sigma)
   check_unroll_batches(batches)
+  check_batch_labels(batches, student, "batches")            # concrete labels only (not under jit)
+  check_batch_labels(dev_batches, student, "dev_batches")
   _check_classes(student, teacher)
   reward_fn = resolve_reward(student, measure, reward)
   theta_flat, unravel = ravel_pytree(theta)
@@ -464,13 +456,16 @@ def pes_step(student: Student, teacher: LossProvider, measure: Optional[measures
 
   Raises:
     ValueError: odd or too small population, ``sigma <= 0``, ``T <= 0``, no
-      measure and no reward, accumulator size differing from ``theta``'s,
+      measure and no reward, concrete labels outside ``[0, C)``, accumulator size
+      differing from ``theta``'s,
       ``chunk_size < 1``.
 
   References:
     Vicol, Metz, Sohl-Dickstein, ICML 2021 (PES with antithetic pairs).
   """
   check_unroll_batches(batches)
+  check_batch_labels(batches, student, "batches")            # concrete labels only (not under jit)
+  check_batch_labels(dev_batches, student, "dev_batches")
   _check_classes(student, teacher)
   reward_fn = resolve_reward(student, measure, reward)
   theta_flat, unravel = ravel_pytree(theta)

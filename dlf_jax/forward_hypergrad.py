@@ -58,8 +58,8 @@ from dlf_jax import measures
 from dlf_jax.contracts import LossProvider
 from dlf_jax.hypergrad import HypergradResult, merge_float_leaves, split_float_leaves
 from dlf_jax.student import Student, StudentState
-from dlf_jax.unroll import (StepMetrics, apply_step, check_finite_inputs, check_unroll_batches,
-                            dev_measure)
+from dlf_jax.unroll import (StepMetrics, apply_step, check_batch_labels, check_finite_inputs,
+                            check_unroll_batches, dev_measure)
 
 __all__ = ["DEFAULT_MAX_PARAMS", "ForwardCarry", "num_teacher_params", "check_num_params",
            "init_forward_carry", "forward_chunk", "forward_readout", "forward_hypergradient",
@@ -173,11 +173,12 @@ def forward_chunk(student: Student, teacher: LossProvider, theta: Any, carry: Fo
     ``(carry after n steps, StepMetrics with [n] leaves)``.
 
   Raises:
-    ValueError: ``n <= 0``, inconsistent leading axes, NaN/inf in concrete
-      (not traced) ``batches``.
+    ValueError: ``n <= 0``, inconsistent leading axes, NaN/inf or labels
+      outside ``[0, C)`` in concrete (not traced) ``batches``.
   """
   check_unroll_batches(batches)
   check_finite_inputs(batches, "batches")          # concrete inputs only: skipped under jit
+  check_batch_labels(batches, student, "batches")
   return jax.lax.scan(lambda c, b: _forward_step(student, teacher, theta, c, b), carry,
                       batches)
 
@@ -232,13 +233,15 @@ def forward_hypergradient(student: Student, teacher: LossProvider, measure: meas
 
   Raises:
     ValueError: ``P > max_params``, ``N <= 0``, class-count mismatch, NaN/inf
-      in concrete (not traced) ``batches`` / ``dev_batches``.
+      or labels outside ``[0, C)`` in concrete (not traced) ``batches`` /
+      ``dev_batches``.
 
   References:
     Franceschi et al., ICML 2017 (Forward-HG); Wu et al. 2018, Eqns. (3)-(5).
   """
   check_num_params(theta, max_params)
   check_finite_inputs(dev_batches, "dev_batches")
+  check_batch_labels(dev_batches, student, "dev_batches")
   if teacher.num_classes is not None and teacher.num_classes != student.num_classes:
     raise ValueError(f"The teacher's loss has C={teacher.num_classes} classes but the student "
                      f"has num_classes={student.num_classes}.")

@@ -81,11 +81,11 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from dlf_jax import measures
+from dlf_jax import checks, measures
 from dlf_jax.contracts import LossProvider, Memory, Method
 from dlf_jax.student import Student, StudentState
-from dlf_jax.unroll import (StepMetrics, apply_step, check_finite_inputs, check_unroll_batches,
-                            dev_measure, inner_step)
+from dlf_jax.unroll import (StepMetrics, apply_step, check_batch_labels, check_finite_inputs,
+                            check_unroll_batches, dev_measure, inner_step)
 
 __all__ = ["METHODS", "MEMORY_POLICIES", "HypergradResult", "hypergradient",
            "make_hypergradient_fn", "default_checkpoint_every", "resolve_method",
@@ -365,13 +365,14 @@ def _check_arguments(student, teacher, state, batches, dev_batches, method, memo
   check_finite_inputs(dev_batches, "dev_batches")
   if memory not in MEMORY_POLICIES:
     raise ValueError(f"Unknown memory policy {memory!r}; choose one of {MEMORY_POLICIES}.")
+  check_batch_labels(batches, student, "batches")  # concrete labels only: skipped under jit
+  check_batch_labels(dev_batches, student, "dev_batches")
   if teacher.num_classes is not None and teacher.num_classes != student.num_classes:
     raise ValueError(f"The teacher's loss has C={teacher.num_classes} classes but the student "
                      f"has num_classes={student.num_classes}.")
   method = resolve_method(method, state.opt_state)
-  k = default_checkpoint_every(num_steps) if checkpoint_every is None else int(checkpoint_every)
-  if k < 1:
-    raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
+  k = checks.check_int("checkpoint_every", checkpoint_every, 1, allow_none=True)
+  k = default_checkpoint_every(num_steps) if k is None else k
   return num_steps, method, min(k, num_steps)
 
 
@@ -416,8 +417,10 @@ def hypergradient(student: Student, teacher: LossProvider, measure: measures.Mea
 
   Raises:
     ValueError: unknown method/memory, ``T <= 0``, ``checkpoint_every < 1``,
-      ``eqn45`` with a stateful optimizer, class-count mismatch, NaN/inf in
-      concrete (not traced) ``batches`` / ``dev_batches``.
+      ``eqn45`` with a stateful optimizer, class-count mismatch, NaN/inf or
+      labels outside ``[0, C)`` in concrete (not traced) ``batches`` /
+      ``dev_batches`` (under ``jit``, e.g. :func:`make_hypergradient_fn`, the
+      caller checks them: :func:`dlf_jax.teach` does).
 
   References:
     Wu et al. 2018, Eqns. (3)-(5) and Algorithm 1; Maclaurin, Duvenaud, Adams,

@@ -23,14 +23,19 @@ from typing import Any, Callable, Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
-from dlf_jax import state_features
+from dlf_jax import checks, state_features
 
-__all__ = ["StudentOutputs", "StudentState", "Student", "make_optimizer", "OPTIMIZERS"]
+__all__ = ["StudentOutputs", "StudentState", "Student", "make_optimizer", "OPTIMIZERS",
+           "MIN_EPS_ROOT"]
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+# The smallest eps_root of a differentiated Adam: float32's smallest normal number
+# (smaller values are flushed to zero, and d sqrt(x)/dx is infinite at 0).
+MIN_EPS_ROOT = float(np.finfo(np.float32).tiny)
 
 
 @struct.dataclass
@@ -75,22 +80,47 @@ def make_optimizer(name: str, learning_rate, *, momentum: float = 0.9,
 
   Args:
     name: ``sgd`` (plain SGD, Eqn. 1) | ``momentum`` | ``nesterov`` | ``adam``.
-    learning_rate: float or optax schedule (step -> float).
-    momentum: heavy-ball / Nesterov coefficient.
-    weight_decay: L2 coefficient added to the gradient (coupled, as in ResNet training).
-    b1, b2, eps: Adam's constants.
-    eps_root: Adam's ``eps_root``; must be > 0 so that ``sqrt`` has a finite
-      derivative at zero when differentiating through the update.
+    learning_rate: a real number > 0 or an optax schedule (step -> float; its
+      sign is checked when :func:`dlf_jax.teach` / :func:`dlf_jax.train_student`
+      probe the optimizer).
+    momentum: heavy-ball / Nesterov coefficient, in ``[0, 1)``.
+    weight_decay: L2 coefficient added to the gradient (coupled, as in ResNet
+      training), ``>= 0``.
+    b1, b2: Adam's decay rates, in ``[0, 1)``.
+    eps: Adam's ``eps``, ``>= 0``.
+    eps_root: Adam's ``eps_root``; must be at least :data:`MIN_EPS_ROOT` (float32's
+      smallest normal number) so that ``sqrt`` has a finite derivative at zero
+      when differentiating through the update (smaller values are flushed to 0).
 
   Raises:
-    ValueError: unknown name, a constant learning rate <= 0, or Adam with
-      ``eps_root <= 0``.
+    ValueError: unknown name; a learning rate that is neither a schedule nor a
+      real number > 0 (e.g. the string ``'0.1'``); a constant outside its range
+      (names it, its value and the range); Adam with ``eps_root <
+      MIN_EPS_ROOT``.
   """
   if name not in OPTIMIZERS:
     raise ValueError(f"Unknown student optimizer {name!r}; choose one of {OPTIMIZERS}.")
-  if not callable(learning_rate) and not float(learning_rate) > 0:
-    raise ValueError(f"The student learning rate must be > 0, got {learning_rate} (a "
-                     "negative rate ascends the loss, zero never moves the student).")
+  if not callable(learning_rate):
+    checks.check_real("learning_rate", learning_rate, low=0.0, low_inclusive=False,
+                      fix="the student learning rate must be > 0 (a negative rate ascends "
+                          "the loss, zero never moves the student): a float or an optax "
+                          "schedule")
+  checks.check_real("weight_decay", weight_decay, low=0.0)
+  if name in ("momentum", "nesterov"):
+    checks.check_real("momentum", momentum, low=0.0, high=1.0, high_inclusive=False)
+  if name == "adam":
+    checks.check_real("b1", b1, low=0.0, high=1.0, high_inclusive=False)
+    checks.check_real("b2", b2, low=0.0, high=1.0, high_inclusive=False,
+                      fix="e.g. b2=0.999 (Adam's default)")
+    checks.check_real("eps", eps, low=0.0, fix="e.g. eps=1e-8 (Adam's default)")
+    checks.check_real("eps_root", eps_root, low=0.0, low_inclusive=False,
+                      fix="Adam differentiated through needs eps_root > 0, e.g. 1e-8")
+    if eps_root < MIN_EPS_ROOT:
+      raise ValueError(
+          f"eps_root={eps_root!r} is below float32's smallest normal number "
+          f"{MIN_EPS_ROOT:.3g}: it is flushed to 0 and the hypergradient through "
+          "sqrt(nu + eps_root) becomes NaN for any weight with zero gradient; use "
+          "eps_root=1e-8 (the default).")
   if name == "sgd":
     tx = optax.sgd(learning_rate)
   elif name == "momentum":
@@ -98,9 +128,6 @@ def make_optimizer(name: str, learning_rate, *, momentum: float = 0.9,
   elif name == "nesterov":
     tx = optax.sgd(learning_rate, momentum=momentum, nesterov=True)
   else:
-    if eps_root <= 0:
-      raise ValueError("Adam differentiated through needs eps_root > 0 (e.g. 1e-8); "
-                       f"got {eps_root}.")
     tx = optax.adam(learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
   if weight_decay:
     tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)

@@ -50,7 +50,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dlf_jax import losses
+from dlf_jax import checks, losses
 from dlf_jax.contracts import Link, Parameterisation
 # The state features live in their own module; re-exported here for compatibility.
 from dlf_jax.state_features import (DEFAULT_EMA_DECAY, STATE_FEATURES, RunningStats,
@@ -91,6 +91,20 @@ def _form(module) -> type[losses.LossForm]:
   return form
 
 
+def _check_sizes(module, **sizes) -> None:
+  """Construction-time checks of a teacher module's sizes (``num_classes >= 2`` and ``sizes``,
+  each ``name=(value, minimum, fix)``), naming the module, the field and the value.
+
+  Raises:
+    ValueError: a size that is not an integer or below its minimum.
+  """
+  kind = type(module).__name__
+  checks.check_int(f"{kind}.num_classes", module.num_classes, 2,
+                   fix="set it to the student's number of classes")
+  for name, (value, minimum, fix) in sizes.items():
+    checks.check_int(f"{kind}.{name}", value, minimum, fix=fix)
+
+
 def _spec(module) -> losses.TeacherSpec:
   return losses.TeacherSpec(num_classes=module.num_classes, rank=module.rank,
                             target=module.target, anchor=module.anchor,
@@ -126,6 +140,9 @@ class AttentionTeacher(nn.Module):
   Input ``s``: float ``[S]``. Output: :class:`~dlf_jax.losses.LossForm`.
 
   Raises:
+    ValueError (at construction): ``num_classes < 2``, ``num_matrices < 1``
+      (an empty bank is ``W = 0, b = 0``: a constant loss whose hypergradient
+      is 0), ``rank < 1``, or a size that is not an integer.
     ValueError (at ``init``): an unknown parameterisation, link, anchor or
       target; ``init_scale <= 0``; a label-smoothing anchor for a diagonal or
       low-rank W.
@@ -141,6 +158,12 @@ class AttentionTeacher(nn.Module):
   anchor_smoothing: float = 0.1
   target: str = "class"
   anchor_transition: Optional[tuple] = None
+
+  def __post_init__(self):
+    _check_sizes(self, num_matrices=(self.num_matrices, 1, "an empty bank is W = 0, b = 0, a "
+                                     "constant loss the teacher cannot learn; e.g. 8"),
+                 rank=(self.rank, 1, ""))
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, s: jax.Array) -> losses.LossForm:
@@ -169,8 +192,16 @@ class MLPTeacher(nn.Module):
   Attributes: as :class:`AttentionTeacher` (``hidden``: the MLP's width;
   ``anchor_transition`` seeds ``w0``).
 
-  Input ``s``: float ``[S]``. Output: :class:`~dlf_jax.losses.LossForm`.
+  Input ``s``: float ``[S]`` with ``S >= 1`` (the MLP reads the state; a
+  :class:`Teacher` with ``features=()`` is refused). Output:
+  :class:`~dlf_jax.losses.LossForm`.
+
+  Raises:
+    ValueError (at construction): ``num_classes < 2``, ``hidden < 1``,
+      ``rank < 1``, or a size that is not an integer; at ``init``: as
+      :class:`AttentionTeacher`.
   """
+  needs_state = True       # its MLP reads s_t: a Teacher with features=() is refused
   num_classes: int
   parameterisation: Parameterisation = "full"
   rank: int = 4
@@ -182,6 +213,11 @@ class MLPTeacher(nn.Module):
   anchor_smoothing: float = 0.1
   target: str = "class"
   anchor_transition: Optional[tuple] = None
+
+  def __post_init__(self):
+    _check_sizes(self, hidden=(self.hidden, 1, "the MLP's width, e.g. 32"),
+                 rank=(self.rank, 1, ""))
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, s: jax.Array) -> losses.LossForm:
@@ -210,9 +246,16 @@ class Teacher:
   Attributes:
     module: :class:`AttentionTeacher` or :class:`MLPTeacher` (any flax module
       mapping ``s [S]`` to :class:`~dlf_jax.losses.LossForm`).
-    features: state feature names (subset of :data:`STATE_FEATURES`).
-    total_steps: length of the student's whole run; normalises ``progress``.
+    features: state feature names (subset of :data:`STATE_FEATURES`); ``()``
+      gives a static loss (an attention teacher's fixed mixture), refused for
+      a module that reads the state (:class:`MLPTeacher`).
+    total_steps: length of the student's whole run (an integer >= 1);
+      normalises ``progress``.
     ema_decay: decay of the running training loss / accuracy, in [0, 1).
+
+  Raises:
+    ValueError: an unknown feature, ``features=()`` for an :class:`MLPTeacher`,
+      ``total_steps`` not an integer >= 1, ``ema_decay`` outside ``[0, 1)``.
   """
   module: nn.Module
   features: tuple = STATE_FEATURES
@@ -225,8 +268,13 @@ class Teacher:
     for name in self.features:
       if name not in STATE_FEATURES:
         raise ValueError(f"Unknown state feature {name!r}; choose from {STATE_FEATURES}.")
-    if self.total_steps <= 0:
-      raise ValueError(f"total_steps must be > 0, got {self.total_steps}.")
+    if not self.features and getattr(self.module, "needs_state", False):
+      raise ValueError(f"{type(self.module).__name__} reads the state s_t but features=(): "
+                       "give it state features (e.g. features=('progress',), or leave "
+                       "features out for all of them), or use AttentionTeacher for a static "
+                       "loss.")
+    checks.check_int("total_steps", self.total_steps, 1,
+                     fix="the length of the student's run")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
 

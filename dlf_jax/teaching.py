@@ -44,11 +44,12 @@ import optax
 from flax import struct
 from jax.sharding import Mesh
 
-from dlf_jax import hypergrad, losses, measures, parallel, state_features
+from dlf_jax import checks, hypergrad, losses, measures, parallel, state_features
 from dlf_jax import unroll as unroll_lib
 from dlf_jax.contracts import BatchSampler, HypergradEstimator, LossProvider, Mode
 from dlf_jax.estimators import EstimateContext, ReverseMode
 from dlf_jax.data.batching import SegmentSampler, make_eval_batches
+from dlf_jax import student as student_lib
 from dlf_jax.student import Student, StudentState
 from dlf_jax.teacher import Teacher
 
@@ -81,15 +82,15 @@ class WarmStart:
       default cross-entropy (:func:`_cross_entropy_loss`).
 
   Raises:
-    ValueError: ``steps`` not an int ``>= 0``.
-    TypeError: ``loss`` is not a :class:`~dlf_jax.contracts.LossProvider`.
+    TypeError: ``steps`` not an integer; ``loss`` is not a
+      :class:`~dlf_jax.contracts.LossProvider`.
+    ValueError: ``steps < 0``.
   """
   steps: int = 0
   loss: LossProvider = dataclasses.field(default_factory=_cross_entropy_loss)
 
   def __post_init__(self):
-    if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 0:
-      raise ValueError(f"WarmStart steps must be an int >= 0, got {self.steps!r}.")
+    checks.check_int("WarmStart.steps", self.steps, 0)
     if not isinstance(self.loss, LossProvider):
       raise TypeError(f"WarmStart loss must be a fixed LossProvider (a loss of "
                       f"dlf_jax.losses; leave it out for cross-entropy), got {self.loss!r}.")
@@ -111,6 +112,7 @@ class Schedule:
   Raises:
     ValueError: an unknown mode, ``T <= 0``, ``num_episodes <= 0``,
       ``pretrain_steps < 0``, ``segments_per_episode <= 0`` or ``batch_size <= 0``.
+    TypeError: a size that is not an integer (e.g. ``batch_size=16.5``).
   """
   mode: Mode = "episodes"
   unroll_steps: int = 200
@@ -122,15 +124,12 @@ class Schedule:
   def __post_init__(self):
     if self.mode not in MODES:
       raise ValueError(f"Unknown teaching mode {self.mode!r}; choose one of {MODES}.")
-    if self.unroll_steps <= 0:
-      raise ValueError(f"unroll_steps (T) must be >= 1, got {self.unroll_steps}.")
-    if self.num_episodes <= 0 or self.pretrain_steps < 0:
-      raise ValueError(f"num_episodes must be >= 1 and pretrain_steps >= 0; got "
-                       f"{self.num_episodes}, {self.pretrain_steps}.")
-    if self.segments_per_episode is not None and self.segments_per_episode <= 0:
-      raise ValueError(f"segments_per_episode must be >= 1, got {self.segments_per_episode}.")
-    if self.batch_size <= 0:
-      raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
+    checks.check_int("Schedule.unroll_steps (T)", self.unroll_steps, 1)
+    checks.check_int("Schedule.num_episodes", self.num_episodes, 1)
+    checks.check_int("Schedule.segments_per_episode", self.segments_per_episode, 1,
+                     allow_none=True)
+    checks.check_int("Schedule.pretrain_steps", self.pretrain_steps, 0)
+    checks.check_int("Schedule.batch_size", self.batch_size, 1)
 
   @property
   def warm_start(self) -> WarmStart:
@@ -174,15 +173,14 @@ class DevSampling:
 
   Raises:
     ValueError: ``batch_size <= 0`` or ``sample_size <= 0``.
+    TypeError: a size that is not an integer.
   """
   batch_size: int = 500
   sample_size: Optional[int] = None
 
   def __post_init__(self):
-    if self.batch_size <= 0:
-      raise ValueError(f"dev batch_size must be >= 1, got {self.batch_size}.")
-    if self.sample_size is not None and self.sample_size <= 0:
-      raise ValueError(f"dev sample_size must be None or >= 1, got {self.sample_size}.")
+    checks.check_int("DevSampling.batch_size", self.batch_size, 1)
+    checks.check_int("DevSampling.sample_size", self.sample_size, 1, allow_none=True)
 
 
 @struct.dataclass
@@ -271,7 +269,8 @@ def check_label_range(arrays: Mapping, student: Student, name: str) -> None:
     name: the split's name for the message (``train``, ``dev``, ``test``).
 
   Raises:
-    ValueError: naming the split, the first bad value and the valid range.
+    ValueError: naming the split, the first bad value and the valid range;
+      labels that are not integers.
   """
   labels = arrays.get(student.label_key)
   if labels is None:
@@ -280,17 +279,62 @@ def check_label_range(arrays: Mapping, student: Student, name: str) -> None:
   if not np.issubdtype(labels.dtype, np.integer):
     raise ValueError(f"{name}[{student.label_key!r}] must hold integer class ids, got dtype "
                      f"{labels.dtype}.")
-  mask = arrays.get(student.mask_key)
-  valid = labels if mask is None else labels[np.asarray(mask) > 0]
-  bad = valid[(valid < 0) | (valid >= student.num_classes)]
-  if bad.size:
-    raise ValueError(f"{name}[{student.label_key!r}] holds label {int(bad.flat[0])} "
-                     f"({bad.size} bad in all), outside [0, {student.num_classes - 1}] for a "
-                     f"student with num_classes={student.num_classes}: fix the labels or the "
-                     "student's num_classes.")
+  checks.check_label_values(
+      labels, student.num_classes, f"{name}[{student.label_key!r}]",
+      arrays.get(student.mask_key),
+      fix="fix the labels or the student's num_classes")
+
+
+def _check_inputs(arrays: dict, student: Student, name: str) -> None:
+  """The student's inputs of a split are float features (or signed-integer token ids).
+
+  Raises:
+    ValueError: an unsigned-integer or boolean input (e.g. uint8 pixels 0..255),
+      naming the split, the key, the dtype and the conversion.
+  """
+  for key in student.input_keys:
+    if key not in arrays:
+      continue
+    dtype = arrays[key].dtype
+    if np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.signedinteger):
+      continue
+    raise ValueError(
+        f"{name}[{key!r}] has dtype {dtype}: the student's inputs must be float features "
+        f"(signed integers are read as token ids). Convert and normalise them first, e.g. "
+        f"x.astype(np.float32) / 255 for 8-bit pixels (or standardise with the training "
+        f"split's mean and std); dlf_jax.data.load_image_dataset does this.")
+
+
+def _check_lengths(arrays: dict, name: str) -> int:
+  """``N``, the split's number of examples, after checking every array has it.
+
+  Raises:
+    ValueError: an empty split, a scalar, or arrays of different lengths (names the split).
+  """
+  lengths = {k: (np.shape(v)[0] if np.ndim(v) else None) for k, v in arrays.items()}
+  if not lengths:
+    raise ValueError(f"{name} holds no arrays: pass {{'x': [N, ...], 'y': [N]}}.")
+  scalars = [k for k, n in lengths.items() if n is None]
+  if scalars:
+    raise ValueError(f"{name}[{scalars[0]!r}] is a scalar: every array of {name} needs a "
+                     "leading example axis [N, ...].")
+  if len(set(lengths.values())) != 1:
+    raise ValueError(f"The arrays of {name} disagree on the number of examples: "
+                     f"{lengths}; give every array the same leading axis N.")
+  n = next(iter(lengths.values()))
+  if n == 0:
+    raise ValueError(f"{name} is empty (0 examples).")
+  return n
 
 
 def _as_arrays(data, name: str, student: Optional[Student] = None) -> dict:
+  """A split as host arrays, checked: lengths, finite floats, inputs, labels (names ``name``).
+
+  Raises:
+    TypeError: neither a dict of arrays nor an object with ``.x`` / ``.y``.
+    ValueError: as :func:`_check_lengths`, NaN/inf, :func:`_check_inputs`,
+      :func:`check_label_range`.
+  """
   if isinstance(data, Mapping):
     arrays = dict(data)
   elif hasattr(data, "x") and hasattr(data, "y"):
@@ -305,29 +349,117 @@ def _as_arrays(data, name: str, student: Optional[Student] = None) -> dict:
     if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
       raise ValueError(f"{name}[{k!r}] contains NaN or inf; clean the data first.")
     arrays[k] = v
+  _check_lengths(arrays, name)
   if student is not None:
+    _check_inputs(arrays, student, name)
     check_label_range(arrays, student, name)
   return arrays
 
 
-def check_descent(tx: optax.GradientTransformation, theta: Any) -> None:
-  """Raises if the teacher optimizer's first update ascends its gradient (e.g. ``sgd(-1)``).
+def _example_shapes(train, student: Student, first: Optional[dict] = None) -> dict:
+  """``{key: shape of one example}`` of the student's float inputs in ``train``: read off
+  its arrays ``[N, ...]``, or for a sampler off ``first``, a batch it drew ``[1, B, ...]``
+  (``{}`` without one: nothing to compare with)."""
+  if isinstance(train, BatchSampler):
+    if first is None:
+      return {}
+    arrays, lead = first, 2
+  elif isinstance(train, Mapping):
+    arrays, lead = train, 1
+  else:
+    arrays, lead = {"x": train.x, "y": train.y}, 1
+  out = {}
+  for key in student.input_keys:
+    if key in arrays:
+      v = arrays[key] if hasattr(arrays[key], "dtype") else np.asarray(arrays[key])
+      if np.issubdtype(v.dtype, np.floating):
+        out[key] = tuple(np.shape(v)[lead:])
+  return out
 
-  ``teach`` hands the optimizer the gradient of the loss it minimises (the
-  negated measure for a maximised one); a transformation whose update has a
-  positive inner product with that gradient moves the teacher the wrong way.
+
+def _check_feature_shapes(arrays: dict, name: str, train_shapes: dict) -> None:
+  """The float inputs of an evaluation split have the training split's example shape.
+
+  Token ids (integer inputs) may differ in length and are not compared.
 
   Raises:
-    ValueError: naming the inner product and the fix.
+    ValueError: naming the split, the key and both shapes.
   """
-  grads = jax.tree_util.tree_map(jnp.ones_like, theta)
-  updates, _ = tx.update(grads, tx.init(theta), theta)
-  dot = float(sum(jnp.vdot(u, g) for u, g in zip(jax.tree_util.tree_leaves(updates),
-                                                   jax.tree_util.tree_leaves(grads))))
-  if dot > 0:
-    raise ValueError(f"teacher_optimizer's first update ascends its gradient (<update, grad> = "
-                     f"{dot:.3g} > 0): a negative learning rate? Use a positive one; teach "
-                     "already ascends a maximised measure.")
+  for key, shape in train_shapes.items():
+    if key in arrays and tuple(arrays[key].shape[1:]) != shape:
+      raise ValueError(f"{name}[{key!r}] has examples of shape {tuple(arrays[key].shape[1:])} "
+                       f"but the training split's are {shape}: {name} must hold the same "
+                       "features as train (same preprocessing and feature count).")
+
+
+# Updates probed by check_descent: a schedule that warms up from 0 moves at the second.
+_PROBE_STEPS = 2
+
+
+def check_descent(tx: optax.GradientTransformation, params: Any,
+                  name: str = "teacher_optimizer") -> None:
+  """Raises if an optimizer's first updates ascend their gradient or are all zero.
+
+  Probes ``tx`` for :data:`_PROBE_STEPS` updates on a tiny tree of the
+  structure of ``params`` (every leaf ``[1, ..., 1]`` of its rank and dtype,
+  parameters and gradients all ones): a transformation whose update has a
+  positive inner product with the gradient (a negative learning rate, also
+  inside a schedule) moves the wrong way; one whose updates are all zero (a
+  learning rate of 0) never moves. ``teach`` hands the teacher optimizer the
+  gradient of the loss it minimises (the negated measure for a maximised one);
+  the student's optimizer gets the gradient of its training loss.
+
+  Args:
+    tx: the optax transformation.
+    params: a pytree of arrays of the structure ``tx`` updates (theta, or the
+      student's params).
+    name: how the caller names ``tx`` (``teacher_optimizer``, ``student.tx``).
+
+  Raises:
+    ValueError: naming ``name``, the inner product and the fix.
+  """
+  probe = jax.tree_util.tree_map(
+      lambda p: jnp.ones((1,) * np.ndim(p), jnp.result_type(p)), params)
+  grads = probe
+  state = tx.init(probe)
+  dots = []
+  for _ in range(_PROBE_STEPS):
+    updates, state = tx.update(grads, state, probe)
+    dot = float(sum(jnp.vdot(u, g) for u, g in zip(jax.tree_util.tree_leaves(updates),
+                                                     jax.tree_util.tree_leaves(grads))))
+    if not np.isfinite(dot):
+      raise ValueError(f"{name} gives a non-finite update ({dot}) for a gradient of ones at "
+                       f"probe step {len(dots)}: check its hyperparameters.")
+    if dot > 0:
+      raise ValueError(
+          f"{name} ascends its gradient (<update, grad> = {dot:.3g} > 0 at probe step "
+          f"{len(dots)}): a negative learning rate (or a schedule that goes negative)? Use a "
+          "positive one"
+          + ("; teach already ascends a maximised measure." if name == "teacher_optimizer"
+             else "."))
+    dots.append(dot)
+  if all(d == 0 for d in dots):
+    raise ValueError(
+        f"{name}'s first {_PROBE_STEPS} updates are zero: a learning rate of 0 (or a "
+        f"schedule that stays at 0)? It would never move the "
+        + ("teacher (theta)" if name == "teacher_optimizer" else "student")
+        + "; use a learning rate > 0.")
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_student_tx(student: Student, structure) -> None:
+  """Once per (student, parameter structure): :func:`check_descent` of ``student.tx``."""
+  treedef, leaves = structure
+  check_descent(student.tx, jax.tree_util.tree_unflatten(
+      treedef, [jnp.ones((1,) * ndim, dtype) for ndim, dtype in leaves]),
+      name="student.tx (the student's optimizer)")
+
+
+def _check_student_tx(student: Student, params) -> None:
+  """Refuses a student optimizer that ascends or never moves (see :func:`check_descent`)."""
+  leaves, treedef = jax.tree_util.tree_flatten(params)
+  _checked_student_tx(student, (treedef, tuple((np.ndim(x), jnp.result_type(x).name)
+                                               for x in leaves)))
 
 
 def _nan_hint(state: StudentState) -> str:
@@ -335,10 +467,13 @@ def _nan_hint(state: StudentState) -> str:
   is_adam = lambda x: isinstance(x, optax.ScaleByAdamState)
   adam = [x for x in jax.tree_util.tree_leaves(state.opt_state, is_leaf=is_adam) if is_adam(x)]
   if adam:
-    return ("the student uses Adam: differentiating through it needs eps_root > 0 (sqrt has an "
-            "infinite derivative at 0; optax.adam's default is eps_root=0) -- build it with "
-            "dlf_jax.make_optimizer('adam', lr) or optax.adam(lr, eps_root=1e-8); else lower "
-            "the student learning rate or T.")
+    return ("the student uses Adam: differentiating through it needs eps_root >= "
+            f"{student_lib.MIN_EPS_ROOT:.2g} (sqrt has an infinite derivative at 0; optax.adam's "
+            "default eps_root=0, and anything below float32's smallest normal number "
+            f"{student_lib.MIN_EPS_ROOT:.2g}, e.g. 1e-45, is flushed to 0): build it with "
+            "dlf_jax.make_optimizer('adam', lr) (eps_root=1e-8, refuses smaller than "
+            f"{student_lib.MIN_EPS_ROOT:.2g}) or optax.adam(lr, eps_root=1e-8); if it already "
+            "has eps_root >= 1e-8, lower the student learning rate or T.")
   return "lower the student learning rate or T."
 
 
@@ -421,13 +556,23 @@ def _check_class_count(student: Student, loss: LossProvider) -> None:
                      f"has num_classes={student.num_classes}.")
 
 
-def _prepare_dev(dev, student: Student, sampling: DevSampling) -> tuple[dict, dict]:
+def _check_type(name: str, value, cls: type, example: str) -> None:
+  """Raises TypeError unless ``value`` is a ``cls`` (names the argument and an example)."""
+  if not isinstance(value, cls):
+    raise TypeError(f"{name} must be a {cls.__name__}, e.g. {example}; got {value!r}.")
+
+
+def _prepare_dev(dev, student: Student, sampling: DevSampling,
+                 train_shapes: dict) -> tuple[dict, dict]:
   """``(dev host arrays, all dev batches [n, B_dev, ...])`` after checking them.
 
   Raises:
-    ValueError: bad dev data or labels, or ``sample_size`` outside ``[1, N_dev]``.
+    ValueError: bad dev data or labels, features of another shape than
+      train's (``train_shapes``, :func:`_example_shapes`), or ``sample_size``
+      outside ``[1, N_dev]``.
   """
   dev = _as_arrays(dev, "dev", student)
+  _check_feature_shapes(dev, "dev", train_shapes)
   n_dev = len(next(iter(dev.values())))
   if sampling.sample_size is not None and not 1 <= sampling.sample_size <= n_dev:
     raise ValueError(f"dev_sampling.sample_size={sampling.sample_size} must be in "
@@ -469,9 +614,10 @@ def _warm_start(plan: _TeachPlan, sampler, episode: int) -> StudentState:
   (``pretrain_steps`` of cross-entropy), run in scans of ``T`` steps.
   """
   first = sampler.segment(0, 1)
-  state = parallel.replicate(
-      plan.student.init(jax.random.fold_in(plan.rng, 1000 + episode),
-                        {k: v[0] for k, v in first.items()}), plan.mesh)
+  state = plan.student.init(jax.random.fold_in(plan.rng, 1000 + episode),
+                            {k: v[0] for k, v in first.items()})
+  _check_student_tx(plan.student, state.params)
+  state = parallel.replicate(state, plan.mesh)
   pretrain, unroll_steps = plan.schedule.warm_start.steps, plan.schedule.unroll_steps
   for done in range(0, pretrain, unroll_steps):   # in chunks: bounded memory
     count = min(unroll_steps, pretrain - done)
@@ -653,13 +799,18 @@ def teach(student: Student, teacher: Teacher, train, dev, *,
 
   Raises:
     TypeError: ``estimator`` is not a :class:`~dlf_jax.contracts.HypergradEstimator`
-      (e.g. a name: build it with :func:`dlf_jax.estimators.get`); ``train``
-      is neither arrays nor a :class:`~dlf_jax.contracts.BatchSampler`.
+      (e.g. a name: build it with :func:`dlf_jax.estimators.get`); ``schedule``
+      / ``dev_sampling`` of the wrong type; ``train`` is neither arrays nor a
+      :class:`~dlf_jax.contracts.BatchSampler`.
     ValueError: class-count mismatch, a teacher the estimator refuses (e.g.
-      ``ForwardMode`` above ``max_params`` parameters), ``dev_sampling.sample_size``
-      above the dev set, labels of ``train`` / ``dev`` outside ``[0, C)``
-      (names the split and the value), or a ``teacher_optimizer`` whose update
-      ascends its gradient (a negative learning rate).
+      ``ForwardMode`` above ``max_params`` parameters), ``seed`` not an integer
+      ``>= 0``, ``dev_sampling.sample_size`` above the dev set; for a split
+      (each names the split): labels outside ``[0, C)``, arrays of different
+      lengths, unsigned-integer or boolean inputs (e.g. uint8 pixels: convert
+      and normalise them), dev features of another shape than train's; a
+      ``teacher_optimizer`` or ``student.tx`` whose probed updates ascend the
+      gradient (a negative learning rate) or are all zero (a rate of 0)
+      (:func:`check_descent`).
     FloatingPointError: NaN/inf in the unroll (names the step) or hypergradient
       (for an Adam student, names ``eps_root``).
 
@@ -668,9 +819,15 @@ def teach(student: Student, teacher: Teacher, train, dev, *,
   """
   _check_estimator(estimator)
   _check_class_count(student, teacher)
+  _check_type("schedule", schedule, Schedule, "dlf_jax.Schedule(unroll_steps=..., ...)")
+  _check_type("dev_sampling", dev_sampling, DevSampling, "dlf_jax.DevSampling(batch_size=...)")
+  checks.check_int("seed", seed, 0)
   measure = measure or measures.ExpectedAccuracy()
   tx = teacher_optimizer or optax.adam(1e-3)
-  dev, full_dev_host = _prepare_dev(dev, student, dev_sampling)
+  first = (_sampler(train, schedule.batch_size, seed * 1_000_003, student).segment(0, 1)
+           if isinstance(train, BatchSampler) else None)      # episode 0's first batch
+  dev, full_dev_host = _prepare_dev(dev, student, dev_sampling,
+                                    _example_shapes(train, student, first))
   rng = jax.random.PRNGKey(seed)
   state = _initial_teach_state(teacher, tx, rng, init_state, mesh)
   estimator.check(state.theta)
@@ -696,9 +853,7 @@ def teach(student: Student, teacher: Teacher, train, dev, *,
 
 def _check_train_args(student: Student, loss: LossProvider, theta, num_steps: int,
                       eval_every: int, warm_start: Optional[WarmStart]) -> None:
-  """The argument checks of :func:`train_student`."""
-  if num_steps <= 0 or eval_every <= 0:
-    raise ValueError(f"num_steps and eval_every must be >= 1; got {num_steps}, {eval_every}.")
+  """The argument checks of :func:`train_student` (the sizes are checked by the caller)."""
   if warm_start is not None and not isinstance(warm_start, WarmStart):
     raise TypeError(f"warm_start must be a dlf_jax.WarmStart (e.g. WarmStart(steps=500), or "
                     f"the teach result's schedule.warm_start) or None, got {warm_start!r}.")
@@ -790,22 +945,37 @@ def train_student(student: Student, loss: LossProvider, train, *, theta: Any = N
     ``w_diag_mean``/``w_offdiag_mean``/``b_mean`` for teachers, ``seconds``).
 
   Raises:
-    ValueError: bad sizes, missing theta, class-count mismatch, labels of a
-      split outside ``[0, C)`` (names the split and the value).
+    ValueError: a size or ``seed`` that is not an integer in range (names it),
+      missing theta, class-count mismatch; for a split (each names the split):
+      labels outside ``[0, C)``, arrays of different lengths, unsigned-integer
+      or boolean inputs (e.g. uint8 pixels: convert and normalise them),
+      dev / test features of another shape than train's; a ``student.tx``
+      whose probed updates ascend the gradient or are all zero
+      (:func:`check_descent`).
     TypeError: ``warm_start`` is not a :class:`WarmStart`; ``train`` is
       neither arrays nor a :class:`~dlf_jax.contracts.BatchSampler` (names
       the sampler members it lacks).
     FloatingPointError: NaN/inf in training (names the step).
   """
+  num_steps = checks.check_int("num_steps", num_steps, 1)
+  batch_size = checks.check_int("batch_size", batch_size, 1)
+  seed = checks.check_int("seed", seed, 0)
+  eval_every = checks.check_int("eval_every", eval_every, 1)
+  eval_batch_size = checks.check_int("eval_batch_size", eval_batch_size, 1)
   _check_train_args(student, loss, theta, num_steps, eval_every, warm_start)
   sampler = _sampler(train, batch_size, seed, student)
-  evals = {name: parallel.shard_batches(make_eval_batches(_as_arrays(d, name, student),
-                                                          eval_batch_size), mesh)
-           for name, d in (("dev", dev), ("test", test)) if d is not None}
-  state = init_state
+  state, first = init_state, None
   if state is None:
     first = sampler.segment(0, 1)
     state = student.init(jax.random.PRNGKey(seed), {k: v[0] for k, v in first.items()})
+  _check_student_tx(student, state.params)
+  train_shapes = _example_shapes(train, student, first)
+  evals = {}
+  for name, d in (("dev", dev), ("test", test)):
+    if d is not None:
+      arrays = _as_arrays(d, name, student)
+      _check_feature_shapes(arrays, name, train_shapes)
+      evals[name] = parallel.shard_batches(make_eval_batches(arrays, eval_batch_size), mesh)
   warm = min(warm_start.steps, num_steps) if warm_start is not None else 0
   stages = ([(warm_start.loss, None, warm)] if warm else []) + [(loss, theta, num_steps)]
   history = []

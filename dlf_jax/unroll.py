@@ -26,12 +26,13 @@ import numpy as np
 import optax
 from flax import struct
 
-from dlf_jax import losses, measures, state_features
+from dlf_jax import checks, losses, measures, state_features
 from dlf_jax.contracts import LossProvider
 from dlf_jax.student import Student, StudentState
 
 __all__ = ["StepMetrics", "apply_step", "inner_step", "unroll", "dev_measure",
-           "evaluate", "check_finite", "check_unroll_batches", "check_finite_inputs"]
+           "evaluate", "check_finite", "check_unroll_batches", "check_finite_inputs",
+           "check_batch_labels"]
 
 
 @struct.dataclass
@@ -139,6 +140,35 @@ def check_finite_inputs(tree, name: str) -> None:
         "np.nan_to_num) before the call.")
 
 
+def check_batch_labels(tree, student: Student, name: str) -> None:
+  """Raises if the concrete labels of batches are outside ``[0, C)``; skips traced ones (jit).
+
+  The host check of the public functions that take ready batches
+  (:func:`unroll`, :func:`evaluate`, :func:`dev_measure`,
+  :func:`dlf_jax.hypergradient`, :mod:`dlf_jax.forward_hypergrad`,
+  :mod:`dlf_jax.evolution`): out of range, a label ``C`` gives a NaN measure
+  with a finite hypergradient and ``-1`` is read as class ``C - 1``. Under
+  ``jit`` (e.g. :func:`~dlf_jax.hypergrad.make_hypergradient_fn`) the labels
+  are traced and cannot be read: :func:`dlf_jax.teach` and
+  :func:`dlf_jax.train_student` check every split before tracing.
+
+  Args:
+    tree: a batch dict (``[T, B, ...]`` or ``[n, B, ...]`` arrays) with the
+      student's ``label_key`` (and optional ``mask_key``: masked-out entries are
+      not checked).
+    student: gives ``C``, the label key and the mask key.
+    name: how the caller calls ``tree`` (``'dev_batches'``), for the message.
+
+  Raises:
+    ValueError: naming ``name``, the key, the first bad label and the range.
+  """
+  if not isinstance(tree, dict) or student.label_key not in tree:
+    return
+  checks.check_label_values(
+      tree[student.label_key], student.num_classes, f"{name}[{student.label_key!r}]",
+      tree.get(student.mask_key), fix="fix the labels or the student's num_classes")
+
+
 def unroll(student: Student, teacher: LossProvider, theta: Any, state: StudentState, batches,
            ) -> tuple[StudentState, StepMetrics]:
   """Eqn. (1) for ``t = 0 .. T-1`` as one ``lax.scan`` (compiled once, any T).
@@ -152,9 +182,11 @@ def unroll(student: Student, teacher: LossProvider, theta: Any, state: StudentSt
     ``(final state, StepMetrics with [T] leaves)``.
 
   Raises:
-    ValueError: ``T <= 0`` or inconsistent leading axes.
+    ValueError: ``T <= 0`` or inconsistent leading axes; concrete (not traced)
+      labels outside ``[0, C)`` (:func:`check_batch_labels`).
   """
   check_unroll_batches(batches)
+  check_batch_labels(batches, student, "batches")
   return jax.lax.scan(lambda s, b: inner_step(student, teacher, theta, s, b), state, batches)
 
 
@@ -163,7 +195,11 @@ def dev_measure(student: Student, measure: measures.Measure, params: Any, model_
   """M~(f_w, D_dev): the measure's exact mean over ``[n, B, ...]`` (masked) dev batches.
 
   Differentiable in ``params``; this is the source of ``dw_T`` (Eqn. 3).
+
+  Raises:
+    ValueError: concrete (not traced) labels outside ``[0, C)`` (:func:`check_batch_labels`).
   """
+  check_batch_labels(dev_batches, student, "dev_batches")
   dtype = jax.tree_util.tree_leaves(params)[0].dtype
 
   def body(carry, batch):
@@ -193,10 +229,14 @@ def evaluate(student: Student, params: Any, model_state: Any, batches,
     dict of float scalars: ``accuracy``, ``cross_entropy``, ``balanced_accuracy``
     (labels ``[B]`` only) and, if given, ``measure``.
 
+  Raises:
+    ValueError: concrete (not traced) labels outside ``[0, C)`` (:func:`check_batch_labels`).
+
   References:
     Brodersen et al., "The balanced accuracy and its posterior distribution", ICPR
     2010; Cao et al. 2019 and Menon et al. 2021 report balanced error on long tails.
   """
+  check_batch_labels(batches, student, "batches")
   dtype = jax.tree_util.tree_leaves(params)[0].dtype
   per_class = jnp.ndim(student.labels(batches)) == 2        # [n, B]: one label per example
   num_classes = student.num_classes

@@ -5,7 +5,10 @@
   its checkpoints (orbax refuses zero-size arrays);
 * NaN/inf in concrete batches given to ``hypergrad.hypergradient`` (was a silent NaN);
 * labels out of range and a batch larger than the training split (``classification.run``);
-* a workdir that cannot be created (CLI: exit status 2, no traceback).
+* a workdir that cannot be created (CLI: exit status 2, no traceback);
+* round two, the library: teacher sizes, labels of the public functions, loss-form
+  shapes and values, non-float inputs, the student's and teacher's optimizer
+  (sign, zero, type, Adam constants), integer sizes, dev/test features against train.
 """
 import os
 import subprocess
@@ -238,5 +241,246 @@ def test_teacher_optimizer_that_ascends_is_refused():
 def test_adam_without_eps_root_names_eps_root():
   student, teacher, data = _tiny_image_problem(zero_column=True)
   student = dlf_jax.Student(student.model, optax.adam(1e-2), num_classes=3)
-  with pytest.raises(FloatingPointError, match="eps_root"):
+  with pytest.raises(FloatingPointError, match=r"eps_root >= 1.2e-38 .*e\.g\. 1e-45.*"
+                                               r"make_optimizer\('adam', lr\) \(eps_root=1e-8"):
     dlf_jax.teach(student, teacher, data, data, schedule=_SCHEDULE, progress=False)
+
+
+# ------------------------------------------------------------------------- round two (library)
+# The setup of the issue: a 3-class MLP((8,)) student, 64 training and 32 dev examples of
+# 8 float32 features. Every check below fires before anything is compiled.
+
+
+def _round_two(tx=None):
+  rng = np.random.default_rng(0)
+  split = lambda n: {"x": rng.normal(size=(n, 8)).astype(np.float32),
+                     "y": rng.integers(0, 3, n).astype(np.int32)}
+  student = dlf_jax.Student(models.MLP((8,), num_classes=3),
+                            tx or dlf_jax.make_optimizer("sgd", 0.1), num_classes=3)
+  teacher = dlf_jax.Teacher(dlf_jax.AttentionTeacher(3, num_matrices=2), total_steps=8)
+  return student, teacher, split(64), split(32)
+
+
+_SCHEDULE_16 = dlf_jax.Schedule(unroll_steps=2, num_episodes=1, batch_size=16)
+
+
+def _teach(student, teacher, train, dev, **kw):
+  kw.setdefault("schedule", _SCHEDULE_16)
+  return dlf_jax.teach(student, teacher, train, dev, progress=False, **kw)
+
+
+def _train(student, train, **kw):
+  kw.setdefault("batch_size", 16)
+  kw.setdefault("num_steps", 2)
+  return dlf_jax.train_student(student, dlf_jax.CrossEntropyLoss(), train, progress=False, **kw)
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: dlf_jax.AttentionTeacher(num_classes=3, num_matrices=0),
+     r"AttentionTeacher\.num_matrices must be an integer >= 1, got 0; an empty bank is W = 0"),
+    (lambda: dlf_jax.AttentionTeacher(num_classes=3, num_matrices=2.5),
+     r"AttentionTeacher\.num_matrices must be an integer >= 1, got 2\.5 \(a float\)"),
+    (lambda: dlf_jax.AttentionTeacher(num_classes=0),
+     r"AttentionTeacher\.num_classes must be an integer >= 2, got 0; set it to the student's"),
+    (lambda: dlf_jax.MLPTeacher(num_classes=3, hidden=0),
+     r"MLPTeacher\.hidden must be an integer >= 1, got 0; the MLP's width"),
+    (lambda: dlf_jax.MLPTeacher(num_classes=3, parameterisation="low_rank", rank=0),
+     r"MLPTeacher\.rank must be an integer >= 1, got 0"),
+    (lambda: dlf_jax.Teacher(dlf_jax.MLPTeacher(num_classes=3), features=()),
+     r"MLPTeacher reads the state s_t but features=\(\): give it state features"),
+    (lambda: dlf_jax.Teacher(dlf_jax.AttentionTeacher(3), total_steps=10.5),
+     r"total_steps must be an integer >= 1, got 10\.5"),
+])
+def test_teacher_sizes_are_refused_at_construction(build, match):
+  with pytest.raises(ValueError, match=match):
+    build()
+
+
+def test_hypergradient_checks_concrete_labels_of_both_splits():
+  student, teacher, train, dev = _round_two()
+  theta = teacher.init(jax.random.PRNGKey(1))
+  state = student.init(jax.random.PRNGKey(0), {"x": train["x"][:4], "y": train["y"][:4]})
+  batches = {"x": train["x"][:8].reshape(2, 4, 8), "y": train["y"][:8].reshape(2, 4)}
+  call = lambda b, d: dlf_jax.hypergradient(student, teacher, dlf_jax.ExpectedAccuracy(), theta,
+                                            state, b, d)
+  for value in (3, -1):            # C: NaN measure, finite dtheta; -1: read as class C - 1
+    dev_batches = {"x": dev["x"][None, :4], "y": dev["y"][None, :4].copy()}
+    dev_batches["y"][0, 1] = value
+    with pytest.raises(ValueError, match=rf"dev_batches\['y'\] holds label {value} \(1 bad in "
+                                         r"all\), outside \[0, 2\] for num_classes=3"):
+      call(batches, dev_batches)
+    with pytest.raises(ValueError, match=rf"batches\['y'\] holds label {value}"):
+      unroll.evaluate(student, state.params, state.model_state, dev_batches)
+  bad = dict(batches, y=batches["y"].copy())
+  bad["y"][1, 3] = -1
+  with pytest.raises(ValueError, match=r"batches\['y'\] holds label -1"):
+    call(bad, {"x": dev["x"][None, :4], "y": dev["y"][None, :4]})
+
+
+def test_losses_check_concrete_labels_and_document_traced_ones():
+  phi = dlf_jax.losses.identity_loss_params(3)
+  logits, bad = jnp.zeros((2, 3)), jnp.array([0, -1])
+  with pytest.raises(ValueError, match=r"labels holds label -1 .* outside \[0, 2\]"):
+    dlf_jax.parametric_loss(phi, logits, bad)
+  with pytest.raises(ValueError, match=r"labels holds label 3 .* outside \[0, 2\]"):
+    dlf_jax.losses.cross_entropy(logits, jnp.array([3, 0]))
+  # A masked-out (padding) label is not a class id and is not checked.
+  padded = dlf_jax.parametric_loss(phi, logits, bad, mask=jnp.array([1, 0]))
+  np.testing.assert_allclose(padded, jax.nn.sigmoid(np.log(3.0)), rtol=1e-6)
+  # Traced labels cannot be read: under jit the caller (teach, train_student) checks them.
+  assert np.isfinite(jax.jit(lambda y: dlf_jax.parametric_loss(phi, logits, y))(bad))
+
+
+@pytest.mark.parametrize("phi, match", [
+    (lambda: dlf_jax.DiagonalW(jnp.ones((3, 3)), jnp.zeros(3)),
+     r"DiagonalW\.w must be the diagonal, a \[C\] vector \(for a dense \[C, C\] W use FullW\), "
+     r"got shape \(3, 3\)"),
+    (lambda: dlf_jax.FullW(jnp.ones((4, 3)), jnp.zeros(3)),
+     r"FullW\.w must be a square \[C, C\] matrix .* got shape \(4, 3\)"),
+    (lambda: dlf_jax.losses.LogitOffsetW(jnp.zeros((3, 3)), jnp.zeros(3)),
+     r"LogitOffsetW\.delta must be a \[C\] vector"),
+    (lambda: dlf_jax.SoftTargetW(jnp.full(3, 1.5), jnp.zeros(3)),
+     r"SoftTargetW\.eps must be in \[0, 1\) .* got 1\.5"),
+    (lambda: dlf_jax.SoftTargetW(jnp.full(3, -0.1), jnp.zeros(3)),
+     r"SoftTargetW\.eps must be in \[0, 1\) .* got -0\.1"),
+    (lambda: dlf_jax.SoftTargetW(jnp.full(3, 0.1), jnp.zeros(3), q=jnp.array([-0.5, 1.0, 0.5])),
+     r"SoftTargetW\.q must hold distributions \(non-negative, each column summing to 1\): got "
+     r"min -0\.5"),
+    (lambda: dlf_jax.SoftTargetW(jnp.full(3, 0.1), jnp.zeros(3), q=jnp.full((3, 3), 0.5)),
+     r"SoftTargetW\.q must hold distributions .* sums \[1\.5, 1\.5, 1\.5\]"),
+])
+def test_loss_forms_check_shapes_and_values(phi, match):
+  with pytest.raises(ValueError, match=match):
+    dlf_jax.parametric_loss(phi(), jnp.zeros((2, 3)), jnp.array([0, 1]))
+
+
+def test_soft_target_create_checks_q_and_a_float_bias_is_a_scalar_bias():
+  with pytest.raises(ValueError, match=r"q must hold distributions .* min -0\.5"):
+    dlf_jax.SoftTargetW.create(jnp.full(3, 0.1), q=jnp.array([-0.5, 1.0, 0.5]))
+  logits, labels = jnp.array([[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]]), jnp.array([0, 1])
+  with_float = dlf_jax.parametric_loss(dlf_jax.FullW(jnp.eye(3), 0.25), logits, labels)
+  with_array = dlf_jax.parametric_loss(dlf_jax.FullW(jnp.eye(3), jnp.asarray(0.25)), logits,
+                                       labels)
+  np.testing.assert_array_equal(with_float, with_array)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.bool_])
+def test_non_float_features_are_refused_with_the_conversion(dtype):
+  student, teacher, train, dev = _round_two()
+  raw = dict(train, x=(np.random.default_rng(0).integers(0, 256, (64, 8))).astype(dtype))
+  match = (rf"train\['x'\] has dtype {np.dtype(dtype).name}: the student's inputs must be float "
+           r"features .* x\.astype\(np\.float32\) / 255")
+  with pytest.raises(ValueError, match=match):
+    _train(student, raw)
+  with pytest.raises(ValueError, match=match):
+    _teach(student, teacher, raw, dev)
+  with pytest.raises(ValueError, match=match.replace("train", "dev")):
+    _teach(student, teacher, train, dict(dev, x=raw["x"][:32]))
+
+
+@pytest.mark.parametrize("tx", [
+    lambda: dlf_jax.make_optimizer("sgd", optax.constant_schedule(-0.1)),
+    lambda: optax.sgd(-0.1),
+    lambda: optax.chain(optax.clip(1.0), optax.sgd(optax.linear_schedule(0.0, -0.1, 10))),
+])
+def test_student_optimizer_that_ascends_is_refused(tx):
+  student, teacher, train, dev = _round_two(tx())
+  match = r"student\.tx \(the student's optimizer\) ascends its gradient .* negative learning rate"
+  with pytest.raises(ValueError, match=match):
+    _train(student, train)
+  with pytest.raises(ValueError, match=match):
+    _teach(student, teacher, train, dev)
+
+
+def test_zero_updates_are_refused_and_a_warmup_from_zero_is_not():
+  student, teacher, train, dev = _round_two()
+  with pytest.raises(ValueError, match=r"teacher_optimizer's first 2 updates are zero: a "
+                                       r"learning rate of 0 .* never move the teacher"):
+    _teach(student, teacher, train, dev, teacher_optimizer=optax.sgd(0.0))
+  frozen, *_ = _round_two(optax.sgd(0.0))
+  with pytest.raises(ValueError, match=r"student\.tx .* first 2 updates are zero"):
+    _train(frozen, train)
+  params = {"w": jnp.zeros((8, 3)), "b": jnp.zeros(3)}
+  dlf_jax.teaching.check_descent(optax.sgd(optax.linear_schedule(0.0, 0.1, 10)), params)
+  dlf_jax.teaching.check_descent(dlf_jax.make_optimizer("adam", 1e-3, weight_decay=1e-4), params)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(name="sgd", learning_rate="0.1"),
+     r"learning_rate must be a real number, got '0\.1' \(str\): pass learning_rate=0\.1"),
+    (dict(name="sgd", learning_rate=-0.1), r"learning_rate must be > 0, got -0\.1"),
+    (dict(name="adam", learning_rate=0.01, eps_root=1e-45),
+     r"eps_root=1e-45 is below float32's smallest normal number 1\.18e-38.* use eps_root=1e-8"),
+    (dict(name="adam", learning_rate=0.01, eps_root=0.0), r"eps_root must be > 0, got 0\.0"),
+    (dict(name="adam", learning_rate=0.01, b2=1.5),
+     r"b2 must be in \[0, 1\), got 1\.5; e\.g\. b2=0\.999"),
+    (dict(name="adam", learning_rate=0.01, b1=-0.1), r"b1 must be in \[0, 1\), got -0\.1"),
+    (dict(name="adam", learning_rate=0.01, eps=-1e-8), r"eps must be >= 0, got -1e-08"),
+    (dict(name="momentum", learning_rate=0.1, momentum=1.0),
+     r"momentum must be in \[0, 1\), got 1\.0"),
+    (dict(name="sgd", learning_rate=0.1, weight_decay=-1e-4),
+     r"weight_decay must be >= 0, got -0\.0001"),
+])
+def test_make_optimizer_refuses_bad_constants(kw, match):
+  with pytest.raises(ValueError, match=match):
+    dlf_jax.make_optimizer(**kw)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: dlf_jax.Schedule(batch_size=16.5),
+     r"Schedule\.batch_size must be an integer >= 1, got 16\.5 \(a float\): round it, e\.g\. "
+     r"batch_size=16"),
+    (lambda: dlf_jax.Schedule(unroll_steps=0), r"Schedule\.unroll_steps \(T\) must be an integer"),
+    (lambda: dlf_jax.Schedule(num_episodes=np.float64(2.0)), r"Schedule\.num_episodes must be"),
+    (lambda: dlf_jax.DevSampling(batch_size=2.5), r"DevSampling\.batch_size must be an integer"),
+    (lambda: dlf_jax.DevSampling(sample_size=0),
+     r"DevSampling\.sample_size must be None or an integer >= 1, got 0"),
+    (lambda: dlf_jax.WarmStart(steps=-1), r"WarmStart\.steps must be an integer >= 0, got -1"),
+    (lambda: dlf_jax.estimators.ReverseMode(checkpoint_every=1.5),
+     r"ReverseMode\.checkpoint_every must be None or an integer >= 1, got 1\.5"),
+    (lambda: dlf_jax.estimators.ForwardMode(chunk_steps=-3),
+     r"ForwardMode\.chunk_steps must be None or an integer >= 1, got -3"),
+    (lambda: dlf_jax.estimators.AntitheticES(population=8.0),
+     r"population must be an integer >= 2, got 8\.0"),
+    (lambda: dlf_jax.estimators.PES(chunk_size=0), r"chunk_size must be None or an integer >= 1"),
+])
+def test_sizes_name_the_argument(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(batch_size=16.5), r"^batch_size must be an integer >= 1, got 16\.5"),
+    (dict(seed=-1), r"^seed must be an integer >= 0, got -1"),
+    (dict(num_steps=2.5), r"^num_steps must be an integer >= 1, got 2\.5"),
+    (dict(eval_every=0), r"^eval_every must be an integer >= 1, got 0"),
+    (dict(eval_batch_size=True), r"^eval_batch_size must be an integer >= 1, got True"),
+])
+def test_train_student_sizes_name_the_argument(kw, match):
+  student, _, train, _ = _round_two()
+  with pytest.raises(ValueError, match=match):
+    _train(student, train, **kw)
+
+
+def test_teach_seed_names_the_argument():
+  student, teacher, train, dev = _round_two()
+  with pytest.raises(ValueError, match=r"^seed must be an integer >= 0, got -1"):
+    _teach(student, teacher, train, dev, seed=-1)
+
+
+def test_evaluation_splits_are_checked_against_train():
+  student, teacher, train, dev = _round_two()
+  narrow = dict(dev, x=dev["x"][:, :5])
+  with pytest.raises(ValueError, match=r"dev\['x'\] has examples of shape \(5,\) but the "
+                                       r"training split's are \(8,\)"):
+    _teach(student, teacher, train, narrow)
+  with pytest.raises(ValueError, match=r"test\['x'\] has examples of shape \(5,\)"):
+    _train(student, train, test=narrow)
+  short = dict(dev, y=dev["y"][:30])
+  with pytest.raises(ValueError, match=r"The arrays of dev disagree on the number of examples: "
+                                       r"\{'x': 32, 'y': 30\}"):
+    _teach(student, teacher, train, short)
+  with pytest.raises(ValueError, match=r"The arrays of test disagree"):
+    _train(student, train, test=short)
+  with pytest.raises(ValueError, match=r"The arrays of train disagree .* \{'x': 64, 'y': 60\}"):
+    _train(student, dict(train, y=train["y"][:60]))

@@ -460,7 +460,7 @@ def test_unknown_method_and_memory():
     call(problem, method="forward")
   with pytest.raises(ValueError, match="Unknown memory policy 'disk'"):
     call(problem, memory="disk")
-  with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
+  with pytest.raises(ValueError, match="checkpoint_every must be None or an integer >= 1, got 0"):
     call(problem, memory="checkpointed", checkpoint_every=0)
 
 

@@ -78,7 +78,7 @@ def test_teach_result_carries_the_warm_start_of_its_students():
 
 @pytest.mark.parametrize("steps", [-1, 1.5, True])
 def test_warm_start_steps_must_be_a_count(steps):
-  with pytest.raises(ValueError, match=rf"WarmStart steps must be an int >= 0, got {steps}"):
+  with pytest.raises(ValueError, match=rf"WarmStart\.steps must be an integer >= 0, got {steps}"):
     dlf_jax.WarmStart(steps=steps)
 
 

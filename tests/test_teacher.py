@@ -254,7 +254,7 @@ def test_unknown_state_feature():
 
 
 @pytest.mark.parametrize("kw,match", [
-    (dict(total_steps=0), "total_steps must be > 0"),
+    (dict(total_steps=0), "total_steps must be an integer >= 1, got 0"),
     (dict(ema_decay=1.0), r"ema_decay must be in \[0, 1\)"),
     (dict(ema_decay=-0.1), r"ema_decay must be in \[0, 1\)"),
 ])

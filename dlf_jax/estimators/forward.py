@@ -8,7 +8,7 @@ from typing import ClassVar, Optional
 import jax
 import jax.numpy as jnp
 
-from dlf_jax import forward_hypergrad
+from dlf_jax import checks, forward_hypergrad
 from dlf_jax import unroll as unroll_lib
 from dlf_jax.hypergrad import HypergradResult
 
@@ -32,7 +32,8 @@ class ForwardMode:
     max_params: teachers with more parameters are refused (:meth:`check`).
 
   Raises:
-    ValueError: ``chunk_steps < 1``.
+    ValueError: ``chunk_steps`` not None or an integer >= 1; ``max_params`` not
+      an integer >= 1.
 
   References:
     Franceschi et al., ICML 2017 (Forward-HG).
@@ -42,8 +43,8 @@ class ForwardMode:
   max_params: int = forward_hypergrad.DEFAULT_MAX_PARAMS
 
   def __post_init__(self):
-    if self.chunk_steps is not None and self.chunk_steps < 1:
-      raise ValueError(f"chunk_steps must be >= 1, got {self.chunk_steps}.")
+    checks.check_int("ForwardMode.chunk_steps", self.chunk_steps, 1, allow_none=True)
+    checks.check_int("ForwardMode.max_params", self.max_params, 1)
 
   def check(self, theta) -> None:
     """Raises ValueError if ``theta`` has more than ``max_params`` numbers."""

@@ -5,7 +5,7 @@ import dataclasses
 import functools
 from typing import ClassVar, Optional
 
-from dlf_jax import hypergrad
+from dlf_jax import checks, hypergrad
 from dlf_jax.contracts import Memory, Method
 
 __all__ = ["ReverseMode"]
@@ -25,7 +25,8 @@ class ReverseMode:
     checkpoint_every: ``k`` of ``checkpointed`` (None: ``ceil(sqrt(T))``).
 
   Raises:
-    ValueError: an unknown method or memory policy, ``checkpoint_every < 1``.
+    ValueError: an unknown method or memory policy, ``checkpoint_every`` not
+      None or an integer >= 1.
 
   References:
     Wu et al. 2018, Eqns. (3)-(5).
@@ -42,8 +43,7 @@ class ReverseMode:
     if self.memory not in hypergrad.MEMORY_POLICIES:
       raise ValueError(f"Unknown memory policy {self.memory!r}; choose one of "
                        f"{hypergrad.MEMORY_POLICIES}.")
-    if self.checkpoint_every is not None and self.checkpoint_every < 1:
-      raise ValueError(f"checkpoint_every must be None or >= 1, got {self.checkpoint_every}.")
+    checks.check_int("ReverseMode.checkpoint_every", self.checkpoint_every, 1, allow_none=True)
 
   def check(self, theta) -> None:
     del theta

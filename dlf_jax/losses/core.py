@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlf_jax import checks
 from dlf_jax.contracts import Link
 
 __all__ = ["LINKS", "LINK_FUNCTIONS", "check_link", "apply_link", "check_labels",
@@ -59,10 +60,18 @@ def check_eps(eps, name: str = "eps") -> None:
 
 def check_labels(logits: jax.Array, labels: jax.Array,
                  mask: Optional[jax.Array] = None) -> None:
-  """Checks ``logits [..., C]`` against ``labels [...]`` and ``mask [...]`` (trace time).
+  """Checks ``logits [..., C]`` against ``labels [...]`` and ``mask [...]``.
+
+  Shapes and dtypes are checked at trace time. The label *values* are checked
+  (on the host, :func:`dlf_jax.checks.check_label_values`) only when they are
+  concrete, i.e. when a loss or measure is called outside ``jit``; inside a
+  jitted unroll they are traced and cannot be read: :func:`dlf_jax.teach`,
+  :func:`dlf_jax.train_student` and :func:`dlf_jax.hypergradient` check them
+  before tracing.
 
   Raises:
-    ValueError: shape mismatch, naming both shapes.
+    ValueError: shape mismatch, naming both shapes; a concrete label outside
+      ``[0, C)`` (an unmasked one), naming the value.
     TypeError: non-integer labels.
   """
   if logits.ndim < 1 or logits.shape[:-1] != labels.shape:
@@ -75,6 +84,8 @@ def check_labels(logits: jax.Array, labels: jax.Array,
   if mask is not None and mask.shape != labels.shape:
     raise ValueError(
         f"mask shape {tuple(mask.shape)} must equal labels shape {tuple(labels.shape)}.")
+  checks.check_label_values(labels, logits.shape[-1], "labels", mask,
+                            fix="labels must be class ids of the logits' class axis")
 
 
 def masked_mean(values: jax.Array, mask: Optional[jax.Array] = None) -> jax.Array:

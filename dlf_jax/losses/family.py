@@ -205,9 +205,17 @@ class LossForm:
       raise ValueError(
           f"The loss has C={self.num_classes} classes ({self._w_text()}) "
           f"but the student outputs C={c}; build the teacher with num_classes={c}.")
-    if self.b.shape not in ((), (c,)):
+    if np.shape(self.b) not in ((), (c,)):
       raise ValueError(f"The bias b must be a scalar or [C] = [{c}], got shape "
-                       f"{tuple(self.b.shape)}.")
+                       f"{tuple(np.shape(self.b))}.")
+
+  def _check_rank(self, field: str, ndim: int, what: str) -> None:
+    """Raises if the array field ``field`` is not of rank ``ndim`` (square if 2), naming the
+    class, the field, its shape and ``what`` it should be (checked before the class count,
+    which is read off that field)."""
+    shape = tuple(np.shape(getattr(self, field)))
+    if len(shape) != ndim or (ndim == 2 and shape[0] != shape[1]):
+      raise ValueError(f"{type(self).__name__}.{field} must be {what}, got shape {shape}.")
 
   def _score(self, log_probs: jax.Array, labels: jax.Array) -> jax.Array:
     raise NotImplementedError
@@ -239,7 +247,7 @@ class LossForm:
     core.check_link(self.link)
     log_probs = jax.nn.log_softmax(logits, axis=-1)
     score = self.score(log_probs, labels)
-    b = self.b if self.b.ndim == 0 else jnp.take(self.b, labels)
+    b = self.b if jnp.ndim(self.b) == 0 else jnp.take(self.b, labels)
     return core.apply_link(self.link, -score + b)
 
   def dense(self) -> jax.Array:
@@ -314,6 +322,23 @@ class LossForm:
     raise NotImplementedError
 
 
+def _check_distribution(q, name: str, axis: int = 0) -> None:
+  """Raises if a concrete ``q`` (``[C]`` or ``[C, C]``, columns) has a negative entry or a
+  column that does not sum to 1; ``None`` and traced values pass."""
+  if q is None:
+    return
+  try:
+    values = np.asarray(q, np.float64)
+  except (TypeError, jax.errors.TracerArrayConversionError,
+          jax.errors.ConcretizationTypeError):
+    return
+  sums = values.sum(axis=axis)
+  if (values < 0).any() or not np.allclose(sums, 1.0, atol=1e-5):
+    raise ValueError(f"{name} must hold distributions (non-negative, each column summing to "
+                     f"1): got min {values.min():.3g} and sums {np.round(sums, 6).tolist()}; "
+                     f"normalise it, e.g. jax.nn.softmax(logits, axis={axis}).")
+
+
 def _zero_rank_factors(c, rank, dtype):
   z = jnp.zeros((c, rank), dtype)
   return z, z
@@ -341,10 +366,7 @@ class FullW(LossForm):
     return self.w.shape[-1]
 
   def check(self, c: int) -> None:
-    if self.w.shape != (c, c):
-      raise ValueError(
-          f"The loss has C={self.num_classes} classes ({self._w_text()}) "
-          f"but the student outputs C={c}; build the teacher with num_classes={c}.")
+    self._check_rank("w", 2, "a square [C, C] matrix (column y for label y)")
     super().check(c)
 
   def _score(self, log_probs, labels):
@@ -407,6 +429,10 @@ class DiagonalW(LossForm):
   def num_classes(self) -> int:
     return self.w.shape[-1]
 
+  def check(self, c: int) -> None:
+    self._check_rank("w", 1, "the diagonal, a [C] vector (for a dense [C, C] W use FullW)")
+    super().check(c)
+
   def _score(self, log_probs, labels):
     return jnp.take(self.w, labels) * core.label_log_prob(log_probs, labels)
 
@@ -460,6 +486,7 @@ class LowRankW(LossForm):
     return self.w.shape[-1]
 
   def check(self, c: int) -> None:
+    self._check_rank("w", 1, "the diagonal part, a [C] vector")
     super().check(c)
     if self.u is None or self.v is None:
       raise ValueError("A low_rank W needs both factors u and v of shape [C, r].")
@@ -537,10 +564,15 @@ class SoftTargetW(LossForm):
     return f"eps of shape {tuple(self.eps.shape)}"
 
   def check(self, c: int) -> None:
+    """As :meth:`LossForm.check`, and (when concrete) ``eps`` in ``[0, 1)`` and ``q`` on the
+    simplex."""
+    self._check_rank("eps", 1, "a [C] vector of smoothing weights")
     super().check(c)
     if self.q is not None and self.q.shape not in ((c,), (c, c)):
       raise ValueError(f"The soft targets q must be None, [C] or [C, C] with C={c}; got shape "
                        f"{tuple(self.q.shape)}.")
+    core.check_eps(self.eps, f"{type(self).__name__}.eps")
+    _check_distribution(self.q, f"{type(self).__name__}.q")
 
   def _score(self, log_probs, labels):
     # (1 - eps_y) log p_y + eps_y q_y^T log p, never forming W.
@@ -583,7 +615,7 @@ class SoftTargetW(LossForm):
 
     Raises:
       ValueError: ``eps`` outside ``[0, 1)`` (when concrete) or not ``[C]``, ``q``
-        of the wrong shape, unknown link.
+        of the wrong shape or (when concrete) not on the simplex, unknown link.
     """
     core.check_link(link)
     core.check_eps(eps)
@@ -596,6 +628,7 @@ class SoftTargetW(LossForm):
       if q.shape not in ((c,), (c, c)):
         raise ValueError(f"q must be None, [C] or [C, C] with C={c}; got shape "
                          f"{tuple(q.shape)}.")
+      _check_distribution(q, "q")
     b = jnp.zeros((c,), eps.dtype) if b is None else jnp.asarray(b, eps.dtype)
     return cls(eps, b, q=q, link=link)
 
@@ -737,10 +770,7 @@ class ForwardCorrectionW(LossForm):
     return f"T of shape {tuple(self.log_transition.shape)}"
 
   def check(self, c: int) -> None:
-    if self.log_transition.shape != (c, c):
-      raise ValueError(
-          f"The loss has C={self.num_classes} classes ({self._w_text()}) "
-          f"but the student outputs C={c}; build the teacher with num_classes={c}.")
+    self._check_rank("log_transition", 2, "a square [C, C] matrix (log T)")
     super().check(c)
 
   def _score(self, log_probs, labels):
@@ -862,6 +892,10 @@ class LogitOffsetW(LossForm):
   @property
   def num_classes(self) -> int:
     return self.delta.shape[-1]
+
+  def check(self, c: int) -> None:
+    self._check_rank("delta", 1, "a [C] vector of logit offsets")
+    super().check(c)
 
   def _w_text(self) -> str:
     return f"delta of shape {tuple(self.delta.shape)}"
