@@ -27,7 +27,7 @@ forms and links are the keys of the registries ``dlf_jax.losses.FORMS`` and
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Optional, Protocol, runtime_checkable
 
 import jax
 
@@ -103,10 +103,10 @@ class HypergradEstimator(Protocol):
   ``(student, teacher, measure, estimator)``.
 
   Attributes:
-    name: what the history records of :func:`~dlf_jax.teach` call it.
+    name: what the history records of :func:`~dlf_jax.teach` call it (a class attribute).
   """
 
-  name: str
+  name: ClassVar[str]
 
   def check(self, theta: Any) -> None:
     """Raises ValueError if this estimator cannot serve a teacher ``theta`` (e.g. too big)."""

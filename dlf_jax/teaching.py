@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Callable, Mapping, Optional, get_args
+from typing import Any, Callable, Hashable, Mapping, Optional, cast, get_args
 
 import jax
 import jax.numpy as jnp
@@ -355,6 +355,12 @@ def _host(tree) -> dict:
 
 # Jitted functions are cached per (student, loss) so that repeated calls (seeds,
 # methods, resumed runs) compile once. Students and teachers hash by identity.
+def _cache_key(loss: LossProvider) -> Hashable:
+  # Loss providers are hashed by identity (contracts.LossProvider); the Protocol type does
+  # not say so, hence the cast for the lru_cache keys below.
+  return cast(Hashable, loss)
+
+
 @functools.lru_cache(maxsize=32)
 def _unroll_fn(student, loss):
   return jax.jit(lambda theta, state, batches: unroll_lib.unroll(student, loss, theta, state,
@@ -443,7 +449,8 @@ def _initial_teach_state(teacher: LossProvider, tx: optax.GradientTransformation
     theta = teacher.init(jax.random.fold_in(rng, 0))
     init_state = TeachState(theta=theta, opt_state=tx.init(theta), student=None, update=0)
   check_descent(tx, init_state.theta)
-  return init_state.replace(
+  return dataclasses.replace(
+      init_state,
       theta=parallel.replicate(init_state.theta, mesh),
       opt_state=parallel.replicate(init_state.opt_state, mesh),
       student=parallel.replicate(init_state.student, mesh),
@@ -521,7 +528,7 @@ def _checked_norm(res: hypergrad.HypergradResult, update: int, start: int, num_s
 
 def _with_dev_accuracy(state: StudentState, accuracy: float) -> StudentState:
   """The student's carry with its running ``dev_acc`` (the teacher's state) set to ``accuracy``."""
-  return state.replace(stats=state_features.with_dev_accuracy(state.stats, accuracy))
+  return dataclasses.replace(state, stats=state_features.with_dev_accuracy(state.stats, accuracy))
 
 
 def _teach_record(plan: _TeachPlan, update: int, episode: int, segment: int,
@@ -584,7 +591,7 @@ def _teach_fns(student: Student, teacher: Teacher, measure: measures.Measure, tx
   """
   return {
       "eval": _eval_fn(student),
-      "pretrain": _unroll_fn(student, warm_start.loss),
+      "pretrain": _unroll_fn(student, _cache_key(warm_start.loss)),
       "phi": _phi_stats_fn(teacher),
       "outer_step": _make_outer_step(tx, measure.maximize),
   }
@@ -807,8 +814,9 @@ def train_student(student: Student, loss: LossProvider, train, *, theta: Any = N
     first = sampler.segment(0, 1)
     state = student.init(jax.random.PRNGKey(seed), {k: v[0] for k, v in first.items()})
   warm = min(warm_start.steps, num_steps) if warm_start is not None else 0
-  stages = ([(warm_start.loss, None, warm)] if warm else []) + [(loss, theta, num_steps)]
-  history = []
+  stages = ([(warm_start.loss, None, warm)] if warm_start is not None and warm else []) + [
+      (loss, theta, num_steps)]
+  history: list[dict] = []
   bar = _progress(num_steps, desc, progress, initial=int(state.step))
   for stage_loss, stage_theta, stop in stages:
     if int(state.step) < stop:
@@ -825,7 +833,8 @@ def _train_stage(student: Student, loss: LossProvider, theta, state: StudentStat
   """Trains ``state`` with one loss up to step ``stop``, evaluating at every multiple of
   ``eval_every`` and at ``stop``; appends the records to ``history``.
   """
-  run_fn, eval_fn, phi_fn = _unroll_fn(student, loss), _eval_fn(student), _phi_stats_fn(loss)
+  key = _cache_key(loss)
+  run_fn, eval_fn, phi_fn = _unroll_fn(student, key), _eval_fn(student), _phi_stats_fn(key)
   state, theta = parallel.replicate(state, mesh), parallel.replicate(theta, mesh)
   while int(state.step) < stop:
     t0 = time.time()

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, ClassVar, NamedTuple, Optional, get_args
+from typing import Any, Callable, ClassVar, NamedTuple, Optional, cast, get_args
 
 import jax
 import jax.numpy as jnp
@@ -175,6 +175,11 @@ class LossForm:
   represents_label_smoothing: ClassVar[bool] = False
   scales_to_vocabulary: ClassVar[bool] = True
 
+  # The fields every subclass declares, for the shared methods below. LossForm is not a
+  # dataclass, so these annotations add no fields: each subclass's pytree is its own fields.
+  b: jax.Array
+  link: str
+
   # ----------------------------------------------------------------- the loss
 
   @property
@@ -183,7 +188,7 @@ class LossForm:
     raise NotImplementedError
 
   def _w_text(self) -> str:
-    return f"W of shape {tuple(self.w.shape)}"
+    return f"the {self.name} W"
 
   def check(self, c: int) -> None:
     """Trace-time shape checks of the fields against ``C`` (names field and fix).
@@ -310,6 +315,9 @@ class FullW(LossForm):
   represents_label_smoothing: ClassVar[bool] = True
   scales_to_vocabulary: ClassVar[bool] = False
 
+  def _w_text(self) -> str:
+    return f"W of shape {tuple(self.w.shape)}"
+
   @property
   def num_classes(self) -> int:
     return self.w.shape[-1]
@@ -377,6 +385,9 @@ class DiagonalW(LossForm):
 
   name: ClassVar[str] = "diagonal"
 
+  def _w_text(self) -> str:
+    return f"W of shape {tuple(self.w.shape)}"
+
   @property
   def num_classes(self) -> int:
     return self.w.shape[-1]
@@ -428,6 +439,9 @@ class LowRankW(LossForm):
   link: str = struct.field(pytree_node=False, default="sigmoid")
 
   name: ClassVar[str] = "low_rank"
+
+  def _w_text(self) -> str:
+    return f"W of shape {tuple(self.w.shape)}"
 
   @property
   def num_classes(self) -> int:
@@ -884,7 +898,9 @@ FORMS: dict[str, type[LossForm]] = {
     "weighted_soft_target": WeightedSoftTargetW, "forward_correction": ForwardCorrectionW,
     "logit_adjustment": LogitOffsetW,
 }
-PARAMETERISATIONS: tuple[Parameterisation, ...] = tuple(FORMS)
+# The keys are the Parameterisation names; the check below makes sure of it.
+PARAMETERISATIONS: tuple[Parameterisation, ...] = cast("tuple[Parameterisation, ...]",
+                                                       tuple(FORMS))
 if PARAMETERISATIONS != get_args(Parameterisation) or any(
     cls.name != name for name, cls in FORMS.items()):
   raise ImportError(f"dlf_jax.losses.FORMS {PARAMETERISATIONS} and contracts.Parameterisation "
