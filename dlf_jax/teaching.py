@@ -134,13 +134,16 @@ class Schedule:
 
   @property
   def warm_start(self) -> WarmStart:
-    """The students' :class:`WarmStart`: ``pretrain_steps`` of cross-entropy (pass it to
-    :func:`train_student` to train a student as the teacher's were).
+    """The students' :class:`WarmStart`: ``pretrain_steps`` of cross-entropy.
+
+    Pass it to :func:`train_student` to train a student as the teacher's were.
     """
     return WarmStart(steps=self.pretrain_steps)
 
   def segments(self, total_steps: Optional[int]) -> int:
-    """Outer steps per student: ``segments_per_episode`` if set, else 1 for ``episodes`` and
+    """Outer steps per student.
+
+    ``segments_per_episode`` if set, else 1 for ``episodes`` and
     ``max(1, (total_steps - pretrain_steps) // T)`` for ``online`` (the rest of a run of
     ``total_steps`` -- the teacher's ``total_steps`` -- after the warm start).
 
@@ -231,12 +234,16 @@ class TrainResult:
 
 
 _SAMPLER_MEMBERS = ("batch_size", "segment", "reseeded")
+# teach's default estimator (a frozen dataclass, so one shared instance is safe).
+_DEFAULT_ESTIMATOR = ReverseMode()
 
 
 def _sampler(train, batch_size: int, seed: int,
              student: Optional[Student] = None) -> BatchSampler:
-  """``train.reseeded(seed)`` if ``train`` is a :class:`~dlf_jax.contracts.BatchSampler`, else
-  a :class:`SegmentSampler` over its arrays.
+  """The training batches of one student.
+
+  ``train.reseeded(seed)`` if ``train`` is a :class:`~dlf_jax.contracts.BatchSampler`,
+  else a :class:`SegmentSampler` over its arrays.
 
   Raises:
     TypeError: ``train`` has some of a sampler's members but not all (names the missing
@@ -472,8 +479,9 @@ def _make_outer_step(tx: optax.GradientTransformation, maximize: bool):
 
 
 def _warm_start(plan: _TeachPlan, sampler, episode: int) -> StudentState:
-  """Episode ``episode``'s fresh student after the schedule's :class:`WarmStart`
-  (``pretrain_steps`` of cross-entropy), run in scans of ``T`` steps.
+  """Episode ``episode``'s fresh student after the schedule's :class:`WarmStart`.
+
+  The warm start is ``pretrain_steps`` of cross-entropy, run in scans of ``T`` steps.
   """
   first = sampler.segment(0, 1)
   state = parallel.replicate(
@@ -586,8 +594,9 @@ def _teach_update(plan: _TeachPlan, state: TeachState) -> tuple[TeachState, dict
 
 def _teach_fns(student: Student, teacher: Teacher, measure: measures.Measure, tx,
                warm_start: WarmStart) -> dict:
-  """The compiled functions of one :func:`teach` call besides the estimator's (cached ones
-  where they can be).
+  """The compiled functions of one :func:`teach` call besides the estimator's.
+
+  They are cached ones where they can be.
   """
   return {
       "eval": _eval_fn(student),
@@ -609,7 +618,7 @@ def _report(callback, bar, state, record: dict, steps: int, **postfix) -> None:
 def teach(student: Student, teacher: Teacher, train, dev, *,
           measure: Optional[measures.Measure] = None,
           teacher_optimizer: Optional[optax.GradientTransformation] = None,
-          schedule: Schedule = Schedule(), estimator: HypergradEstimator = ReverseMode(),
+          schedule: Schedule = Schedule(), estimator: HypergradEstimator = _DEFAULT_ESTIMATOR,
           dev_sampling: DevSampling = DevSampling(), seed: int = 0,
           init_state: Optional[TeachState] = None,
           callback: Optional[Callable[[TeachState, dict], None]] = None,
@@ -830,8 +839,10 @@ def train_student(student: Student, loss: LossProvider, train, *, theta: Any = N
 def _train_stage(student: Student, loss: LossProvider, theta, state: StudentState, sampler,
                  stop: int, eval_every: int, evals: dict, mesh: Optional[Mesh], history: list,
                  callback, bar) -> StudentState:
-  """Trains ``state`` with one loss up to step ``stop``, evaluating at every multiple of
-  ``eval_every`` and at ``stop``; appends the records to ``history``.
+  """Trains ``state`` with one loss up to step ``stop``.
+
+  Evaluates at every multiple of ``eval_every`` and at ``stop``; appends the records
+  to ``history``.
   """
   key = _cache_key(loss)
   run_fn, eval_fn, phi_fn = _unroll_fn(student, key), _eval_fn(student), _phi_stats_fn(key)

@@ -242,8 +242,10 @@ class LossForm:
     raise NotImplementedError
 
   def statistics(self, max_dense: int = 1024) -> dict:
-    """Scalar summaries for logs and plots (jit-able): ``b_mean``, ``w_diag_mean``,
-    ``w_offdiag_mean`` (when cheap or ``C <= max_dense``), and form-specific ones.
+    """Scalar summaries for logs and plots (jit-able).
+
+    ``b_mean``, ``w_diag_mean``, ``w_offdiag_mean`` (when cheap or
+    ``C <= max_dense``), and form-specific ones.
     """
     raise NotImplementedError
 
