@@ -360,14 +360,14 @@ def _host(tree) -> dict:
   return {k: float(v) for k, v in jax.device_get(tree).items()}
 
 
-# Jitted functions are cached per (student, loss) so that repeated calls (seeds,
-# methods, resumed runs) compile once. Students and teachers hash by identity.
 def _cache_key(loss: LossProvider) -> Hashable:
   # Loss providers are hashed by identity (contracts.LossProvider); the Protocol type does
   # not say so, hence the cast for the lru_cache keys below.
   return cast(Hashable, loss)
 
 
+# Jitted functions are cached per (student, loss) so that repeated calls (seeds,
+# methods, resumed runs) compile once. Students and teachers hash by identity.
 @functools.lru_cache(maxsize=32)
 def _unroll_fn(student, loss):
   return jax.jit(lambda theta, state, batches: unroll_lib.unroll(student, loss, theta, state,
