@@ -13,7 +13,9 @@ Both are initialised at an *anchor* loss with a small **non-zero**
 perturbation (an exactly-zero dynamic part is a saddle at which every teacher
 gradient vanishes): ``cross_entropy`` (``W ~ I``, ``b ~ 0``; the paper's
 initialisation) or ``label_smoothing`` with ``anchor_smoothing = eps``
-(``W ~ (1 - eps) I + eps / C``; ``full`` and ``soft_target`` W only).
+(``W ~ (1 - eps) I + eps / C``; ``full`` and ``soft_target`` W only). A
+``forward_correction`` teacher can instead start at a given transition matrix
+(``anchor_transition``, e.g. GLC's estimate of ``T``; Hendrycks et al. 2018).
 With ``parameterisation='soft_target'`` the teacher outputs per-class smoothing
 weights ``eps_y = 0.99 sigmoid(e_y)`` in ``(0, 0.99)`` and soft targets
 ``q_y = softmax(a_y)`` (``target``: ``uniform`` | ``shared`` | ``class``), so
@@ -42,7 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import cast
+from typing import Optional, cast
 
 import flax.linen as nn
 import jax
@@ -93,7 +95,8 @@ def _spec(module) -> losses.TeacherSpec:
   return losses.TeacherSpec(num_classes=module.num_classes, rank=module.rank,
                             target=module.target, anchor=module.anchor,
                             anchor_smoothing=module.anchor_smoothing,
-                            init_scale=module.init_scale)
+                            init_scale=module.init_scale,
+                            anchor_transition=module.anchor_transition)
 
 
 class AttentionTeacher(nn.Module):
@@ -137,6 +140,7 @@ class AttentionTeacher(nn.Module):
   anchor: str = "cross_entropy"
   anchor_smoothing: float = 0.1
   target: str = "class"
+  anchor_transition: Optional[tuple] = None
 
   @nn.compact
   def __call__(self, s: jax.Array) -> losses.LossForm:
@@ -162,7 +166,8 @@ class MLPTeacher(nn.Module):
   static), for ``soft_target`` the smoothing logits ``e_y`` (the soft-target
   logits static; for ``weighted_soft_target`` the class-weight logits too).
 
-  Attributes: as :class:`AttentionTeacher` (``hidden``: the MLP's width).
+  Attributes: as :class:`AttentionTeacher` (``hidden``: the MLP's width;
+  ``anchor_transition`` seeds ``w0``).
 
   Input ``s``: float ``[S]``. Output: :class:`~dlf_jax.losses.LossForm`.
   """
@@ -176,6 +181,7 @@ class MLPTeacher(nn.Module):
   anchor: str = "cross_entropy"
   anchor_smoothing: float = 0.1
   target: str = "class"
+  anchor_transition: Optional[tuple] = None
 
   @nn.compact
   def __call__(self, s: jax.Array) -> losses.LossForm:

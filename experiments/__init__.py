@@ -12,6 +12,9 @@
   its meaning), :mod:`experiments.builders` (library objects from a config),
   :mod:`experiments.splits` (image data and the validation split),
   :mod:`experiments.phases` (teach, select, students; checkpointed),
+  :mod:`experiments.corrections` (the baselines built from the data: GLC, forward
+  correction with the true T, logit adjustment, class-balanced) and
+  :mod:`experiments.correction_phases` (their runner side: GLC's T^ per seed, tuning),
   :mod:`experiments.workdir` (``config.json``, orbax checkpoints),
   :mod:`experiments.selection` (every choice on the validation split: one ``select``);
 * the report: :mod:`experiments.summaries` (numbers over seeds, tables, metric rows),

@@ -9,12 +9,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 import dlf_jax
 from dlf_jax import data as data_lib
 from dlf_jax import models
-from experiments import schema
+from experiments import corrections, schema
 
 __all__ = ["PAPER_RECIPE", "resolve_recipe", "build_student", "build_schedule", "build_mesh",
            "build_teacher", "build_measure", "build_teacher_optimizer", "build_baseline",
@@ -100,11 +101,37 @@ def build_mesh(config: ml_collections.ConfigDict):
   return dlf_jax.parallel.make_mesh()
 
 
-def build_teacher(config: ml_collections.ConfigDict, num_classes: int) -> dlf_jax.Teacher:
-  """``mu_theta`` of ``config.teacher``; ``total_steps = config.student.num_steps``."""
+def build_teacher(config: ml_collections.ConfigDict, num_classes: int,
+                  anchor_transition=None) -> dlf_jax.Teacher:
+  """``mu_theta`` of ``config.teacher``; ``total_steps = config.student.num_steps``.
+
+  Args:
+    config: the experiment config.
+    num_classes: ``C``.
+    anchor_transition: float ``[C, C]`` row-stochastic, the ``T`` a ``forward_correction``
+      teacher starts at; required by ``teacher.anchor='glc'`` (GLC's estimate from the
+      cross-entropy student of ``config.seed``:
+      :meth:`experiments.correction_phases.DataBaselines.teacher_anchor`), refused otherwise.
+
+  Raises:
+    ValueError: ``teacher.anchor='glc'`` without ``anchor_transition``, or
+      ``anchor_transition`` with another anchor.
+  """
   t = resolve_recipe(config).teacher
-  family = dict(link=t.link, anchor=t.anchor, anchor_smoothing=t.anchor_smoothing,
-                target=t.target)
+  anchor = t.anchor
+  if anchor == "glc":
+    if anchor_transition is None:
+      raise ValueError("config.teacher.anchor='glc' starts the teacher at GLC's estimate of "
+                       "T: pass build_teacher(..., anchor_transition=T_hat) (the image runner "
+                       "computes it: experiments.correction_phases.DataBaselines."
+                       "teacher_anchor).")
+    anchor = "cross_entropy"                  # the form starts at anchor_transition instead
+    anchor_transition = tuple(map(tuple, np.asarray(anchor_transition, np.float64).tolist()))
+  elif anchor_transition is not None:
+    raise ValueError(f"anchor_transition is for config.teacher.anchor='glc' (got "
+                     f"anchor={anchor!r}).")
+  family = dict(link=t.link, anchor=anchor, anchor_smoothing=t.anchor_smoothing,
+                target=t.target, anchor_transition=anchor_transition)
   if t.kind == "attention":
     module = dlf_jax.AttentionTeacher(
         num_classes=num_classes, num_matrices=t.num_matrices,
@@ -145,7 +172,16 @@ def build_baseline(config: ml_collections.ConfigDict,
   """The fixed loss of a baseline ``method`` (a key of :data:`dlf_jax.losses.BASELINES`).
 
   Built with ``config.baselines``' constants (each baseline takes its own).
+
+  Raises:
+    ValueError: a baseline built from the data
+      (:data:`experiments.corrections.DATA_BASELINES`: see
+      :func:`experiments.corrections.build_data_baseline`), or an unknown name.
   """
+  if method in corrections.DATA_BASELINES:
+    raise ValueError(f"method {method!r} is built from the data: use "
+                     "experiments.corrections.build_data_baseline(config, data, method, "
+                     "context) and pass its loss to the student phases.")
   b = config.baselines
   return dlf_jax.baseline_loss(method, smoothing=b.smoothing, margin=b.margin, beta=b.beta,
                                beta_min=b.beta_min, beta_gamma=b.beta_gamma,

@@ -43,8 +43,8 @@ from experiments.workdir import Checkpoints, InputError, run_path
 
 __all__ = ["CheckpointHook", "SELECTION_SEEDS", "TEACHER_METHODS", "untaught_anchor",
            "train_method_student", "teach_state_template", "teach_phase",
-           "maybe_teach", "student_phase", "student_phases", "select_teacher",
-           "choose_teacher"]
+           "maybe_teach", "student_phase", "student_phases", "validation_scores",
+           "select_teacher", "choose_teacher"]
 
 CheckpointHook = Callable[[str, int], None]
 SELECTION_SEEDS = (1000, 1001)     # students that select; never among the reported seeds
@@ -234,6 +234,7 @@ def train_method_student(config: ml_collections.ConfigDict, data, student: dlf_j
                          method: str, seed: int, *, teacher: Optional[dlf_jax.Teacher] = None,
                          theta: Any = None, desc: Optional[str] = None,
                          init_state: Optional[dlf_jax.StudentState] = None,
+                         loss: Optional[dlf_jax.LossProvider] = None,
                          **kwargs) -> dlf_jax.StudentState:
   """One student of ``method`` by :func:`dlf_jax.train_student`, from ``init_state`` (or fresh).
 
@@ -252,6 +253,9 @@ def train_method_student(config: ml_collections.ConfigDict, data, student: dlf_j
     teacher, theta: the frozen teacher (:data:`TEACHER_METHODS` only).
     desc: the progress bar's label (default ``'<method> seed <seed>'``).
     init_state: resume from this carry.
+    loss: a baseline's loss provider, for the baselines built from the data
+      (:data:`experiments.corrections.DATA_BASELINES`); default
+      :func:`~experiments.builders.build_baseline` of ``method``.
     **kwargs: more keyword arguments of :func:`dlf_jax.train_student` (``test``,
       ``callback``).
 
@@ -267,7 +271,8 @@ def train_method_student(config: ml_collections.ConfigDict, data, student: dlf_j
       raise ValueError(f"method {method!r} needs the frozen teacher and its theta.")
     loss, warm_start = teacher, build_teach_schedule(config).warm_start
   else:
-    loss, warm_start, theta = build_baseline(config, method), None, None
+    loss = build_baseline(config, method) if loss is None else loss
+    warm_start, theta = None, None
   return dlf_jax.train_student(
       student, loss, _arrays(data.train), theta=theta, num_steps=s.num_steps,
       batch_size=s.batch_size, seed=seed, eval_every=s.eval_every, dev=_arrays(data.dev),
@@ -280,7 +285,8 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
                   method: str, seed: int, workdir: str, *,
                   teacher: Optional[dlf_jax.Teacher] = None, theta: Any = None,
                   on_checkpoint: Optional[CheckpointHook] = None,
-                  tag: Optional[str] = None) -> dict:
+                  tag: Optional[str] = None,
+                  loss: Optional[dlf_jax.LossProvider] = None) -> dict:
   """Trains one student (``method``, ``seed``), checkpointing at every evaluation.
 
   A finished run is read back from ``runs/<method>_seed<seed>.json``; an
@@ -301,6 +307,7 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
     tag: names the run's files (``runs/<tag>_seed<s>.json``,
       ``checkpoints/<tag>/``); default ``method``. Two students of one method with
       different constants (e.g. label smoothing's eps) need different tags.
+    loss: a data-built baseline's loss provider (see :func:`train_method_student`).
 
   Returns:
     dict: ``method, seed, test_error, dev_error`` (%, at the last step),
@@ -332,7 +339,8 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
         lambda meta: student.init(jax.random.PRNGKey(seed), _example_batch(data)))
     session.begin()
     train_method_student(config, data, student, method, seed, teacher=teacher, theta=theta,
-                         init_state=state, test=_arrays(data.test), callback=callback)
+                         init_state=state, loss=loss, test=_arrays(data.test),
+                         callback=callback)
     seconds = session.seconds()
   finally:
     session.close()
@@ -349,14 +357,17 @@ def student_phases(config: ml_collections.ConfigDict, data, student: dlf_jax.Stu
                    theta: Any = None, on_checkpoint: Optional[CheckpointHook] = None,
                    after: Optional[Callable[[str, int], None]] = None,
                    methods: Optional[tuple] = None, thetas: Optional[dict] = None,
-                   tags: Optional[dict] = None) -> list:
+                   tags: Optional[dict] = None,
+                   loss_for: Optional[Callable[[str, int], Any]] = None) -> list:
   """:func:`student_phase` for every method and seed, in that order.
 
   The methods are ``methods`` (default ``config.methods``), the seeds
   ``config.seed + i`` (``i < config.num_seeds``); ``after(method, seed)`` is called
   after each (e.g. to decode its test set).
   ``thetas`` (method -> theta) overrides ``theta`` per method; ``tags`` (method ->
-  tag) names a method's files (see :func:`student_phase`). Returns the runs.
+  tag) names a method's files (see :func:`student_phase`); ``loss_for(method, seed)``
+  gives a data-built baseline's loss provider (None for the other methods; e.g.
+  :meth:`experiments.correction_phases.DataBaselines.loss`). Returns the runs.
   """
   runs = []
   for method in config.methods if methods is None else methods:
@@ -365,7 +376,8 @@ def student_phases(config: ml_collections.ConfigDict, data, student: dlf_jax.Stu
       runs.append(student_phase(config, data, student, method, seed, workdir,
                                 teacher=teacher, theta=(thetas or {}).get(method, theta),
                                 on_checkpoint=on_checkpoint,
-                                tag=(tags or {}).get(method)))
+                                tag=(tags or {}).get(method),
+                                loss=None if loss_for is None else loss_for(method, seed)))
       if after is not None:
         after(method, seed)
   return runs
@@ -400,16 +412,10 @@ def select_teacher(config: ml_collections.ConfigDict, data, val, student: dlf_ja
       cached = json.load(f)
     if cached.get("metric", "accuracy") == metric:   # else: chosen by another metric, redo
       return cached
-  evaluate = jax.jit(lambda p, m, b: dlf_jax.unroll.evaluate(student, p, m, b))
-  val_batches = make_eval_batches({"x": val.x, "y": val.y}, config.student.eval_batch_size)
-  scores = {}
-  for name, theta in candidates.items():
-    scores[name] = []
-    for seed in SELECTION_SEEDS:
-      state = train_method_student(config, data, student, "l2t_dlf", seed, teacher=teacher,
-                                   theta=theta, desc=f"select {name} seed {seed}")
-      scores[name].append(jax.device_get(evaluate(state.params, state.model_state,
-                                                  val_batches)))
+  scores = validation_scores(
+      config, data, val, student,
+      {name: dict(method="l2t_dlf", teacher=teacher, theta=theta)
+       for name, theta in candidates.items()}, prefix="select")
   chosen, errors = pick_by_validation(scores, metric)
   for name, error in errors.items():
     logging.info("select: %s -> validation %s error %.2f%%", name,
@@ -418,6 +424,42 @@ def select_teacher(config: ml_collections.ConfigDict, data, val, student: dlf_ja
          "val_size": len(val), **({} if metric == "accuracy" else {"metric": metric})}
   io.write_json(path, out)
   return out
+
+
+def validation_scores(config: ml_collections.ConfigDict, data, val,
+                      student: dlf_jax.Student, candidates: dict, *,
+                      prefix: str = "select") -> dict:
+  """One fresh student per candidate and seed of :data:`SELECTION_SEEDS`, scored on ``val``.
+
+  The students are trained by :func:`train_method_student` (the test split is not
+  read) and evaluated on the validation split: the scores that
+  :func:`pick_by_validation` ranks.
+
+  Args:
+    config: the experiment config.
+    data: the dataset (train; dev feeds a teacher's ``dev_acc``).
+    val: the validation split (an image :class:`~dlf_jax.data.Split`).
+    student: from :func:`~experiments.builders.build_student`.
+    candidates: name -> keyword arguments of :func:`train_method_student` (``method``
+      and, as the method needs, ``teacher`` / ``theta`` or ``loss``).
+    prefix: the progress bars' label (``'<prefix> <name> seed <s>'``).
+
+  Returns:
+    name -> one :func:`dlf_jax.unroll.evaluate` output per seed (host dicts).
+  """
+  evaluate = jax.jit(lambda p, m, b: dlf_jax.unroll.evaluate(student, p, m, b))
+  val_batches = make_eval_batches({"x": val.x, "y": val.y}, config.student.eval_batch_size)
+  scores = {}
+  for name, kwargs in candidates.items():
+    scores[name] = []
+    kwargs = dict(kwargs)
+    method = kwargs.pop("method")
+    for seed in SELECTION_SEEDS:
+      state = train_method_student(config, data, student, method, seed,
+                                   desc=f"{prefix} {name} seed {seed}", **kwargs)
+      scores[name].append(jax.device_get(evaluate(state.params, state.model_state,
+                                                  val_batches)))
+  return scores
 
 
 def choose_teacher(config: ml_collections.ConfigDict, data, val, student: dlf_jax.Student,

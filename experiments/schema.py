@@ -28,18 +28,24 @@ from dlf_jax import student as student_lib
 from dlf_jax import teacher as teacher_lib
 from dlf_jax.data import translation as translation_lib
 from dlf_jax.teaching import MODES as TEACH_MODES
+from experiments import corrections
 
 __all__ = [
     "ConfigError", "Field", "Choice", "Int", "Number", "Interval", "Flag", "Text", "Names",
     "Rule",
     "CLASSIFICATION", "TRANSLATION", "METHODS", "MODELS", "SCHEDULES", "TEACHERS",
     "MEASURES", "RECIPES", "ESTIMATORS", "TEACHER_OPTIMIZERS", "TEACH_MODES", "NMT_MODELS",
-    "NMT_MEASURES", "NMT_METHODS", "NOISE_KINDS", "REWARDS", "MOVED_KEYS", "VOCABULARY_FORMS",
+    "NMT_MEASURES", "NMT_METHODS", "NOISE_KINDS", "TEACHER_ANCHORS", "REWARDS", "MOVED_KEYS",
+    "VOCABULARY_FORMS",
     "has_soft_targets", "get", "fail", "validate", "describe", "val_split", "has_val_split",
     "estimator_config", "estimator_settings",
 ]
 
-METHODS = tuple(losses.BASELINES) + ("l2t_dlf",)
+# The fixed baselines, those built from the data (experiments.corrections), the teacher.
+METHODS = tuple(losses.BASELINES) + tuple(corrections.DATA_BASELINES) + ("l2t_dlf",)
+# The losses a teacher can start from in a config: the family's anchors, and GLC's
+# estimate of T (a forward_correction teacher on noisy labels; image runner only).
+TEACHER_ANCHORS = tuple(losses.ANCHORS) + ("glc",)
 NOISE_KINDS = ("none", "symmetric", "pair", "matrix")
 MODELS = ("mlp", "lenet", "convbn", "resnet", "wrn")
 SCHEDULES = ("constant", "step", "inverse_sqrt")
@@ -469,7 +475,10 @@ TEACHER = (
     Interval("teacher.ema_decay", doc="running averages of the state features"),
     Choice("teacher.link", losses.LINKS,
            doc="sigmoid: Eqn. 2; identity: W = I is exactly cross-entropy"),
-    Choice("teacher.anchor", losses.ANCHORS, doc="the loss the teacher starts from"),
+    Choice("teacher.anchor", TEACHER_ANCHORS,
+           doc="the loss the teacher starts from; glc: forward correction with GLC's T^ "
+               "from the cross-entropy student of config.seed (forward_correction teacher, "
+               "label noise)"),
     Interval("teacher.anchor_smoothing", note="(0 = cross-entropy)",
              doc="the eps of the label-smoothing anchor"),
     Rule("teacher.anchor", test=_anchor_representable,
@@ -504,6 +513,36 @@ TEACH = (
             "many) and max_params; es: antithetic evolution strategies, pes: persistent "
             "ES across an episode, with population, sigma, reward, chunk_size) and one "
             "section of settings per estimator, e.g. teach.estimator.reverse.memory"),
+)
+
+def _grid(low: float, high: Optional[float]):
+  """A tuple of distinct numbers in ``[low, high)`` (``high`` None: no upper bound)."""
+  def test(value, config) -> bool:
+    return (isinstance(value, (tuple, list)) and len(set(value)) == len(value)
+            and all(_is_number(v) and v >= low and (high is None or v < high)
+                    for v in value))
+  return test
+
+
+def _uses_noise(config) -> bool:
+  return config.data.noise.kind != "none"
+
+
+DATA_BASELINES = (
+    Number("baselines.logit_tau", positive=False,
+           doc="logit adjustment's tau (Menon et al. 2021; 0: cross-entropy)"),
+    Interval("baselines.cb_beta",
+             doc="class-balanced beta (Cui et al. 2019; 0: cross-entropy)"),
+    Rule("baselines.logit_tau_grid", test=_grid(0.0, None),
+         text="a tuple of distinct numbers >= 0, e.g. (0.5, 1.0, 1.5); () for none",
+         doc="logit_adjusted's tau, tuned on the validation split (one student per value "
+             "and selection seed); (): baselines.logit_tau as given"),
+    Rule("baselines.cb_beta_grid", test=_grid(0.0, 1.0),
+         text="a tuple of distinct numbers in [0, 1), e.g. (0.99, 0.999, 0.9999); () for none",
+         doc="class_balanced's beta, tuned on the validation split; (): baselines.cb_beta"),
+    *(Rule(f"baselines.{grid}", test=lambda v, c: not v or bool(c.data.val_size),
+           text="(), or set data.val_size (the validation split that tunes it)")
+      for grid in ("logit_tau_grid", "cb_beta_grid")),
 )
 
 BASELINES = (
@@ -592,9 +631,24 @@ CLASSIFICATION = (
          text="False, or set data.val_size (the validation split that selects the teacher)"),
     Names("methods", options=METHODS, nonempty=True, distinct=True,
           doc="the students to train: large_margin is L-Softmax; sigmoid_cross_entropy is "
-              "Eqn. 2 with W = I, b = 0 (the untaught paper teacher); l2t_dlf uses the "
+              "Eqn. 2 with W = I, b = 0 (the untaught paper teacher); glc: forward "
+              "correction with GLC's T^ (from the same seed's cross-entropy student and the "
+              "clean dev set); forward_oracle: forward correction with the true T (an "
+              "oracle); logit_adjusted, class_balanced: for long tails; l2t_dlf uses the "
               "frozen learned teacher"),
+    Rule("methods", test=lambda v, c: _uses_noise(c) or not set(v) & set(
+        corrections.NOISE_METHODS),
+         text=lambda c: (f"no method of {corrections.NOISE_METHODS} with "
+                         "data.noise.kind='none' (they correct label noise: set "
+                         "data.noise.kind to 'symmetric', 'pair' or 'matrix', or drop them)"),
+         doc="glc and forward_oracle need label noise"),
+    Rule("teacher.anchor", test=lambda v, c: v != "glc" or (
+        c.teacher.parameterisation == "forward_correction" and _uses_noise(c)),
+         text="'glc' only with teacher.parameterisation='forward_correction' and label "
+              "noise (data.noise.kind != 'none'): GLC's T^ is a forward-correction matrix",
+         doc="glc: forward_correction teacher, noisy labels"),
     *BASELINES,
+    *DATA_BASELINES,
     *RUN,
 )
 
@@ -676,6 +730,9 @@ TRANSLATION = (
            when=lambda c: has_soft_targets(c.teacher.parameterisation)),
     Choice("teacher.recipe", ("config",)),
     *TEACHER,
+    Rule("teacher.anchor", test=lambda v, c: v != "glc",
+         text="'cross_entropy' or 'label_smoothing' (GLC's estimate of T is for image "
+              "classification with label noise)"),
     *TEACH,
     Choice("teach.measure", NMT_MEASURES,
            doc="expected_bleu: expected sentence BLEU over num_candidates samples at "

@@ -39,6 +39,10 @@ METHOD_NAMES = {
     "sigmoid_cross_entropy": "sigmoid(CE) (W=I, b=0)",
     "l2t_dlf": "L2T-DLF",
     "l2t_dlf_anchor": "L2T-DLF's untaught anchor",
+    "glc": "GLC (forward correction, T estimated on dev)",
+    "forward_oracle": "Forward correction (true T, oracle)",
+    "logit_adjusted": "Logit adjustment",
+    "class_balanced": "Class-balanced cross-entropy",
 }
 PHI_STATS = ("w_diag_mean", "w_offdiag_mean", "b_mean")
 CSV_HEADER = ("phase", "method", "seed", "step", "metric", "value")

@@ -30,6 +30,8 @@ RESUMABLE_KEYS = ("progress", "methods", "num_seeds")
 ADDED_KEYS = {
     "data.noise.kind": "none", "data.noise.rate": 0.0, "data.noise.matrix": None,
     "data.noise.seed": 0, "data.imbalance.ratio": None, "data.imbalance.seed": 0,
+    "baselines.logit_tau": 1.0, "baselines.cb_beta": 0.999, "baselines.logit_tau_grid": [],
+    "baselines.cb_beta_grid": [],
 }
 
 

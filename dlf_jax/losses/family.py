@@ -103,6 +103,10 @@ class TeacherSpec:
     anchor: one of :data:`ANCHORS`, the loss at initialisation.
     anchor_smoothing: ``eps`` of the label-smoothing anchor, in ``[0, 1)``.
     init_scale: std of the non-zero perturbation around the anchor (> 0).
+    anchor_transition: None, or a row-stochastic ``T`` as a ``C``-tuple of ``C``-tuples
+      of floats (static, hashable): a ``forward_correction`` teacher then starts at
+      forward correction with this ``T`` (e.g. GLC's estimate, Hendrycks et al. 2018)
+      instead of at ``anchor``.
   """
   num_classes: int
   rank: int = 4
@@ -110,6 +114,7 @@ class TeacherSpec:
   anchor: str = "cross_entropy"
   anchor_smoothing: float = 0.1
   init_scale: float = 1e-2
+  anchor_transition: Optional[tuple] = None
 
   @property
   def starts_smoothed(self) -> bool:
@@ -170,10 +175,15 @@ class LossForm:
     name: the key in :data:`FORMS`.
     represents_label_smoothing: True if :meth:`label_smoothing` exists.
     scales_to_vocabulary: True if memory is ``O(C)`` / ``O(C r)`` (translation).
+    takes_anchor_transition: True if a teacher can start at a given ``T``
+      (:attr:`TeacherSpec.anchor_transition`).
   """
   name: ClassVar[str] = ""
   represents_label_smoothing: ClassVar[bool] = False
   scales_to_vocabulary: ClassVar[bool] = True
+  # True if a teacher of this form can start at a given transition matrix
+  # (TeacherSpec.anchor_transition): forward correction only.
+  takes_anchor_transition: ClassVar[bool] = False
 
   # The fields every subclass declares, for the shared methods below. LossForm is not a
   # dataclass, so these annotations add no fields: each subclass's pytree is its own fields.
@@ -278,6 +288,22 @@ class LossForm:
       raise ValueError(f"A {cls.name!r} W cannot start at label smoothing (it has "
                        "no off-diagonal mass): use parameterisation='soft_target' or 'full', "
                        "or anchor='cross_entropy'.")
+    if spec.anchor_transition is not None:
+      if not cls.takes_anchor_transition:
+        raise ValueError(f"A {cls.name!r} teacher cannot start at a given transition "
+                         "matrix (anchor_transition): use "
+                         "parameterisation='forward_correction', or anchor_transition=None.")
+      if spec.anchor != "cross_entropy":
+        raise ValueError(f"anchor_transition replaces the anchor: leave anchor="
+                         f"'cross_entropy' (got anchor={spec.anchor!r}).")
+      t = np.asarray(spec.anchor_transition, np.float64)
+      if t.shape != (spec.num_classes, spec.num_classes):
+        raise ValueError(f"anchor_transition must be [C, C] = [{spec.num_classes}, "
+                         f"{spec.num_classes}], got shape {t.shape}.")
+      if (t < 0).any() or not np.allclose(t.sum(-1), 1.0, atol=1e-6):
+        raise ValueError("anchor_transition T[i, j] = P(observed j | true i) must be "
+                         "non-negative with rows summing to 1; got row sums "
+                         f"{t.sum(-1).round(6).tolist()}.")
 
   @classmethod
   def raw_params(cls, spec: TeacherSpec) -> tuple[RawParam, ...]:
@@ -715,6 +741,7 @@ class ForwardCorrectionW(LossForm):
 
   name: ClassVar[str] = "forward_correction"
   scales_to_vocabulary: ClassVar[bool] = False
+  takes_anchor_transition: ClassVar[bool] = True
   # The cross-entropy anchor of a teacher: T[i, i] = 1 - CE_ANCHOR_EPS.
   anchor_eps: ClassVar[float] = CE_ANCHOR_EPS
 
@@ -781,13 +808,23 @@ class ForwardCorrectionW(LossForm):
     return cls(jnp.log(jnp.eye(num_classes, dtype=dtype)), b, link=link)
 
   @classmethod
-  def raw_from_transition(cls, transition, floor: float = 1e-6) -> jax.Array:
+  def raw_from_transition(cls, transition, floor: float = 1e-6) -> jax.Array | np.ndarray:
     """Raw teacher logits ``log max(T, floor)`` whose row-softmax is ~``T`` (float ``[C, C]``).
 
-    Seeds a teacher at a given ``T`` (e.g. GLC's estimate): write it into every bank
-    entry ``theta['w_bank'][k]`` (attention) or ``theta['w0']`` (MLP).
+    Seeds a teacher at a given ``T`` (e.g. GLC's estimate): a teacher module with
+    ``anchor_transition=T`` starts every bank entry ``theta['w_bank'][k]`` (attention)
+    or ``theta['w0']`` (MLP) there (plus the usual ``init_scale`` perturbation); or
+    write it into an existing theta by hand.
+
+    Args:
+      transition: ``[C, C]`` row-stochastic: a jax array (the result is one, in its
+        dtype) or anything else array-like (nested tuples: the result is float64 numpy,
+        computed on the host, so a teacher module can use it while being traced).
+      floor: the smallest entry kept (``log 0`` is ``-inf``).
     """
-    return jnp.log(jnp.maximum(jnp.asarray(transition), floor))
+    if isinstance(transition, jax.Array):
+      return jnp.log(jnp.maximum(transition, floor))
+    return np.log(np.maximum(np.asarray(transition, np.float64), floor))
 
   @classmethod
   def anchor_logit(cls, spec: TeacherSpec) -> float:
@@ -797,9 +834,17 @@ class ForwardCorrectionW(LossForm):
 
   @classmethod
   def raw_params(cls, spec):
+    """Raw logits ``[C, C]`` (row-softmax: ``T``) at the cross-entropy anchor or ``T``.
+
+    ``T`` is :meth:`raw_from_transition` of ``spec.anchor_transition`` when given.
+    """
     c = spec.num_classes
-    logit = cls.anchor_logit(spec)
-    base = lambda shape, dtype: jnp.broadcast_to(logit * jnp.eye(c, dtype=dtype), shape)
+    if spec.anchor_transition is not None:
+      raw = cls.raw_from_transition(spec.anchor_transition)          # host float64
+      base = lambda shape, dtype: jnp.broadcast_to(jnp.asarray(raw, dtype), shape)
+    else:
+      logit = cls.anchor_logit(spec)
+      base = lambda shape, dtype: jnp.broadcast_to(logit * jnp.eye(c, dtype=dtype), shape)
     return (RawParam("w", (c, c), _perturbed(base, spec.init_scale), "w_bank", "w0"),)
 
   @classmethod

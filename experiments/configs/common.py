@@ -150,6 +150,12 @@ def _baselines(num_steps: int) -> config_dict.ConfigDict:
   baselines.beta_min = 0.0
   baselines.beta_gamma = large_margin_gamma(num_steps)
   baselines.beta_power = 35.0
+  # The data-built baselines (experiments.corrections): logit adjustment's tau and the
+  # class-balanced beta; a non-empty grid tunes the value on the validation split.
+  baselines.logit_tau = 1.0
+  baselines.cb_beta = 0.999
+  baselines.logit_tau_grid = ()
+  baselines.cb_beta_grid = ()
   return baselines
 
 

@@ -19,8 +19,19 @@ T = 200; the validation split picks the untaught anchor or the taught teacher), 
   as loaded (MNIST's near-uniform classes). The tables lead with the balanced test
   error (``1 - test_balanced_accuracy``), the plain error beside it, and the validation
   split selects by the balanced error (``experiments.splits.headline_metric``).
-* ``:smoke`` / ``:lt_smoke``: seconds-long checks of both on the embedded digits
-  (pair flip 40 %; rho = 10).
+  ``:lt`` also trains the long-tail baselines: logit adjustment (``tau =
+  baselines.logit_tau = 1``, Menon et al. 2021) and class-balanced cross-entropy (``beta =
+  baselines.cb_beta = 0.999``, Cui et al. 2019), both from the training label counts.
+* ``:glc``: the pair-flip 40 % setting with the closed-form noise corrections beside the
+  taught loss, same students and seeds: cross-entropy, label smoothing, **GLC** (forward
+  correction with ``T^`` estimated from the same seed's cross-entropy student on the clean
+  dev set, Hendrycks et al. 2018), forward correction with the **true** ``T`` (an oracle,
+  not a competitor), and L2T-DLF with a ``forward_correction`` teacher that *starts at
+  GLC's* ``T^`` (``teacher.anchor='glc'``), so that the taught row against its untaught
+  anchor measures what teaching adds over GLC. ``T^`` per seed is in
+  ``glc/transition_seed<s>.json``.
+* ``:smoke`` / ``:lt_smoke`` / ``:glc_smoke``: seconds-long checks of them on the
+  embedded digits (pair flip 40 %; rho = 10).
 
 Command::
 
@@ -28,6 +39,8 @@ Command::
       --workdir=/tmp/dlf_mnist_noisy
   python -m experiments.main --config=experiments/configs/mnist_noisy.py:lt \\
       --workdir=/tmp/dlf_mnist_lt
+  python -m experiments.main --config=experiments/configs/mnist_noisy.py:glc \\
+      --workdir=/tmp/dlf_mnist_glc
   # tiny end-to-end check (seconds):
   python -m experiments.main --config=experiments/configs/mnist_noisy.py:smoke \\
       --workdir=/tmp/dlf_mnist_noisy_smoke
@@ -42,11 +55,20 @@ taught 36.2. Label smoothing's eps (0.2) is the one selected on *clean* labels
 from experiments.configs import common
 from experiments.configs import mnist_mlp
 
-VARIANTS = ("smoke", "lt", "lt_smoke")
+VARIANTS = ("smoke", "lt", "lt_smoke", "glc", "glc_smoke")
+GLC_METHODS = ("cross_entropy", "label_smoothing", "glc", "forward_oracle", "l2t_dlf")
+LONG_TAIL_BASELINES = ("logit_adjusted", "class_balanced")
+
+
+def _with_long_tail_baselines(methods) -> tuple:
+  """``methods`` with :data:`LONG_TAIL_BASELINES` before ``l2t_dlf`` (the table's order)."""
+  methods = tuple(m for m in methods if m != "l2t_dlf")
+  return methods + LONG_TAIL_BASELINES + ("l2t_dlf",)
 
 
 def get_config(arg=None):
-  """``arg``: None (pair-flip 40 %), ``'lt'`` (rho = 100), ``'smoke'`` / ``'lt_smoke'``."""
+  """``arg``: None (pair-flip 40 %), ``'lt'`` (rho = 100), ``'glc'`` (the noise
+  corrections and the GLC-anchored teacher), ``'smoke'`` / ``'lt_smoke'`` / ``'glc_smoke'``."""
   if arg is not None and arg not in VARIANTS:
     raise ValueError(f"Unknown mnist_noisy variant {arg!r}; use one of {VARIANTS} or "
                      "nothing.")
@@ -54,16 +76,25 @@ def get_config(arg=None):
   if arg in ("lt", "lt_smoke"):
     config.data.imbalance.ratio = 100.0
     config.data.imbalance.seed = 0
+    config.methods = _with_long_tail_baselines(config.methods)
   else:
     config.data.noise.kind = "pair"
     config.data.noise.rate = 0.4
     config.data.noise.seed = 0
-  if arg in ("smoke", "lt_smoke"):
+  if arg in ("glc", "glc_smoke"):
+    config.methods = GLC_METHODS
+    # A forward-correction teacher (T outside the log) that starts at GLC's T^.
+    config.teacher.parameterisation = "forward_correction"
+    config.teacher.anchor = "glc"
+  if arg in ("smoke", "lt_smoke", "glc_smoke"):
     config = common.smoke(config)
     config.data.name = "embedded_mnist"   # ships with the package: no data files needed
     config.data.source = "embedded"
     config.data.dev_split = "random"
-    config.methods = ("cross_entropy", "label_smoothing", "l2t_dlf")
+    config.methods = {"smoke": ("cross_entropy", "label_smoothing", "l2t_dlf"),
+                      "lt_smoke": _with_long_tail_baselines(
+                          ("cross_entropy", "label_smoothing", "l2t_dlf")),
+                      "glc_smoke": GLC_METHODS}[arg]
     if arg == "lt_smoke":
       config.data.imbalance.ratio = 10.0  # ~40 digits per class: rho = 100 leaves none
   return config

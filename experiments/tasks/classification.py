@@ -27,6 +27,8 @@ Workdir layout::
   checkpoints/<method>/seed_<s>/<step>/    StudentState + {history, elapsed} (last 2)
   runs/<method>_seed<s>.json               a finished student run
   selection.json                           the teacher chosen on the validation split
+  glc/transition_seed<s>.json              GLC's T^ (methods glc, teacher.anchor='glc')
+  tuning/<method>.json                     tau / beta chosen on the validation split
   label_noise.json                         with config.data.noise / .imbalance: the
                                            realised noise matrix and rate, class counts
   tensorboard/{teach,<method>/seed_<s>}/   tensorboardX event files
@@ -50,6 +52,7 @@ from experiments import schema
 from experiments import splits
 from experiments import summaries
 from experiments.builders import build_student, build_teacher, resolve_recipe
+from experiments.correction_phases import DataBaselines
 from experiments.phases import CheckpointHook, choose_teacher, maybe_teach, student_phases
 # ``run`` calls ``load_data`` by this module's name: the task's data (tests substitute it).
 from experiments.splits import load_data
@@ -115,7 +118,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   if labels is not None:                     # label noise / a long tail on train
     io.write_json(os.path.join(workdir, "label_noise.json"), labels)
   student = build_student(config, data.num_classes)
-  teacher = build_teacher(config, data.num_classes)
+  data_baselines = DataBaselines(config, data, val, student, workdir, on_checkpoint=on_checkpoint)
+  teacher = build_teacher(config, data.num_classes, data_baselines.teacher_anchor())
 
   taught = maybe_teach(config, data, student, teacher, workdir, on_checkpoint=on_checkpoint)
   selection = None
@@ -123,7 +127,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     selection = choose_teacher(config, data, val, student, teacher, taught, workdir)
   runs = student_phases(config, data, student, workdir, teacher=teacher,
                         theta=None if taught is None else taught["theta"],
-                        on_checkpoint=on_checkpoint)
+                        on_checkpoint=on_checkpoint, loss_for=data_baselines.loss)
   results = _results(config, data, val, runs, taught, selection, t_start)
   if labels is not None:
     results["data"]["label_noise"] = labels
