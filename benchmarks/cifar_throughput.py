@@ -72,7 +72,7 @@ def run(model_names, batch, steps, rounds, n_images=5000):
       student = dlf_jax.Student(MODELS[name](), tx, 10, augment=augment)
       state = student.init(jax.random.PRNGKey(0), {"x": seg["x"][0], "y": seg["y"][0]})
       fn = jax.jit(lambda st, b, s=student: unroll.unroll(s, base, None, st, b)[0].params)
-      t = _time(lambda: jax.block_until_ready(fn(state, seg)), rounds)
+      t = _time(lambda fn=fn, state=state: jax.block_until_ready(fn(state, seg)), rounds)
       rows.append({"what": label, "model": name, "seconds": t, "images_per_s": images / t})
     teacher = teacher_lib.Teacher(teacher_lib.AttentionTeacher(10, parameterisation="diagonal"),
                                   total_steps=64_000)
@@ -80,7 +80,8 @@ def run(model_names, batch, steps, rounds, n_images=5000):
     dev = {k: v[:500].reshape((2, 250) + v.shape[1:]) for k, v in (("x", x), ("y", y))}
     hfn = hypergrad.make_hypergradient_fn(student, teacher, measures.ExpectedAccuracy(),
                                           method="vjp", memory="checkpointed")
-    t = _time(lambda: jax.block_until_ready(hfn(theta, state, seg, dev).dtheta), rounds)
+    t = _time(lambda hfn=hfn, theta=theta, state=state, dev=dev: jax.block_until_ready(
+        hfn(theta, state, seg, dev).dtheta), rounds)
     rows.append({"what": "hypergradient", "model": name, "seconds": t,
                  "images_per_s": images / t})
   return rows

@@ -126,15 +126,16 @@ def memory_rows(params, steps, quick, chunk) -> list[dict]:
     for p in params:
       student, teacher, theta, state, batches, dev = _problem(p, chunk, quick, max(steps))
       sds = jax.tree_util.tree_map(
-          lambda x: jax.ShapeDtypeStruct((n,) + x.shape[1:], x.dtype), batches)
-      paths = {f"forward-mode P={p}": lambda *a: forward_hypergrad.forward_hypergradient(
-          student, teacher, m, *a, max_params=max(params)).dtheta}
+          lambda x, n=n: jax.ShapeDtypeStruct((n,) + x.shape[1:], x.dtype), batches)
+      paths = {f"forward-mode P={p}": lambda *a, student=student, teacher=teacher: (
+          forward_hypergrad.forward_hypergradient(student, teacher, m, *a,
+                                                  max_params=max(params)).dtheta)}
       if p == max(params):
         for name, kw in [("reverse/store_all", dict(method="vjp", memory="store_all")),
                          ("reverse/checkpointed", dict(method="vjp", memory="checkpointed")),
                          ("autodiff", dict(method="autodiff"))]:
-          paths[name] = (lambda kw: lambda *a: hypergrad.hypergradient(
-              student, teacher, m, *a, **kw).dtheta)(kw)
+          paths[name] = (lambda *a, student=student, teacher=teacher, kw=kw:
+                         hypergrad.hypergradient(student, teacher, m, *a, **kw).dtheta)
       for name, fn in paths.items():
         print(f"[full_horizon] memory {name} N={n} ...", file=sys.stderr, flush=True)
         temp, compile_s = _temp_bytes(fn, theta, state, sds, dev)
@@ -209,7 +210,7 @@ def time_rows(params, steps, quick, chunk, rounds, budget_s) -> list[dict]:
         row["skipped"] = (f"predicted {predicted:.0f} s > budget {budget_s:.0f} s "
                           f"(warm-up: ~{ratio:.0f}x forward per step)")
       else:
-        fns[name] = (lambda fn=fn: fn(n))
+        fns[name] = (lambda fn=fn, n=n: fn(n))
       rows_n.append(row)
     full_bytes = sum(x.nbytes // x.shape[0] for x in jax.tree_util.tree_leaves(batches)) * n
     for name, fn in reverse.items():

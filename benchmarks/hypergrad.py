@@ -149,7 +149,7 @@ def _torch_probe(spec: str) -> None:
       continue
     fn = torch_peers.hypergradient_fn(lib, state.params, theta, num_steps, teacher.total_steps,
                                       LEARNING_RATE, dtype=_dtype())
-    call = lambda: fn(batches["x"], batches["y"], dev["x"][0], dev["y"][0])
+    call = lambda fn=fn: fn(batches["x"], batches["y"], dev["x"][0], dev["y"][0])
     t0 = time.perf_counter()
     dtheta = call()[0]
     first = time.perf_counter() - t0

@@ -129,13 +129,13 @@ def smoothing_by_frequency(snapshots: Sequence, counts: np.ndarray) -> dict:
   Raises:
     ValueError: a snapshot that is not ``soft_target``, or ``counts`` of another length.
   """
-  eps = []
+  rows = []
   for _, phi in snapshots:
     if not isinstance(phi, losses.SoftTargetW):
       raise ValueError("smoothing_by_frequency needs a soft_target teacher, got "
                        f"{getattr(phi, 'name', type(phi).__name__)!r}.")
-    eps.append(np.asarray(phi.eps, np.float64))
-  eps = np.stack(eps)
+    rows.append(np.asarray(phi.eps, np.float64))
+  eps = np.stack(rows)
   counts = np.asarray(counts, np.float64)
   if counts.shape != eps.shape[1:]:
     raise ValueError(f"counts has shape {counts.shape}; expected ({eps.shape[1]},).")

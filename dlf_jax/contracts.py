@@ -27,7 +27,8 @@ forms and links are the keys of the registries ``dlf_jax.losses.FORMS`` and
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional, Protocol, runtime_checkable
+from typing import (TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Optional, Protocol,
+                    runtime_checkable)
 
 import jax
 
@@ -37,8 +38,8 @@ if TYPE_CHECKING:   # annotations only: these modules import this one
   from dlf_jax.state_features import RunningStats
   from dlf_jax.student import StudentOutputs, StudentState
 
-__all__ = ["LossProvider", "HypergradEstimator", "BatchSampler", "Method", "Memory", "Mode", "Parameterisation",
-           "Link"]
+__all__ = ["LossProvider", "HypergradEstimator", "BatchSampler", "Method", "Memory", "Mode",
+           "Parameterisation", "Link"]
 
 # Hypergradient method of the reverse estimator (:func:`dlf_jax.hypergrad.hypergradient`).
 Method = Literal["auto", "eqn45", "vjp", "autodiff"]
@@ -103,10 +104,10 @@ class HypergradEstimator(Protocol):
   ``(student, teacher, measure, estimator)``.
 
   Attributes:
-    name: what the history records of :func:`~dlf_jax.teach` call it.
+    name: what the history records of :func:`~dlf_jax.teach` call it (a class attribute).
   """
 
-  name: str
+  name: ClassVar[str]
 
   def check(self, theta: Any) -> None:
     """Raises ValueError if this estimator cannot serve a teacher ``theta`` (e.g. too big)."""
@@ -159,6 +160,8 @@ class BatchSampler(Protocol):
     """Global batches ``start .. start + count - 1`` stacked: name -> ``[count, B, ...]``."""
 
   def reseeded(self, seed: int) -> BatchSampler:
-    """The same sampler with another shuffling seed (``train_student`` uses ``reseeded(seed)``,
-    episode ``e`` of ``teach`` ``reseeded(seed * 1000003 + e)``).
+    """The same sampler with another shuffling seed.
+
+    ``train_student`` uses ``reseeded(seed)``, episode ``e`` of ``teach``
+    ``reseeded(seed * 1000003 + e)``.
     """

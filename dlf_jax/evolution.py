@@ -18,8 +18,8 @@ Antithetic ES (:func:`es_gradient`), ``n = population / 2`` pairs::
     g = 1 / (2 sigma n) * sum_i (R+_i - R-_i) eps_i
 
 All ``population`` members and the unperturbed centre run as one ``jax.vmap``
-(by default; or in chunks, ``chunk_size``) of the same unroll over the same batches (common random numbers: the
-students share their start state, data order and PRNG key), so the
+(by default; or in chunks, ``chunk_size``) of the same unroll over the same batches
+(common random numbers: the students share their start state, data order and PRNG key), so the
 estimate's noise comes from ``eps`` alone. The zeroth-order term cancels
 within each pair.
 

@@ -280,8 +280,10 @@ def _slice_steps(batches, start, length):
 
 
 def _join_chunks(tree):
-  """``[n, k, ...] -> [n * k, ...]`` for every leaf (an explicit size: a leaf may be
-  empty, e.g. the state features of a teacher with ``features=()``).
+  """``[n, k, ...] -> [n * k, ...]`` for every leaf.
+
+  The size is explicit: a leaf may be empty, e.g. the state features of a teacher
+  with ``features=()``.
   """
   return jax.tree_util.tree_map(lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:]),
                                 tree)

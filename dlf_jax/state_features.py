@@ -12,6 +12,7 @@ constants in the reverse (as in the authors' demo): every value here is
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Sequence
 
@@ -61,7 +62,8 @@ def update_running_stats(stats: RunningStats, batch_loss: jax.Array,
     :class:`RunningStats` at step ``t + 1`` (``dev_acc`` unchanged).
   """
   sg = lambda x: jax.lax.stop_gradient(x).astype(stats.train_loss.dtype)
-  return stats.replace(
+  return dataclasses.replace(
+      stats,
       train_loss=decay * stats.train_loss + (1 - decay) * sg(batch_loss),
       train_acc=decay * stats.train_acc + (1 - decay) * sg(batch_acc))
 
@@ -76,7 +78,7 @@ def with_dev_accuracy(stats: RunningStats, accuracy) -> RunningStats:
   Returns:
     :class:`RunningStats` whose ``dev_acc`` feeds the teacher's ``dev_acc`` feature.
   """
-  return stats.replace(dev_acc=jnp.asarray(accuracy, stats.dev_acc.dtype))
+  return dataclasses.replace(stats, dev_acc=jnp.asarray(accuracy, stats.dev_acc.dtype))
 
 
 def state_vector(features: Sequence[str], step: jax.Array, total_steps: int,

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
+from typing import Optional, cast
 
 import flax.linen as nn
 import jax
@@ -293,7 +293,8 @@ class Teacher:
 
   def phi(self, theta, s: jax.Array) -> losses.LossForm:
     """``phi_t = mu_theta(s_t)``."""
-    return self.module.apply({"params": theta}, s)
+    # ``apply`` is typed for any module output; this module returns one LossForm.
+    return cast(losses.LossForm, self.module.apply({"params": theta}, s))
 
   def loss(self, phi: losses.LossForm, outputs, labels, mask=None) -> jax.Array:
     """Eqn. (2) on ``outputs.logits [..., C]``; see :func:`~dlf_jax.losses.parametric_loss`."""

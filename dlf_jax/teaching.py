@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Callable, Mapping, Optional, get_args
+from typing import Any, Callable, Hashable, Mapping, Optional, cast, get_args
 
 import jax
 import jax.numpy as jnp
@@ -133,13 +133,16 @@ class Schedule:
 
   @property
   def warm_start(self) -> WarmStart:
-    """The students' :class:`WarmStart`: ``pretrain_steps`` of cross-entropy (pass it to
-    :func:`train_student` to train a student as the teacher's were).
+    """The students' :class:`WarmStart`: ``pretrain_steps`` of cross-entropy.
+
+    Pass it to :func:`train_student` to train a student as the teacher's were.
     """
     return WarmStart(steps=self.pretrain_steps)
 
   def segments(self, total_steps: Optional[int]) -> int:
-    """Outer steps per student: ``segments_per_episode`` if set, else 1 for ``episodes`` and
+    """Outer steps per student.
+
+    ``segments_per_episode`` if set, else 1 for ``episodes`` and
     ``max(1, (total_steps - pretrain_steps) // T)`` for ``online`` (the rest of a run of
     ``total_steps`` -- the teacher's ``total_steps`` -- after the warm start).
 
@@ -229,12 +232,16 @@ class TrainResult:
 
 
 _SAMPLER_MEMBERS = ("batch_size", "segment", "reseeded")
+# teach's default estimator (a frozen dataclass, so one shared instance is safe).
+_DEFAULT_ESTIMATOR = ReverseMode()
 
 
 def _sampler(train, batch_size: int, seed: int,
              student: Optional[Student] = None) -> BatchSampler:
-  """``train.reseeded(seed)`` if ``train`` is a :class:`~dlf_jax.contracts.BatchSampler`, else
-  a :class:`SegmentSampler` over its arrays.
+  """The training batches of one student.
+
+  ``train.reseeded(seed)`` if ``train`` is a :class:`~dlf_jax.contracts.BatchSampler`,
+  else a :class:`SegmentSampler` over its arrays.
 
   Raises:
     TypeError: ``train`` has some of a sampler's members but not all (names the missing
@@ -488,6 +495,12 @@ def _host(tree) -> dict:
   return {k: float(v) for k, v in jax.device_get(tree).items()}
 
 
+def _cache_key(loss: LossProvider) -> Hashable:
+  # Loss providers are hashed by identity (contracts.LossProvider); the Protocol type does
+  # not say so, hence the cast for the lru_cache keys below.
+  return cast(Hashable, loss)
+
+
 # Jitted functions are cached per (student, loss) so that repeated calls (seeds,
 # methods, resumed runs) compile once. Students and teachers hash by identity.
 @functools.lru_cache(maxsize=32)
@@ -588,7 +601,8 @@ def _initial_teach_state(teacher: LossProvider, tx: optax.GradientTransformation
     theta = teacher.init(jax.random.fold_in(rng, 0))
     init_state = TeachState(theta=theta, opt_state=tx.init(theta), student=None, update=0)
   check_descent(tx, init_state.theta)
-  return init_state.replace(
+  return dataclasses.replace(
+      init_state,
       theta=parallel.replicate(init_state.theta, mesh),
       opt_state=parallel.replicate(init_state.opt_state, mesh),
       student=parallel.replicate(init_state.student, mesh),
@@ -610,8 +624,9 @@ def _make_outer_step(tx: optax.GradientTransformation, maximize: bool):
 
 
 def _warm_start(plan: _TeachPlan, sampler, episode: int) -> StudentState:
-  """Episode ``episode``'s fresh student after the schedule's :class:`WarmStart`
-  (``pretrain_steps`` of cross-entropy), run in scans of ``T`` steps.
+  """Episode ``episode``'s fresh student after the schedule's :class:`WarmStart`.
+
+  The warm start is ``pretrain_steps`` of cross-entropy, run in scans of ``T`` steps.
   """
   first = sampler.segment(0, 1)
   state = plan.student.init(jax.random.fold_in(plan.rng, 1000 + episode),
@@ -667,7 +682,7 @@ def _checked_norm(res: hypergrad.HypergradResult, update: int, start: int, num_s
 
 def _with_dev_accuracy(state: StudentState, accuracy: float) -> StudentState:
   """The student's carry with its running ``dev_acc`` (the teacher's state) set to ``accuracy``."""
-  return state.replace(stats=state_features.with_dev_accuracy(state.stats, accuracy))
+  return dataclasses.replace(state, stats=state_features.with_dev_accuracy(state.stats, accuracy))
 
 
 def _teach_record(plan: _TeachPlan, update: int, episode: int, segment: int,
@@ -725,12 +740,13 @@ def _teach_update(plan: _TeachPlan, state: TeachState) -> tuple[TeachState, dict
 
 def _teach_fns(student: Student, teacher: Teacher, measure: measures.Measure, tx,
                warm_start: WarmStart) -> dict:
-  """The compiled functions of one :func:`teach` call besides the estimator's (cached ones
-  where they can be).
+  """The compiled functions of one :func:`teach` call besides the estimator's.
+
+  They are cached ones where they can be.
   """
   return {
       "eval": _eval_fn(student),
-      "pretrain": _unroll_fn(student, warm_start.loss),
+      "pretrain": _unroll_fn(student, _cache_key(warm_start.loss)),
       "phi": _phi_stats_fn(teacher),
       "outer_step": _make_outer_step(tx, measure.maximize),
   }
@@ -748,7 +764,7 @@ def _report(callback, bar, state, record: dict, steps: int, **postfix) -> None:
 def teach(student: Student, teacher: Teacher, train, dev, *,
           measure: Optional[measures.Measure] = None,
           teacher_optimizer: Optional[optax.GradientTransformation] = None,
-          schedule: Schedule = Schedule(), estimator: HypergradEstimator = ReverseMode(),
+          schedule: Schedule = Schedule(), estimator: HypergradEstimator = _DEFAULT_ESTIMATOR,
           dev_sampling: DevSampling = DevSampling(), seed: int = 0,
           init_state: Optional[TeachState] = None,
           callback: Optional[Callable[[TeachState, dict], None]] = None,
@@ -977,8 +993,9 @@ def train_student(student: Student, loss: LossProvider, train, *, theta: Any = N
       _check_feature_shapes(arrays, name, train_shapes)
       evals[name] = parallel.shard_batches(make_eval_batches(arrays, eval_batch_size), mesh)
   warm = min(warm_start.steps, num_steps) if warm_start is not None else 0
-  stages = ([(warm_start.loss, None, warm)] if warm else []) + [(loss, theta, num_steps)]
-  history = []
+  stages = ([(warm_start.loss, None, warm)] if warm_start is not None and warm else []) + [
+      (loss, theta, num_steps)]
+  history: list[dict] = []
   bar = _progress(num_steps, desc, progress, initial=int(state.step))
   for stage_loss, stage_theta, stop in stages:
     if int(state.step) < stop:
@@ -992,10 +1009,13 @@ def train_student(student: Student, loss: LossProvider, train, *, theta: Any = N
 def _train_stage(student: Student, loss: LossProvider, theta, state: StudentState, sampler,
                  stop: int, eval_every: int, evals: dict, mesh: Optional[Mesh], history: list,
                  callback, bar) -> StudentState:
-  """Trains ``state`` with one loss up to step ``stop``, evaluating at every multiple of
-  ``eval_every`` and at ``stop``; appends the records to ``history``.
+  """Trains ``state`` with one loss up to step ``stop``.
+
+  Evaluates at every multiple of ``eval_every`` and at ``stop``; appends the records
+  to ``history``.
   """
-  run_fn, eval_fn, phi_fn = _unroll_fn(student, loss), _eval_fn(student), _phi_stats_fn(loss)
+  key = _cache_key(loss)
+  run_fn, eval_fn, phi_fn = _unroll_fn(student, key), _eval_fn(student), _phi_stats_fn(key)
   state, theta = parallel.replicate(state, mesh), parallel.replicate(theta, mesh)
   while int(state.step) < stop:
     t0 = time.time()

@@ -18,6 +18,7 @@ loss of :mod:`dlf_jax.losses.baselines` (e.g. :class:`~dlf_jax.losses.CrossEntro
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -86,8 +87,8 @@ def apply_step(student: Student, teacher: LossProvider, phi: Any, state: Student
   stats = state_features.update_running_stats(state.stats, ce, acc, teacher.ema_decay)
   metrics = StepMetrics(loss=jax.lax.stop_gradient(loss), cross_entropy=ce, accuracy=acc,
                         grad_norm=jax.lax.stop_gradient(optax.tree.norm(grads)))
-  new_state = state.replace(params=params, opt_state=opt_state,
-                            model_state=new_model_state, step=state.step + 1, stats=stats)
+  new_state = dataclasses.replace(state, params=params, opt_state=opt_state,
+                                  model_state=new_model_state, step=state.step + 1, stats=stats)
   return new_state, metrics
 
 

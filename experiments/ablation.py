@@ -1,4 +1,4 @@
-"""The teaching-efficacy protocol: an ablation from the paper's recipe to ours, many seeds.
+r"""The teaching-efficacy protocol: an ablation from the paper's recipe to ours, many seeds.
 
 Splits (all fixed by ``config.data.seed``, disjoint by construction and checked):
 
@@ -34,7 +34,7 @@ Finished students and teachers are cached in the workdir, so a re-run resumes
 
 Command (MNIST-9k MLP; ``--variants`` picks rows, ``--seeds`` the students)::
 
-  python -m experiments.ablation --config=experiments/configs/mnist_mlp.py \\
+  python -m experiments.ablation --config=experiments/configs/mnist_mlp.py \
     --workdir=runs/ablation_mnist --seeds=5
 
 Writes ``ablation.json`` and ``ablation.md`` (the table: test error mean +- std
@@ -178,8 +178,9 @@ class Runner:
   def student_run(self, tag: str, seed: int, loss, theta=None, *,
           warm_start: Optional[dlf_jax.WarmStart] = None, config=None,
           read_test: bool = True) -> dict:
-    """One fresh student (after ``warm_start``, a taught student's
-    :class:`~dlf_jax.WarmStart`); val error always, test error only if ``read_test``.
+    """One fresh student after ``warm_start`` (a taught student's :class:`~dlf_jax.WarmStart`).
+
+    Val error always, test error only if ``read_test``.
     """
     config = config or self.config
     s = config.student
@@ -297,8 +298,9 @@ def prepare_splits(config, val_size: int, workdir: Optional[str] = None
 
 def _row(name: str, description: str, results: list, extra: Optional[dict] = None,
          metric: str = "accuracy") -> dict:
-  """One table row: test and validation error (mean, std over seeds) of ``results``;
-  with the balanced accuracy as ``metric`` also ``test_balanced_error``,
+  """One table row: test and validation error (mean, std over seeds) of ``results``.
+
+  With the balanced accuracy as ``metric`` also ``test_balanced_error``,
   ``test_balanced_std``, ``val_balanced_error``, ``val_balanced_std`` and
   ``test_balanced_errors``.
   """
@@ -320,9 +322,11 @@ def _row(name: str, description: str, results: list, extra: Optional[dict] = Non
 
 
 def _variant_row(runner: Runner, name: str, cfg, final_seeds: list) -> tuple[dict, dict]:
-  """Teaches (or not: ``untaught``) the row ``name`` of config ``cfg``, selects among its
-  checkpoints where the row says so, trains the final students; returns the row and the
-  taught teacher (``teacher``, ``snapshots``, ...) with the chosen ``theta``.
+  """Teaches (or not: ``untaught``) the row ``name`` of config ``cfg``.
+
+  Selects among its checkpoints where the row says so, trains the final students;
+  returns the row and the taught teacher (``teacher``, ``snapshots``, ...) with the
+  chosen ``theta``.
   """
   description, _, options = VARIANTS[name]
   taught = runner.untaught(cfg) if options.get("untaught") else runner.teach(cfg)
@@ -442,9 +446,10 @@ def plot_teacher(runner: Runner, name: str, teacher, theta, config, workdir: str
 
 
 def paired_difference(row: dict, reference: dict, key: str = "test_errors"):
-  """Mean and standard error of ``row - reference`` over their common seeds (paired: the
-  same seeds share the initialisation and the batch order); None without 2 common seeds.
-  ``key``: the per-seed errors compared (``'test_balanced_errors'`` for a long tail).
+  """Mean and standard error of ``row - reference`` over their common seeds.
+
+  Paired: the same seeds share the initialisation and the batch order. None without 2
+  common seeds. ``key``: the per-seed errors compared (``'test_balanced_errors'`` for a long tail).
   """
   ref = dict(zip(reference["seeds"], reference[key]))
   d = np.asarray([e - ref[s] for s, e in zip(row["seeds"], row[key]) if s in ref])
@@ -454,8 +459,10 @@ def paired_difference(row: dict, reference: dict, key: str = "test_errors"):
 
 
 def markdown(out: dict) -> str:
-  """The ablation table: test error % (mean +- std over seeds), its paired difference to
-  tuned label smoothing (+- standard error), validation error, teaching wall time.
+  """The ablation table (markdown).
+
+  Test error % (mean +- std over seeds), its paired difference to tuned label
+  smoothing (+- standard error), validation error, teaching wall time.
 
   With ``out['headline_metric'] == 'balanced_accuracy'`` (a long-tailed training split)
   the test error, the difference and the validation error are the balanced ones (and the
@@ -497,8 +504,9 @@ def markdown(out: dict) -> str:
 
 
 def plot(out: dict, path: str) -> None:
-  """Test error per row (balanced for a long tail): a bar (mean +- std) with every seed as
-  a dot; taught rows in blue.
+  """Test error per row (balanced for a long tail).
+
+  A bar (mean +- std) with every seed as a dot; taught rows in blue.
   """
   balanced = out.get("headline_metric", "accuracy") == "balanced_accuracy"
   key = "test_balanced_errors" if balanced else "test_errors"

@@ -27,8 +27,10 @@ PAPER_RECIPE = {"teacher.parameterisation": "full", "teacher.link": "sigmoid",
 
 
 def resolve_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """``config`` itself for ``teacher.recipe='config'``; a copy with :data:`PAPER_RECIPE`
-  applied for ``'paper'`` (the keys it sets are overridden, whatever they say).
+  """``config`` itself for ``teacher.recipe='config'``; with :data:`PAPER_RECIPE` for ``'paper'``.
+
+  For ``'paper'`` it is a copy with the recipe applied (the keys it sets are
+  overridden, whatever they say).
   """
   if config.teacher.get("recipe", "config") != "paper":
     return config
@@ -167,8 +169,9 @@ def build_teacher_optimizer(config: ml_collections.ConfigDict) -> optax.Gradient
 
 def build_baseline(config: ml_collections.ConfigDict,
                    method: str) -> dlf_jax.losses.FixedLoss:
-  """The fixed loss of a baseline ``method`` (a key of :data:`dlf_jax.losses.BASELINES`)
-  with ``config.baselines``' constants (each baseline takes its own).
+  """The fixed loss of a baseline ``method`` (a key of :data:`dlf_jax.losses.BASELINES`).
+
+  Built with ``config.baselines``' constants (each baseline takes its own).
 
   Raises:
     ValueError: a baseline built from the data
@@ -203,8 +206,10 @@ def build_estimator(config: ml_collections.ConfigDict,
 
 
 def build_teach_schedule(config: ml_collections.ConfigDict) -> dlf_jax.Schedule:
-  """The :class:`dlf_jax.Schedule` of ``config.teach`` (segments resolved by the schedule
-  against the teacher's ``total_steps = student.num_steps`` when None).
+  """The :class:`dlf_jax.Schedule` of ``config.teach``.
+
+  The segments are resolved by the schedule against the teacher's
+  ``total_steps = student.num_steps`` when None.
   """
   t = config.teach
   return dlf_jax.Schedule(mode=t.mode, unroll_steps=t.unroll_steps,
@@ -215,8 +220,9 @@ def build_teach_schedule(config: ml_collections.ConfigDict) -> dlf_jax.Schedule:
 
 
 def build_teach_args(config: ml_collections.ConfigDict, student: dlf_jax.Student) -> dict:
-  """The keyword arguments of :func:`dlf_jax.teach` that ``config`` decides: the teacher
-  optimizer, the schedule, the estimator, dev sampling, seed, progress bar and the
+  """The keyword arguments of :func:`dlf_jax.teach` that ``config`` decides.
+
+  The teacher optimizer, the schedule, the estimator, dev sampling, seed, progress bar and the
   data-parallel mesh (:func:`build_mesh`). The one wiring of every runner that teaches
   (the experiment phases and the ablation); callers add the measure, ``init_state`` and
   ``callback``.

@@ -126,8 +126,10 @@ class DataBaselines:
     return corrections.glc_transition(self.config, self.data, self.context(seed))
 
   def teacher_anchor(self) -> Optional[np.ndarray]:
-    """``T^`` of ``config.seed`` for ``teacher.anchor='glc'`` (None for any other anchor):
-    the ``anchor_transition`` of :func:`~experiments.builders.build_teacher`."""
+    """``T^`` of ``config.seed`` for ``teacher.anchor='glc'`` (None for any other anchor).
+
+    It is the ``anchor_transition`` of :func:`~experiments.builders.build_teacher`.
+    """
     if self.config.teacher.anchor != "glc":
       return None
     t_hat = self.glc_transition(self.config.seed)
@@ -184,8 +186,9 @@ class DataBaselines:
   # ------------------------------------------------------------------ loss
 
   def loss(self, method: str, seed: int) -> Optional[Any]:
-    """The loss provider of a data-built ``method`` for the student of ``seed``; None for
-    every other method (``loss_for`` of :func:`experiments.phases.student_phases`).
+    """The loss provider of a data-built ``method`` for the student of ``seed``.
+
+    None for every other method (``loss_for`` of :func:`experiments.phases.student_phases`).
 
     A run already finished is not rebuilt: its record is read back by the phase, so
     nothing (no cross-entropy student, no tuning) is needed for it.

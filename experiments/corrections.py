@@ -166,8 +166,10 @@ def _check_all_present(counts: np.ndarray, method: str) -> None:
 
 def build_logit_adjusted(config: ml_collections.ConfigDict, data, context: Context
                          ) -> losses.LogitAdjustedLoss:
-  """``logit_adjusted``: :class:`~dlf_jax.losses.LogitAdjustedLoss` with the priors of the
-  training labels (:func:`dlf_jax.data.class_priors`) and ``tau = baselines.logit_tau``.
+  """``logit_adjusted``: :class:`~dlf_jax.losses.LogitAdjustedLoss` from the training labels.
+
+  With the priors of the training labels (:func:`dlf_jax.data.class_priors`) and
+  ``tau = baselines.logit_tau``.
 
   Raises:
     ValueError: a class without training labels (its prior would be 0).
@@ -180,8 +182,9 @@ def build_logit_adjusted(config: ml_collections.ConfigDict, data, context: Conte
 
 def build_class_balanced(config: ml_collections.ConfigDict, data, context: Context
                          ) -> losses.ClassBalancedLoss:
-  """``class_balanced``: :class:`~dlf_jax.losses.ClassBalancedLoss` with the counts of the
-  training labels and ``beta = baselines.cb_beta``.
+  """``class_balanced``: :class:`~dlf_jax.losses.ClassBalancedLoss` from the training labels.
+
+  With the counts of the training labels and ``beta = baselines.cb_beta``.
 
   Raises:
     ValueError: a class without training labels.

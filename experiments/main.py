@@ -13,10 +13,10 @@ With several devices, batches are split over all of them (``config.data_parallel
 The config is locked: overriding a key that does not exist is an error. Running
 the same command again resumes from the workdir's checkpoints (see
 :mod:`experiments.phases`). ``config.task`` picks the task that runs
-(:data:`experiments.tasks.TASKS`; no key: image classification). A bad config file, variant, key or value, missing or
-unusable data (labels out of range, a batch larger than the training split), or a
-workdir that holds another experiment or cannot be created ends with exit status 2
-and a message naming the problem and the fix.
+(:data:`experiments.tasks.TASKS`; no key: image classification). A bad config file,
+variant, key or value, missing or unusable data (labels out of range, a batch larger than
+the training split), or a workdir that holds another experiment or cannot be created ends
+with exit status 2 and a message naming the problem and the fix.
 """
 import logging as std_logging
 import os
@@ -55,8 +55,9 @@ def _fail(message: str) -> NoReturn:
 
 
 def _moved_keys(argv) -> None:
-  """Ends with status 2 and the new key if an override names a key that moved (e.g.
-  ``--config.teach.method``, now ``--config.teach.estimator.reverse.method``).
+  """Ends with status 2 and the new key if an override names a key that moved.
+
+  E.g. ``--config.teach.method``, now ``--config.teach.estimator.reverse.method``.
   """
   given = [a[len("--config."):].split("=")[0] for a in argv[1:] if a.startswith("--config.")]
   moved = [(k, schema.MOVED_KEYS[k]) for k in given if k in schema.MOVED_KEYS]
@@ -93,6 +94,7 @@ def _parse_flags(argv):
 
 
 def main(argv):
+  """Runs the experiment of ``--config`` in ``--workdir`` (exit status 2 on bad input)."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.INFO)
@@ -122,7 +124,7 @@ def main(argv):
   except KeyboardInterrupt:
     logging.warning("Interrupted. Re-run the same command to resume from the last checkpoint "
                     "in %s.", _WORKDIR.value)
-    raise SystemExit(130)
+    raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The resumable phases of an experiment: teach, select, train the students.
+r"""The resumable phases of an experiment: teach, select, train the students.
 
 Every outer step of the teacher and every evaluation of a student is
 checkpointed with orbax (the pytree state plus, in the same checkpoint, the
@@ -10,7 +10,7 @@ numbers exactly. The phases serve both the image protocol
 (:mod:`experiments.tasks.classification`) and translation
 (:mod:`experiments.tasks.translation`):
 ``data`` is anything with ``train`` / ``dev`` / ``test`` splits (image
-:class:`~dlf_jax.data.Split`\\ s, or dicts and a sampler).
+:class:`~dlf_jax.data.Split`\ s, or dicts and a sampler).
 """
 from __future__ import annotations
 
@@ -54,8 +54,9 @@ TEACHER_METHODS = ("l2t_dlf", "l2t_dlf_anchor")
 
 
 def untaught_anchor(config: ml_collections.ConfigDict, teacher: dlf_jax.Teacher) -> Any:
-  """The teacher's theta before its first outer step (as :func:`dlf_jax.teach` initialises
-  it from ``config.seed``): the loss family at its anchor.
+  """The teacher's theta before its first outer step: the loss family at its anchor.
+
+  As :func:`dlf_jax.teach` initialises it from ``config.seed``.
   """
   return teacher.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0))
 
@@ -135,8 +136,9 @@ class _Session:
 
 def teach_state_template(meta: dict, teacher: dlf_jax.Teacher, tx, estimator,
                          example_student: Callable[[], dlf_jax.StudentState]) -> dict:
-  """The fields of a teach checkpoint's :class:`~dlf_jax.teaching.TeachState` (a dict of
-  example pytrees with their shapes) for orbax to restore into.
+  """The fields of a teach checkpoint's :class:`~dlf_jax.teaching.TeachState` to restore into.
+
+  A dict of example pytrees with their shapes, for orbax.
 
   ``meta`` is the checkpoint's metadata: ``has_student`` says whether a student is
   mid-episode, ``has_estimator_state`` whether the estimator's state (e.g. PES
@@ -357,13 +359,16 @@ def student_phases(config: ml_collections.ConfigDict, data, student: dlf_jax.Stu
                    methods: Optional[tuple] = None, thetas: Optional[dict] = None,
                    tags: Optional[dict] = None,
                    loss_for: Optional[Callable[[str, int], Any]] = None) -> list:
-  """:func:`student_phase` for every method of ``methods`` (default ``config.methods``)
-  and seed ``config.seed + i`` (``i < config.num_seeds``), in that order;
-  ``after(method, seed)`` is called after each (e.g. to decode its test set).
+  """:func:`student_phase` for every method and seed, in that order.
+
+  The methods are ``methods`` (default ``config.methods``), the seeds
+  ``config.seed + i`` (``i < config.num_seeds``); ``after(method, seed)`` is called
+  after each (e.g. to decode its test set).
   ``thetas`` (method -> theta) overrides ``theta`` per method; ``tags`` (method ->
   tag) names a method's files (see :func:`student_phase`); ``loss_for(method, seed)``
   gives a data-built baseline's loss provider (None for the other methods; e.g.
-  :meth:`experiments.correction_phases.DataBaselines.loss`). Returns the runs."""
+  :meth:`experiments.correction_phases.DataBaselines.loss`). Returns the runs.
+  """
   runs = []
   for method in config.methods if methods is None else methods:
     for i in range(config.num_seeds):

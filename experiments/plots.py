@@ -33,8 +33,10 @@ __all__ = [
 
 def plot_smoothing_by_frequency(snapshots: Sequence, counts: np.ndarray, anchor: float,
                                 path: Optional[str] = None) -> Figure:
-  """``eps_y`` of a soft-target teacher against class frequency, at the last snapshot,
-  with the anchor's eps as a line (left), and the mean eps along the run (right).
+  """``eps_y`` of a soft-target teacher against class frequency, and along the run.
+
+  Left: at the last snapshot, with the anchor's eps as a line; right: the mean eps
+  along the run.
 
   Args:
     snapshots: ``[(step, phi), ...]`` from :func:`dlf_jax.analysis.phi_snapshots` (``soft_target``).
@@ -245,7 +247,7 @@ def plot_error_bars(groups: Sequence[tuple], path: Optional[str] = None,
   fig = _new_figure(1.0 * len(groups) + 2.2, 3.6)
   ax = fig.subplots()
   values = [np.asarray(v, np.float64) for _, v, _ in groups]
-  for i, ((label, _, highlight), v) in enumerate(zip(groups, values)):
+  for i, ((_label, _, highlight), v) in enumerate(zip(groups, values)):
     ax.bar(i, v.mean(), color="#9ecae1" if highlight else "#d9d9d9")
     if len(v) > 1:
       ax.errorbar(i, v.mean(), yerr=v.std(ddof=1), color="k", capsize=3)

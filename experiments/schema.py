@@ -35,7 +35,8 @@ __all__ = [
     "Rule",
     "CLASSIFICATION", "TRANSLATION", "METHODS", "MODELS", "SCHEDULES", "TEACHERS",
     "MEASURES", "RECIPES", "ESTIMATORS", "TEACHER_OPTIMIZERS", "TEACH_MODES", "NMT_MODELS",
-    "NMT_MEASURES", "NMT_METHODS", "NOISE_KINDS", "TEACHER_ANCHORS", "REWARDS", "MOVED_KEYS", "VOCABULARY_FORMS",
+    "NMT_MEASURES", "NMT_METHODS", "NOISE_KINDS", "TEACHER_ANCHORS", "REWARDS", "MOVED_KEYS",
+    "VOCABULARY_FORMS",
     "has_soft_targets", "get", "fail", "validate", "describe", "val_split", "has_val_split",
     "estimator_config", "estimator_settings",
 ]
@@ -368,8 +369,10 @@ def estimator_config() -> ml_collections.ConfigDict:
 
 
 def estimator_settings(config: Config) -> tuple[str, dict]:
-  """``(name, settings)`` of ``config.teach.estimator``: the chosen estimator's section as
-  keyword arguments (a ``reward`` is still its name here: see the builders).
+  """``(name, settings)`` of ``config.teach.estimator``.
+
+  The settings are the chosen estimator's section as keyword arguments (a ``reward``
+  is still its name here: see the builders).
 
   Raises:
     ConfigError: the estimator is not a sub-config (the old flat form), an unknown name,
@@ -651,14 +654,17 @@ CLASSIFICATION = (
 
 
 def val_split(config: Config) -> Optional[str]:
-  """A translation config's validation split: ``config.data.val_split``, with None, ''
-  and 'None' (what the command line gives for ``--config.data.val_split=None``) as None.
+  """A translation config's validation split: ``config.data.val_split``.
+
+  None, '' and 'None' (what the command line gives for
+  ``--config.data.val_split=None``) are None.
   """
   v = config.data.val_split
   return None if v in (None, "", "None") else v
 
 
 def has_val_split(config: Config) -> bool:
+  """True if the translation config has a validation split (:func:`val_split`)."""
   return val_split(config) is not None
 
 

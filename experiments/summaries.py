@@ -321,16 +321,18 @@ def metric_rows(runs: Sequence[dict], teach_history: Sequence[dict],
 
 
 def write_metrics_csv(path: str, rows: Iterable[tuple]) -> None:
-  """Writes :func:`metric_rows` output with the header ``phase,method,seed,step,metric,value``
-  (atomically).
+  """Writes :func:`metric_rows` output (atomically).
+
+  The header is ``phase,method,seed,step,metric,value``.
   """
   io.write_csv(path, CSV_HEADER, rows)
 
 
 def write_summary(workdir: str, results: dict, markdown: str, rows: Sequence[tuple]) -> None:
-  """Writes an experiment's summary into ``workdir``: ``results.json`` (``results``),
-  ``results.md`` (``markdown``) and ``metrics.csv`` (``rows``, as from
-  :func:`metric_rows`); the figures are :func:`experiments.plots.write_plots`'.
+  """Writes an experiment's summary into ``workdir``.
+
+  ``results.json`` (``results``), ``results.md`` (``markdown``) and ``metrics.csv``
+  (``rows``, as from :func:`metric_rows`); the figures are :func:`experiments.plots.write_plots`'.
   """
   io.write_json(os.path.join(workdir, "results.json"), results)
   io.write_text(os.path.join(workdir, "results.md"), markdown)

@@ -157,8 +157,10 @@ class Checkpoints:
 
   @staticmethod
   def _fill_empty(tree: Any) -> Any:
-    """Zero-size arrays (orbax refuses them; e.g. the score kernel of a teacher with
-    ``features=()``) -> a one-element stand-in; :meth:`restore_state` puts them back.
+    """Zero-size arrays -> a one-element stand-in; :meth:`restore_state` puts them back.
+
+    Orbax refuses zero-size arrays, e.g. the score kernel of a teacher with
+    ``features=()``.
     """
     return jax.tree_util.tree_map(
         lambda x: jnp.zeros((1,), x.dtype) if getattr(x, "size", 1) == 0 else x, tree)

@@ -119,8 +119,8 @@ def test_pes_is_unbiased_for_the_full_horizon_gradient(x64):
   short = np.asarray(jax.grad(lambda th: reward(advance(th, s_before)))(theta))
   keys = jax.random.split(jax.random.PRNGKey(5), seeds)
   for persistent, target in ((True, full), (False, short)):
-    g, acc = jax.jit(jax.vmap(lambda k: _run_pes(k, theta, advance, reward, s0, truncations,
-                                                 population, sigma, persistent)))(keys)
+    g, acc = jax.jit(jax.vmap(lambda k, persistent=persistent: _run_pes(
+        k, theta, advance, reward, s0, truncations, population, sigma, persistent)))(keys)
     g = np.asarray(g)
     se = g.std(0) / np.sqrt(seeds)
     assert np.all(np.abs(g.mean(0) - target) < 4 * se), (persistent, g.mean(0), target, se)

@@ -93,7 +93,8 @@ def test_two_chunks_equal_one_call(x64):
   assert carry.tangents[0].shape[0] == fh.num_teacher_params(problem.theta)
   parts = []
   for lo, hi in [(0, 2), (2, T)]:
-    carry, m = chunk(problem.theta, carry, jax.tree.map(lambda a: a[lo:hi], problem.batches))
+    carry, m = chunk(problem.theta, carry,
+                     jax.tree.map(lambda a, lo=lo, hi=hi: a[lo:hi], problem.batches))
     parts.append(m.loss)
   value, dtheta = readout(problem.theta, carry, problem.dev)
   one = out["forward"]

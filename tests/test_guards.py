@@ -193,7 +193,7 @@ def test_cli_workdir_under_a_regular_file(tmp_path):
   assert f"cannot create workdir {workdir}: Not a directory" in done.stderr, done.stderr[-2000:]
 
 
-# ----------------------------------------------------------------------------- teach / train_student
+# ------------------------------------------------------------------------- teach / train_student
 
 
 _SCHEDULE = dlf_jax.Schedule(unroll_steps=2, num_episodes=1, batch_size=4)

@@ -309,7 +309,7 @@ def test_sgd_reverse_is_eqns_4_5(x64, xla_optimized):
   step = jax.jit(lambda state, batch: unroll.inner_step(student, teacher_, theta, state, batch)[0])
   states = [problem.state]
   for t in range(T):
-    states.append(step(states[-1], jax.tree.map(lambda a: a[t], problem.batches)))
+    states.append(step(states[-1], jax.tree.map(lambda a, t=t: a[t], problem.batches)))
   svec = [teacher_.state_features(st.step, st.stats) for st in states]
   # The written-out loss is the one the student descends: omega_{t+1} = omega_t - eta g_t.
   for t in range(T):

@@ -112,8 +112,8 @@ def test_teacher_soft_target_w_is_never_negative(kind, target, anchor):
   np.testing.assert_allclose(phi0.eps, expected, rtol=0.05)
   for seed in range(3):
     # Far from initialisation: large random theta and state.
-    big = jax.tree.map(lambda a: 5.0 * jax.random.normal(jax.random.PRNGKey(seed), a.shape),
-                       theta)
+    big = jax.tree.map(
+        lambda a, seed=seed: 5.0 * jax.random.normal(jax.random.PRNGKey(seed), a.shape), theta)
     phi = teacher.phi(big, jax.random.normal(jax.random.PRNGKey(seed + 9), (4,)))
     w = np.asarray(losses.dense_w(phi))
     assert (w >= 0).all()
@@ -139,8 +139,10 @@ def test_loss_family_hypergradient_matches_autodiff(x64, parameterisation, link)
   if link == "sigmoid":
     p.teacher = teacher_lib.Teacher(p.teacher.module.clone(link="sigmoid"),
                                     features=p.teacher.features, total_steps=20)
-  fns = {m: (lambda m=m: lambda *a: hypergrad.hypergradient(
-      p.student, p.teacher, measures.CrossEntropy(), *a, method=m, memory=mem, checkpoint_every=2))()
+  # ``mem`` bound per entry too: a closure over the loop variable gave both "checkpointed".
+  fns = {m: (lambda *a, m=m, mem=mem: hypergrad.hypergradient(
+      p.student, p.teacher, measures.CrossEntropy(), *a, method=m, memory=mem,
+      checkpoint_every=2))
       for m, mem in (("autodiff", "store_all"), ("vjp", "checkpointed"))}
   out = jax.jit(lambda *a: {k: f(*a) for k, f in fns.items()})(p.theta, p.state, p.batches,
                                                                 p.dev)
@@ -209,7 +211,8 @@ def test_noisy_label_forms_known_values(x64, rng):
   n = np.arange(len(y))
   # Per-class weights on a soft-target W: c_y times the soft-target loss.
   eps, cw = rng.uniform(0, 0.5, C), rng.uniform(0.5, 2.0, C)
-  weighted = losses.WeightedSoftTargetW(jnp.asarray(eps), jnp.zeros(C), class_weights=jnp.asarray(cw))
+  weighted = losses.WeightedSoftTargetW(jnp.asarray(eps), jnp.zeros(C),
+                                        class_weights=jnp.asarray(cw))
   plain = -((1 - eps[y]) * log_p[n, y] + eps[y] * log_p.mean(-1))
   np.testing.assert_allclose(losses.parametric_loss(weighted, logits, labels),
                              (cw[y] * plain).mean(), rtol=1e-13)

@@ -52,7 +52,7 @@ def test_expected_accuracy_is_mean_p_y(x64, rng, shape):
 @pytest.mark.parametrize("k", [50.0, 3.0])
 @pytest.mark.parametrize("shape", [(12,), (3, 4)])
 def test_sigmoid_smoothed_error_formula(x64, rng, k, shape):
-  logits, labels = data(rng, shape, scale=0.3)       # small logits: p's close, sigmoid not saturated
+  logits, labels = data(rng, shape, scale=0.3)   # small logits: p's close, sigmoid not saturated
   got = measures.sigmoid_smoothed_error(jnp.asarray(logits), jnp.asarray(labels), k=k)
   expected = np_sigmoid_error(logits, labels, k).mean()
   np.testing.assert_allclose(got, expected, rtol=1e-12)
@@ -157,7 +157,7 @@ def test_padded_dev_batches_give_exact_mean(x64, rng, kind, measure):
   # batch_sums: (sum over real examples, their number) for each batch.
   for i in range(nb):
     total, count = measure.batch_sums(student, state.params, model_state,
-                                      jax.tree.map(lambda a: a[i], dev))
+                                      jax.tree.map(lambda a, i=i: a[i], dev))
     rows = slice(i * bs, min((i + 1) * bs, n))
     assert float(count) == rows.stop - rows.start
     ref = (np_p_target(logits[rows], y[rows]) if isinstance(measure, measures.ExpectedAccuracy)

@@ -1,4 +1,4 @@
-"""Students: CIFAR ResNets / WRNs, the im2col convolution, and BatchNorm + momentum in the unroll."""
+"""Students: CIFAR ResNets / WRNs, the im2col convolution, BatchNorm + momentum in the unroll."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

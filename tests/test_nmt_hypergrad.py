@@ -39,7 +39,8 @@ def nmt_problem(parameterisation, seed=0):
 
 VARIANTS = {"autodiff": dict(method="autodiff", memory="store_all"),
             "store_all": dict(method="auto", memory="store_all"),
-            "checkpointed": dict(method="auto", memory="checkpointed", checkpoint_every=2)}   # 2 x 2
+            "checkpointed": dict(method="auto", memory="checkpointed",
+                                 checkpoint_every=2)}   # 2 x 2
 
 
 def check_against_autodiff(out, state):

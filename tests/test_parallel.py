@@ -27,7 +27,8 @@ SCRIPT = textwrap.dedent("""
     from dlf_jax import hypergrad, measures, parallel, teach, unroll
     from tests.test_models import _resnet_problem
     # T = 2 in two chunks of one step: the chunk loop runs, no tail chunk to compile too.
-    student, teacher, theta, state, batches, dev = _resnet_problem(num_steps=2, batch=8, net="convbn")
+    student, teacher, theta, state, batches, dev = _resnet_problem(num_steps=2, batch=8,
+                                                                   net="convbn")
     dev = {k: np.concatenate([v, v[:, :2]], axis=1) for k, v in dev.items()}   # 8 dev examples
     fn = hypergrad.make_hypergradient_fn(student, teacher, measures.ExpectedAccuracy(),
                                          method="vjp", memory="checkpointed", checkpoint_every=1)

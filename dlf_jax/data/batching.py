@@ -105,7 +105,7 @@ def make_eval_batches(arrays: Mapping[str, np.ndarray], batch_size: int,
   n = next(iter(sizes.values()))
   b = min(batch_size, n)
   nb = -(-n // b)
-  out = {}
+  out: dict[str, np.ndarray] = {}
   for k, v in arrays.items():
     v = np.asarray(v)
     pad = np.zeros((nb * b - n,) + v.shape[1:], v.dtype)

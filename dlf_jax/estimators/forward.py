@@ -1,4 +1,7 @@
-"""Forward mode: the exact hypergradient at memory flat in ``T`` (:mod:`dlf_jax.forward_hypergrad`)."""
+"""Forward mode: the exact hypergradient at memory flat in ``T``.
+
+See :mod:`dlf_jax.forward_hypergrad`.
+"""
 from __future__ import annotations
 
 import dataclasses

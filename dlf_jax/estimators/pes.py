@@ -1,4 +1,7 @@
-"""Persistent evolution strategies across an episode's segments (:func:`dlf_jax.evolution.pes_step`)."""
+"""Persistent evolution strategies across an episode's segments.
+
+See :func:`dlf_jax.evolution.pes_step`.
+"""
 from __future__ import annotations
 
 import dataclasses

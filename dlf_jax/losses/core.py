@@ -5,7 +5,7 @@ for padding) and returns the masked mean over all leading axes.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, get_args
+from typing import Callable, Optional, cast, get_args
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,8 @@ LINK_FUNCTIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": jax.nn.sigmoid,
     "identity": lambda value: value,
 }
-LINKS: tuple[Link, ...] = tuple(LINK_FUNCTIONS)
+# The keys are the Link names; the check below makes sure of it.
+LINKS: tuple[Link, ...] = cast("tuple[Link, ...]", tuple(LINK_FUNCTIONS))
 if LINKS != get_args(Link):
   raise ImportError(f"dlf_jax.losses.LINK_FUNCTIONS {LINKS} and contracts.Link "
                     f"{get_args(Link)} must name the same links.")

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, ClassVar, NamedTuple, Optional, get_args
+from typing import Any, Callable, ClassVar, NamedTuple, Optional, cast, get_args
 
 import jax
 import jax.numpy as jnp
@@ -185,6 +185,11 @@ class LossForm:
   # (TeacherSpec.anchor_transition): forward correction only.
   takes_anchor_transition: ClassVar[bool] = False
 
+  # The fields every subclass declares, for the shared methods below. LossForm is not a
+  # dataclass, so these annotations add no fields: each subclass's pytree is its own fields.
+  b: jax.Array
+  link: str
+
   # ----------------------------------------------------------------- the loss
 
   @property
@@ -193,7 +198,7 @@ class LossForm:
     raise NotImplementedError
 
   def _w_text(self) -> str:
-    return f"W of shape {tuple(self.w.shape)}"
+    return f"the {self.name} W"
 
   def check(self, c: int) -> None:
     """Trace-time shape checks of the fields against ``C`` (names field and fix).
@@ -255,8 +260,10 @@ class LossForm:
     raise NotImplementedError
 
   def statistics(self, max_dense: int = 1024) -> dict:
-    """Scalar summaries for logs and plots (jit-able): ``b_mean``, ``w_diag_mean``,
-    ``w_offdiag_mean`` (when cheap or ``C <= max_dense``), and form-specific ones.
+    """Scalar summaries for logs and plots (jit-able).
+
+    ``b_mean``, ``w_diag_mean``, ``w_offdiag_mean`` (when cheap or
+    ``C <= max_dense``), and form-specific ones.
     """
     raise NotImplementedError
 
@@ -361,6 +368,9 @@ class FullW(LossForm):
   represents_label_smoothing: ClassVar[bool] = True
   scales_to_vocabulary: ClassVar[bool] = False
 
+  def _w_text(self) -> str:
+    return f"W of shape {tuple(self.w.shape)}"
+
   @property
   def num_classes(self) -> int:
     return self.w.shape[-1]
@@ -425,6 +435,9 @@ class DiagonalW(LossForm):
 
   name: ClassVar[str] = "diagonal"
 
+  def _w_text(self) -> str:
+    return f"W of shape {tuple(self.w.shape)}"
+
   @property
   def num_classes(self) -> int:
     return self.w.shape[-1]
@@ -480,6 +493,9 @@ class LowRankW(LossForm):
   link: str = struct.field(pytree_node=False, default="sigmoid")
 
   name: ClassVar[str] = "low_rank"
+
+  def _w_text(self) -> str:
+    return f"W of shape {tuple(self.w.shape)}"
 
   @property
   def num_classes(self) -> int:
@@ -822,7 +838,7 @@ class ForwardCorrectionW(LossForm):
     return cls(jnp.log(jnp.eye(num_classes, dtype=dtype)), b, link=link)
 
   @classmethod
-  def raw_from_transition(cls, transition, floor: float = 1e-6) -> jax.Array:
+  def raw_from_transition(cls, transition, floor: float = 1e-6) -> jax.Array | np.ndarray:
     """Raw teacher logits ``log max(T, floor)`` whose row-softmax is ~``T`` (float ``[C, C]``).
 
     Seeds a teacher at a given ``T`` (e.g. GLC's estimate): a teacher module with
@@ -848,8 +864,10 @@ class ForwardCorrectionW(LossForm):
 
   @classmethod
   def raw_params(cls, spec):
-    """Raw logits ``[C, C]`` (row-softmax: ``T``) at the cross-entropy anchor, or at
-    :meth:`raw_from_transition` of ``spec.anchor_transition`` when given."""
+    """Raw logits ``[C, C]`` (row-softmax: ``T``) at the cross-entropy anchor or ``T``.
+
+    ``T`` is :meth:`raw_from_transition` of ``spec.anchor_transition`` when given.
+    """
     c = spec.num_classes
     if spec.anchor_transition is not None:
       raw = cls.raw_from_transition(spec.anchor_transition)          # host float64
@@ -961,7 +979,9 @@ FORMS: dict[str, type[LossForm]] = {
     "weighted_soft_target": WeightedSoftTargetW, "forward_correction": ForwardCorrectionW,
     "logit_adjustment": LogitOffsetW,
 }
-PARAMETERISATIONS: tuple[Parameterisation, ...] = tuple(FORMS)
+# The keys are the Parameterisation names; the check below makes sure of it.
+PARAMETERISATIONS: tuple[Parameterisation, ...] = cast("tuple[Parameterisation, ...]",
+                                                       tuple(FORMS))
 if PARAMETERISATIONS != get_args(Parameterisation) or any(
     cls.name != name for name, cls in FORMS.items()):
   raise ImportError(f"dlf_jax.losses.FORMS {PARAMETERISATIONS} and contracts.Parameterisation "

@@ -1,5 +1,7 @@
-"""Student models (flax linen): image classifiers return ``(logits [B, C], features [B, D])``;
-seq2seq students (:mod:`dlf_jax.models.transformer`) ``(logits [B, L, V], features)``.
+"""Student models (flax linen).
+
+Image classifiers return ``(logits [B, C], features [B, D])``; seq2seq students
+(:mod:`dlf_jax.models.transformer`) ``(logits [B, L, V], features)``.
 """
 from dlf_jax.models.layers import Conv, max_pool
 from dlf_jax.models.lenet import ConvBN, LeNet

@@ -20,5 +20,8 @@ from experiments.configs import nmt
 
 
 def get_config(arg=None):
-  """``arg``: None (full recipe), ``'cpu'`` (a small recipe for 2 CPU cores) or ``'smoke'`` (tests)."""
+  """The config of ``arg``: None (full recipe), ``'cpu'`` or ``'smoke'``.
+
+  ``'cpu'`` is a small recipe for 2 CPU cores, ``'smoke'`` the one for tests.
+  """
   return nmt.variant(nmt.nmt_config("iwslt14", "transformer"), arg, "iwslt14_transformer")

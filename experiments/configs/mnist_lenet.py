@@ -8,8 +8,9 @@ pre-training steps, T = 200 unrolled steps per teacher update, ~100 teacher upda
 smoothing, identity link, dev cross-entropy reward, Adam 3e-2) instead of the demo's
 Eqn. 2 with a dynamic part and its sigmoid-smoothed dev error (k = 50;
 ``--config.teacher.recipe=paper --config.teach.measure=sigmoid_error`` is closest to
-it); the last teacher rather than the best-dev one; and the data: the first 10,000 real training digits under ``../shared/data/mnist`` with the
-last 1,000 as dev (train 9,000 / dev 1,000 / test 10,000) instead of 50k / 10k / 10k.
+it); the last teacher rather than the best-dev one; and the data: the first 10,000 real
+training digits under ``../shared/data/mnist`` with the last 1,000 as dev (train 9,000 /
+dev 1,000 / test 10,000) instead of 50k / 10k / 10k.
 
 Command::
 

@@ -3,7 +3,8 @@
 Data: Multi30k task 1 (Elliott et al., 2016) from ``<data_dir>/multi30k/raw``: 29,000
 training pairs, val (1,014) as the teacher's dev set, test_2017_flickr (1,000) as the
 validation split that selects the teacher (``teach.select``) and, with
-``baselines.smoothing_grid``, label smoothing's eps; test_2016_flickr (1,000) for BLEU. IWSLT14 is not available offline here; Multi30k numbers are *not* IWSLT14
+``baselines.smoothing_grid``, label smoothing's eps; test_2016_flickr (1,000) for BLEU.
+IWSLT14 is not available offline here; Multi30k numbers are *not* IWSLT14
 numbers and every report says so. Joint sentencepiece BPE trained on the training
 split (cached in ``<workdir>/spm``).
 
@@ -44,5 +45,9 @@ from experiments.configs import nmt
 
 
 def get_config(arg=None):
-  """``arg``: None (full recipe), ``'cpu'`` (a small recipe for 2 CPU cores; measured in RESULTS.md) or ``'smoke'`` (tests)."""
+  """The config of ``arg``: None (full recipe), ``'cpu'`` or ``'smoke'``.
+
+  ``'cpu'`` is a small recipe for 2 CPU cores (measured in RESULTS.md), ``'smoke'``
+  the one for tests.
+  """
   return nmt.variant(nmt.nmt_config("multi30k", "transformer"), arg, "multi30k_transformer")

@@ -1,4 +1,4 @@
-"""The translation task: teach on De->En, train students, decode, score BLEU.
+r"""The translation task: teach on De->En, train students, decode, score BLEU.
 
 The protocol of :mod:`experiments.tasks.classification` on a translation corpus: sentencepiece
 subwords (trained on the training split, cached in ``<workdir>/spm``), a
@@ -32,7 +32,7 @@ Workdir layout (in addition to :mod:`experiments.tasks.classification`'s)::
 
 Run (see ``experiments/configs/multi30k_transformer.py``)::
 
-  python -m experiments.main --config=experiments/configs/multi30k_transformer.py:smoke \\
+  python -m experiments.main --config=experiments/configs/multi30k_transformer.py:smoke \
       --workdir=/tmp/nmt_smoke
 """
 from __future__ import annotations
@@ -99,8 +99,9 @@ class NMTData:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks a translation config before any work (see ``experiments/configs/nmt.py``;
-  the keys are those of :data:`SCHEMA`).
+  """Checks a translation config before any work.
+
+  See ``experiments/configs/nmt.py``; the keys are those of :data:`SCHEMA`.
 
   Raises:
     ValueError: naming the offending key, its value and the valid options.
@@ -192,8 +193,9 @@ def translate_split(model, params, model_state, arrays: dict, *, beam_size: int,
 
 @functools.lru_cache(maxsize=8)
 def _translate_fn(model, max_len: int, beam_size: int, alpha: float):
-  """One jitted beam search per (model, settings): the test and validation splits of every
-  student share its compilation.
+  """One jitted beam search per (model, settings).
+
+  The test and validation splits of every student share its compilation.
   """
   return jax.jit(lambda v, src: decoding.translate(model, v, src, max_len=max_len,
                                                    beam_size=beam_size, alpha=alpha))
@@ -260,8 +262,10 @@ def smoothing_tag(eps: float) -> str:
 
 
 def with_smoothing(config: ml_collections.ConfigDict, eps: float) -> ml_collections.ConfigDict:
-  """A copy of ``config`` whose label smoothing -- the baseline's and, when the teacher
-  is anchored at label smoothing, the anchor's -- is ``eps``.
+  """A copy of ``config`` whose label smoothing is ``eps``.
+
+  That is the baseline's and, when the teacher is anchored at label smoothing, the
+  anchor's.
   """
   config = copy.deepcopy(config)
   config.baselines.smoothing = float(eps)
@@ -340,8 +344,9 @@ def select_on_validation(val_bleus: list, workdir: str) -> dict:
 
 
 def summarize_bleu(bleus: list, runs: list, methods, val_bleus: tuple = ()) -> dict:
-  """Per method: test BLEU, tokenised BLEU, validation BLEU (if any) and test token
-  accuracy (mean, std over seeds).
+  """Per method: test BLEU, tokenised BLEU, validation BLEU and token accuracy.
+
+  Validation BLEU if any; test token accuracy; each as mean, std over seeds.
   """
   out = {}
   for m in methods:
@@ -364,8 +369,8 @@ def results_markdown(results: dict) -> str:
            "| method | sacreBLEU (detok.) | tokenised BLEU | validation sacreBLEU | "
            "test token acc. % | seeds | train time |", "|---|---|---|---|---|---|---|"]
   for m, r in results["methods"].items():
-    cell = lambda v: ("n/a" if v[0] is None or np.isnan(v[0])
-                      else summaries.pm(v[0], v[1], r["seeds"]))
+    cell = lambda v, r=r: ("n/a" if v[0] is None or np.isnan(v[0])
+                           else summaries.pm(v[0], v[1], r["seeds"]))
     lines.append(f"| {summaries.METHOD_NAMES.get(m, m)} | {cell(r['bleu'])} | "
                  f"{cell(r['tokenized_bleu'])} | {cell(r.get('val_bleu', (None, None)))} | "
                  f"{cell(r['token_accuracy'])} | {r['seeds']} | {r['seconds'] / 60:.1f} min |")
@@ -466,8 +471,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
 def _students(config, data: NMTData, student: dlf_jax.Student, teacher: dlf_jax.Teacher,
               workdir: str, methods: tuple, thetas: dict, tags: dict,
               on_checkpoint: Optional[phases.CheckpointHook]) -> tuple:
-  """Trains (or reads back) every student, then decodes its test and validation
-  splits: ``(runs, test BLEU records, validation BLEU records)``.
+  """Trains (or reads back) every student, then decodes its test and validation splits.
+
+  Returns ``(runs, test BLEU records, validation BLEU records)``.
   """
   bleus, val_bleus = [], []
 
@@ -487,8 +493,9 @@ def _students(config, data: NMTData, student: dlf_jax.Student, teacher: dlf_jax.
 def _teacher_smoothing(config: ml_collections.ConfigDict, data: NMTData,
                        teacher: dlf_jax.Teacher, thetas: dict, runs: list,
                        workdir: str) -> Optional[dict]:
-  """A soft-target teacher's per-token eps along the first L2T-DLF student's run,
-  against token frequency: :func:`dlf_jax.analysis.smoothing_by_frequency`, plotted
+  """A soft-target teacher's per-token eps along the first L2T-DLF student's run.
+
+  Against token frequency: :func:`dlf_jax.analysis.smoothing_by_frequency`, plotted
   in ``plots/token_smoothing.png``. None for other teachers or without that student.
   """
   history = [r["history"] for r in runs if r["method"] == "l2t_dlf"]
@@ -508,8 +515,10 @@ def _teacher_smoothing(config: ml_collections.ConfigDict, data: NMTData,
 
 def _student_methods(config: ml_collections.ConfigDict, teacher: dlf_jax.Teacher,
                      taught: Optional[dict]) -> tuple:
-  """``(methods, thetas)``: ``config.methods``, plus the untaught anchor's students when
-  ``teach.select`` (the control that selection compares the taught teacher with).
+  """``(methods, thetas)``: ``config.methods``, plus the untaught anchor's when selecting.
+
+  The untaught anchor's students are added when ``teach.select`` (the control that
+  selection compares the taught teacher with).
   """
   if taught is None:
     return tuple(config.methods), {}
