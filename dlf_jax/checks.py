@@ -12,12 +12,24 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from typing import Any, Optional
+from typing import Any, Literal, Optional, overload
 
 import jax
 import numpy as np
 
 __all__ = ["check_int", "check_real", "is_concrete", "check_label_values"]
+
+
+@overload
+def check_int(name: str, value: Any, minimum: int = 0, *, allow_none: Literal[False] = False,
+              fix: str = "") -> int:
+  ...
+
+
+@overload
+def check_int(name: str, value: Any, minimum: int = 0, *, allow_none: bool,
+              fix: str = "") -> Optional[int]:
+  ...
 
 
 def check_int(name: str, value: Any, minimum: int = 0, *, allow_none: bool = False,
@@ -57,7 +69,7 @@ def check_int(name: str, value: Any, minimum: int = 0, *, allow_none: bool = Fal
     if (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
         and math.isfinite(value)):
       hint = (f" (a {type(value).__name__}): round it, e.g. {name.split('.')[-1]}="
-              f"{int(value)}" + hint)
+              f"{int(float(value))}" + hint)
     raise ValueError(f"{name} must be {expected}, got {value!r}{hint}.") from None
   if number < minimum:
     raise ValueError(f"{name} must be {expected}, got {number}{hint}.")
@@ -84,7 +96,7 @@ def check_real(name: str, value: Any, *, low: Optional[float] = None,
       outside the range (names the range).
   """
   if isinstance(value, (str, bytes, bool, np.bool_)) or not isinstance(
-      value, (numbers.Real, np.ndarray, jax.Array)) or np.ndim(value) != 0:
+      value, (numbers.Real, np.ndarray, jax.Array)) or getattr(value, "ndim", 0) != 0:
     raise ValueError(f"{name} must be a real number, got {value!r} ({type(value).__name__})"
                     + (f": pass {name}={float(value)}" if _parses(value) else "")
                     + (f"; {fix}" if fix else "") + ".")

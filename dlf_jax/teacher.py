@@ -92,8 +92,9 @@ def _form(module) -> type[losses.LossForm]:
 
 
 def _check_sizes(module, **sizes) -> None:
-  """Construction-time checks of a teacher module's sizes (``num_classes >= 2`` and ``sizes``,
-  each ``name=(value, minimum, fix)``), naming the module, the field and the value.
+  """Construction-time checks of a teacher module's sizes, naming the module, field and value.
+
+  Checks ``num_classes >= 2`` and ``sizes``, each ``name=(value, minimum, fix)``.
 
   Raises:
     ValueError: a size that is not an integer or below its minimum.

@@ -329,6 +329,7 @@ def _check_lengths(arrays: dict, name: str) -> int:
     raise ValueError(f"The arrays of {name} disagree on the number of examples: "
                      f"{lengths}; give every array the same leading axis N.")
   n = next(iter(lengths.values()))
+  assert n is not None          # every array has a leading axis (checked above)
   if n == 0:
     raise ValueError(f"{name} is empty (0 examples).")
   return n
@@ -363,16 +364,18 @@ def _as_arrays(data, name: str, student: Optional[Student] = None) -> dict:
   return arrays
 
 
-def _example_shapes(train, student: Student, first: Optional[dict] = None) -> dict:
-  """``{key: shape of one example}`` of the student's float inputs in ``train``: read off
-  its arrays ``[N, ...]``, or for a sampler off ``first``, a batch it drew ``[1, B, ...]``
-  (``{}`` without one: nothing to compare with)."""
+def _example_shapes(train, student: Student, first: Optional[Mapping] = None) -> dict:
+  """``{key: shape of one example}`` of the student's float inputs in ``train``.
+
+  Read off its arrays ``[N, ...]``, or for a sampler off ``first``, a batch it drew
+  ``[1, B, ...]`` (``{}`` without one: nothing to compare with).
+  """
   if isinstance(train, BatchSampler):
     if first is None:
       return {}
-    arrays, lead = first, 2
+    arrays, lead = dict(first), 2
   elif isinstance(train, Mapping):
-    arrays, lead = train, 1
+    arrays, lead = dict(train), 1
   else:
     arrays, lead = {"x": train.x, "y": train.y}, 1
   out = {}
@@ -429,7 +432,7 @@ def check_descent(tx: optax.GradientTransformation, params: Any,
       lambda p: jnp.ones((1,) * np.ndim(p), jnp.result_type(p)), params)
   grads = probe
   state = tx.init(probe)
-  dots = []
+  dots: list[float] = []
   for _ in range(_PROBE_STEPS):
     updates, state = tx.update(grads, state, probe)
     dot = float(sum(jnp.vdot(u, g) for u, g in zip(jax.tree_util.tree_leaves(updates),

@@ -1,6 +1,7 @@
-"""Figures of experiments: W_t heatmaps, phi statistics, curves, error bars, and
-what a noise- or class-aware teacher learned (its ``T`` / ``W`` beside the noise
-matrix, its per-class weights / offsets against the class counts).
+"""Figures of experiments: W_t heatmaps, phi statistics, curves, error bars.
+
+Also what a noise- or class-aware teacher learned (its ``T`` / ``W`` beside the
+noise matrix, its per-class weights / offsets against the class counts).
 
 Each ``plot_*`` takes plain Python data (run dicts and histories as written by
 :mod:`experiments.phases`, snapshots from :mod:`dlf_jax.analysis`), returns a
@@ -138,8 +139,10 @@ def plot_target_mass(snapshots: Sequence, path: Optional[str] = None) -> Figure:
 
 def plot_transition_comparison(learned, true, realised, path: Optional[str] = None, *,
                                estimated=None, learned_title: str = "learned") -> Figure:
-  """Heatmaps side by side, one colour scale: the noise matrix ``T`` the labels were
-  drawn from, the realised one, (GLC's estimate ``T^``,) and the learned matrix.
+  """Heatmaps side by side, one colour scale: the noise matrices and the learned one.
+
+  Panels: the noise matrix ``T`` the labels were drawn from, the realised one,
+  (GLC's estimate ``T^``,) and the learned matrix.
 
   Every matrix is oriented as ``T[i, j] = P(observed j | true i)``: rows are true
   classes, columns observed labels (:func:`dlf_jax.analysis.learned_transition`
@@ -185,8 +188,10 @@ def plot_transition_comparison(learned, true, realised, path: Optional[str] = No
 
 def plot_per_class(values, class_counts, path: Optional[str] = None,
                    label: str = "learned value") -> Figure:
-  """A learned per-class quantity (class weight, logit offset, ``eps_y``) against the
-  class's training count (log scale), each point labelled with its class index.
+  """A learned per-class quantity against the class's training count (log scale).
+
+  The quantity is a class weight, a logit offset or ``eps_y``; each point is
+  labelled with its class index.
 
   Args:
     values: float ``[C]``, e.g. :func:`dlf_jax.analysis.class_weights` or

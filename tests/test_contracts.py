@@ -11,7 +11,8 @@ from dlf_jax.data import translation, vocab
 
 
 def test_teacher_and_baselines_are_loss_providers():
-  teacher = teacher_lib.Teacher(teacher_lib.AttentionTeacher(4, parameterisation="diagonal"), total_steps=10)
+  teacher = teacher_lib.Teacher(teacher_lib.AttentionTeacher(4, parameterisation="diagonal"),
+                                total_steps=10)
   assert isinstance(teacher, contracts.LossProvider)
   assert teacher.needs_theta
   for name in losses.BASELINES:

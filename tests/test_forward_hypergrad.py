@@ -213,7 +213,8 @@ def test_teach_rejects_bad_estimator_and_big_teacher():
   with pytest.raises(TypeError, match=r"estimator must be a HypergradEstimator.*"
                                       r"dlf_jax\.estimators\.get\('forward'\)"):
     _teach(problem, "forward")
-  with pytest.raises(ValueError, match=r"ForwardMode\.chunk_steps must be None or an integer >= 1, got 0"):
+  with pytest.raises(ValueError,
+                     match=r"ForwardMode\.chunk_steps must be None or an integer >= 1, got 0"):
     ForwardMode(chunk_steps=0)
   with pytest.raises(ValueError, match=r"P=\d+ .*max_params=8\b"):
     _teach(problem, ForwardMode(max_params=8))

@@ -215,9 +215,11 @@ class LossForm:
                        f"{tuple(np.shape(self.b))}.")
 
   def _check_rank(self, field: str, ndim: int, what: str) -> None:
-    """Raises if the array field ``field`` is not of rank ``ndim`` (square if 2), naming the
-    class, the field, its shape and ``what`` it should be (checked before the class count,
-    which is read off that field)."""
+    """Raises if the array field ``field`` is not of rank ``ndim`` (square if 2).
+
+    The message names the class, the field, its shape and ``what`` it should be
+    (checked before the class count, which is read off that field).
+    """
     shape = tuple(np.shape(getattr(self, field)))
     if len(shape) != ndim or (ndim == 2 and shape[0] != shape[1]):
       raise ValueError(f"{type(self).__name__}.{field} must be {what}, got shape {shape}.")
@@ -330,8 +332,11 @@ class LossForm:
 
 
 def _check_distribution(q, name: str, axis: int = 0) -> None:
-  """Raises if a concrete ``q`` (``[C]`` or ``[C, C]``, columns) has a negative entry or a
-  column that does not sum to 1; ``None`` and traced values pass."""
+  """Raises if a concrete ``q`` (``[C]`` or ``[C, C]``, columns) is off the simplex.
+
+  A negative entry or a column that does not sum to 1 is refused; ``None`` and
+  traced values pass.
+  """
   if q is None:
     return
   try:
@@ -580,8 +585,7 @@ class SoftTargetW(LossForm):
     return f"eps of shape {tuple(self.eps.shape)}"
 
   def check(self, c: int) -> None:
-    """As :meth:`LossForm.check`, and (when concrete) ``eps`` in ``[0, 1)`` and ``q`` on the
-    simplex."""
+    """As :meth:`LossForm.check`, and (when concrete) ``eps`` in ``[0, 1)``, ``q`` a simplex."""
     self._check_rank("eps", 1, "a [C] vector of smoothing weights")
     super().check(c)
     if self.q is not None and self.q.shape not in ((c,), (c, c)):
