@@ -36,12 +36,16 @@ import dlf_jax
 from dlf_jax import data as data_lib, hypergrad, measures, models, teacher as teacher_lib
 from dlf_jax import unroll
 
-MODELS = {"resnet8": lambda: models.ResNet(8), "resnet20": lambda: models.ResNet(20),
-          "resnet32": lambda: models.ResNet(32), "wrn16_4": lambda: models.WideResNet(16, 4)}
+MODELS = {
+    "resnet8": lambda: models.ResNet(8),
+    "resnet20": lambda: models.ResNet(20),
+    "resnet32": lambda: models.ResNet(32),
+    "wrn16_4": lambda: models.WideResNet(16, 4)
+}
 
 
 def _time(fn, rounds):
-  fn()                                          # warm-up / compile
+  fn()  # warm-up / compile
   ts = []
   for _ in range(rounds):
     t0 = time.perf_counter()
@@ -60,30 +64,31 @@ def run(model_names, batch, steps, rounds, n_images=5000):
   seg = sampler.segment(0, steps)
   t = _time(lambda: sampler.segment(steps, steps), rounds)
   rows.append({"what": "host batches", "model": "-", "seconds": t, "images_per_s": images / t})
-  aug = jax.jit(lambda k, b: jax.vmap(lambda kk, xx: data_lib.random_crop_flip(kk, xx))(
-      jax.random.split(k, steps), b))
+  aug = jax.jit(lambda k, b: jax.vmap(lambda kk, xx: data_lib.random_crop_flip(kk, xx))
+                (jax.random.split(k, steps), b))
   t = _time(lambda: jax.block_until_ready(aug(jax.random.PRNGKey(0), seg["x"])), rounds)
   rows.append({"what": "augment", "model": "-", "seconds": t, "images_per_s": images / t})
   base = dlf_jax.CrossEntropyLoss()
   for name in model_names:
     tx = dlf_jax.make_optimizer("momentum", 0.1, weight_decay=1e-4)
-    for label, augment in (("student", data_lib.make_augment("crop_flip")),
-                           ("student (no aug)", None)):
+    for label, augment in (("student", data_lib.make_augment("crop_flip")), ("student (no aug)",
+                                                                             None)):
       student = dlf_jax.Student(MODELS[name](), tx, 10, augment=augment)
       state = student.init(jax.random.PRNGKey(0), {"x": seg["x"][0], "y": seg["y"][0]})
       fn = jax.jit(lambda st, b, s=student: unroll.unroll(s, base, None, st, b)[0].params)
       t = _time(lambda fn=fn, state=state: jax.block_until_ready(fn(state, seg)), rounds)
       rows.append({"what": label, "model": name, "seconds": t, "images_per_s": images / t})
-    teacher = teacher_lib.Teacher(teacher_lib.AttentionTeacher(10, parameterisation="diagonal"),
-                                  total_steps=64_000)
+    teacher = teacher_lib.Teacher(
+        teacher_lib.AttentionTeacher(10, parameterisation="diagonal"), total_steps=64_000)
     theta = teacher.init(jax.random.PRNGKey(1))
     dev = {k: v[:500].reshape((2, 250) + v.shape[1:]) for k, v in (("x", x), ("y", y))}
-    hfn = hypergrad.make_hypergradient_fn(student, teacher, measures.ExpectedAccuracy(),
-                                          method="vjp", memory="checkpointed")
-    t = _time(lambda hfn=hfn, theta=theta, state=state, dev=dev: jax.block_until_ready(
-        hfn(theta, state, seg, dev).dtheta), rounds)
-    rows.append({"what": "hypergradient", "model": name, "seconds": t,
-                 "images_per_s": images / t})
+    hfn = hypergrad.make_hypergradient_fn(
+        student, teacher, measures.ExpectedAccuracy(), method="vjp", memory="checkpointed")
+    t = _time(
+        lambda hfn=hfn, theta=theta, state=state, dev=dev: jax.block_until_ready(
+            hfn(theta, state, seg, dev).dtheta),
+        rounds)
+    rows.append({"what": "hypergradient", "model": name, "seconds": t, "images_per_s": images / t})
   return rows
 
 
@@ -103,10 +108,16 @@ def main(argv=None) -> int:
   print(f"{'what':18} {'model':9} {'s / T steps':>11} {'images/s':>10}")
   for r in rows:
     print(f"{r['what']:18} {r['model']:9} {r['seconds']:11.3f} {r['images_per_s']:10.0f}")
-  meta = {"jax": jax.__version__, "backend": jax.default_backend(), "cpu_count": os.cpu_count(),
-          "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
-          "batch": a.batch, "steps": a.steps,
-          "command": " ".join(["python -m benchmarks.cifar_throughput"] + sys.argv[1:])}
+  meta = {
+      "jax": jax.__version__,
+      "backend": jax.default_backend(),
+      "cpu_count": os.cpu_count(),
+      "python": platform.python_version(),
+      "date": time.strftime("%Y-%m-%d"),
+      "batch": a.batch,
+      "steps": a.steps,
+      "command": " ".join(["python -m benchmarks.cifar_throughput"] + sys.argv[1:])
+  }
   if a.out:
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:

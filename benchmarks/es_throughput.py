@@ -52,10 +52,12 @@ def setup(num_steps: int, quick: bool, seed: int = 0):
   rng = np.random.default_rng(seed)
   x = rng.normal(size=(num_steps, batch) + shape).astype(np.float32)
   y = rng.integers(0, 10, size=(num_steps, batch)).astype(np.int32)
-  dev = {"x": rng.normal(size=(1, dev_size) + shape).astype(np.float32),
-         "y": rng.integers(0, 10, size=(1, dev_size)).astype(np.int32)}
-  student = dlf_jax.Student(models.MLP(hidden, 10), dlf_jax.make_optimizer("sgd", LEARNING_RATE),
-                            10)
+  dev = {
+      "x": rng.normal(size=(1, dev_size) + shape).astype(np.float32),
+      "y": rng.integers(0, 10, size=(1, dev_size)).astype(np.int32)
+  }
+  student = dlf_jax.Student(
+      models.MLP(hidden, 10), dlf_jax.make_optimizer("sgd", LEARNING_RATE), 10)
   teacher = teacher_lib.Teacher(teacher_lib.AttentionTeacher(10), total_steps=10 * num_steps)
   theta = teacher.init(jax.random.PRNGKey(1))
   state = student.init(jax.random.PRNGKey(0), {"x": x[0], "y": y[0]})
@@ -79,8 +81,8 @@ def _paths(student, teacher, theta, state, batches, dev, populations):
   for n in populations:
     es = evolution.make_es_gradient_fn(student, teacher, measure, population=n, sigma=SIGMA)
     paths[f"vmap/{n}"] = (lambda es=es: es(theta, state, batches, dev, key).dtheta, n)
-    seq = evolution.make_es_gradient_fn(student, teacher, measure, population=n, sigma=SIGMA,
-                                        chunk_size=1)
+    seq = evolution.make_es_gradient_fn(
+        student, teacher, measure, population=n, sigma=SIGMA, chunk_size=1)
     paths[f"map/{n}"] = (lambda seq=seq: seq(theta, state, batches, dev, key).dtheta, n)
 
     @jax.jit
@@ -94,8 +96,8 @@ def _paths(student, teacher, theta, state, batches, dev, populations):
 
     def loop(thetas=thetas, combine=combine):
       all_thetas, eps = thetas(theta_flat)
-      rewards = jnp.stack([single(all_thetas[i], state, batches, dev)
-                           for i in range(all_thetas.shape[0])])
+      rewards = jnp.stack(
+          [single(all_thetas[i], state, batches, dev) for i in range(all_thetas.shape[0])])
       return combine(rewards, eps)
 
     paths[f"loop/{n}"] = (loop, n)
@@ -115,8 +117,10 @@ def run(num_steps: int, populations, rounds: int, quick: bool) -> dict:
   # summation order under vmap) shows at ~1e-3 relative in the estimate.
   for n in populations:
     for kind in ("vmap", "map"):
-      a, b = (np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(outs[f"{k}/{n}"])])
-              for k in (kind, "loop"))
+      a, b = (
+          np.concatenate([np.ravel(x)
+                          for x in jax.tree_util.tree_leaves(outs[f"{k}/{n}"])])
+          for k in (kind, "loop"))
       err = float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
       errs[f"{kind}/{n}"] = err
       if not err < 5e-2:
@@ -131,27 +135,43 @@ def run(num_steps: int, populations, rounds: int, quick: bool) -> dict:
   rows = []
   for name, (_, n) in paths.items():
     es_path = name.split("/")[0] in ("vmap", "map", "loop")
-    row = {"path": name, "population": n if es_path else None,
-           "students": n + 1 if es_path else (1 if name == "forward" else None),
-           "seconds": med[name], "x_forward": med[name] / med["forward"],
-           "vs_loop_rel_err": errs.get(name), "first_call_s": first[name],
-           "all_seconds": times[name]}
+    row = {
+        "path": name,
+        "population": n if es_path else None,
+        "students": n + 1 if es_path else (1 if name == "forward" else None),
+        "seconds": med[name],
+        "x_forward": med[name] / med["forward"],
+        "vs_loop_rel_err": errs.get(name),
+        "first_call_s": first[name],
+        "all_seconds": times[name]
+    }
     if es_path:
       row["students_per_s"] = row["students"] / med[name]
     if name.startswith(("vmap/", "map/")):
       row["speedup_vs_loop"] = med[f"loop/{n}"] / med[name]
     rows.append(row)
-  return {"config": {"steps": num_steps, "populations": list(populations), "rounds": rounds,
-                     "quick": quick, "sigma": SIGMA,
-                     "model": "MLP 32, batch 8" if quick else "MLP 784-500-300-10, batch 128",
-                     "jax": jax.__version__, "backend": jax.default_backend(),
-                     "cpu_count": os.cpu_count(), "platform": platform.platform()},
-          "rows": rows}
+  return {
+      "config": {
+          "steps": num_steps,
+          "populations": list(populations),
+          "rounds": rounds,
+          "quick": quick,
+          "sigma": SIGMA,
+          "model": "MLP 32, batch 8" if quick else "MLP 784-500-300-10, batch 128",
+          "jax": jax.__version__,
+          "backend": jax.default_backend(),
+          "cpu_count": os.cpu_count(),
+          "platform": platform.platform()
+      },
+      "rows": rows
+  }
 
 
 def markdown(result: dict) -> str:
-  lines = ["| path | students per estimate | median s | x forward | students/s "
-           "| speed-up vs loop |", "|---|---|---|---|---|---|"]
+  lines = [
+      "| path | students per estimate | median s | x forward | students/s "
+      "| speed-up vs loop |", "|---|---|---|---|---|---|"
+  ]
   for r in result["rows"]:
     students = "" if r["students"] is None else str(r["students"])
     per_s = f"{r['students_per_s']:.1f}" if "students_per_s" in r else ""
@@ -167,8 +187,8 @@ def main(argv=None) -> int:
   p.add_argument("--steps", type=int, default=None, help="T (default 50; quick 3)")
   p.add_argument("--populations", default="8,32", help="comma-separated even populations")
   p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 5; quick 1)")
-  p.add_argument("--out", default=os.path.join("runs", "es_throughput.json"),
-                 help="write JSON here")
+  p.add_argument(
+      "--out", default=os.path.join("runs", "es_throughput.json"), help="write JSON here")
   p.add_argument("--markdown", default=None, help="also write the table as Markdown here")
   args = p.parse_args(argv)
   steps = args.steps or (3 if args.quick else 50)

@@ -96,9 +96,11 @@ def _problem(num_params: int, chunk: int, quick: bool, total_steps: int):
 
 def _tile(batches, num_steps: int):
   """``[num_steps, B, ...]``: the chunk repeated (on device)."""
+
   def tile(x):
     reps = -(-num_steps // x.shape[0])
     return jnp.concatenate([x] * reps)[:num_steps]
+
   return jax.tree_util.tree_map(tile, batches)
 
 
@@ -127,20 +129,28 @@ def memory_rows(params, steps, quick, chunk) -> list[dict]:
       student, teacher, theta, state, batches, dev = _problem(p, chunk, quick, max(steps))
       sds = jax.tree_util.tree_map(
           lambda x, n=n: jax.ShapeDtypeStruct((n,) + x.shape[1:], x.dtype), batches)
-      paths = {f"forward-mode P={p}": lambda *a, student=student, teacher=teacher: (
-          forward_hypergrad.forward_hypergradient(student, teacher, m, *a,
-                                                  max_params=max(params)).dtheta)}
+      paths = {
+          f"forward-mode P={p}":
+              lambda *a, student=student, teacher=teacher: (forward_hypergrad.forward_hypergradient(
+                  student, teacher, m, *a, max_params=max(params)).dtheta)
+      }
       if p == max(params):
         for name, kw in [("reverse/store_all", dict(method="vjp", memory="store_all")),
                          ("reverse/checkpointed", dict(method="vjp", memory="checkpointed")),
                          ("autodiff", dict(method="autodiff"))]:
-          paths[name] = (lambda *a, student=student, teacher=teacher, kw=kw:
-                         hypergrad.hypergradient(student, teacher, m, *a, **kw).dtheta)
+          paths[name] = (lambda *a, student=student, teacher=teacher, kw=kw: hypergrad.
+                         hypergradient(student, teacher, m, *a, **kw).dtheta)
       for name, fn in paths.items():
         print(f"[full_horizon] memory {name} N={n} ...", file=sys.stderr, flush=True)
         temp, compile_s = _temp_bytes(fn, theta, state, sds, dev)
-        rows.append({"kind": "memory", "path": name, "P": p, "N": n, "temp_bytes": temp,
-                     "compile_s": compile_s})
+        rows.append({
+            "kind": "memory",
+            "path": name,
+            "P": p,
+            "N": n,
+            "temp_bytes": temp,
+            "compile_s": compile_s
+        })
   return rows
 
 
@@ -169,12 +179,15 @@ def time_rows(params, steps, quick, chunk, rounds, budget_s) -> list[dict]:
       for b in _chunks(batches, n):
         carry, _ = chunk_fn(theta, carry, b)
       return readout(theta, carry, dev)[1]
+
     return run
 
-  reverse = {name: hypergrad.make_hypergradient_fn(student, base_teacher, m, **kw)
-             for name, kw in [("reverse/store_all", dict(method="vjp", memory="store_all")),
-                              ("reverse/checkpointed", dict(method="vjp", memory="checkpointed")),
-                              ("autodiff", dict(method="autodiff"))]}
+  reverse = {
+      name: hypergrad.make_hypergradient_fn(student, base_teacher, m, **kw) for name, kw in [(
+          "reverse/store_all", dict(method="vjp", memory="store_all")
+      ), ("reverse/checkpointed",
+          dict(method="vjp", memory="checkpointed")), ("autodiff", dict(method="autodiff"))]
+  }
 
   def one_chunk_seconds(fn):
     """Compile + warm up on one chunk; returns (first call s, second call s)."""
@@ -191,7 +204,7 @@ def time_rows(params, steps, quick, chunk, rounds, budget_s) -> list[dict]:
   for name, fn in runners.items():
     print(f"[full_horizon] warm-up {name} ...", file=sys.stderr, flush=True)
     per_step[name] = one_chunk_seconds(fn)[1] / chunk
-    if name != "forward":   # the check: equal to the reverse scan on one chunk
+    if name != "forward":  # the check: equal to the reverse scan on one chunk
       _, teacher, theta, _, _, _ = problems[int(name.split("=")[1])]
       ref = hypergrad.make_hypergradient_fn(student, teacher, m)(theta, state, batches, dev)
       ref = flat(ref.dtheta)
@@ -227,7 +240,7 @@ def time_rows(params, steps, quick, chunk, rounds, budget_s) -> list[dict]:
         continue
       fns[name] = (lambda fn=fn, full=full: fn(base_theta, state, full, dev).dtheta)
     timings = {k: [] for k in fns}
-    for name, fn in fns.items():                 # warm-up (and the hypergradients)
+    for name, fn in fns.items():  # warm-up (and the hypergradients)
       outs[name] = jax.block_until_ready(fn())
     for _ in range(rounds):
       for name, fn in fns.items():
@@ -256,9 +269,10 @@ def time_rows(params, steps, quick, chunk, rounds, budget_s) -> list[dict]:
 
 def markdown_table(rows: list[dict]) -> str:
   """Rows as one Markdown table: time rows, then memory rows."""
-  out = ["| measurement | path | P | N | median s | × forward unroll | XLA temp MB "
-         "| compile s | rel. err (vs) |",
-         "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+  out = [
+      "| measurement | path | P | N | median s | × forward unroll | XLA temp MB "
+      "| compile s | rel. err (vs) |", "|---|---|---:|---:|---:|---:|---:|---:|---|"
+  ]
   for r in rows:
     temp = None if r.get("temp_bytes") is None else r["temp_bytes"] / 2**20
     p = "" if r.get("P") is None else r["P"]
@@ -284,12 +298,17 @@ def main(argv=None) -> int:
   p.add_argument("--params", default=None, help="teacher sizes P (default 10,40,160)")
   p.add_argument("--steps", default=None, help="timed horizons N (default 200,2000)")
   p.add_argument("--full", action="store_true", help="also time N = 10000 (slow on a CPU)")
-  p.add_argument("--memory-steps", default=None,
-                 help="horizons for the compile-only memory rows (default 200,2000,10000)")
+  p.add_argument(
+      "--memory-steps",
+      default=None,
+      help="horizons for the compile-only memory rows (default 200,2000,10000)")
   p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 3; quick 1)")
   p.add_argument("--chunk", type=int, default=None, help="steps per host chunk (default 200)")
-  p.add_argument("--budget-s", type=float, default=900.0,
-                 help="skip a timed (path, N) predicted to take longer than this in all")
+  p.add_argument(
+      "--budget-s",
+      type=float,
+      default=900.0,
+      help="skip a timed (path, N) predicted to take longer than this in all")
   p.add_argument("--out", default=None, help="write JSON here")
   p.add_argument("--markdown", default=None, help="also write the table as Markdown here")
   a = p.parse_args(argv)
@@ -304,13 +323,30 @@ def main(argv=None) -> int:
   rows += memory_rows(params, memory_steps, a.quick, chunk)
   table = markdown_table(rows)
   print(table)
-  meta = {"jax": jax.__version__, "backend": jax.default_backend(),
-          "devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
-          "python": platform.python_version(), "machine": platform.machine(),
-          "date": time.strftime("%Y-%m-%d"),
-          "command": " ".join(["python -m benchmarks.full_horizon"] +
-                              (sys.argv[1:] if argv is None else list(argv))),
-          "chunk": chunk, "rounds": rounds, "quick": a.quick}
+  meta = {
+      "jax":
+          jax.__version__,
+      "backend":
+          jax.default_backend(),
+      "devices": [str(d) for d in jax.devices()],
+      "cpu_count":
+          os.cpu_count(),
+      "python":
+          platform.python_version(),
+      "machine":
+          platform.machine(),
+      "date":
+          time.strftime("%Y-%m-%d"),
+      "command":
+          " ".join(["python -m benchmarks.full_horizon"] +
+                   (sys.argv[1:] if argv is None else list(argv))),
+      "chunk":
+          chunk,
+      "rounds":
+          rounds,
+      "quick":
+          a.quick
+  }
   hypergrad_bench.write_outputs(a.out, a.markdown, meta, rows, table)
   bad = [r for r in rows if r.get("rel_err", 0) > 1e-3]
   if bad:

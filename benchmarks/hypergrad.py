@@ -52,12 +52,18 @@ CASES = {
     "lenet": (lambda dt: models.LeNet(10, dtype=dt), (28, 28, 1), 20, "sgd", True),
     "resnet8": (lambda dt: models.ResNet(8, 10, dtype=dt), (32, 32, 3), 32, "momentum", False),
 }
-QUICK_MODELS = {"mlp": lambda dt: models.MLP((32,), 10, dtype=dt),
-                "mlp_small": lambda dt: models.MLP((8,), 10, dtype=dt),
-                "lenet": lambda dt: models.LeNet(10, dtype=dt),
-                "resnet8": lambda dt: models.ResNet(8, 10, width=4, dtype=dt)}
-DEFAULT_STEPS = {"mlp": "10,50,200,1000,2000", "mlp_small": "200", "lenet": "10,50,200",
-                 "resnet8": "10,50"}
+QUICK_MODELS = {
+    "mlp": lambda dt: models.MLP((32,), 10, dtype=dt),
+    "mlp_small": lambda dt: models.MLP((8,), 10, dtype=dt),
+    "lenet": lambda dt: models.LeNet(10, dtype=dt),
+    "resnet8": lambda dt: models.ResNet(8, 10, width=4, dtype=dt)
+}
+DEFAULT_STEPS = {
+    "mlp": "10,50,200,1000,2000",
+    "mlp_small": "200",
+    "lenet": "10,50,200",
+    "resnet8": "10,50"
+}
 LEARNING_RATE = 0.01
 
 
@@ -75,8 +81,10 @@ def setup(case: str, num_steps: int, quick: bool, seed: int = 0):
   rng = np.random.default_rng(seed)
   x = rng.normal(size=(num_steps, batch) + shape).astype(dt)
   y = rng.integers(0, 10, size=(num_steps, batch)).astype(np.int32)
-  dev = {"x": rng.normal(size=(1, 256) + shape).astype(dt),
-         "y": rng.integers(0, 10, size=(1, 256)).astype(np.int32)}
+  dev = {
+      "x": rng.normal(size=(1, 256) + shape).astype(dt),
+      "y": rng.integers(0, 10, size=(1, 256)).astype(np.int32)
+  }
   tx = dlf_jax.make_optimizer(opt, LEARNING_RATE, weight_decay=1e-4 if opt == "momentum" else 0.0)
   student = dlf_jax.Student(model, tx, 10)
   teacher = teacher_lib.Teacher(teacher_lib.AttentionTeacher(10), total_steps=10 * num_steps)
@@ -102,8 +110,8 @@ def _jax_paths(case, student, teacher):
 
 
 def flat(tree):
-  return np.concatenate([np.ravel(np.asarray(a, np.float64))
-                         for a in jax.tree_util.tree_leaves(tree)])
+  return np.concatenate(
+      [np.ravel(np.asarray(a, np.float64)) for a in jax.tree_util.tree_leaves(tree)])
 
 
 def available_bytes() -> int:
@@ -147,8 +155,8 @@ def _torch_probe(spec: str) -> None:
   for lib, ok in torch_peers.available().items():
     if not ok:
       continue
-    fn = torch_peers.hypergradient_fn(lib, state.params, theta, num_steps, teacher.total_steps,
-                                      LEARNING_RATE, dtype=_dtype())
+    fn = torch_peers.hypergradient_fn(
+        lib, state.params, theta, num_steps, teacher.total_steps, LEARNING_RATE, dtype=_dtype())
     call = lambda fn=fn: fn(batches["x"], batches["y"], dev["x"][0], dev["y"][0])
     t0 = time.perf_counter()
     dtheta = call()[0]
@@ -158,8 +166,11 @@ def _torch_probe(spec: str) -> None:
       t0 = time.perf_counter()
       call()
       times.append(time.perf_counter() - t0)
-    out[lib] = {"first_call_s": first, "seconds": times,
-                "dtheta": jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), dtheta)}
+    out[lib] = {
+        "first_call_s": first,
+        "seconds": times,
+        "dtheta": jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), dtheta)
+    }
   print(json.dumps(out))
 
 
@@ -167,23 +178,39 @@ def _torch_rows(case, num_steps, rounds, quick, max_steps) -> list[dict]:
   """Rows of the PyTorch peers (subprocess), with their ``dtheta`` under ``_dtheta``."""
   if not CASES[case][4] or num_steps > max_steps or not any(torch_peers.available().values()):
     return []
-  cmd = [sys.executable, "-m", "benchmarks.hypergrad",
-         "--torch-probe", f"{case}:{num_steps}:{rounds}:{int(quick)}"]
+  cmd = [
+      sys.executable, "-m", "benchmarks.hypergrad", "--torch-probe",
+      f"{case}:{num_steps}:{rounds}:{int(quick)}"
+  ]
   if jax.config.read("jax_enable_x64"):
     cmd.append("--x64")
-  proc = subprocess.run(cmd, capture_output=True, text=True,
-                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  proc = subprocess.run(
+      cmd,
+      capture_output=True,
+      text=True,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   if proc.returncode != 0:
     raise RuntimeError(f"PyTorch peers failed for {case} T={num_steps}:\n{proc.stderr[-2000:]}")
   rows = []
   for lib, r in json.loads(proc.stdout.strip().splitlines()[-1]).items():
-    rows.append({"case": case, "T": num_steps, "path": f"torch/{lib}", "compile_s": None,
-                 "temp_bytes": None, "first_call_s": r["first_call_s"],
-                 "_times": r["seconds"], "_dtheta": r["dtheta"]})
+    rows.append({
+        "case": case,
+        "T": num_steps,
+        "path": f"torch/{lib}",
+        "compile_s": None,
+        "temp_bytes": None,
+        "first_call_s": r["first_call_s"],
+        "_times": r["seconds"],
+        "_dtheta": r["dtheta"]
+    })
   return rows
 
 
-def run_case(case: str, num_steps: int, rounds: int, quick: bool, torch_max_steps: int,
+def run_case(case: str,
+             num_steps: int,
+             rounds: int,
+             quick: bool,
+             torch_max_steps: int,
              only: str | None = None) -> list[dict]:
   """Rows ``{case, T, path, seconds, x_forward, x_autodiff, compile_s, temp_bytes, ...}``."""
   student, teacher, theta, state, batches, dev = setup(case, num_steps, quick)
@@ -198,8 +225,7 @@ def run_case(case: str, num_steps: int, rounds: int, quick: bool, torch_max_step
     compile_s = time.perf_counter() - t0
     mem = compiled.memory_analysis()
     temp = getattr(mem, "temp_size_in_bytes", None) if mem is not None else None
-    row = {"case": case, "T": num_steps, "path": name, "compile_s": compile_s,
-           "temp_bytes": temp}
+    row = {"case": case, "T": num_steps, "path": name, "compile_s": compile_s, "temp_bytes": temp}
     if temp is not None and temp > 0.8 * free:
       row["skipped"] = f"needs {temp / 2**30:.1f} GiB temp, {free / 2**30:.1f} GiB free"
       rows.append(row)
@@ -210,7 +236,7 @@ def run_case(case: str, num_steps: int, rounds: int, quick: bool, torch_max_step
     row["_fn"] = lambda c=compiled: jax.block_until_ready(c(*args))
     rows.append(row)
   timings = {r["path"]: [] for r in rows if "_fn" in r}
-  for _ in range(rounds):                       # interleaved rounds
+  for _ in range(rounds):  # interleaved rounds
     for row in rows:
       if "_fn" in row:
         t0 = time.perf_counter()
@@ -227,8 +253,10 @@ def run_case(case: str, num_steps: int, rounds: int, quick: bool, torch_max_step
     row.pop("_fn", None)
     if row["path"] in med:
       t = med[row["path"]]
-      row.update(seconds=t, x_forward=t / med["forward"] if "forward" in med else None,
-                 x_autodiff=t / med["autodiff"] if "autodiff" in med else None)
+      row.update(
+          seconds=t,
+          x_forward=t / med["forward"] if "forward" in med else None,
+          x_autodiff=t / med["autodiff"] if "autodiff" in med else None)
     if ref is not None and outs.get(row["path"]) is not None:
       d = flat(outs[row["path"]])
       row["rel_err_vs_autodiff"] = float(np.linalg.norm(d - ref) / np.linalg.norm(ref))
@@ -242,8 +270,14 @@ def _rss_probe(spec: str) -> None:
   if path.startswith("torch/"):
     student, teacher, theta, state, batches, dev = setup(case, int(steps), False)
     before = _peak_rss_bytes()
-    fn = torch_peers.hypergradient_fn(path[len("torch/"):], state.params, theta, int(steps),
-                                      teacher.total_steps, LEARNING_RATE, dtype=_dtype())
+    fn = torch_peers.hypergradient_fn(
+        path[len("torch/"):],
+        state.params,
+        theta,
+        int(steps),
+        teacher.total_steps,
+        LEARNING_RATE,
+        dtype=_dtype())
     fn(batches["x"], batches["y"], dev["x"][0], dev["y"][0])
   else:
     run_case(case, int(steps), rounds=1, quick=False, torch_max_steps=10**9, only=path)
@@ -255,8 +289,11 @@ def _measure_rss(row: dict) -> None:
   cmd = [sys.executable, "-m", "benchmarks.hypergrad", "--rss-probe", spec]
   if jax.config.read("jax_enable_x64"):
     cmd.append("--x64")
-  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=os.path.dirname(
-                            os.path.dirname(os.path.abspath(__file__))))
+  proc = subprocess.run(
+      cmd,
+      capture_output=True,
+      text=True,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   try:
     row["peak_rss_bytes"] = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_bytes"]
   except (IndexError, ValueError, KeyError):
@@ -286,9 +323,10 @@ def print_table(rows: list[dict]) -> None:
 
 def markdown_table(rows: list[dict]) -> str:
   """The rows as a Markdown table (what ``benchmarks/RESULTS.md`` shows)."""
-  out = ["| case | T | path | median s | × forward | × autodiff | compile s | XLA temp MB "
-         "| peak RSS MB | rel. err vs autodiff |",
-         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+  out = [
+      "| case | T | path | median s | × forward | × autodiff | compile s | XLA temp MB "
+      "| peak RSS MB | rel. err vs autodiff |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+  ]
   for r in rows:
     if "skipped" in r:
       out.append(f"| {r['case']} | {r['T']} | {r['path']} | skipped: {r['skipped']} |||||||")
@@ -317,21 +355,30 @@ def write_outputs(out: Optional[str], markdown: Optional[str], meta: dict, rows:
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--quick", action="store_true", help="tiny sizes; agreement check only (CI)")
-  p.add_argument("--cases", default="mlp,mlp_small,lenet,resnet8",
-                 help=f"comma-separated, from {sorted(CASES)}")
+  p.add_argument(
+      "--cases",
+      default="mlp,mlp_small,lenet,resnet8",
+      help=f"comma-separated, from {sorted(CASES)}")
   p.add_argument("--steps", default=None, help="comma-separated T values (default per case)")
   p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 5; quick 1)")
-  p.add_argument("--torch-max-steps", type=int, default=200,
-                 help="run the PyTorch peers only up to this T (they are slow)")
-  p.add_argument("--rss", action="store_true",
-                 help="also measure each path's peak RSS in a fresh subprocess")
+  p.add_argument(
+      "--torch-max-steps",
+      type=int,
+      default=200,
+      help="run the PyTorch peers only up to this T (they are slow)")
+  p.add_argument(
+      "--rss", action="store_true", help="also measure each path's peak RSS in a fresh subprocess")
   p.add_argument("--out", default=None, help="write JSON here")
   p.add_argument("--markdown", default=None, help="also write the table as Markdown here")
-  p.add_argument("--from-json", default=None,
-                 help="render a previous --out JSON (with --markdown; with --rss and --out, "
-                      "re-measure its peak RSS column) instead of running the benchmark")
-  p.add_argument("--x64", action="store_true",
-                 help="everything in float64 (JAX and the PyTorch peers): exact agreement check")
+  p.add_argument(
+      "--from-json",
+      default=None,
+      help="render a previous --out JSON (with --markdown; with --rss and --out, "
+      "re-measure its peak RSS column) instead of running the benchmark")
+  p.add_argument(
+      "--x64",
+      action="store_true",
+      help="everything in float64 (JAX and the PyTorch peers): exact agreement check")
   p.add_argument("--rss-probe", default=None, help=argparse.SUPPRESS)
   p.add_argument("--torch-probe", default=None, help=argparse.SUPPRESS)
   a = p.parse_args(argv)
@@ -341,7 +388,7 @@ def main(argv=None) -> int:
     with open(a.from_json) as f:
       saved = json.load(f)
     rows = saved["rows"]
-    if a.rss:                         # (re)measure peak RSS for the saved rows
+    if a.rss:  # (re)measure peak RSS for the saved rows
       for r in rows:
         if "skipped" not in r:
           _measure_rss(r)
@@ -374,12 +421,18 @@ def main(argv=None) -> int:
             _measure_rss(r)
       rows += case_rows
   print_table(rows)
-  meta = {"jax": jax.__version__, "backend": jax.default_backend(), "x64": bool(a.x64),
-          "devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
-          "python": platform.python_version(), "machine": platform.machine(),
-          "date": time.strftime("%Y-%m-%d"),
-          "command": " ".join(["python -m benchmarks.hypergrad"] + sys.argv[1:]),
-          "torch_peers": torch_peers.available()}
+  meta = {
+      "jax": jax.__version__,
+      "backend": jax.default_backend(),
+      "x64": bool(a.x64),
+      "devices": [str(d) for d in jax.devices()],
+      "cpu_count": os.cpu_count(),
+      "python": platform.python_version(),
+      "machine": platform.machine(),
+      "date": time.strftime("%Y-%m-%d"),
+      "command": " ".join(["python -m benchmarks.hypergrad"] + sys.argv[1:]),
+      "torch_peers": torch_peers.available()
+  }
   if torch_peers.torch is not None:
     meta["torch"] = torch_peers.torch.__version__
   write_outputs(a.out, a.markdown, meta, rows, markdown_table(rows))
@@ -387,8 +440,10 @@ def main(argv=None) -> int:
   # PyTorch peers round differently (other conv/matmul kernels); over long float32
   # unrolls ReLU / max-pool switches amplify that, so they get a looser bound here and
   # the exact check is --x64 (measured: 1e-10 at T = 200 on LeNet).
-  bad = [r for r in rows if r.get("rel_err_vs_autodiff", 0) > (
-      5e-2 if r["path"].startswith("torch/") and not a.x64 else 1e-3)]
+  bad = [
+      r for r in rows if r.get("rel_err_vs_autodiff", 0) > (
+          5e-2 if r["path"].startswith("torch/") and not a.x64 else 1e-3)
+  ]
   if bad:
     print("FAIL: paths disagree with autodiff:",
           [(r["case"], r["T"], r["path"], r["rel_err_vs_autodiff"]) for r in bad])

@@ -17,10 +17,10 @@ import math
 
 import numpy as np
 
-try:                                    # optional: pip install -e ".[bench]"
+try:  # optional: pip install -e ".[bench]"
   import torch
   import torch.nn.functional as F
-except ImportError:                     # pragma: no cover - depends on the environment
+except ImportError:  # pragma: no cover - depends on the environment
   torch = None
 
 
@@ -52,7 +52,7 @@ class _Student(torch.nn.Module if torch is not None else object):
     if self.kind == "lenet":
       self.convs = torch.nn.ParameterList()
       for name in ("Conv_0", "Conv_1"):
-        k = np.asarray(params[name]["kernel"])                    # [kh, kw, in, out]
+        k = np.asarray(params[name]["kernel"])  # [kh, kw, in, out]
         self.convs.append(torch.nn.Parameter(_t_(k.transpose(3, 2, 0, 1))))
         self.convs.append(torch.nn.Parameter(_t_(params[name]["bias"])))
       names = ["fc", "head"]
@@ -64,7 +64,7 @@ class _Student(torch.nn.Module if torch is not None else object):
       self.dense.append(torch.nn.Parameter(_t_(params[name]["kernel"])))
       self.dense.append(torch.nn.Parameter(_t_(params[name]["bias"])))
 
-  def forward(self, x):                 # x: NHWC float32
+  def forward(self, x):  # x: NHWC float32
     if self.kind == "lenet":
       h = x.permute(0, 3, 1, 2)
       for i in range(0, 4, 2):
@@ -102,8 +102,14 @@ def _loss(w, b, logits, y):
   return torch.sigmoid(-score + b[y]).mean()
 
 
-def hypergradient_fn(library: str, params, theta, num_steps: int, total_steps: int,
-                     learning_rate: float, num_classes: int = 10, ema_decay: float = 0.9,
+def hypergradient_fn(library: str,
+                     params,
+                     theta,
+                     num_steps: int,
+                     total_steps: int,
+                     learning_rate: float,
+                     num_classes: int = 10,
+                     ema_decay: float = 0.9,
                      dtype=np.float32):
   """``fn(x [T,B,...], y [T,B], dev_x, dev_y) -> (dtheta dict of numpy, value)``.
 
@@ -132,8 +138,9 @@ def hypergradient_fn(library: str, params, theta, num_steps: int, total_steps: i
   def features(t, stats):
     return torch.stack([torch.tensor(t / total_steps, dtype=tdt), stats[0], stats[1], stats[2]])
 
-  init_stats = tuple(torch.tensor(v, dtype=tdt) for v in
-                     (math.log(num_classes), 1.0 / num_classes, 1.0 / num_classes))
+  init_stats = tuple(
+      torch.tensor(v, dtype=tdt)
+      for v in (math.log(num_classes), 1.0 / num_classes, 1.0 / num_classes))
 
   def dev_value(forward, dev_x, dev_y):
     p = torch.softmax(forward(dev_x), dim=-1)
@@ -173,9 +180,10 @@ def hypergradient_fn(library: str, params, theta, num_steps: int, total_steps: i
   names = (("scores", "kernel"), ("scores", "bias"), ("w_bank",), ("b_bank",))
 
   def run(x, y, dev_x, dev_y):
-    grads, value = fn(torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(y)).long(),
-                      torch.from_numpy(np.asarray(dev_x)),
-                      torch.from_numpy(np.asarray(dev_y)).long())
+    grads, value = fn(
+        torch.from_numpy(np.asarray(x)),
+        torch.from_numpy(np.asarray(y)).long(), torch.from_numpy(np.asarray(dev_x)),
+        torch.from_numpy(np.asarray(dev_y)).long())
     out = {"scores": {}}
     for path, g in zip(names, grads):
       g = g.detach().numpy()

@@ -34,8 +34,10 @@ import numpy as np
 from dlf_jax import losses
 from dlf_jax import state_features
 
-__all__ = ["with_teacher_state", "phi_snapshots", "w_snapshots", "smoothing_by_frequency",
-           "learned_transition", "noise_posterior", "class_weights", "logit_offsets"]
+__all__ = [
+    "with_teacher_state", "phi_snapshots", "w_snapshots", "smoothing_by_frequency",
+    "learned_transition", "noise_posterior", "class_weights", "logit_offsets"
+]
 
 
 def with_teacher_state(record: dict, state: Any) -> dict:
@@ -51,11 +53,17 @@ def with_teacher_state(record: dict, state: Any) -> dict:
     (Python floats), from which :func:`phi_snapshots` recomputes ``phi_t``.
   """
   stats = jax.device_get(state.stats)
-  return dict(record, s_train_loss=float(stats.train_loss),
-              s_train_acc=float(stats.train_acc), s_dev_acc=float(stats.dev_acc))
+  return dict(
+      record,
+      s_train_loss=float(stats.train_loss),
+      s_train_acc=float(stats.train_acc),
+      s_dev_acc=float(stats.dev_acc))
 
 
-def phi_snapshots(teacher, theta, history: Sequence[dict], num: int = 5,
+def phi_snapshots(teacher,
+                  theta,
+                  history: Sequence[dict],
+                  num: int = 5,
                   first_step: int = 0) -> list:
   """The teacher's ``phi_t`` at ``num`` evenly spaced points of a student's run.
 
@@ -88,17 +96,21 @@ def phi_snapshots(teacher, theta, history: Sequence[dict], num: int = 5,
     if r["step"] < first_step:
       continue
     f = lambda k, r=r: jnp.asarray(r[k], jnp.float32)
-    points.append((int(r["step"]), state_features.RunningStats(
-        train_loss=f("s_train_loss"), train_acc=f("s_train_acc"), dev_acc=f("s_dev_acc"))))
+    points.append((int(r["step"]),
+                   state_features.RunningStats(
+                       train_loss=f("s_train_loss"),
+                       train_acc=f("s_train_acc"),
+                       dev_acc=f("s_dev_acc"))))
   if not points:
     raise ValueError(f"No history record at or after step {first_step}.")
   idx = np.unique(np.linspace(0, len(points) - 1, min(num, len(points))).round().astype(int))
-  return [(points[i][0], teacher.phi(theta, teacher.state_features(
-      jnp.asarray(points[i][0], jnp.int32), points[i][1]))) for i in idx]
+  return [(points[i][0],
+           teacher.phi(theta,
+                       teacher.state_features(jnp.asarray(points[i][0], jnp.int32), points[i][1])))
+          for i in idx]
 
 
-def w_snapshots(teacher, theta, history: Sequence[dict], num: int = 5,
-                first_step: int = 0) -> list:
+def w_snapshots(teacher, theta, history: Sequence[dict], num: int = 5, first_step: int = 0) -> list:
   """The teacher's dense ``W_t`` at the points of :func:`phi_snapshots` (same arguments).
 
   Returns:
@@ -141,10 +153,14 @@ def smoothing_by_frequency(snapshots: Sequence, counts: np.ndarray) -> dict:
     raise ValueError(f"counts has shape {counts.shape}; expected ({eps.shape[1]},).")
   seen = np.flatnonzero(counts > 0)
   quartiles = np.array_split(seen[np.argsort(counts[seen], kind="stable")], 4)
-  return {"steps": [int(step) for step, _ in snapshots], "mean": eps.mean(1).tolist(),
-          "token_mean": (eps @ counts / counts.sum()).tolist(), "min": eps.min(1).tolist(),
-          "max": eps.max(1).tolist(),
-          "by_frequency": [float(eps[-1, q].mean()) for q in quartiles if len(q)]}
+  return {
+      "steps": [int(step) for step, _ in snapshots],
+      "mean": eps.mean(1).tolist(),
+      "token_mean": (eps @ counts / counts.sum()).tolist(),
+      "min": eps.min(1).tolist(),
+      "max": eps.max(1).tolist(),
+      "by_frequency": [float(eps[-1, q].mean()) for q in quartiles if len(q)]
+  }
 
 
 def learned_transition(phi: losses.LossForm) -> np.ndarray:

@@ -43,8 +43,11 @@ def sentence_bleu(hypothesis: str, reference: str) -> float:
   return float(_sacrebleu().sentence_bleu(hypothesis, [reference]).score)
 
 
-def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], *,
-                lowercase_tokenized: bool = True, lang: str = "en") -> dict:
+def corpus_bleu(hypotheses: Sequence[str],
+                references: Sequence[str],
+                *,
+                lowercase_tokenized: bool = True,
+                lang: str = "en") -> dict:
   """Corpus BLEU two ways.
 
   Args:
@@ -72,16 +75,21 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], *,
   sb = _sacrebleu()
   metric = sb.metrics.BLEU()
   score = metric.corpus_score(list(hypotheses), [list(references)])
-  out = {"bleu": float(score.score), "signature": str(metric.get_signature()),
-         "brevity_penalty": float(score.bp), "length_ratio": float(score.ratio),
-         "tokenized_bleu": None, "tokenized_signature": None}
+  out = {
+      "bleu": float(score.score),
+      "signature": str(metric.get_signature()),
+      "brevity_penalty": float(score.bp),
+      "length_ratio": float(score.ratio),
+      "tokenized_bleu": None,
+      "tokenized_signature": None
+  }
   try:
     from sacremoses import MosesTokenizer
   except ImportError:
     return out
   mt = MosesTokenizer(lang=lang)
-  tok = lambda s: mt.tokenize(s.lower() if lowercase_tokenized else s, escape=False,
-                              return_str=True)
+  tok = lambda s: mt.tokenize(
+      s.lower() if lowercase_tokenized else s, escape=False, return_str=True)
   tmetric = sb.metrics.BLEU(tokenize="none", force=True)
   tscore = tmetric.corpus_score([tok(h) for h in hypotheses], [[tok(r) for r in references]])
   out["tokenized_bleu"] = float(tscore.score)
@@ -112,8 +120,8 @@ def expected_bleu(seq_log_probs: jax.Array, bleu: jax.Array, valid: jax.Array) -
 @functools.lru_cache(maxsize=16)
 def _sampler_fn(model, num_samples: int, max_len: int, temperature: float):
   return jax.jit(lambda variables, src, rng: decoding.sample_translations(
-      model, variables, src, rng, num_samples=num_samples, max_len=max_len,
-      temperature=temperature))
+      model, variables, src, rng, num_samples=num_samples, max_len=max_len, temperature=temperature)
+                )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -155,8 +163,8 @@ class ExpectedSentenceBLEU(Measure):
 
   def prepare(self, student, state, dev_batches: dict, rng) -> dict:
     src_key, tgt_key = student.input_keys[0], student.label_key
-    src = np.asarray(dev_batches[src_key])                   # [n, B, Ls]
-    ref = np.asarray(dev_batches[tgt_key])                   # [n, B, Lt]
+    src = np.asarray(dev_batches[src_key])  # [n, B, Ls]
+    ref = np.asarray(dev_batches[tgt_key])  # [n, B, Lt]
     rows = np.asarray(dev_batches[student.mask_key]).reshape(ref.shape[:2] + (-1,)).max(-1) > 0
     n, b = src.shape[:2]
     k = self.num_samples + int(self.include_reference)
@@ -185,10 +193,15 @@ class ExpectedSentenceBLEU(Measure):
           valid[i, j, c] = 1.0
           bleu[i, j, c] = sentence_bleu(self.detokenize(cand[i, j, c]), reference) / 100.0
     cand_in = np.concatenate([np.full((n, b, k, 1), BOS_ID, np.int32), cand[..., :-1]], -1)
-    cand_in = np.where(cand_in == EOS_ID, PAD_ID, cand_in)   # nothing follows EOS
+    cand_in = np.where(cand_in == EOS_ID, PAD_ID, cand_in)  # nothing follows EOS
     cand_mask = (cand != PAD_ID).astype(np.float32)
-    return dict(dev_batches, cand_in=cand_in, cand_out=cand, cand_mask=cand_mask,
-                cand_bleu=bleu, cand_valid=valid)
+    return dict(
+        dev_batches,
+        cand_in=cand_in,
+        cand_out=cand,
+        cand_mask=cand_mask,
+        cand_bleu=bleu,
+        cand_valid=valid)
 
   def batch_sums(self, student, params, model_state, batch):
     if "cand_in" not in batch:
@@ -198,9 +211,14 @@ class ExpectedSentenceBLEU(Measure):
     b, k, lc = batch["cand_in"].shape
     src = jnp.repeat(batch[src_key], k, axis=0)
     cand_out = batch["cand_out"].reshape(b * k, lc)
-    outputs = student.apply(params, model_state, {
-        src_key: src, tgt_key: batch["cand_in"].reshape(b * k, lc), student.label_key: cand_out,
-    }, train=False)[0]
+    outputs = student.apply(
+        params,
+        model_state, {
+            src_key: src,
+            tgt_key: batch["cand_in"].reshape(b * k, lc),
+            student.label_key: cand_out,
+        },
+        train=False)[0]
     log_p = jax.nn.log_softmax(outputs.logits, -1)
     tok = jnp.take_along_axis(log_p, cand_out[..., None], -1)[..., 0]
     seq = jnp.sum(tok * batch["cand_mask"].reshape(b * k, lc).astype(tok.dtype), -1)

@@ -21,18 +21,30 @@ __all__ = ["check_int", "check_real", "is_concrete", "check_label_values"]
 
 
 @overload
-def check_int(name: str, value: Any, minimum: int = 0, *, allow_none: Literal[False] = False,
+def check_int(name: str,
+              value: Any,
+              minimum: int = 0,
+              *,
+              allow_none: Literal[False] = False,
               fix: str = "") -> int:
   ...
 
 
 @overload
-def check_int(name: str, value: Any, minimum: int = 0, *, allow_none: bool,
+def check_int(name: str,
+              value: Any,
+              minimum: int = 0,
+              *,
+              allow_none: bool,
               fix: str = "") -> Optional[int]:
   ...
 
 
-def check_int(name: str, value: Any, minimum: int = 0, *, allow_none: bool = False,
+def check_int(name: str,
+              value: Any,
+              minimum: int = 0,
+              *,
+              allow_none: bool = False,
               fix: str = "") -> Optional[int]:
   """``value`` as a Python int, after checking that it is an integer ``>= minimum``.
 
@@ -66,8 +78,8 @@ def check_int(name: str, value: Any, minimum: int = 0, *, allow_none: bool = Fal
       raise TypeError
     number = operator.index(value)
   except TypeError:
-    if (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-        and math.isfinite(value)):
+    if (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and
+        math.isfinite(value)):
       hint = (f" (a {type(value).__name__}): round it, e.g. {name.split('.')[-1]}="
               f"{int(float(value))}" + hint)
     raise ValueError(f"{name} must be {expected}, got {value!r}{hint}.") from None
@@ -76,9 +88,14 @@ def check_int(name: str, value: Any, minimum: int = 0, *, allow_none: bool = Fal
   return number
 
 
-def check_real(name: str, value: Any, *, low: Optional[float] = None,
-               high: Optional[float] = None, low_inclusive: bool = True,
-               high_inclusive: bool = True, fix: str = "") -> float:
+def check_real(name: str,
+               value: Any,
+               *,
+               low: Optional[float] = None,
+               high: Optional[float] = None,
+               low_inclusive: bool = True,
+               high_inclusive: bool = True,
+               fix: str = "") -> float:
   """``value`` as a finite Python float in the given range.
 
   Args:
@@ -97,9 +114,9 @@ def check_real(name: str, value: Any, *, low: Optional[float] = None,
   """
   if isinstance(value, (str, bytes, bool, np.bool_)) or not isinstance(
       value, (numbers.Real, np.ndarray, jax.Array)) or getattr(value, "ndim", 0) != 0:
-    raise ValueError(f"{name} must be a real number, got {value!r} ({type(value).__name__})"
-                    + (f": pass {name}={float(value)}" if _parses(value) else "")
-                    + (f"; {fix}" if fix else "") + ".")
+    raise ValueError(f"{name} must be a real number, got {value!r} ({type(value).__name__})" +
+                     (f": pass {name}={float(value)}" if _parses(value) else "") +
+                     (f"; {fix}" if fix else "") + ".")
   number = float(value)
   lo_ok = low is None or (number >= low if low_inclusive else number > low)
   hi_ok = high is None or (number <= high if high_inclusive else number < high)
@@ -113,8 +130,7 @@ def check_real(name: str, value: Any, *, low: Optional[float] = None,
     else:
       where = (f"in {'[' if low_inclusive else '('}{low:g}, "
                f"{high:g}{']' if high_inclusive else ')'}")
-    raise ValueError(f"{name} must be {where}, got {value!r}"
-                     + (f"; {fix}" if fix else "") + ".")
+    raise ValueError(f"{name} must be {where}, got {value!r}" + (f"; {fix}" if fix else "") + ".")
   return number
 
 
@@ -133,8 +149,7 @@ def is_concrete(x) -> bool:
   return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
 
 
-def check_label_values(labels, num_classes: int, name: str, mask=None, *,
-                       fix: str = "") -> None:
+def check_label_values(labels, num_classes: int, name: str, mask=None, *, fix: str = "") -> None:
   """Host check that concrete ``labels`` are class ids in ``[0, num_classes)``.
 
   Out-of-range labels do not fail inside JAX: a gather reads ``-1`` as class
@@ -164,5 +179,5 @@ def check_label_values(labels, num_classes: int, name: str, mask=None, *,
   bad = values[(values < 0) | (values >= num_classes)]
   if bad.size:
     raise ValueError(f"{name} holds label {int(bad.flat[0])} ({bad.size} bad in all), outside "
-                     f"[0, {num_classes - 1}] for num_classes={num_classes}: "
-                     + (fix or "fix the labels or num_classes") + ".")
+                     f"[0, {num_classes - 1}] for num_classes={num_classes}: " +
+                     (fix or "fix the labels or num_classes") + ".")

@@ -32,14 +32,16 @@ from typing import (TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Optional, Pr
 
 import jax
 
-if TYPE_CHECKING:   # annotations only: these modules import this one
+if TYPE_CHECKING:  # annotations only: these modules import this one
   from dlf_jax.estimators.base import EstimateContext
   from dlf_jax.hypergrad import HypergradResult
   from dlf_jax.state_features import RunningStats
   from dlf_jax.student import StudentOutputs, StudentState
 
-__all__ = ["LossProvider", "HypergradEstimator", "BatchSampler", "Method", "Memory", "Mode",
-           "Parameterisation", "Link"]
+__all__ = [
+    "LossProvider", "HypergradEstimator", "BatchSampler", "Method", "Memory", "Mode",
+    "Parameterisation", "Link"
+]
 
 # Hypergradient method of the reverse estimator (:func:`dlf_jax.hypergrad.hypergradient`).
 Method = Literal["auto", "eqn45", "vjp", "autodiff"]
@@ -48,8 +50,8 @@ Memory = Literal["store_all", "checkpointed"]
 # Teaching schedule of :func:`dlf_jax.teach`.
 Mode = Literal["episodes", "online"]
 # Structure of W in Eqn. (2): the keys of dlf_jax.losses.FORMS (checked there at import).
-Parameterisation = Literal["full", "diagonal", "low_rank", "soft_target",
-                           "weighted_soft_target", "forward_correction", "logit_adjustment"]
+Parameterisation = Literal["full", "diagonal", "low_rank", "soft_target", "weighted_soft_target",
+                           "forward_correction", "logit_adjustment"]
 # What wraps the bilinear score of Eqn. (2): the paper's sigmoid or the identity (the
 # keys of dlf_jax.losses.core.LINK_FUNCTIONS, checked there at import).
 Link = Literal["sigmoid", "identity"]
@@ -87,7 +89,10 @@ class LossProvider(Protocol):
   def phi(self, theta: Any, s: jax.Array) -> Any:
     """``phi_t = mu_theta(s_t)``: the loss's parameters at step ``t`` (a pytree or None)."""
 
-  def loss(self, phi: Any, outputs: StudentOutputs, labels: jax.Array,
+  def loss(self,
+           phi: Any,
+           outputs: StudentOutputs,
+           labels: jax.Array,
            mask: Optional[jax.Array] = None) -> jax.Array:
     """Float scalar: the (masked) mean training loss of ``outputs`` for ``labels``."""
 

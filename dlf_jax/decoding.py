@@ -21,15 +21,17 @@ import jax.numpy as jnp
 
 from dlf_jax.data.vocab import BOS_ID, EOS_ID, NEVER_EMITTED, PAD_ID
 
-__all__ = ["greedy_decode", "beam_search", "sample_decode", "length_penalty",
-           "translate", "sample_translations"]
+__all__ = [
+    "greedy_decode", "beam_search", "sample_decode", "length_penalty", "translate",
+    "sample_translations"
+]
 
 StepFn = Callable
 
 
 def length_penalty(length, alpha: float):
   """GNMT's ``((5 + length) / 6) ** alpha`` (Wu et al., 2016, Eqn. 14)."""
-  return ((5.0 + jnp.asarray(length, jnp.float32)) / 6.0) ** alpha
+  return ((5.0 + jnp.asarray(length, jnp.float32)) / 6.0)**alpha
 
 
 def _never_emit(logits: jax.Array) -> jax.Array:
@@ -62,8 +64,8 @@ def _token_loop(step_fn: StepFn, cache, n: int, max_len: int, pick: Callable):
     out = out.at[:, i].set(nxt)
     return i + 1, nxt, out, done | (nxt == EOS_ID), cache
 
-  _, _, out, _, _ = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), tokens, out,
-                                                    done, cache))
+  _, _, out, _, _ = jax.lax.while_loop(cond, body, (jnp.zeros(
+      (), jnp.int32), tokens, out, done, cache))
   return out
 
 
@@ -76,7 +78,11 @@ def greedy_decode(step_fn: StepFn, cache, n: int, max_len: int) -> jax.Array:
   return _token_loop(step_fn, cache, n, max_len, lambda logits, i: jnp.argmax(logits, -1))
 
 
-def sample_decode(step_fn: StepFn, cache, n: int, max_len: int, rng: jax.Array,
+def sample_decode(step_fn: StepFn,
+                  cache,
+                  n: int,
+                  max_len: int,
+                  rng: jax.Array,
                   temperature: float = 1.0) -> jax.Array:
   """Ancestral sampling from ``softmax(logits / temperature)``: int32 ``[n, max_len]``.
 
@@ -85,21 +91,27 @@ def sample_decode(step_fn: StepFn, cache, n: int, max_len: int, rng: jax.Array,
   """
   if temperature <= 0:
     raise ValueError(f"temperature must be > 0, got {temperature}.")
-  pick = lambda logits, i: jax.random.categorical(jax.random.fold_in(rng, i),
-                                                  logits / temperature, axis=-1)
+  pick = lambda logits, i: jax.random.categorical(
+      jax.random.fold_in(rng, i), logits / temperature, axis=-1)
   return _token_loop(step_fn, cache, n, max_len, pick)
 
 
 def _gather_beams(tree, idx, batch: int, beam: int):
   """Selects beams ``idx [B, K']`` of every ``[B * K, ...]`` leaf -> ``[B * K', ...]``."""
+
   def gather(x):
     x = x.reshape((batch, beam) + x.shape[1:])
     x = jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
     return x.reshape((-1,) + x.shape[2:])
+
   return jax.tree_util.tree_map(gather, tree)
 
 
-def beam_search(step_fn: StepFn, cache, batch: int, beam_size: int, max_len: int,
+def beam_search(step_fn: StepFn,
+                cache,
+                batch: int,
+                beam_size: int,
+                max_len: int,
                 alpha: float = 0.6) -> tuple[jax.Array, jax.Array]:
   """Batched beam search with GNMT's length penalty.
 
@@ -145,8 +157,8 @@ def beam_search(step_fn: StepFn, cache, batch: int, beam_size: int, max_len: int
     is_eos = tok == EOS_ID
     new_alive_seq, new_alive_lp, keep = _keep_alive(seqs, top_lp, is_eos, k, neg)
     cache = _gather_beams(cache, jnp.take_along_axis(beam_idx, keep, axis=1), batch, k)
-    new_fin_seq, new_fin_score = _merge_finished(fin_seq, fin_score, seqs, top_lp, is_eos, i,
-                                                 k, alpha, neg)
+    new_fin_seq, new_fin_score = _merge_finished(fin_seq, fin_score, seqs, top_lp, is_eos, i, k,
+                                                 alpha, neg)
     return i + 1, new_alive_seq, new_alive_lp, new_fin_seq, new_fin_score, cache
 
   init = (jnp.zeros((), jnp.int32),) + beams + (cache,)
@@ -162,8 +174,9 @@ def _initial_beams(batch: int, k: int, max_len: int, neg: jax.Array):
   finished (``fin_score = neg``).
   """
   alive_seq = jnp.full((batch, k, max_len + 1), PAD_ID, jnp.int32).at[:, :, 0].set(BOS_ID)
-  alive_lp = jnp.tile(jnp.concatenate([jnp.zeros((1,), jnp.float32),
-                                       jnp.full((k - 1,), neg, jnp.float32)]), (batch, 1))
+  alive_lp = jnp.tile(
+      jnp.concatenate([jnp.zeros((1,), jnp.float32),
+                       jnp.full((k - 1,), neg, jnp.float32)]), (batch, 1))
   fin_seq = jnp.full((batch, k, max_len + 1), PAD_ID, jnp.int32)
   fin_score = jnp.full((batch, k), neg, jnp.float32)
   return alive_seq, alive_lp, fin_seq, fin_score
@@ -186,7 +199,7 @@ def _expand_beams(logits, alive_seq, alive_lp, i, batch: int, k: int):
   logp = _never_emit(jax.nn.log_softmax(logits.astype(jnp.float32), -1))
   v = logp.shape[-1]
   cand = (alive_lp[:, :, None] + logp.reshape(batch, k, v)).reshape(batch, k * v)
-  top_lp, top_idx = jax.lax.top_k(cand, 2 * k)                     # [B, 2K]
+  top_lp, top_idx = jax.lax.top_k(cand, 2 * k)  # [B, 2K]
   beam_idx, tok = top_idx // v, (top_idx % v).astype(jnp.int32)
   seqs = jnp.take_along_axis(alive_seq, beam_idx[:, :, None], axis=1)
   seqs = seqs.at[:, :, i + 1].set(tok)
@@ -251,7 +264,12 @@ def _repeat(tree, times: int):
   return jax.tree_util.tree_map(lambda x: jnp.repeat(x, times, axis=0), tree)
 
 
-def translate(model, variables, src: jax.Array, *, max_len: int, beam_size: int = 4,
+def translate(model,
+              variables,
+              src: jax.Array,
+              *,
+              max_len: int,
+              beam_size: int = 4,
               alpha: float = 0.6) -> jax.Array:
   """Translates ``src`` int32 ``[B, Ls]`` with a seq2seq model (jit-able).
 
@@ -285,16 +303,22 @@ def translate(model, variables, src: jax.Array, *, max_len: int, beam_size: int 
   return beam_search(step, cache, b, beam_size, max_len, alpha)[0]
 
 
-def sample_translations(model, variables, src: jax.Array, rng: jax.Array, *, num_samples: int,
-                        max_len: int, temperature: float = 1.0) -> jax.Array:
+def sample_translations(model,
+                        variables,
+                        src: jax.Array,
+                        rng: jax.Array,
+                        *,
+                        num_samples: int,
+                        max_len: int,
+                        temperature: float = 1.0) -> jax.Array:
   """``num_samples`` sampled translations per source: int32 ``[B, K, max_len]``."""
   if num_samples < 1:
     raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
   _check_positions(model, max_len)
   b = src.shape[0]
   memory = _repeat(model.apply(variables, src, method=model.encode), num_samples)
-  cache = model.apply(variables, memory, _repeat(src, num_samples), max_len,
-                      method=model.init_cache)
+  cache = model.apply(
+      variables, memory, _repeat(src, num_samples), max_len, method=model.init_cache)
   step = lambda c, t, i: model.apply(variables, c, t, i, method=model.decode_step)
   out = sample_decode(step, cache, b * num_samples, max_len, rng, temperature)
   return out.reshape(b, num_samples, max_len)

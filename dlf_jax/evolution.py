@@ -93,13 +93,13 @@ from dlf_jax import checks, measures
 from dlf_jax.contracts import LossProvider
 from dlf_jax.hypergrad import HypergradResult
 from dlf_jax.student import Student, StudentState
-from dlf_jax.unroll import (check_batch_labels, check_unroll_batches, dev_measure, evaluate,
-                            unroll)
+from dlf_jax.unroll import (check_batch_labels, check_unroll_batches, dev_measure, evaluate, unroll)
 
-__all__ = ["PESState", "es_gradient", "make_es_gradient_fn", "dev_accuracy_reward",
-           "antithetic_estimate", "pes_estimate", "resolve_reward", "check_population",
-           "check_sigma", "check_chunk_size",
-           "init_pes_state", "reset_pes_state", "pes_step", "make_pes_step_fn"]
+__all__ = [
+    "PESState", "es_gradient", "make_es_gradient_fn", "dev_accuracy_reward", "antithetic_estimate",
+    "pes_estimate", "resolve_reward", "check_population", "check_sigma", "check_chunk_size",
+    "init_pes_state", "reset_pes_state", "pes_step", "make_pes_step_fn"
+]
 
 Reward = Callable[[Any, Any, Any], jax.Array]
 
@@ -160,9 +160,14 @@ def _noise(rng: jax.Array, num_pairs: int, dim: int, dtype) -> jax.Array:
   return jax.random.normal(rng, (num_pairs, dim), dtype)
 
 
-def antithetic_estimate(fn: Callable, theta_flat: jax.Array, rng: jax.Array,
-                         population: int, sigma: float, *, has_aux: bool = False,
-                         chunk_size: Optional[int] = None):
+def antithetic_estimate(fn: Callable,
+                        theta_flat: jax.Array,
+                        rng: jax.Array,
+                        population: int,
+                        sigma: float,
+                        *,
+                        has_aux: bool = False,
+                        chunk_size: Optional[int] = None):
   """Antithetic ES estimate of ``d fn / d theta`` with the centre evaluated alongside.
 
   ``fn`` is evaluated at ``[theta, theta + sigma eps_1..n, theta - sigma eps_1..n]``
@@ -193,7 +198,7 @@ def antithetic_estimate(fn: Callable, theta_flat: jax.Array, rng: jax.Array,
   thetas = jnp.concatenate([theta_flat[None], theta_flat + delta, theta_flat - delta])
   out = _map_members(fn, (thetas,), check_chunk_size(chunk_size))
   rewards, aux = out if has_aux else (out, None)
-  diff = rewards[1:n + 1] - rewards[n + 1:]                 # [n]: R+_i - R-_i
+  diff = rewards[1:n + 1] - rewards[n + 1:]  # [n]: R+_i - R-_i
   g = (diff @ eps) / (2 * sigma * n)
   if aux is not None:
     aux = jax.tree_util.tree_map(lambda x: x[0], aux)
@@ -201,7 +206,7 @@ def antithetic_estimate(fn: Callable, theta_flat: jax.Array, rng: jax.Array,
 
 
 def resolve_reward(student: Student, measure: Optional[measures.Measure],
-                    reward: Optional[Reward]) -> Reward:
+                   reward: Optional[Reward]) -> Reward:
   """``reward`` itself, else the dev mean of ``measure`` (:func:`~dlf_jax.unroll.dev_measure`).
 
   Raises:
@@ -211,8 +216,8 @@ def resolve_reward(student: Student, measure: Optional[measures.Measure],
     return reward
   if measure is None:
     raise ValueError("Pass a measure (the default reward is its dev mean) or a reward callable.")
-  return lambda params, model_state, dev_batches: dev_measure(student, measure, params,
-                                                              model_state, dev_batches)
+  return lambda params, model_state, dev_batches: dev_measure(student, measure, params, model_state,
+                                                              dev_batches)
 
 
 @functools.lru_cache(maxsize=32)
@@ -226,13 +231,22 @@ def dev_accuracy_reward(student: Student) -> Reward:
     ``reward(params, model_state, dev_batches) -> scalar``: the masked accuracy of
     :func:`~dlf_jax.unroll.evaluate` (eval mode) over ``[n, B, ...]`` dev batches.
   """
-  return lambda params, model_state, dev_batches: evaluate(
-      student, params, model_state, dev_batches)["accuracy"]
+  return lambda params, model_state, dev_batches: evaluate(student, params, model_state, dev_batches
+                                                          )["accuracy"]
 
 
-def es_gradient(student: Student, teacher: LossProvider, measure: Optional[measures.Measure],
-                theta: Any, state: StudentState, batches, dev_batches, rng: jax.Array, *,
-                population: int = 8, sigma: float = 0.01, reward: Optional[Reward] = None,
+def es_gradient(student: Student,
+                teacher: LossProvider,
+                measure: Optional[measures.Measure],
+                theta: Any,
+                state: StudentState,
+                batches,
+                dev_batches,
+                rng: jax.Array,
+                *,
+                population: int = 8,
+                sigma: float = 0.01,
+                reward: Optional[Reward] = None,
                 chunk_size: Optional[int] = None) -> HypergradResult:
   """Antithetic-ES estimate of ``dR/dtheta`` over one unroll of ``T`` student steps.
 
@@ -279,7 +293,7 @@ def es_gradient(student: Student, teacher: LossProvider, measure: Optional[measu
   population = check_population(population)
   check_sigma(sigma)
   check_unroll_batches(batches)
-  check_batch_labels(batches, student, "batches")            # concrete labels only (not under jit)
+  check_batch_labels(batches, student, "batches")  # concrete labels only (not under jit)
   check_batch_labels(dev_batches, student, "dev_batches")
   _check_classes(student, teacher)
   reward_fn = resolve_reward(student, measure, reward)
@@ -289,15 +303,19 @@ def es_gradient(student: Student, teacher: LossProvider, measure: Optional[measu
     final, metrics = unroll(student, teacher, unravel(flat), state, batches)
     return reward_fn(final.params, final.model_state, dev_batches), (final, metrics)
 
-  g, value, (final, metrics) = antithetic_estimate(run, theta_flat, rng, population, sigma,
-                                                    has_aux=True, chunk_size=chunk_size)
-  return HypergradResult(dtheta=unravel(g), dparams0=None, value=value, final_state=final,
-                         metrics=metrics)
+  g, value, (final, metrics) = antithetic_estimate(
+      run, theta_flat, rng, population, sigma, has_aux=True, chunk_size=chunk_size)
+  return HypergradResult(
+      dtheta=unravel(g), dparams0=None, value=value, final_state=final, metrics=metrics)
 
 
-def make_es_gradient_fn(student: Student, teacher: LossProvider,
-                        measure: Optional[measures.Measure], *, population: int = 8,
-                        sigma: float = 0.01, reward: Optional[Reward] = None,
+def make_es_gradient_fn(student: Student,
+                        teacher: LossProvider,
+                        measure: Optional[measures.Measure],
+                        *,
+                        population: int = 8,
+                        sigma: float = 0.01,
+                        reward: Optional[Reward] = None,
                         chunk_size: Optional[int] = None):
   """``jax.jit``-compiled ``fn(theta, state, batches, dev_batches, rng) -> HypergradResult``.
 
@@ -312,9 +330,16 @@ def make_es_gradient_fn(student: Student, teacher: LossProvider,
   check_sigma(sigma)
   chunk_size = check_chunk_size(chunk_size)
   resolve_reward(student, measure, reward)
-  return jax.jit(functools.partial(es_gradient, student, teacher, measure,
-                                   population=population, sigma=float(sigma), reward=reward,
-                                   chunk_size=chunk_size))
+  return jax.jit(
+      functools.partial(
+          es_gradient,
+          student,
+          teacher,
+          measure,
+          population=population,
+          sigma=float(sigma),
+          reward=reward,
+          chunk_size=chunk_size))
 
 
 @struct.dataclass
@@ -355,13 +380,15 @@ def init_pes_state(student_state: StudentState, population: int, theta: Any) -> 
   """
   population = check_population(population)
   theta_flat, _ = ravel_pytree(theta)
-  particles = jax.tree_util.tree_map(
-      lambda x: jnp.broadcast_to(x, (population,) + jnp.shape(x)), student_state)
-  return PESState(particles=particles,
-                  accumulator=jnp.zeros((population,) + theta_flat.shape, theta_flat.dtype))
+  particles = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (population,) + jnp.shape(x)),
+                                     student_state)
+  return PESState(
+      particles=particles,
+      accumulator=jnp.zeros((population,) + theta_flat.shape, theta_flat.dtype))
 
 
-def reset_pes_state(pes_state: PESState, student_state: StudentState,
+def reset_pes_state(pes_state: PESState,
+                    student_state: StudentState,
                     pairs: Optional[jax.Array] = None) -> PESState:
   """Starts new episodes: particles back to ``student_state``, accumulators to zero.
 
@@ -388,15 +415,19 @@ def reset_pes_state(pes_state: PESState, student_state: StudentState,
     m = mask.reshape((population,) + (1,) * (jnp.ndim(old) - 1))
     return jnp.where(m, new, old)
 
-  particles = jax.tree_util.tree_map(lambda new, old: select(new[None], old),
-                                     student_state, pes_state.particles)
+  particles = jax.tree_util.tree_map(lambda new, old: select(new[None], old), student_state,
+                                     pes_state.particles)
   accumulator = select(jnp.zeros_like(pes_state.accumulator), pes_state.accumulator)
   return PESState(particles=particles, accumulator=accumulator)
 
 
-def pes_estimate(fn: Callable, theta_flat: jax.Array, particles: Any,
-                  accumulator: jax.Array, rng: jax.Array, sigma: float,
-                  chunk_size: Optional[int] = None):
+def pes_estimate(fn: Callable,
+                 theta_flat: jax.Array,
+                 particles: Any,
+                 accumulator: jax.Array,
+                 rng: jax.Array,
+                 sigma: float,
+                 chunk_size: Optional[int] = None):
   """One PES truncation for generic persistent particles.
 
   Args:
@@ -417,19 +448,27 @@ def pes_estimate(fn: Callable, theta_flat: jax.Array, particles: Any,
   n = population // 2
   eps = _noise(rng, n, theta_flat.shape[0], theta_flat.dtype)
   delta = sigma * eps
-  delta = jnp.concatenate([delta, -delta])                  # [population, P]
+  delta = jnp.concatenate([delta, -delta])  # [population, P]
   rewards, new_particles = _map_members(fn, (theta_flat + delta, particles),
                                         check_chunk_size(chunk_size))
   accumulator = accumulator + delta
-  diff = rewards[:n] - rewards[n:]                          # [n]: R+_i - R-_i
+  diff = rewards[:n] - rewards[n:]  # [n]: R+_i - R-_i
   # The pair's accumulated perturbation; (xi+ - xi-) / 2 == xi+ exactly when paired.
   xi = (accumulator[:n] - accumulator[n:]) / 2
-  g = (diff @ xi) / (2 * sigma ** 2 * n)
+  g = (diff @ xi) / (2 * sigma**2 * n)
   return g.astype(theta_flat.dtype), new_particles, accumulator, rewards
 
 
-def pes_step(student: Student, teacher: LossProvider, measure: Optional[measures.Measure],
-             theta: Any, pes_state: PESState, batches, dev_batches, rng: jax.Array, *, sigma: float,
+def pes_step(student: Student,
+             teacher: LossProvider,
+             measure: Optional[measures.Measure],
+             theta: Any,
+             pes_state: PESState,
+             batches,
+             dev_batches,
+             rng: jax.Array,
+             *,
+             sigma: float,
              reward: Optional[Reward] = None,
              chunk_size: Optional[int] = None) -> tuple[Any, PESState, jax.Array]:
   """One PES truncation: every particle continues its own student for ``T`` steps.
@@ -464,7 +503,7 @@ def pes_step(student: Student, teacher: LossProvider, measure: Optional[measures
     Vicol, Metz, Sohl-Dickstein, ICML 2021 (PES with antithetic pairs).
   """
   check_unroll_batches(batches)
-  check_batch_labels(batches, student, "batches")            # concrete labels only (not under jit)
+  check_batch_labels(batches, student, "batches")  # concrete labels only (not under jit)
   check_batch_labels(dev_batches, student, "dev_batches")
   _check_classes(student, teacher)
   reward_fn = resolve_reward(student, measure, reward)
@@ -477,15 +516,18 @@ def pes_step(student: Student, teacher: LossProvider, measure: Optional[measures
     final, _ = unroll(student, teacher, unravel(flat), particle, batches)
     return reward_fn(final.params, final.model_state, dev_batches), final
 
-  g, particles, accumulator, rewards = pes_estimate(
-      run, theta_flat, pes_state.particles, pes_state.accumulator, rng, sigma, chunk_size)
-  return (unravel(g), PESState(particles=particles, accumulator=accumulator),
-          jnp.mean(rewards))
+  g, particles, accumulator, rewards = pes_estimate(run, theta_flat, pes_state.particles,
+                                                    pes_state.accumulator, rng, sigma, chunk_size)
+  return (unravel(g), PESState(particles=particles, accumulator=accumulator), jnp.mean(rewards))
 
 
-def make_pes_step_fn(student: Student, teacher: LossProvider,
-                     measure: Optional[measures.Measure], *, sigma: float = 0.01,
-                     reward: Optional[Reward] = None, chunk_size: Optional[int] = None):
+def make_pes_step_fn(student: Student,
+                     teacher: LossProvider,
+                     measure: Optional[measures.Measure],
+                     *,
+                     sigma: float = 0.01,
+                     reward: Optional[Reward] = None,
+                     chunk_size: Optional[int] = None):
   """``jax.jit``-compiled ``fn(theta, pes_state, batches, dev_batches, rng)``.
 
   Returns ``(dtheta, new_pes_state, value)``; see :func:`pes_step`.
@@ -496,5 +538,12 @@ def make_pes_step_fn(student: Student, teacher: LossProvider,
   check_sigma(sigma)
   chunk_size = check_chunk_size(chunk_size)
   resolve_reward(student, measure, reward)
-  return jax.jit(functools.partial(pes_step, student, teacher, measure, sigma=float(sigma),
-                                   reward=reward, chunk_size=chunk_size))
+  return jax.jit(
+      functools.partial(
+          pes_step,
+          student,
+          teacher,
+          measure,
+          sigma=float(sigma),
+          reward=reward,
+          chunk_size=chunk_size))

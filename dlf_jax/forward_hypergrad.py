@@ -61,9 +61,11 @@ from dlf_jax.student import Student, StudentState
 from dlf_jax.unroll import (StepMetrics, apply_step, check_batch_labels, check_finite_inputs,
                             check_unroll_batches, dev_measure)
 
-__all__ = ["DEFAULT_MAX_PARAMS", "ForwardCarry", "num_teacher_params", "check_num_params",
-           "init_forward_carry", "forward_chunk", "forward_readout", "forward_hypergradient",
-           "make_forward_hypergradient_fn", "make_forward_fns"]
+__all__ = [
+    "DEFAULT_MAX_PARAMS", "ForwardCarry", "num_teacher_params", "check_num_params",
+    "init_forward_carry", "forward_chunk", "forward_readout", "forward_hypergradient",
+    "make_forward_hypergradient_fn", "make_forward_fns"
+]
 
 DEFAULT_MAX_PARAMS = 256
 
@@ -115,8 +117,7 @@ def init_forward_carry(theta: Any, state: StudentState) -> ForwardCarry:
   """
   p = num_teacher_params(theta)
   z = split_float_leaves((state.params, state.opt_state))[0]
-  tangents = [None if x is None else jnp.zeros((p,) + jnp.shape(x), jnp.result_type(x))
-              for x in z]
+  tangents = [None if x is None else jnp.zeros((p,) + jnp.shape(x), jnp.result_type(x)) for x in z]
   return ForwardCarry(state=state, tangents=tangents)
 
 
@@ -124,7 +125,7 @@ def _forward_step(student, teacher, theta, carry: ForwardCarry, batch):
   """One student step and its tangent update ``J_t -> J_{t+1}``."""
   state = carry.state
   flat_theta, unravel = ravel_pytree(theta)
-  s = teacher.state_features(state.step, state.stats)      # data: stop_gradient inside
+  s = teacher.state_features(state.step, state.stats)  # data: stop_gradient inside
   z, rest, treedef = split_float_leaves((state.params, state.opt_state))
   idx = [i for i, x in enumerate(z) if x is not None]
 
@@ -177,14 +178,13 @@ def forward_chunk(student: Student, teacher: LossProvider, theta: Any, carry: Fo
       outside ``[0, C)`` in concrete (not traced) ``batches``.
   """
   check_unroll_batches(batches)
-  check_finite_inputs(batches, "batches")          # concrete inputs only: skipped under jit
+  check_finite_inputs(batches, "batches")  # concrete inputs only: skipped under jit
   check_batch_labels(batches, student, "batches")
-  return jax.lax.scan(lambda c, b: _forward_step(student, teacher, theta, c, b), carry,
-                      batches)
+  return jax.lax.scan(lambda c, b: _forward_step(student, teacher, theta, c, b), carry, batches)
 
 
-def forward_readout(student: Student, measure: measures.Measure, theta: Any,
-                    carry: ForwardCarry, dev_batches) -> tuple[jax.Array, Any]:
+def forward_readout(student: Student, measure: measures.Measure, theta: Any, carry: ForwardCarry,
+                    dev_batches) -> tuple[jax.Array, Any]:
   """Eqn. (3) and the read-out ``dtheta = J_N^T dM~/dz_N``.
 
   Args:
@@ -200,18 +200,25 @@ def forward_readout(student: Student, measure: measures.Measure, theta: Any,
   final = carry.state
   flat_theta, unravel = ravel_pytree(theta)
   value, dparams = jax.value_and_grad(
-      lambda p: dev_measure(student, measure, p, final.model_state, dev_batches))(final.params)
+      lambda p: dev_measure(student, measure, p, final.model_state, dev_batches))(
+          final.params)
   dz = split_float_leaves((dparams, jax.tree_util.tree_map(jnp.zeros_like, final.opt_state)))[0]
   n_params = len(jax.tree_util.tree_leaves(final.params))
   dflat = jnp.zeros(flat_theta.shape, jnp.result_type(value))
-  for j, d in zip(carry.tangents[:n_params], dz[:n_params]):   # opt_state: zero cotangent
+  for j, d in zip(carry.tangents[:n_params], dz[:n_params]):  # opt_state: zero cotangent
     if j is not None:
       dflat = dflat + jnp.tensordot(j, d, axes=d.ndim).astype(dflat.dtype)
   return value, unravel(dflat.astype(flat_theta.dtype))
 
 
-def forward_hypergradient(student: Student, teacher: LossProvider, measure: measures.Measure,
-                          theta: Any, state: StudentState, batches, dev_batches, *,
+def forward_hypergradient(student: Student,
+                          teacher: LossProvider,
+                          measure: measures.Measure,
+                          theta: Any,
+                          state: StudentState,
+                          batches,
+                          dev_batches,
+                          *,
                           max_params: int = DEFAULT_MAX_PARAMS) -> HypergradResult:
   """``dM~(f_{w_N}, D_dev)/dtheta`` over ``N`` unrolled steps by forward-mode differentiation.
 
@@ -245,23 +252,24 @@ def forward_hypergradient(student: Student, teacher: LossProvider, measure: meas
   if teacher.num_classes is not None and teacher.num_classes != student.num_classes:
     raise ValueError(f"The teacher's loss has C={teacher.num_classes} classes but the student "
                      f"has num_classes={student.num_classes}.")
-  carry, metrics = forward_chunk(student, teacher, theta, init_forward_carry(theta, state),
-                                 batches)
+  carry, metrics = forward_chunk(student, teacher, theta, init_forward_carry(theta, state), batches)
   value, dtheta = forward_readout(student, measure, theta, carry, dev_batches)
-  return HypergradResult(dtheta=dtheta, dparams0=None, value=value, final_state=carry.state,
-                         metrics=metrics)
+  return HypergradResult(
+      dtheta=dtheta, dparams0=None, value=value, final_state=carry.state, metrics=metrics)
 
 
-def make_forward_hypergradient_fn(student: Student, teacher: LossProvider,
-                                  measure: measures.Measure, *,
+def make_forward_hypergradient_fn(student: Student,
+                                  teacher: LossProvider,
+                                  measure: measures.Measure,
+                                  *,
                                   max_params: int = DEFAULT_MAX_PARAMS):
   """``jax.jit``-compiled ``fn(theta, state, batches, dev_batches) -> HypergradResult``.
 
   See :func:`forward_hypergradient`. Compiled once per input shapes (the
   program size does not grow with ``N``).
   """
-  return jax.jit(functools.partial(forward_hypergradient, student, teacher, measure,
-                                   max_params=max_params))
+  return jax.jit(
+      functools.partial(forward_hypergradient, student, teacher, measure, max_params=max_params))
 
 
 def make_forward_fns(student: Student, teacher: LossProvider, measure: measures.Measure):
@@ -278,8 +286,7 @@ def make_forward_fns(student: Student, teacher: LossProvider, measure: measures.
       value, dtheta = readout(theta, carry, dev_batches)
   """
   init = jax.jit(init_forward_carry)
-  chunk = jax.jit(lambda theta, carry, batches: forward_chunk(student, teacher, theta, carry,
-                                                              batches))
-  readout = jax.jit(lambda theta, carry, dev: forward_readout(student, measure, theta, carry,
-                                                              dev))
+  chunk = jax.jit(
+      lambda theta, carry, batches: forward_chunk(student, teacher, theta, carry, batches))
+  readout = jax.jit(lambda theta, carry, dev: forward_readout(student, measure, theta, carry, dev))
   return init, chunk, readout

@@ -87,10 +87,11 @@ from dlf_jax.student import Student, StudentState
 from dlf_jax.unroll import (StepMetrics, apply_step, check_batch_labels, check_finite_inputs,
                             check_unroll_batches, dev_measure, inner_step)
 
-__all__ = ["METHODS", "MEMORY_POLICIES", "HypergradResult", "hypergradient",
-           "make_hypergradient_fn", "default_checkpoint_every", "resolve_method",
-           "split_float_leaves", "merge_float_leaves", "Recorder", "RECORDERS",
-           "MEMORY_SCHEDULES"]
+__all__ = [
+    "METHODS", "MEMORY_POLICIES", "HypergradResult", "hypergradient", "make_hypergradient_fn",
+    "default_checkpoint_every", "resolve_method", "split_float_leaves", "merge_float_leaves",
+    "Recorder", "RECORDERS", "MEMORY_SCHEDULES"
+]
 
 METHODS: tuple[Method, ...] = get_args(Method)
 MEMORY_POLICIES: tuple[Memory, ...] = get_args(Memory)
@@ -268,15 +269,14 @@ RECORDERS = {
 
 class _Steps(NamedTuple):
   """A recorder's step functions with ``(student, teacher, theta)`` bound."""
-  record: Callable   # (state_t, batch_t) -> (state_{t+1}, ((payload_t, s_t), metrics_t))
+  record: Callable  # (state_t, batch_t) -> (state_{t+1}, ((payload_t, s_t), metrics_t))
   reverse: Callable  # (dz_{t+1}, (payload_t, s_t), batch_t) -> (dz_t, dphi_t)
-  plain: Callable    # (state_t, batch_t) -> (state_{t+1}, (s_t, metrics_t))
+  plain: Callable  # (state_t, batch_t) -> (state_{t+1}, (s_t, metrics_t))
 
 
 def _slice_steps(batches, start, length):
   """``batches[start:start + length]`` along the unroll axis (``start`` may be traced)."""
-  return jax.tree_util.tree_map(lambda x: jax.lax.dynamic_slice_in_dim(x, start, length),
-                                batches)
+  return jax.tree_util.tree_map(lambda x: jax.lax.dynamic_slice_in_dim(x, start, length), batches)
 
 
 def _join_chunks(tree):
@@ -285,8 +285,7 @@ def _join_chunks(tree):
   The size is explicit: a leaf may be empty, e.g. the state features of a teacher
   with ``features=()``.
   """
-  return jax.tree_util.tree_map(lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:]),
-                                tree)
+  return jax.tree_util.tree_map(lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:]), tree)
 
 
 def _concat_steps(a, b):
@@ -347,7 +346,8 @@ def _checkpointed_schedule(steps: _Steps, state, batches, num_steps: int, k: int
       dz, dphis_tail = rev_recompute(dz, mid, _slice_steps(batches, n_full * k, rem))
     dz0, dphis = jax.lax.scan(
         lambda d, xs: rev_recompute(d, xs[0], _slice_steps(batches, xs[1] * k, k)),
-        dz, (seg_starts, jnp.arange(n_full)), reverse=True)
+        dz, (seg_starts, jnp.arange(n_full)),
+        reverse=True)
     dphis = _join_chunks(dphis)
     if dphis_tail is not None:
       dphis = _concat_steps(dphis, dphis_tail)
@@ -363,7 +363,7 @@ def _check_arguments(student, teacher, state, batches, dev_batches, method, memo
                      checkpoint_every) -> tuple[int, Method, int]:
   """``(T, resolved method, k)`` after the checks :func:`hypergradient` documents."""
   num_steps = check_unroll_batches(batches)
-  check_finite_inputs(batches, "batches")          # concrete inputs only: skipped under jit
+  check_finite_inputs(batches, "batches")  # concrete inputs only: skipped under jit
   check_finite_inputs(dev_batches, "dev_batches")
   if memory not in MEMORY_POLICIES:
     raise ValueError(f"Unknown memory policy {memory!r}; choose one of {MEMORY_POLICIES}.")
@@ -395,9 +395,16 @@ def _teacher_chain_rule(teacher: LossProvider, theta, feats, dphis):
   return teacher_vjp(dphis)[0]
 
 
-def hypergradient(student: Student, teacher: LossProvider, measure: measures.Measure,
-                  theta: Any, state: StudentState, batches, dev_batches, *,
-                  method: Method = "auto", memory: Memory = "store_all",
+def hypergradient(student: Student,
+                  teacher: LossProvider,
+                  measure: measures.Measure,
+                  theta: Any,
+                  state: StudentState,
+                  batches,
+                  dev_batches,
+                  *,
+                  method: Method = "auto",
+                  memory: Memory = "store_all",
                   checkpoint_every: Optional[int] = None) -> HypergradResult:
   """Unrolls ``T`` student steps and returns ``dM~/dtheta`` (Algorithm 1, inner part).
 
@@ -428,8 +435,8 @@ def hypergradient(student: Student, teacher: LossProvider, measure: measures.Mea
     Wu et al. 2018, Eqns. (3)-(5) and Algorithm 1; Maclaurin, Duvenaud, Adams,
     "Gradient-based Hyperparameter Optimization through Reversible Learning", 2015.
   """
-  num_steps, method, k = _check_arguments(student, teacher, state, batches, dev_batches,
-                                          method, memory, checkpoint_every)
+  num_steps, method, k = _check_arguments(student, teacher, state, batches, dev_batches, method,
+                                          memory, checkpoint_every)
   objective = lambda params, model_state: dev_measure(student, measure, params, model_state,
                                                       dev_batches)
   if method == "autodiff":
@@ -437,21 +444,22 @@ def hypergradient(student: Student, teacher: LossProvider, measure: measures.Mea
 
   recorder = RECORDERS[method]
   bind = lambda fn: functools.partial(fn, student, teacher, theta)
-  steps = _Steps(record=bind(recorder.record), reverse=bind(recorder.reverse),
-                 plain=bind(_plain_step))
+  steps = _Steps(
+      record=bind(recorder.record), reverse=bind(recorder.reverse), plain=bind(_plain_step))
   final, feats, metrics, reverse = MEMORY_SCHEDULES[memory](steps, state, batches, num_steps, k)
-  value, dz = _dev_cotangent(objective, final)                       # Eqn. (3)
-  dz0, dphis = reverse(dz)                                           # Eqns. (4)-(5), per step
-  dtheta = _teacher_chain_rule(teacher, theta, feats, dphis)         # Eqn. (5), through mu
+  value, dz = _dev_cotangent(objective, final)  # Eqn. (3)
+  dz0, dphis = reverse(dz)  # Eqns. (4)-(5), per step
+  dtheta = _teacher_chain_rule(teacher, theta, feats, dphis)  # Eqn. (5), through mu
 
   _, rest, treedef = split_float_leaves((state.params, state.opt_state))
   dparams0 = merge_float_leaves(dz0, rest, treedef)[0]
-  return HypergradResult(dtheta=dtheta, dparams0=dparams0, value=value, final_state=final,
-                         metrics=metrics)
+  return HypergradResult(
+      dtheta=dtheta, dparams0=dparams0, value=value, final_state=final, metrics=metrics)
 
 
 def _autodiff(student, teacher, theta, state, batches, objective, remat):
   """Reference: ``jax.grad`` through the forward ``lax.scan``."""
+
   def run(theta, params0):
     step = lambda s, b: inner_step(student, teacher, theta, s, b)
     if remat:
@@ -461,19 +469,28 @@ def _autodiff(student, teacher, theta, state, batches, objective, remat):
 
   (value, (final, metrics)), (dtheta, dparams0) = jax.value_and_grad(
       run, argnums=(0, 1), has_aux=True)(theta, state.params)
-  return HypergradResult(dtheta=dtheta, dparams0=dparams0, value=value, final_state=final,
-                         metrics=metrics)
+  return HypergradResult(
+      dtheta=dtheta, dparams0=dparams0, value=value, final_state=final, metrics=metrics)
 
 
-def make_hypergradient_fn(student: Student, teacher: LossProvider, measure: measures.Measure, *,
-                          method: Method = "auto", memory: Memory = "store_all",
+def make_hypergradient_fn(student: Student,
+                          teacher: LossProvider,
+                          measure: measures.Measure,
+                          *,
+                          method: Method = "auto",
+                          memory: Memory = "store_all",
                           checkpoint_every: Optional[int] = None):
   """``jax.jit``-compiled ``fn(theta, state, batches, dev_batches) -> HypergradResult``.
 
   Compiled once per input shapes; the unroll is a scan, so compile time does not
   grow with ``T``. See :func:`hypergradient` for the arguments.
   """
-  fn = functools.partial(hypergradient, student, teacher, measure, method=method,
-                         memory=memory, checkpoint_every=checkpoint_every)
+  fn = functools.partial(
+      hypergradient,
+      student,
+      teacher,
+      measure,
+      method=method,
+      memory=memory,
+      checkpoint_every=checkpoint_every)
   return jax.jit(fn)
-

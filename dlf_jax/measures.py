@@ -26,8 +26,10 @@ from flax import struct
 
 from dlf_jax import losses
 
-__all__ = ["expected_accuracy", "sigmoid_smoothed_error", "accuracy", "Measure",
-           "ExpectedAccuracy", "SigmoidSmoothedError", "CrossEntropy"]
+__all__ = [
+    "expected_accuracy", "sigmoid_smoothed_error", "accuracy", "Measure", "ExpectedAccuracy",
+    "SigmoidSmoothedError", "CrossEntropy"
+]
 
 
 def _p_target(logits, labels):
@@ -35,7 +37,8 @@ def _p_target(logits, labels):
   return p, jnp.take_along_axis(p, labels[..., None], axis=-1)[..., 0]
 
 
-def expected_accuracy(logits: jax.Array, labels: jax.Array,
+def expected_accuracy(logits: jax.Array,
+                      labels: jax.Array,
                       mask: Optional[jax.Array] = None) -> jax.Array:
   """Masked mean of ``p_w(y|x)``: logits float ``[..., C]``, labels int ``[...]``.
 
@@ -45,7 +48,9 @@ def expected_accuracy(logits: jax.Array, labels: jax.Array,
   return losses.masked_mean(_p_target(logits, labels)[1], mask)
 
 
-def sigmoid_smoothed_error(logits: jax.Array, labels: jax.Array, k: float = 50.0,
+def sigmoid_smoothed_error(logits: jax.Array,
+                           labels: jax.Array,
+                           k: float = 50.0,
                            mask: Optional[jax.Array] = None) -> jax.Array:
   """Masked mean of ``2 sigmoid(k (max_i p_i - p_y)) - 1`` in [0, 1) (the demo's error).
 
@@ -63,8 +68,7 @@ def sigmoid_smoothed_error(logits: jax.Array, labels: jax.Array, k: float = 50.0
   return losses.masked_mean(2.0 * jax.nn.sigmoid(k * (jnp.max(p, -1) - p_y)) - 1.0, mask)
 
 
-def accuracy(logits: jax.Array, labels: jax.Array,
-             mask: Optional[jax.Array] = None) -> jax.Array:
+def accuracy(logits: jax.Array, labels: jax.Array, mask: Optional[jax.Array] = None) -> jax.Array:
   """Masked 0-1 accuracy (not differentiable); logits ``[..., C]``, labels ``[...]``."""
   losses.check_labels(logits, labels, mask)
   return losses.masked_mean((jnp.argmax(logits, -1) == labels).astype(logits.dtype), mask)

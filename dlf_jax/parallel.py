@@ -23,8 +23,10 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-__all__ = ["BATCH_AXIS", "make_mesh", "shard_batches", "replicate", "initialize_distributed",
-           "num_batch_shards"]
+__all__ = [
+    "BATCH_AXIS", "make_mesh", "shard_batches", "replicate", "initialize_distributed",
+    "num_batch_shards"
+]
 
 BATCH_AXIS = "batch"
 

@@ -20,8 +20,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-__all__ = ["STATE_FEATURES", "DEFAULT_EMA_DECAY", "RunningStats", "init_running_stats",
-           "update_running_stats", "with_dev_accuracy", "state_vector"]
+__all__ = [
+    "STATE_FEATURES", "DEFAULT_EMA_DECAY", "RunningStats", "init_running_stats",
+    "update_running_stats", "with_dev_accuracy", "state_vector"
+]
 
 STATE_FEATURES = ("progress", "train_loss", "train_acc", "dev_acc")
 # Decay of the running training loss / accuracy (a Teacher's ``ema_decay`` default).
@@ -48,8 +50,8 @@ def init_running_stats(num_classes: int) -> RunningStats:
   return RunningStats(f(math.log(num_classes)), f(1.0 / num_classes), f(1.0 / num_classes))
 
 
-def update_running_stats(stats: RunningStats, batch_loss: jax.Array,
-                         batch_acc: jax.Array, decay: float) -> RunningStats:
+def update_running_stats(stats: RunningStats, batch_loss: jax.Array, batch_acc: jax.Array,
+                         decay: float) -> RunningStats:
   """EMA update ``v <- decay v + (1 - decay) x``; inputs are ``stop_gradient``-ed.
 
   Args:

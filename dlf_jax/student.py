@@ -29,8 +29,9 @@ from flax import struct
 
 from dlf_jax import checks, state_features
 
-__all__ = ["StudentOutputs", "StudentState", "Student", "make_optimizer", "OPTIMIZERS",
-           "MIN_EPS_ROOT"]
+__all__ = [
+    "StudentOutputs", "StudentState", "Student", "make_optimizer", "OPTIMIZERS", "MIN_EPS_ROOT"
+]
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 # The smallest eps_root of a differentiated Adam: float32's smallest normal number
@@ -73,9 +74,15 @@ class StudentState:
   stats: state_features.RunningStats
 
 
-def make_optimizer(name: str, learning_rate, *, momentum: float = 0.9,
-                   weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999,
-                   eps: float = 1e-8, eps_root: float = 1e-8) -> optax.GradientTransformation:
+def make_optimizer(name: str,
+                   learning_rate,
+                   *,
+                   momentum: float = 0.9,
+                   weight_decay: float = 0.0,
+                   b1: float = 0.9,
+                   b2: float = 0.999,
+                   eps: float = 1e-8,
+                   eps_root: float = 1e-8) -> optax.GradientTransformation:
   """A student optimizer that is differentiable end to end.
 
   Args:
@@ -101,26 +108,33 @@ def make_optimizer(name: str, learning_rate, *, momentum: float = 0.9,
   if name not in OPTIMIZERS:
     raise ValueError(f"Unknown student optimizer {name!r}; choose one of {OPTIMIZERS}.")
   if not callable(learning_rate):
-    checks.check_real("learning_rate", learning_rate, low=0.0, low_inclusive=False,
-                      fix="the student learning rate must be > 0 (a negative rate ascends "
-                          "the loss, zero never moves the student): a float or an optax "
-                          "schedule")
+    checks.check_real(
+        "learning_rate",
+        learning_rate,
+        low=0.0,
+        low_inclusive=False,
+        fix="the student learning rate must be > 0 (a negative rate ascends "
+        "the loss, zero never moves the student): a float or an optax "
+        "schedule")
   checks.check_real("weight_decay", weight_decay, low=0.0)
   if name in ("momentum", "nesterov"):
     checks.check_real("momentum", momentum, low=0.0, high=1.0, high_inclusive=False)
   if name == "adam":
     checks.check_real("b1", b1, low=0.0, high=1.0, high_inclusive=False)
-    checks.check_real("b2", b2, low=0.0, high=1.0, high_inclusive=False,
-                      fix="e.g. b2=0.999 (Adam's default)")
+    checks.check_real(
+        "b2", b2, low=0.0, high=1.0, high_inclusive=False, fix="e.g. b2=0.999 (Adam's default)")
     checks.check_real("eps", eps, low=0.0, fix="e.g. eps=1e-8 (Adam's default)")
-    checks.check_real("eps_root", eps_root, low=0.0, low_inclusive=False,
-                      fix="Adam differentiated through needs eps_root > 0, e.g. 1e-8")
+    checks.check_real(
+        "eps_root",
+        eps_root,
+        low=0.0,
+        low_inclusive=False,
+        fix="Adam differentiated through needs eps_root > 0, e.g. 1e-8")
     if eps_root < MIN_EPS_ROOT:
-      raise ValueError(
-          f"eps_root={eps_root!r} is below float32's smallest normal number "
-          f"{MIN_EPS_ROOT:.3g}: it is flushed to 0 and the hypergradient through "
-          "sqrt(nu + eps_root) becomes NaN for any weight with zero gradient; use "
-          "eps_root=1e-8 (the default).")
+      raise ValueError(f"eps_root={eps_root!r} is below float32's smallest normal number "
+                       f"{MIN_EPS_ROOT:.3g}: it is flushed to 0 and the hypergradient through "
+                       "sqrt(nu + eps_root) becomes NaN for any weight with zero gradient; use "
+                       "eps_root=1e-8 (the default).")
   if name == "sgd":
     tx = optax.sgd(learning_rate)
   elif name == "momentum":
@@ -172,8 +186,12 @@ class Student:
   def mask(self, batch):
     return batch.get(self.mask_key)
 
-  def init(self, rng: jax.Array, batch, stats: Optional[state_features.RunningStats] = None,
-           ) -> StudentState:
+  def init(
+      self,
+      rng: jax.Array,
+      batch,
+      stats: Optional[state_features.RunningStats] = None,
+  ) -> StudentState:
     """A fresh :class:`StudentState` at step 0 (``batch`` gives the input shapes)."""
     init_rng, rng = jax.random.split(rng)
     variables = self.model.init(init_rng, *self.inputs(batch), train=False)
@@ -186,11 +204,20 @@ class Student:
         lambda v: v.astype(dtype) if jnp.issubdtype(v.dtype, jnp.floating) else v, variables)
     if stats is None:
       stats = state_features.init_running_stats(self.num_classes)
-    return StudentState(params=params, opt_state=self.tx.init(params),
-                        model_state=variables, rng=rng,
-                        step=jnp.zeros((), jnp.int32), stats=stats)
+    return StudentState(
+        params=params,
+        opt_state=self.tx.init(params),
+        model_state=variables,
+        rng=rng,
+        step=jnp.zeros((), jnp.int32),
+        stats=stats)
 
-  def apply(self, params, model_state, batch, *, train: bool,
+  def apply(self,
+            params,
+            model_state,
+            batch,
+            *,
+            train: bool,
             rng: Optional[jax.Array] = None) -> tuple[StudentOutputs, Any]:
     """Runs the model.
 
@@ -212,12 +239,12 @@ class Student:
     variables = {"params": params, **model_state}
     rngs = {"dropout": rng} if (train and rng is not None) else None
     if train and model_state:
-      out, new_state = self.model.apply(variables, *self.inputs(batch), train=True,
-                                        rngs=rngs, mutable=list(model_state))
+      out, new_state = self.model.apply(
+          variables, *self.inputs(batch), train=True, rngs=rngs, mutable=list(model_state))
       # Keep the carry's dtypes (flax keeps BatchNorm statistics in float32).
       new_state = jax.tree_util.tree_map(
-          lambda new, old: jax.lax.stop_gradient(new).astype(old.dtype),
-          dict(new_state), dict(model_state))
+          lambda new, old: jax.lax.stop_gradient(new).astype(old.dtype), dict(new_state),
+          dict(model_state))
     else:
       out = self.model.apply(variables, *self.inputs(batch), train=train, rngs=rngs)
       new_state = model_state

@@ -57,10 +57,16 @@ from dlf_jax.state_features import (DEFAULT_EMA_DECAY, STATE_FEATURES, RunningSt
                                     init_running_stats, state_vector, update_running_stats)
 
 __all__ = [
-    "STATE_FEATURES", "RunningStats", "init_running_stats", "update_running_stats",
-    "state_vector", "AttentionTeacher", "MLPTeacher", "Teacher", "CE_ANCHOR_EPS",
+    "STATE_FEATURES",
+    "RunningStats",
+    "init_running_stats",
+    "update_running_stats",
+    "state_vector",
+    "AttentionTeacher",
+    "MLPTeacher",
+    "Teacher",
+    "CE_ANCHOR_EPS",
 ]
-
 
 # Re-exported from the loss family (they belong to the soft-target form).
 CE_ANCHOR_EPS = losses.CE_ANCHOR_EPS
@@ -100,18 +106,21 @@ def _check_sizes(module, **sizes) -> None:
     ValueError: a size that is not an integer or below its minimum.
   """
   kind = type(module).__name__
-  checks.check_int(f"{kind}.num_classes", module.num_classes, 2,
-                   fix="set it to the student's number of classes")
+  checks.check_int(
+      f"{kind}.num_classes", module.num_classes, 2, fix="set it to the student's number of classes")
   for name, (value, minimum, fix) in sizes.items():
     checks.check_int(f"{kind}.{name}", value, minimum, fix=fix)
 
 
 def _spec(module) -> losses.TeacherSpec:
-  return losses.TeacherSpec(num_classes=module.num_classes, rank=module.rank,
-                            target=module.target, anchor=module.anchor,
-                            anchor_smoothing=module.anchor_smoothing,
-                            init_scale=module.init_scale,
-                            anchor_transition=module.anchor_transition)
+  return losses.TeacherSpec(
+      num_classes=module.num_classes,
+      rank=module.rank,
+      target=module.target,
+      anchor=module.anchor,
+      anchor_smoothing=module.anchor_smoothing,
+      init_scale=module.init_scale,
+      anchor_transition=module.anchor_transition)
 
 
 class AttentionTeacher(nn.Module):
@@ -161,22 +170,28 @@ class AttentionTeacher(nn.Module):
   anchor_transition: Optional[tuple] = None
 
   def __post_init__(self):
-    _check_sizes(self, num_matrices=(self.num_matrices, 1, "an empty bank is W = 0, b = 0, a "
-                                     "constant loss the teacher cannot learn; e.g. 8"),
-                 rank=(self.rank, 1, ""))
+    _check_sizes(
+        self,
+        num_matrices=(self.num_matrices, 1, "an empty bank is W = 0, b = 0, a "
+                      "constant loss the teacher cannot learn; e.g. 8"),
+        rank=(self.rank, 1, ""))
     super().__post_init__()
 
   @nn.compact
   def __call__(self, s: jax.Array) -> losses.LossForm:
     form = _form(self)
     c, k, eps = self.num_classes, self.num_matrices, self.init_scale
-    scores = nn.Dense(k, kernel_init=nn.initializers.normal(eps),
-                      bias_init=nn.initializers.normal(eps), name="scores")(s)
-    a = jax.nn.softmax(scores)                                         # [K]
+    scores = nn.Dense(
+        k,
+        kernel_init=nn.initializers.normal(eps),
+        bias_init=nn.initializers.normal(eps),
+        name="scores")(
+            s)
+    a = jax.nn.softmax(scores)  # [K]
     b_shape = (k, c) if self.per_class_bias else (k,)
     b = jnp.einsum("k,k...->...", a, self.param("b_bank", nn.initializers.normal(eps), b_shape))
-    banks = {p.key: self.param(p.bank, p.init, (k,) + p.shape)
-             for p in form.raw_params(_spec(self))}
+    specs = form.raw_params(_spec(self))
+    banks = {p.key: self.param(p.bank, p.init, (k,) + p.shape) for p in specs}
     return form.from_raw(form.mix(a, banks), b, self.link)
 
 
@@ -202,7 +217,7 @@ class MLPTeacher(nn.Module):
       ``rank < 1``, or a size that is not an integer; at ``init``: as
       :class:`AttentionTeacher`.
   """
-  needs_state = True       # its MLP reads s_t: a Teacher with features=() is refused
+  needs_state = True  # its MLP reads s_t: a Teacher with features=() is refused
   num_classes: int
   parameterisation: Parameterisation = "full"
   rank: int = 4
@@ -216,8 +231,7 @@ class MLPTeacher(nn.Module):
   anchor_transition: Optional[tuple] = None
 
   def __post_init__(self):
-    _check_sizes(self, hidden=(self.hidden, 1, "the MLP's width, e.g. 32"),
-                 rank=(self.rank, 1, ""))
+    _check_sizes(self, hidden=(self.hidden, 1, "the MLP's width, e.g. 32"), rank=(self.rank, 1, ""))
     super().__post_init__()
 
   @nn.compact
@@ -229,8 +243,12 @@ class MLPTeacher(nn.Module):
     b_shape = (c,) if self.per_class_bias else ()
     n_w, n_b = math.prod(w_shape), math.prod(b_shape)
     h = jnp.tanh(nn.Dense(self.hidden, name="hidden")(s))
-    delta = nn.Dense(n_w + n_b, kernel_init=nn.initializers.normal(eps),
-                     bias_init=nn.initializers.zeros, name="delta")(h)
+    delta = nn.Dense(
+        n_w + n_b,
+        kernel_init=nn.initializers.normal(eps),
+        bias_init=nn.initializers.zeros,
+        name="delta")(
+            h)
     w = self.param("w0", driven.init, w_shape) + delta[:n_w].reshape(w_shape)
     b = self.param("b0", nn.initializers.normal(eps), b_shape) + delta[n_w:].reshape(b_shape)
     raw = {driven.key: w, **{p.key: self.param(p.single, p.init, p.shape) for p in static}}
@@ -274,8 +292,7 @@ class Teacher:
                        "give it state features (e.g. features=('progress',), or leave "
                        "features out for all of them), or use AttentionTeacher for a static "
                        "loss.")
-    checks.check_int("total_steps", self.total_steps, 1,
-                     fix="the length of the student's run")
+    checks.check_int("total_steps", self.total_steps, 1, fix="the length of the student's run")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
 

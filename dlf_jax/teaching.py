@@ -53,8 +53,10 @@ from dlf_jax import student as student_lib
 from dlf_jax.student import Student, StudentState
 from dlf_jax.teacher import Teacher
 
-__all__ = ["TeachState", "TeachResult", "TrainResult", "Schedule", "WarmStart", "DevSampling",
-           "teach", "train_student", "MODES", "check_label_range", "check_descent"]
+__all__ = [
+    "TeachState", "TeachResult", "TrainResult", "Schedule", "WarmStart", "DevSampling", "teach",
+    "train_student", "MODES", "check_label_range", "check_descent"
+]
 
 MODES: tuple[Mode, ...] = get_args(Mode)
 
@@ -126,8 +128,7 @@ class Schedule:
       raise ValueError(f"Unknown teaching mode {self.mode!r}; choose one of {MODES}.")
     checks.check_int("Schedule.unroll_steps (T)", self.unroll_steps, 1)
     checks.check_int("Schedule.num_episodes", self.num_episodes, 1)
-    checks.check_int("Schedule.segments_per_episode", self.segments_per_episode, 1,
-                     allow_none=True)
+    checks.check_int("Schedule.segments_per_episode", self.segments_per_episode, 1, allow_none=True)
     checks.check_int("Schedule.pretrain_steps", self.pretrain_steps, 0)
     checks.check_int("Schedule.batch_size", self.batch_size, 1)
 
@@ -236,8 +237,7 @@ _SAMPLER_MEMBERS = ("batch_size", "segment", "reseeded")
 _DEFAULT_ESTIMATOR = ReverseMode()
 
 
-def _sampler(train, batch_size: int, seed: int,
-             student: Optional[Student] = None) -> BatchSampler:
+def _sampler(train, batch_size: int, seed: int, student: Optional[Student] = None) -> BatchSampler:
   """The training batches of one student.
 
   ``train.reseeded(seed)`` if ``train`` is a :class:`~dlf_jax.contracts.BatchSampler`,
@@ -287,7 +287,9 @@ def check_label_range(arrays: Mapping, student: Student, name: str) -> None:
     raise ValueError(f"{name}[{student.label_key!r}] must hold integer class ids, got dtype "
                      f"{labels.dtype}.")
   checks.check_label_values(
-      labels, student.num_classes, f"{name}[{student.label_key!r}]",
+      labels,
+      student.num_classes,
+      f"{name}[{student.label_key!r}]",
       arrays.get(student.mask_key),
       fix="fix the labels or the student's num_classes")
 
@@ -329,7 +331,7 @@ def _check_lengths(arrays: dict, name: str) -> int:
     raise ValueError(f"The arrays of {name} disagree on the number of examples: "
                      f"{lengths}; give every array the same leading axis N.")
   n = next(iter(lengths.values()))
-  assert n is not None          # every array has a leading axis (checked above)
+  assert n is not None  # every array has a leading axis (checked above)
   if n == 0:
     raise ValueError(f"{name} is empty (0 examples).")
   return n
@@ -349,9 +351,9 @@ def _as_arrays(data, name: str, student: Optional[Student] = None) -> dict:
     arrays = {"x": data.x, "y": data.y}
   else:
     raise TypeError(f"{name} must be a dict of arrays (e.g. {{'x': ..., 'y': ...}}) or an "
-                    f"object with .x and .y"
-                    + (" or a dlf_jax.contracts.BatchSampler" if name == "train" else "")
-                    + f"; got {type(data).__name__}.")
+                    f"object with .x and .y" +
+                    (" or a dlf_jax.contracts.BatchSampler" if name == "train" else "") +
+                    f"; got {type(data).__name__}.")
   for k, v in arrays.items():
     v = np.asarray(v)
     if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
@@ -406,7 +408,8 @@ def _check_feature_shapes(arrays: dict, name: str, train_shapes: dict) -> None:
 _PROBE_STEPS = 2
 
 
-def check_descent(tx: optax.GradientTransformation, params: Any,
+def check_descent(tx: optax.GradientTransformation,
+                  params: Any,
                   name: str = "teacher_optimizer") -> None:
   """Raises if an optimizer's first updates ascend their gradient or are all zero.
 
@@ -428,15 +431,16 @@ def check_descent(tx: optax.GradientTransformation, params: Any,
   Raises:
     ValueError: naming ``name``, the inner product and the fix.
   """
-  probe = jax.tree_util.tree_map(
-      lambda p: jnp.ones((1,) * np.ndim(p), jnp.result_type(p)), params)
+  probe = jax.tree_util.tree_map(lambda p: jnp.ones((1,) * np.ndim(p), jnp.result_type(p)), params)
   grads = probe
   state = tx.init(probe)
   dots: list[float] = []
   for _ in range(_PROBE_STEPS):
     updates, state = tx.update(grads, state, probe)
-    dot = float(sum(jnp.vdot(u, g) for u, g in zip(jax.tree_util.tree_leaves(updates),
-                                                     jax.tree_util.tree_leaves(grads))))
+    dot = float(
+        sum(
+            jnp.vdot(u, g)
+            for u, g in zip(jax.tree_util.tree_leaves(updates), jax.tree_util.tree_leaves(grads))))
     if not np.isfinite(dot):
       raise ValueError(f"{name} gives a non-finite update ({dot}) for a gradient of ones at "
                        f"probe step {len(dots)}: check its hyperparameters.")
@@ -444,32 +448,32 @@ def check_descent(tx: optax.GradientTransformation, params: Any,
       raise ValueError(
           f"{name} ascends its gradient (<update, grad> = {dot:.3g} > 0 at probe step "
           f"{len(dots)}): a negative learning rate (or a schedule that goes negative)? Use a "
-          "positive one"
-          + ("; teach already ascends a maximised measure." if name == "teacher_optimizer"
-             else "."))
+          "positive one" +
+          ("; teach already ascends a maximised measure." if name == "teacher_optimizer" else "."))
     dots.append(dot)
   if all(d == 0 for d in dots):
-    raise ValueError(
-        f"{name}'s first {_PROBE_STEPS} updates are zero: a learning rate of 0 (or a "
-        f"schedule that stays at 0)? It would never move the "
-        + ("teacher (theta)" if name == "teacher_optimizer" else "student")
-        + "; use a learning rate > 0.")
+    raise ValueError(f"{name}'s first {_PROBE_STEPS} updates are zero: a learning rate of 0 (or a "
+                     f"schedule that stays at 0)? It would never move the " +
+                     ("teacher (theta)" if name == "teacher_optimizer" else "student") +
+                     "; use a learning rate > 0.")
 
 
 @functools.lru_cache(maxsize=64)
 def _checked_student_tx(student: Student, structure) -> None:
   """Once per (student, parameter structure): :func:`check_descent` of ``student.tx``."""
   treedef, leaves = structure
-  check_descent(student.tx, jax.tree_util.tree_unflatten(
-      treedef, [jnp.ones((1,) * ndim, dtype) for ndim, dtype in leaves]),
+  check_descent(
+      student.tx,
+      jax.tree_util.tree_unflatten(treedef,
+                                   [jnp.ones((1,) * ndim, dtype) for ndim, dtype in leaves]),
       name="student.tx (the student's optimizer)")
 
 
 def _check_student_tx(student: Student, params) -> None:
   """Refuses a student optimizer that ascends or never moves (see :func:`check_descent`)."""
   leaves, treedef = jax.tree_util.tree_flatten(params)
-  _checked_student_tx(student, (treedef, tuple((np.ndim(x), jnp.result_type(x).name)
-                                               for x in leaves)))
+  _checked_student_tx(student, (treedef, tuple(
+      (np.ndim(x), jnp.result_type(x).name) for x in leaves)))
 
 
 def _nan_hint(state: StudentState) -> str:
@@ -508,8 +512,8 @@ def _cache_key(loss: LossProvider) -> Hashable:
 # methods, resumed runs) compile once. Students and teachers hash by identity.
 @functools.lru_cache(maxsize=32)
 def _unroll_fn(student, loss):
-  return jax.jit(lambda theta, state, batches: unroll_lib.unroll(student, loss, theta, state,
-                                                                 batches))
+  return jax.jit(
+      lambda theta, state, batches: unroll_lib.unroll(student, loss, theta, state, batches))
 
 
 @functools.lru_cache(maxsize=32)
@@ -560,8 +564,8 @@ class _TeachPlan:
 def _check_estimator(estimator) -> None:
   """Raises TypeError unless ``estimator`` implements :class:`HypergradEstimator`."""
   if not isinstance(estimator, HypergradEstimator):
-    hint = (f"; build it by name with dlf_jax.estimators.get({estimator!r})"
-            if isinstance(estimator, str) else "")
+    hint = (f"; build it by name with dlf_jax.estimators.get({estimator!r})" if isinstance(
+        estimator, str) else "")
     raise TypeError(f"estimator must be a HypergradEstimator (e.g. "
                     f"dlf_jax.estimators.ReverseMode()), got {estimator!r}{hint}.")
 
@@ -596,9 +600,8 @@ def _prepare_dev(dev, student: Student, sampling: DevSampling,
   return dev, make_eval_batches(dev, sampling.batch_size)
 
 
-def _initial_teach_state(teacher: LossProvider, tx: optax.GradientTransformation,
-                         rng: jax.Array, init_state: Optional[TeachState],
-                         mesh: Optional[Mesh]) -> TeachState:
+def _initial_teach_state(teacher: LossProvider, tx: optax.GradientTransformation, rng: jax.Array,
+                         init_state: Optional[TeachState], mesh: Optional[Mesh]) -> TeachState:
   """``init_state`` (else a fresh theta), checked for descent, replicated over ``mesh``."""
   if init_state is None:
     theta = teacher.init(jax.random.fold_in(rng, 0))
@@ -618,11 +621,13 @@ def _make_outer_step(tx: optax.GradientTransformation, maximize: bool):
   ``dtheta`` is ``dM~/dtheta``; the optimizer descends ``-M~`` for a maximised
   measure, else ``M~``.
   """
+
   @jax.jit
   def outer_step(theta, opt_state, dtheta):
     grads = jax.tree_util.tree_map(lambda g: -g if maximize else g, dtheta)
     updates, opt_state = tx.update(grads, opt_state, theta)
     return optax.apply_updates(theta, updates), opt_state
+
   return outer_step
 
 
@@ -632,15 +637,17 @@ def _warm_start(plan: _TeachPlan, sampler, episode: int) -> StudentState:
   The warm start is ``pretrain_steps`` of cross-entropy, run in scans of ``T`` steps.
   """
   first = sampler.segment(0, 1)
-  state = plan.student.init(jax.random.fold_in(plan.rng, 1000 + episode),
-                            {k: v[0] for k, v in first.items()})
+  state = plan.student.init(
+      jax.random.fold_in(plan.rng, 1000 + episode), {
+          k: v[0] for k, v in first.items()
+      })
   _check_student_tx(plan.student, state.params)
   state = parallel.replicate(state, plan.mesh)
   pretrain, unroll_steps = plan.schedule.warm_start.steps, plan.schedule.unroll_steps
-  for done in range(0, pretrain, unroll_steps):   # in chunks: bounded memory
+  for done in range(0, pretrain, unroll_steps):  # in chunks: bounded memory
     count = min(unroll_steps, pretrain - done)
-    state, m = plan.fns["pretrain"](
-        None, state, parallel.shard_batches(sampler.segment(done, count), plan.mesh))
+    state, m = plan.fns["pretrain"](None, state,
+                                    parallel.shard_batches(sampler.segment(done, count), plan.mesh))
     unroll_lib.check_finite(m, done)
   return state
 
@@ -657,14 +664,13 @@ def _dev_batches(plan: _TeachPlan, student_state: StudentState, update: int):
     dev_batches = plan.full_dev_host
   else:
     n_dev = len(next(iter(plan.dev.values())))
-    idx = np.random.default_rng([plan.seed, 7, update]).choice(n_dev, sampling.sample_size,
-                                                                replace=False)
-    dev_batches = make_eval_batches({k: v[idx] for k, v in plan.dev.items()},
-                                    sampling.batch_size)
+    idx = np.random.default_rng([plan.seed, 7, update]).choice(
+        n_dev, sampling.sample_size, replace=False)
+    dev_batches = make_eval_batches({k: v[idx] for k, v in plan.dev.items()}, sampling.batch_size)
   prepared = plan.measure.prepare(plan.student, student_state, dev_batches,
                                   jax.random.fold_in(plan.rng, 2_000_000 + update))
-  return (plan.full_dev if prepared is plan.full_dev_host
-          else parallel.shard_batches(prepared, plan.mesh))
+  return (plan.full_dev if prepared is plan.full_dev_host else parallel.shard_batches(
+      prepared, plan.mesh))
 
 
 def _checked_norm(res: hypergrad.HypergradResult, update: int, start: int, num_steps: int,
@@ -677,9 +683,8 @@ def _checked_norm(res: hypergrad.HypergradResult, update: int, start: int, num_s
   unroll_lib.check_finite(res.metrics, start)
   hnorm = float(optax.tree.norm(res.dtheta))
   if not np.isfinite(hnorm):
-    raise FloatingPointError(
-        f"Non-finite hypergradient at outer step {update} (student steps "
-        f"{start}..{start + num_steps - 1}); " + _nan_hint(student_state))
+    raise FloatingPointError(f"Non-finite hypergradient at outer step {update} (student steps "
+                             f"{start}..{start + num_steps - 1}); " + _nan_hint(student_state))
   return hnorm
 
 
@@ -693,12 +698,17 @@ def _teach_record(plan: _TeachPlan, update: int, episode: int, segment: int,
                   hnorm: float, phi_stats: dict) -> dict:
   """The history record of one outer step (``seconds`` are added by the caller)."""
   return {
-      "update": update, "episode": episode, "segment": segment,
-      "student_step": int(final.step), "estimator": plan.estimator.name,
-      "dev_measure": float(res.value), "dev_accuracy": dev_accuracy,
+      "update": update,
+      "episode": episode,
+      "segment": segment,
+      "student_step": int(final.step),
+      "estimator": plan.estimator.name,
+      "dev_measure": float(res.value),
+      "dev_accuracy": dev_accuracy,
       "train_loss": float(jnp.mean(res.metrics.loss)),
       "train_cross_entropy": float(jnp.mean(res.metrics.cross_entropy)),
-      "hypergrad_norm": hnorm, **phi_stats,
+      "hypergrad_norm": hnorm,
+      **phi_stats,
   }
 
 
@@ -715,27 +725,36 @@ def _teach_update(plan: _TeachPlan, state: TeachState) -> tuple[TeachState, dict
   student_state, est_state, warm_start_seconds = state.student, state.estimator_state, 0.0
   if segment == 0 or student_state is None:
     student_state = _warm_start(plan, sampler, episode)
-    est_state = plan.estimator.init_state(state.theta, student_state)    # a new episode
-    warm_start_seconds = time.time() - t0   # reported apart from the outer step's time
+    est_state = plan.estimator.init_state(state.theta, student_state)  # a new episode
+    warm_start_seconds = time.time() - t0  # reported apart from the outer step's time
     t0 = time.time()
   start = int(student_state.step)
-  ctx = EstimateContext(student=plan.student, teacher=plan.teacher, measure=plan.measure,
-                        mesh=plan.mesh, rng=jax.random.fold_in(plan.rng, 3_000_000 + state.update),
-                        sampler=sampler, start=start, num_steps=plan.schedule.unroll_steps,
-                        update=state.update,
-                        dev_batches=_dev_batches(plan, student_state, state.update))
+  ctx = EstimateContext(
+      student=plan.student,
+      teacher=plan.teacher,
+      measure=plan.measure,
+      mesh=plan.mesh,
+      rng=jax.random.fold_in(plan.rng, 3_000_000 + state.update),
+      sampler=sampler,
+      start=start,
+      num_steps=plan.schedule.unroll_steps,
+      update=state.update,
+      dev_batches=_dev_batches(plan, student_state, state.update))
   res, est_state = plan.estimator.estimate(ctx, state.theta, est_state, student_state)
   hnorm = _checked_norm(res, state.update, start, plan.schedule.unroll_steps, student_state)
   theta, opt_state = plan.fns["outer_step"](state.theta, state.opt_state, res.dtheta)
   final = res.final_state
-  dev_accuracy = _host(plan.fns["eval"](final.params, final.model_state,
-                                        plan.full_dev))["accuracy"]
+  dev_accuracy = _host(plan.fns["eval"](final.params, final.model_state, plan.full_dev))["accuracy"]
   final = _with_dev_accuracy(final, dev_accuracy)
   record = _teach_record(plan, state.update, episode, segment, res, final, dev_accuracy, hnorm,
                          _host(plan.fns["phi"](state.theta, student_state)))
   last = segment == plan.segments - 1
-  state = TeachState(theta=theta, opt_state=opt_state, student=None if last else final,
-                     estimator_state=None if last else est_state, update=state.update + 1)
+  state = TeachState(
+      theta=theta,
+      opt_state=opt_state,
+      student=None if last else final,
+      estimator_state=None if last else est_state,
+      update=state.update + 1)
   record["seconds"] = time.time() - t0
   record["warm_start_seconds"] = warm_start_seconds
   return state, record
@@ -764,14 +783,21 @@ def _report(callback, bar, state, record: dict, steps: int, **postfix) -> None:
     bar.set_postfix(**postfix)
 
 
-def teach(student: Student, teacher: Teacher, train, dev, *,
+def teach(student: Student,
+          teacher: Teacher,
+          train,
+          dev,
+          *,
           measure: Optional[measures.Measure] = None,
           teacher_optimizer: Optional[optax.GradientTransformation] = None,
-          schedule: Schedule = Schedule(), estimator: HypergradEstimator = _DEFAULT_ESTIMATOR,
-          dev_sampling: DevSampling = DevSampling(), seed: int = 0,
+          schedule: Schedule = Schedule(),
+          estimator: HypergradEstimator = _DEFAULT_ESTIMATOR,
+          dev_sampling: DevSampling = DevSampling(),
+          seed: int = 0,
           init_state: Optional[TeachState] = None,
           callback: Optional[Callable[[TeachState, dict], None]] = None,
-          progress: bool = True, mesh: Optional[Mesh] = None) -> TeachResult:
+          progress: bool = True,
+          mesh: Optional[Mesh] = None) -> TeachResult:
   """Algorithm 1: learn the teacher ``theta`` by unrolling the student.
 
   Args:
@@ -843,8 +869,9 @@ def teach(student: Student, teacher: Teacher, train, dev, *,
   checks.check_int("seed", seed, 0)
   measure = measure or measures.ExpectedAccuracy()
   tx = teacher_optimizer or optax.adam(1e-3)
-  first = (_sampler(train, schedule.batch_size, seed * 1_000_003, student).segment(0, 1)
-           if isinstance(train, BatchSampler) else None)      # episode 0's first batch
+  first = (_sampler(train, schedule.batch_size, seed *
+                    1_000_003, student).segment(0, 1) if isinstance(train, BatchSampler) else None
+          )  # episode 0's first batch
   dev, full_dev_host = _prepare_dev(dev, student, dev_sampling,
                                     _example_shapes(train, student, first))
   rng = jax.random.PRNGKey(seed)
@@ -852,9 +879,19 @@ def teach(student: Student, teacher: Teacher, train, dev, *,
   estimator.check(state.theta)
   segments = schedule.segments(getattr(teacher, "total_steps", None))
   plan = _TeachPlan(
-      student=student, teacher=teacher, measure=measure, train=train, seed=seed, rng=rng,
-      mesh=mesh, estimator=estimator, schedule=schedule, segments=segments,
-      dev_sampling=dev_sampling, dev=dev, full_dev_host=full_dev_host,
+      student=student,
+      teacher=teacher,
+      measure=measure,
+      train=train,
+      seed=seed,
+      rng=rng,
+      mesh=mesh,
+      estimator=estimator,
+      schedule=schedule,
+      segments=segments,
+      dev_sampling=dev_sampling,
+      dev=dev,
+      full_dev_host=full_dev_host,
       full_dev=parallel.shard_batches(full_dev_host, mesh),
       fns=_teach_fns(student, teacher, measure, tx, schedule.warm_start))
   total_updates = schedule.num_episodes * segments
@@ -863,15 +900,21 @@ def teach(student: Student, teacher: Teacher, train, dev, *,
   while state.update < total_updates:
     state, record = _teach_update(plan, state)
     history.append(record)
-    _report(callback, bar, state, record, 1, dev_M=f"{record['dev_measure']:.4f}",
-            dev_acc=f"{record['dev_accuracy']:.4f}")
+    _report(
+        callback,
+        bar,
+        state,
+        record,
+        1,
+        dev_M=f"{record['dev_measure']:.4f}",
+        dev_acc=f"{record['dev_accuracy']:.4f}")
   if bar is not None:
     bar.close()
   return TeachResult(theta=state.theta, history=history, state=state, schedule=schedule)
 
 
-def _check_train_args(student: Student, loss: LossProvider, theta, num_steps: int,
-                      eval_every: int, warm_start: Optional[WarmStart]) -> None:
+def _check_train_args(student: Student, loss: LossProvider, theta, num_steps: int, eval_every: int,
+                      warm_start: Optional[WarmStart]) -> None:
   """The argument checks of :func:`train_student` (the sizes are checked by the caller)."""
   if warm_start is not None and not isinstance(warm_start, WarmStart):
     raise TypeError(f"warm_start must be a dlf_jax.WarmStart (e.g. WarmStart(steps=500), or "
@@ -900,26 +943,39 @@ def _run_steps(run_fn, theta, state: StudentState, sampler, stop: int, mesh):
   return state, jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *parts)
 
 
-def _train_record(state: StudentState, metrics: unroll_lib.StepMetrics, phi_stats: dict,
-                  eval_fn, evals: dict) -> dict:
+def _train_record(state: StudentState, metrics: unroll_lib.StepMetrics, phi_stats: dict, eval_fn,
+                  evals: dict) -> dict:
   """One evaluation's history record (``seconds`` are added by the caller)."""
-  record = {"step": int(state.step),
-            "train_loss": float(jnp.mean(metrics.loss)),
-            "train_cross_entropy": float(jnp.mean(metrics.cross_entropy)),
-            "train_accuracy": float(jnp.mean(metrics.accuracy)), **phi_stats}
+  record = {
+      "step": int(state.step),
+      "train_loss": float(jnp.mean(metrics.loss)),
+      "train_cross_entropy": float(jnp.mean(metrics.cross_entropy)),
+      "train_accuracy": float(jnp.mean(metrics.accuracy)),
+      **phi_stats
+  }
   for name, batches in evals.items():
     for k, v in _host(eval_fn(state.params, state.model_state, batches)).items():
       record[f"{name}_{k}"] = v
   return record
 
 
-def train_student(student: Student, loss: LossProvider, train, *, theta: Any = None,
-                  num_steps: int = 1000, batch_size: int = 128, seed: int = 0,
-                  eval_every: int = 100, dev=None, test=None, eval_batch_size: int = 1000,
+def train_student(student: Student,
+                  loss: LossProvider,
+                  train,
+                  *,
+                  theta: Any = None,
+                  num_steps: int = 1000,
+                  batch_size: int = 128,
+                  seed: int = 0,
+                  eval_every: int = 100,
+                  dev=None,
+                  test=None,
+                  eval_batch_size: int = 1000,
                   warm_start: Optional[WarmStart] = None,
                   init_state: Optional[StudentState] = None,
                   callback: Optional[Callable[[StudentState, dict], None]] = None,
-                  progress: bool = True, desc: str = "student",
+                  progress: bool = True,
+                  desc: str = "student",
                   mesh: Optional[Mesh] = None) -> TrainResult:
   """Trains a fresh student for ``num_steps`` with a frozen teacher or a fixed loss.
 
@@ -997,7 +1053,8 @@ def train_student(student: Student, loss: LossProvider, train, *, theta: Any = N
       evals[name] = parallel.shard_batches(make_eval_batches(arrays, eval_batch_size), mesh)
   warm = min(warm_start.steps, num_steps) if warm_start is not None else 0
   stages = ([(warm_start.loss, None, warm)] if warm_start is not None and warm else []) + [
-      (loss, theta, num_steps)]
+      (loss, theta, num_steps)
+  ]
   history: list[dict] = []
   bar = _progress(num_steps, desc, progress, initial=int(state.step))
   for stage_loss, stage_theta, stop in stages:
@@ -1031,6 +1088,12 @@ def _train_stage(student: Student, loss: LossProvider, theta, state: StudentStat
       state = _with_dev_accuracy(state, record["dev_accuracy"])
     record["seconds"] = time.time() - t0
     history.append(record)
-    _report(callback, bar, state, record, count, loss=f"{record['train_loss']:.4f}",
-            **{k: f"{record[k]:.4f}" for k in ("dev_accuracy", "test_accuracy") if k in record})
+    _report(
+        callback,
+        bar,
+        state,
+        record,
+        count,
+        loss=f"{record['train_loss']:.4f}",
+        **{k: f"{record[k]:.4f}" for k in ("dev_accuracy", "test_accuracy") if k in record})
   return state

@@ -31,9 +31,10 @@ from dlf_jax import checks, losses, measures, state_features
 from dlf_jax.contracts import LossProvider
 from dlf_jax.student import Student, StudentState
 
-__all__ = ["StepMetrics", "apply_step", "inner_step", "unroll", "dev_measure",
-           "evaluate", "check_finite", "check_unroll_batches", "check_finite_inputs",
-           "check_batch_labels"]
+__all__ = [
+    "StepMetrics", "apply_step", "inner_step", "unroll", "dev_measure", "evaluate", "check_finite",
+    "check_unroll_batches", "check_finite_inputs", "check_batch_labels"
+]
 
 
 @struct.dataclass
@@ -73,22 +74,28 @@ def apply_step(student: Student, teacher: LossProvider, phi: Any, state: Student
   labels, mask = student.labels(batch), student.mask(batch)
 
   def loss_fn(params):
-    outputs, new_model_state = student.apply(params, state.model_state, batch,
-                                             train=True, rng=rng)
+    outputs, new_model_state = student.apply(params, state.model_state, batch, train=True, rng=rng)
     return teacher.loss(phi, outputs, labels, mask), (outputs.logits, new_model_state)
 
-  (loss, (logits, new_model_state)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True)(state.params)
+  (loss, (logits, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = student.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   logits = jax.lax.stop_gradient(logits)
   ce = losses.cross_entropy(logits, labels, mask)
   acc = measures.accuracy(logits, labels, mask)
   stats = state_features.update_running_stats(state.stats, ce, acc, teacher.ema_decay)
-  metrics = StepMetrics(loss=jax.lax.stop_gradient(loss), cross_entropy=ce, accuracy=acc,
-                        grad_norm=jax.lax.stop_gradient(optax.tree.norm(grads)))
-  new_state = dataclasses.replace(state, params=params, opt_state=opt_state,
-                                  model_state=new_model_state, step=state.step + 1, stats=stats)
+  metrics = StepMetrics(
+      loss=jax.lax.stop_gradient(loss),
+      cross_entropy=ce,
+      accuracy=acc,
+      grad_norm=jax.lax.stop_gradient(optax.tree.norm(grads)))
+  new_state = dataclasses.replace(
+      state,
+      params=params,
+      opt_state=opt_state,
+      model_state=new_model_state,
+      step=state.step + 1,
+      stats=stats)
   return new_state, metrics
 
 
@@ -130,15 +137,14 @@ def check_finite_inputs(tree, name: str) -> None:
   for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
     if isinstance(x, jax.core.Tracer) or not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
       continue
-    xp = jnp if isinstance(x, jax.Array) else np            # device arrays stay on device
-    with jax.ensure_compile_time_eval():      # a concrete array closed over by a jit trace
+    xp = jnp if isinstance(x, jax.Array) else np  # device arrays stay on device
+    with jax.ensure_compile_time_eval():  # a concrete array closed over by a jit trace
       if bool(xp.all(xp.isfinite(x))):
         continue
       bad = int(np.size(x)) - int(xp.sum(xp.isfinite(x)))
-    raise ValueError(
-        f"{name}{jax.tree_util.keystr(path)} holds {bad} NaN/inf value(s) of "
-        f"{int(np.size(x))}: the result would be NaN. Remove or impute them (e.g. "
-        "np.nan_to_num) before the call.")
+    raise ValueError(f"{name}{jax.tree_util.keystr(path)} holds {bad} NaN/inf value(s) of "
+                     f"{int(np.size(x))}: the result would be NaN. Remove or impute them (e.g. "
+                     "np.nan_to_num) before the call.")
 
 
 def check_batch_labels(tree, student: Student, name: str) -> None:
@@ -166,12 +172,20 @@ def check_batch_labels(tree, student: Student, name: str) -> None:
   if not isinstance(tree, dict) or student.label_key not in tree:
     return
   checks.check_label_values(
-      tree[student.label_key], student.num_classes, f"{name}[{student.label_key!r}]",
-      tree.get(student.mask_key), fix="fix the labels or the student's num_classes")
+      tree[student.label_key],
+      student.num_classes,
+      f"{name}[{student.label_key!r}]",
+      tree.get(student.mask_key),
+      fix="fix the labels or the student's num_classes")
 
 
-def unroll(student: Student, teacher: LossProvider, theta: Any, state: StudentState, batches,
-           ) -> tuple[StudentState, StepMetrics]:
+def unroll(
+    student: Student,
+    teacher: LossProvider,
+    theta: Any,
+    state: StudentState,
+    batches,
+) -> tuple[StudentState, StepMetrics]:
   """Eqn. (1) for ``t = 0 .. T-1`` as one ``lax.scan`` (compiled once, any T).
 
   Args:
@@ -212,7 +226,10 @@ def dev_measure(student: Student, measure: measures.Measure, params: Any, model_
   return total / jnp.maximum(count, 1)
 
 
-def evaluate(student: Student, params: Any, model_state: Any, batches,
+def evaluate(student: Student,
+             params: Any,
+             model_state: Any,
+             batches,
              measure: measures.Measure | None = None) -> dict:
   """Accuracy, cross-entropy (and the measure) over ``[n, B, ...]`` masked batches, eval mode.
 
@@ -239,7 +256,7 @@ def evaluate(student: Student, params: Any, model_state: Any, batches,
   """
   check_batch_labels(batches, student, "batches")
   dtype = jax.tree_util.tree_leaves(params)[0].dtype
-  per_class = jnp.ndim(student.labels(batches)) == 2        # [n, B]: one label per example
+  per_class = jnp.ndim(student.labels(batches)) == 2  # [n, B]: one label per example
   num_classes = student.num_classes
 
   def body(carry, batch):
@@ -250,10 +267,9 @@ def evaluate(student: Student, params: Any, model_state: Any, batches,
     log_p = jax.nn.log_softmax(logits)
     nll = -jnp.take_along_axis(log_p, labels[..., None], -1)[..., 0]
     correct = (jnp.argmax(logits, -1) == labels).astype(dtype)
-    out = {"accuracy": jnp.sum(correct * m), "cross_entropy": jnp.sum(nll * m),
-           "count": jnp.sum(m)}
+    out = {"accuracy": jnp.sum(correct * m), "cross_entropy": jnp.sum(nll * m), "count": jnp.sum(m)}
     if per_class:
-      onehot = jax.nn.one_hot(labels, num_classes, dtype=dtype) * m[:, None]   # [B, C]
+      onehot = jax.nn.one_hot(labels, num_classes, dtype=dtype) * m[:, None]  # [B, C]
       out["class_correct"] = correct @ onehot
       out["class_count"] = jnp.sum(onehot, 0)
     if measure is not None:
@@ -263,8 +279,9 @@ def evaluate(student: Student, params: Any, model_state: Any, batches,
   keys = ["accuracy", "cross_entropy", "count"] + (["measure"] if measure is not None else [])
   zeros = {k: jnp.zeros((), dtype) for k in keys}
   if per_class:
-    zeros.update(class_correct=jnp.zeros((num_classes,), dtype),
-                 class_count=jnp.zeros((num_classes,), dtype))
+    zeros.update(
+        class_correct=jnp.zeros((num_classes,), dtype),
+        class_count=jnp.zeros((num_classes,), dtype))
   sums, _ = jax.lax.scan(body, zeros, batches)
   out = {}
   if per_class:

@@ -65,56 +65,84 @@ from experiments import builders, io, phases, plots, schema, summaries
 from experiments import splits as splits_lib
 from experiments.selection import select
 
-__all__ = ["VARIANTS", "PREVIOUS_DEFAULT", "BASELINE_ROWS", "teaching_key", "apply_overrides",
-           "prepare_splits", "run"]
+__all__ = [
+    "VARIANTS", "PREVIOUS_DEFAULT", "BASELINE_ROWS", "teaching_key", "apply_overrides",
+    "prepare_splits", "run"
+]
 
 # name -> (what the row adds, config overrides applied on top of the previous row, options).
 # ``anchor_smoothing='tuned'`` takes the label-smoothing eps selected on the validation split.
 # The chain starts from the previous default whatever the config file's recipe is (the
 # ``paper`` row then overrides the family keys through the recipe).
-PREVIOUS_DEFAULT = {"teacher.parameterisation": "diagonal", "teacher.link": "sigmoid",
-                     "teacher.anchor": "cross_entropy", "teacher.anchor_smoothing": 0.1,
-                     "teach.measure": "expected_accuracy", "teach.select": False}
+PREVIOUS_DEFAULT = {
+    "teacher.parameterisation": "diagonal",
+    "teacher.link": "sigmoid",
+    "teacher.anchor": "cross_entropy",
+    "teacher.anchor_smoothing": 0.1,
+    "teach.measure": "expected_accuracy",
+    "teach.select": False
+}
 VARIANTS = {
-    "paper": ("Eqn. (2) as written: full W, sigmoid link, CE anchor, expected dev accuracy",
-              {**PREVIOUS_DEFAULT, "teacher.recipe": "paper"}, {}),
-    "diagonal": ("diagonal W (the previous default)",
-                 {"teacher.recipe": "config", "teacher.parameterisation": "diagonal",
-                  "teacher.link": "sigmoid", "teach.measure": "expected_accuracy"}, {}),
-    "identity": ("+ identity link (W = I is exactly CE)", {"teacher.link": "identity"}, {}),
-    "soft_target": ("+ soft-target W (class-conditional q on the simplex), CE anchor",
-                    {"teacher.parameterisation": "soft_target", "teacher.target": "class"}, {}),
-    "soft_target_untaught": ("control: the soft_target row's anchor, untaught (eps = 0.001)",
-                             {}, {"untaught": True}),
-    "ls_anchor": ("+ label-smoothing anchor (eps tuned on validation)",
-                  {"teacher.anchor": "label_smoothing", "teacher.anchor_smoothing": "tuned"}, {}),
-    "ls_untaught": ("control: the label-smoothing anchor, untaught (CE warm start, then LS)",
-                    {}, {"untaught": True}),
-    "dev_ce": ("+ dev cross-entropy reward", {"teach.measure": "cross_entropy"}, {}),
-    "full_horizon": ("+ full horizon: T = the whole run after the warm start (checkpointed)",
-                     {"teach.unroll_steps": "full",
-                      "teach.estimator.reverse.memory": "checkpointed",
-                      "teach.segments_per_episode": None, "teach.num_episodes": 8}, {}),
+    "paper": ("Eqn. (2) as written: full W, sigmoid link, CE anchor, expected dev accuracy", {
+        **PREVIOUS_DEFAULT, "teacher.recipe": "paper"
+    }, {}),
+    "diagonal": ("diagonal W (the previous default)", {
+        "teacher.recipe": "config",
+        "teacher.parameterisation": "diagonal",
+        "teacher.link": "sigmoid",
+        "teach.measure": "expected_accuracy"
+    }, {}),
+    "identity": ("+ identity link (W = I is exactly CE)", {
+        "teacher.link": "identity"
+    }, {}),
+    "soft_target": ("+ soft-target W (class-conditional q on the simplex), CE anchor", {
+        "teacher.parameterisation": "soft_target",
+        "teacher.target": "class"
+    }, {}),
+    "soft_target_untaught": ("control: the soft_target row's anchor, untaught (eps = 0.001)", {}, {
+        "untaught": True
+    }),
+    "ls_anchor": ("+ label-smoothing anchor (eps tuned on validation)", {
+        "teacher.anchor": "label_smoothing",
+        "teacher.anchor_smoothing": "tuned"
+    }, {}),
+    "ls_untaught": ("control: the label-smoothing anchor, untaught (CE warm start, then LS)", {}, {
+        "untaught": True
+    }),
+    "dev_ce": ("+ dev cross-entropy reward", {
+        "teach.measure": "cross_entropy"
+    }, {}),
+    "full_horizon": ("+ full horizon: T = the whole run after the warm start (checkpointed)", {
+        "teach.unroll_steps": "full",
+        "teach.estimator.reverse.memory": "checkpointed",
+        "teach.segments_per_episode": None,
+        "teach.num_episodes": 8
+    }, {}),
     "recipe": ("the configs' default recipe in one row: identity link, soft-target W, "
-               "tuned LS anchor, dev cross-entropy",
-               {"teacher.link": "identity", "teacher.parameterisation": "soft_target",
-                "teacher.target": "class", "teacher.anchor": "label_smoothing",
-                "teacher.anchor_smoothing": "tuned", "teach.measure": "cross_entropy"}, {}),
-    "select": ("+ validation selection among the teaching checkpoints and the untaught anchor",
-               {}, {"select": True}),
-    "smoothed_error": ("full_horizon with the demo's sigmoid-smoothed dev error as the reward",
-                       {"teach.measure": "sigmoid_error"}, {}),
+               "tuned LS anchor, dev cross-entropy", {
+                   "teacher.link": "identity",
+                   "teacher.parameterisation": "soft_target",
+                   "teacher.target": "class",
+                   "teacher.anchor": "label_smoothing",
+                   "teacher.anchor_smoothing": "tuned",
+                   "teach.measure": "cross_entropy"
+               }, {}),
+    "select":
+        ("+ validation selection among the teaching checkpoints and the untaught anchor", {}, {
+            "select": True
+        }),
+    "smoothed_error": ("full_horizon with the demo's sigmoid-smoothed dev error as the reward", {
+        "teach.measure": "sigmoid_error"
+    }, {}),
 }
 BASELINE_ROWS = ("cross_entropy", "label_smoothing", "large_margin")
 LS_GRID = (0.05, 0.1, 0.2, 0.3)
-TUNE_SEEDS = (1000, 1001)        # students that select (never the final seeds), by default
+TUNE_SEEDS = (1000, 1001)  # students that select (never the final seeds), by default
 
 FLAGS = flags.FLAGS
 
-
 # Config keys that do not change what a teacher learns (left out of its cache key).
-_NOT_TEACHING = ("baselines", "methods", "num_seeds", "progress", "data.val_size",
-                 "teach.select")
+_NOT_TEACHING = ("baselines", "methods", "num_seeds", "progress", "data.val_size", "teach.select")
 
 
 def teaching_key(config) -> str:
@@ -155,15 +183,15 @@ def apply_overrides(config, overrides: dict, *, tuned_eps: float):
 class Runner:
   """Trains and caches students and teachers of one ablation workdir."""
 
-  def __init__(self, config, workdir: str, splits: dict, num_classes: int,
-               tune_seeds=TUNE_SEEDS):
+  def __init__(self, config, workdir: str, splits: dict, num_classes: int, tune_seeds=TUNE_SEEDS):
     self.config, self.workdir, self.splits = config, workdir, splits
     self.tune_seeds = tuple(tune_seeds)
     self.num_classes = num_classes
     self.student = builders.build_student(config, num_classes)
     self._eval = jax.jit(lambda p, m, b: unroll_lib.evaluate(self.student, p, m, b))
-    self._eval_batches = {k: make_eval_batches(splits[k], config.student.eval_batch_size)
-                for k in ("val", "test")}
+    self._eval_batches = {
+        k: make_eval_batches(splits[k], config.student.eval_batch_size) for k in ("val", "test")
+    }
     os.makedirs(os.path.join(workdir, "cache"), exist_ok=True)
 
   def _cached(self, name: str, fn):
@@ -175,9 +203,15 @@ class Runner:
     io.write_json(path, out)
     return out
 
-  def student_run(self, tag: str, seed: int, loss, theta=None, *,
-          warm_start: Optional[dlf_jax.WarmStart] = None, config=None,
-          read_test: bool = True) -> dict:
+  def student_run(self,
+                  tag: str,
+                  seed: int,
+                  loss,
+                  theta=None,
+                  *,
+                  warm_start: Optional[dlf_jax.WarmStart] = None,
+                  config=None,
+                  read_test: bool = True) -> dict:
     """One fresh student after ``warm_start`` (a taught student's :class:`~dlf_jax.WarmStart`).
 
     Val error always, test error only if ``read_test``.
@@ -188,10 +222,18 @@ class Runner:
     def fn():
       t0 = time.time()
       state = dlf_jax.train_student(
-        self.student, loss, self.splits["train"], theta=theta, num_steps=s.num_steps,
-        batch_size=s.batch_size, seed=seed, eval_every=s.eval_every, dev=self.splits["dev"],
-        eval_batch_size=s.eval_batch_size, warm_start=warm_start,
-        progress=False).state
+          self.student,
+          loss,
+          self.splits["train"],
+          theta=theta,
+          num_steps=s.num_steps,
+          batch_size=s.batch_size,
+          seed=seed,
+          eval_every=s.eval_every,
+          dev=self.splits["dev"],
+          eval_batch_size=s.eval_batch_size,
+          warm_start=warm_start,
+          progress=False).state
       out = {"tag": tag, "seed": seed, "seconds": time.time() - t0}
       names = ("val", "test") if read_test else ("val",)
       metric = splits_lib.headline_metric(config)
@@ -199,19 +241,22 @@ class Runner:
         metrics = self._eval(state.params, state.model_state, self._eval_batches[name])
         acc = float(metrics["accuracy"])
         out[f"{name}_error"] = 100.0 * (1.0 - acc)
-        if metric != "accuracy":        # a long tail: the balanced error too (it selects)
+        if metric != "accuracy":  # a long tail: the balanced error too (it selects)
           out[summaries.error_key(name, metric)] = 100.0 * (1.0 - float(metrics[metric]))
       return out
 
     return self._cached(f"{tag}_seed{seed}" + ("" if read_test else "_val"), fn)
 
-  def baseline(self, method: str, seed: int, smoothing: float = 0.1,
-         read_test: bool = True) -> dict:
+  def baseline(self,
+               method: str,
+               seed: int,
+               smoothing: float = 0.1,
+               read_test: bool = True) -> dict:
     config = ml_collections.ConfigDict(self.config.to_dict())
     config.baselines.smoothing = smoothing
     tag = f"{method}_{smoothing:g}" if _tuned_smoothing(method) else method
-    return self.student_run(tag, seed, builders.build_baseline(config, method),
-                config=config, read_test=read_test)
+    return self.student_run(
+        tag, seed, builders.build_baseline(config, method), config=config, read_test=read_test)
 
   def untaught(self, config) -> dict:
     """The anchor as a frozen teacher (no outer step): the control for a taught row."""
@@ -249,21 +294,32 @@ class Runner:
         keep[state.update] = jax.device_get(state.theta)
 
     t0 = time.time()
-    dlf_jax.teach(self.student, teacher, self.splits["train"], self.splits["dev"],
-                  measure=builders.build_measure(config), callback=callback, **args)
+    dlf_jax.teach(
+        self.student,
+        teacher,
+        self.splits["train"],
+        self.splits["dev"],
+        measure=builders.build_measure(config),
+        callback=callback,
+        **args)
     seconds = time.time() - t0
     snaps = [keep[k] for k in sorted(keep)]
     with open(path, "wb") as f:
       f.write(serialization.to_bytes({"s": snaps}))
-    meta = {"seconds": seconds, "updates": sorted(keep),
-        "history": [{k: v for k, v in r.items() if isinstance(v, (int, float))}
-              for r in history]}
+    meta = {
+        "seconds": seconds,
+        "updates": sorted(keep),
+        "history": [{
+            k: v for k, v in r.items() if isinstance(v, (int, float))
+        } for r in history]
+    }
     io.write_json(meta_path, meta)
     return {"teacher": teacher, "snapshots": snaps, **meta}
 
 
-def prepare_splits(config, val_size: int, workdir: Optional[str] = None
-                   ) -> tuple[dict, int, Optional[dict]]:
+def prepare_splits(config,
+                   val_size: int,
+                   workdir: Optional[str] = None) -> tuple[dict, int, Optional[dict]]:
   """The ablation's four splits, as :mod:`experiments.tasks.classification` prepares them.
 
   Loads ``config.data``, carves ``val_size`` validation examples from the training
@@ -287,8 +343,13 @@ def prepare_splits(config, val_size: int, workdir: Optional[str] = None
     FileNotFoundError: the dataset is not available.
   """
   data, val = splits_lib.prepare(config, splits_lib.load_data(config), val_size=val_size)
-  splits = {name: {"x": split.x, "y": split.y} for name, split in (
-      ("train", data.train), ("dev", data.dev), ("val", val), ("test", data.test))}
+  splits = {
+      name: {
+          "x": split.x,
+          "y": split.y
+      } for name, split in (("train", data.train), ("dev", data.dev), ("val", val), ("test",
+                                                                                    data.test))
+  }
   labels = splits_lib.label_record(config, data, val)
   if labels is not None and workdir is not None:
     os.makedirs(workdir, exist_ok=True)
@@ -296,7 +357,10 @@ def prepare_splits(config, val_size: int, workdir: Optional[str] = None
   return splits, data.num_classes, labels
 
 
-def _row(name: str, description: str, results: list, extra: Optional[dict] = None,
+def _row(name: str,
+         description: str,
+         results: list,
+         extra: Optional[dict] = None,
          metric: str = "accuracy") -> dict:
   """One table row: test and validation error (mean, std over seeds) of ``results``.
 
@@ -307,10 +371,16 @@ def _row(name: str, description: str, results: list, extra: Optional[dict] = Non
   test = summaries.mean_std([r["test_error"] for r in results])
   val = summaries.mean_std([r["val_error"] for r in results])
   logging.info("%s: test %.2f +- %.2f", name, *test)
-  row = {"name": name, "description": description, "test_error": test[0],
-         "test_std": test[1], "val_error": val[0], "val_std": val[1],
-         "seeds": [r["seed"] for r in results],
-         "test_errors": [r["test_error"] for r in results]}
+  row = {
+      "name": name,
+      "description": description,
+      "test_error": test[0],
+      "test_std": test[1],
+      "val_error": val[0],
+      "val_std": val[1],
+      "seeds": [r["seed"] for r in results],
+      "test_errors": [r["test_error"] for r in results]
+  }
   if metric != "accuracy":
     for split in ("test", "val"):
       key = summaries.error_key(split, metric)
@@ -331,7 +401,7 @@ def _variant_row(runner: Runner, name: str, cfg, final_seeds: list) -> tuple[dic
   description, _, options = VARIANTS[name]
   taught = runner.untaught(cfg) if options.get("untaught") else runner.teach(cfg)
   warm_start = builders.build_teach_schedule(cfg).warm_start
-  tag = f"{name}_{teaching_key(cfg)}"    # cached students belong to this row's config only
+  tag = f"{name}_{teaching_key(cfg)}"  # cached students belong to this row's config only
   chosen, selection = len(taught["snapshots"]) - 1, None
   metric = splits_lib.headline_metric(cfg)
   if options.get("select"):
@@ -339,27 +409,52 @@ def _variant_row(runner: Runner, name: str, cfg, final_seeds: list) -> tuple[dic
     # error wins.
     selection = {}
     for i, theta in enumerate(taught["snapshots"]):
-      errs = [runner.student_run(f"{tag}_cand{i}", s, taught["teacher"], theta,
-                                 warm_start=warm_start, config=cfg,
-                                 read_test=False)[summaries.error_key("val", metric)]
-              for s in runner.tune_seeds]
+      errs = [
+          runner.student_run(
+              f"{tag}_cand{i}",
+              s,
+              taught["teacher"],
+              theta,
+              warm_start=warm_start,
+              config=cfg,
+              read_test=False)[summaries.error_key("val", metric)] for s in runner.tune_seeds
+      ]
       selection[taught["updates"][i]] = float(np.mean(errs))
     # A tie (errors are multiples of 100 / val_size) goes to the earlier checkpoint.
     # (np.round, as this selection always rounded: see experiments.selection).
-    chosen = select(range(len(taught["snapshots"])),
-                    lambda i: selection[taught["updates"][i]], rounding="numpy")
+    chosen = select(
+        range(len(taught["snapshots"])),
+        lambda i: selection[taught["updates"][i]],
+        rounding="numpy")
   theta = taught["snapshots"][chosen]
-  results = [runner.student_run(f"{tag}_u{taught['updates'][chosen]}", s,
-                                taught["teacher"], theta, warm_start=warm_start, config=cfg)
-             for s in final_seeds]
-  extra = {"teach_seconds": taught["seconds"], "outer_steps": taught["updates"][-1],
-           "selected_update": taught["updates"][chosen], "selection": selection,
-           "unroll_steps": cfg.teach.unroll_steps, "measure": cfg.teach.measure}
+  results = [
+      runner.student_run(
+          f"{tag}_u{taught['updates'][chosen]}",
+          s,
+          taught["teacher"],
+          theta,
+          warm_start=warm_start,
+          config=cfg) for s in final_seeds
+  ]
+  extra = {
+      "teach_seconds": taught["seconds"],
+      "outer_steps": taught["updates"][-1],
+      "selected_update": taught["updates"][chosen],
+      "selection": selection,
+      "unroll_steps": cfg.teach.unroll_steps,
+      "measure": cfg.teach.measure
+  }
   return _row(name, description, results, extra, metric), dict(taught, theta=theta)
 
 
-def run(config, workdir: str, variants, seeds: int, val_size: int,
-        baselines=BASELINE_ROWS, ls_grid=LS_GRID, tune_seeds=TUNE_SEEDS) -> dict:
+def run(config,
+        workdir: str,
+        variants,
+        seeds: int,
+        val_size: int,
+        baselines=BASELINE_ROWS,
+        ls_grid=LS_GRID,
+        tune_seeds=TUNE_SEEDS) -> dict:
   """Runs the ablation (module docstring) and writes ``ablation.{json,md}`` and a plot.
 
   ``tune_seeds``: the students (seeds, never the final ones) that select label
@@ -368,26 +463,32 @@ def run(config, workdir: str, variants, seeds: int, val_size: int,
   schema.validate(config, schema.CLASSIFICATION)
   os.makedirs(workdir, exist_ok=True)
   splits, num_classes, labels = prepare_splits(config, val_size, workdir)
-  metric = splits_lib.headline_metric(config)      # 'balanced_accuracy' for a long tail
+  metric = splits_lib.headline_metric(config)  # 'balanced_accuracy' for a long tail
   val_key = summaries.error_key("val", metric)
   runner = Runner(config, workdir, splits, num_classes, tune_seeds)
   final_seeds = [config.seed + i for i in range(seeds)]
   rows, t_start = [], time.time()
 
   # Label smoothing eps, selected on the validation split (never on test).
-  tuning = {eps: summaries.mean_std([runner.baseline("label_smoothing", s, eps,
-                                                     read_test=False)[val_key]
-                                     for s in runner.tune_seeds])[0] for eps in ls_grid}
-  tuned_eps = select(tuning, tuning)   # a tie: the earlier eps of ls_grid (the smaller)
+  tuning = {
+      eps:
+          summaries.mean_std([
+              runner.baseline("label_smoothing", s, eps, read_test=False)[val_key]
+              for s in runner.tune_seeds
+          ])[0] for eps in ls_grid
+  }
+  tuned_eps = select(tuning, tuning)  # a tie: the earlier eps of ls_grid (the smaller)
   logging.info("label smoothing: validation error per eps %s -> eps = %g", tuning, tuned_eps)
 
   for method in baselines:
     eps = tuned_eps if _tuned_smoothing(method) else 0.1
-    desc = {"cross_entropy": "cross-entropy",
-            "label_smoothing": f"label smoothing, eps = {tuned_eps:g} (tuned on validation)",
-            "large_margin": "Large-Margin Softmax (m = 2, beta annealed)"}[method]
-    rows.append(_row(method, desc, [runner.baseline(method, s, eps) for s in final_seeds],
-                     metric=metric))
+    desc = {
+        "cross_entropy": "cross-entropy",
+        "label_smoothing": f"label smoothing, eps = {tuned_eps:g} (tuned on validation)",
+        "large_margin": "Large-Margin Softmax (m = 2, beta annealed)"
+    }[method]
+    rows.append(
+        _row(method, desc, [runner.baseline(method, s, eps) for s in final_seeds], metric=metric))
 
   # The chain starts from the previous default whatever the config file's recipe is, so a
   # row adds its ingredient to the rows above it and never to the file's own recipe.
@@ -401,11 +502,20 @@ def run(config, workdir: str, variants, seeds: int, val_size: int,
 
   if variants:
     plot_teacher(runner, *last, workdir)
-  out = {"config": json.loads(config.to_json_best_effort()), "val_size": val_size,
-         "splits": {k: int(len(v["y"])) for k, v in splits.items()},
-         "label_smoothing_tuning": {f"{k:g}": v for k, v in tuning.items()},
-         "tuned_eps": tuned_eps, "tune_seeds": list(runner.tune_seeds), "rows": rows,
-         "seconds": time.time() - t_start}
+  out = {
+      "config": json.loads(config.to_json_best_effort()),
+      "val_size": val_size,
+      "splits": {
+          k: int(len(v["y"])) for k, v in splits.items()
+      },
+      "label_smoothing_tuning": {
+          f"{k:g}": v for k, v in tuning.items()
+      },
+      "tuned_eps": tuned_eps,
+      "tune_seeds": list(runner.tune_seeds),
+      "rows": rows,
+      "seconds": time.time() - t_start
+  }
   if metric != "accuracy":
     out["headline_metric"] = metric
   if labels is not None:
@@ -433,14 +543,21 @@ def plot_teacher(runner: Runner, name: str, teacher, theta, config, workdir: str
     history, s = [], config.student
     record = lambda st, r: history.append(with_teacher_state(r, st))
     dlf_jax.train_student(
-        runner.student, teacher, runner.splits["train"], theta=theta, num_steps=s.num_steps,
-        batch_size=s.batch_size, seed=config.seed, eval_every=s.eval_every,
-        dev=runner.splits["dev"], eval_batch_size=s.eval_batch_size,
-        warm_start=builders.build_teach_schedule(config).warm_start, progress=False,
+        runner.student,
+        teacher,
+        runner.splits["train"],
+        theta=theta,
+        num_steps=s.num_steps,
+        batch_size=s.batch_size,
+        seed=config.seed,
+        eval_every=s.eval_every,
+        dev=runner.splits["dev"],
+        eval_batch_size=s.eval_batch_size,
+        warm_start=builders.build_teach_schedule(config).warm_start,
+        progress=False,
         callback=record)
     io.write_json(path, history)
-  snaps = w_snapshots(teacher, theta, history, num=4,
-                      first_step=config.teach.pretrain_steps)
+  snaps = w_snapshots(teacher, theta, history, num=4, first_step=config.teach.pretrain_steps)
   plots.plot_w_heatmaps(snaps, os.path.join(workdir, "plots", "teacher_w.png"))
   plots.plot_target_mass(snaps, os.path.join(workdir, "plots", "teacher_target_mass.png"))
 
@@ -471,13 +588,17 @@ def markdown(out: dict) -> str:
   balanced = out.get("headline_metric", "accuracy") == "balanced_accuracy"
   ref = next((r for r in out["rows"] if r["name"] == "label_smoothing"), None)
   if balanced:
-    lines = ["| row | what it adds | balanced test error % | test error % | Δ balanced vs "
-             "tuned LS (paired) | balanced val error % | seeds | teaching s | outer steps (T) "
-             "| selected |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| row | what it adds | balanced test error % | test error % | Δ balanced vs "
+        "tuned LS (paired) | balanced val error % | seeds | teaching s | outer steps (T) "
+        "| selected |", "|---|---|---|---|---|---|---|---|---|---|"
+    ]
   else:
-    lines = ["| row | what it adds | test error % | Δ vs tuned LS (paired) | val error % "
-             "| seeds | teaching s | outer steps (T) | selected |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| row | what it adds | test error % | Δ vs tuned LS (paired) | val error % "
+        "| seeds | teaching s | outer steps (T) | selected |",
+        "|---|---|---|---|---|---|---|---|---|"
+    ]
   b = "_balanced" if balanced else ""
   for r in out["rows"]:
     teach = f"{r['teach_seconds']:.0f}" if r.get("teach_seconds") else "—"
@@ -510,14 +631,14 @@ def plot(out: dict, path: str) -> None:
   """
   balanced = out.get("headline_metric", "accuracy") == "balanced_accuracy"
   key = "test_balanced_errors" if balanced else "test_errors"
-  plots.plot_error_bars([(r["name"], r[key], "teach_seconds" in r)
-                         for r in out["rows"]], path,
+  plots.plot_error_bars([(r["name"], r[key], "teach_seconds" in r) for r in out["rows"]],
+                        path,
                         ylabel=("balanced " if balanced else "") + "test error % "
-                               "(seeds as dots)")
+                        "(seeds as dots)")
 
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
-                      lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Output directory (re-running resumes).")
 flags.DEFINE_list("variants", list(VARIANTS), f"Rows, cumulative, from {list(VARIANTS)}.")
 flags.DEFINE_list("baselines", list(BASELINE_ROWS), "Baseline rows.")
@@ -547,13 +668,15 @@ def main(argv):
     _fail(f"--seeds, --val_size and --tune_seeds must be >= 1; got {FLAGS.seeds}, "
           f"{FLAGS.val_size}, {FLAGS.tune_seeds}.")
   try:
-    run(_CONFIG.value, FLAGS.workdir, FLAGS.variants, FLAGS.seeds, FLAGS.val_size,
-        baselines=FLAGS.baselines, tune_seeds=range(1000, 1000 + FLAGS.tune_seeds))
-  except (ValueError, FileNotFoundError) as e:   # config, data and split problems
+    run(_CONFIG.value,
+        FLAGS.workdir,
+        FLAGS.variants,
+        FLAGS.seeds,
+        FLAGS.val_size,
+        baselines=FLAGS.baselines,
+        tune_seeds=range(1000, 1000 + FLAGS.tune_seeds))
+  except (ValueError, FileNotFoundError) as e:  # config, data and split problems
     _fail(str(e))
-
-
-
 
 
 if __name__ == "__main__":

@@ -17,13 +17,19 @@ from dlf_jax import data as data_lib
 from dlf_jax import models
 from experiments import corrections, schema
 
-__all__ = ["PAPER_RECIPE", "resolve_recipe", "build_student", "build_schedule", "build_mesh",
-           "build_teacher", "build_measure", "build_teacher_optimizer", "build_baseline",
-           "build_estimator", "build_teach_schedule", "build_teach_args"]
+__all__ = [
+    "PAPER_RECIPE", "resolve_recipe", "build_student", "build_schedule", "build_mesh",
+    "build_teacher", "build_measure", "build_teacher_optimizer", "build_baseline",
+    "build_estimator", "build_teach_schedule", "build_teach_args"
+]
 
 # What ``teacher.recipe='paper'`` sets: Eqn. (2) as the paper writes it.
-PAPER_RECIPE = {"teacher.parameterisation": "full", "teacher.link": "sigmoid",
-                "teacher.anchor": "cross_entropy", "teach.measure": "expected_accuracy"}
+PAPER_RECIPE = {
+    "teacher.parameterisation": "full",
+    "teacher.link": "sigmoid",
+    "teacher.anchor": "cross_entropy",
+    "teach.measure": "expected_accuracy"
+}
 
 
 def resolve_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -51,17 +57,20 @@ def build_student(config: ml_collections.ConfigDict, num_classes: int) -> dlf_ja
   elif m.name == "convbn":
     model = models.ConvBN(num_classes=num_classes, width=m.width, conv_impl=m.conv_impl)
   elif m.name == "resnet":
-    model = models.ResNet(depth=m.depth, num_classes=num_classes, width=m.width,
-                          conv_impl=m.conv_impl)
+    model = models.ResNet(
+        depth=m.depth, num_classes=num_classes, width=m.width, conv_impl=m.conv_impl)
   elif m.name == "wrn":
-    model = models.WideResNet(depth=m.depth, widen=m.widen, num_classes=num_classes,
-                              conv_impl=m.conv_impl)
+    model = models.WideResNet(
+        depth=m.depth, widen=m.widen, num_classes=num_classes, conv_impl=m.conv_impl)
   else:
     schema.fail("model.name", m.name, f"one of {schema.MODELS}")
-  tx = dlf_jax.make_optimizer(s.optimizer, build_schedule(config), momentum=s.momentum,
-                              weight_decay=s.weight_decay)
-  return dlf_jax.Student(model=model, tx=tx, num_classes=num_classes,
-                         augment=data_lib.make_augment(config.data.augment))
+  tx = dlf_jax.make_optimizer(
+      s.optimizer, build_schedule(config), momentum=s.momentum, weight_decay=s.weight_decay)
+  return dlf_jax.Student(
+      model=model,
+      tx=tx,
+      num_classes=num_classes,
+      augment=data_lib.make_augment(config.data.augment))
 
 
 def build_schedule(config: ml_collections.ConfigDict):
@@ -96,12 +105,14 @@ def build_mesh(config: ml_collections.ConfigDict):
   n = jax.device_count()
   for key in ("student.batch_size", "student.eval_batch_size", "teach.dev_batch_size"):
     if schema.get(config, key) % n:
-      schema.fail(key, schema.get(config, key), f"a multiple of the {n} devices for data "
-                  "parallelism (or set data_parallel=False)")
+      schema.fail(
+          key, schema.get(config, key), f"a multiple of the {n} devices for data "
+          "parallelism (or set data_parallel=False)")
   return dlf_jax.parallel.make_mesh()
 
 
-def build_teacher(config: ml_collections.ConfigDict, num_classes: int,
+def build_teacher(config: ml_collections.ConfigDict,
+                  num_classes: int,
                   anchor_transition=None) -> dlf_jax.Teacher:
   """``mu_theta`` of ``config.teacher``; ``total_steps = config.student.num_steps``.
 
@@ -125,26 +136,42 @@ def build_teacher(config: ml_collections.ConfigDict, num_classes: int,
                        "T: pass build_teacher(..., anchor_transition=T_hat) (the image runner "
                        "computes it: experiments.correction_phases.DataBaselines."
                        "teacher_anchor).")
-    anchor = "cross_entropy"                  # the form starts at anchor_transition instead
+    anchor = "cross_entropy"  # the form starts at anchor_transition instead
     anchor_transition = tuple(map(tuple, np.asarray(anchor_transition, np.float64).tolist()))
   elif anchor_transition is not None:
     raise ValueError(f"anchor_transition is for config.teacher.anchor='glc' (got "
                      f"anchor={anchor!r}).")
-  family = dict(link=t.link, anchor=anchor, anchor_smoothing=t.anchor_smoothing,
-                target=t.target, anchor_transition=anchor_transition)
+  family = dict(
+      link=t.link,
+      anchor=anchor,
+      anchor_smoothing=t.anchor_smoothing,
+      target=t.target,
+      anchor_transition=anchor_transition)
   if t.kind == "attention":
     module = dlf_jax.AttentionTeacher(
-        num_classes=num_classes, num_matrices=t.num_matrices,
-        parameterisation=t.parameterisation, rank=t.rank,
-        per_class_bias=t.per_class_bias, init_scale=t.init_scale, **family)
+        num_classes=num_classes,
+        num_matrices=t.num_matrices,
+        parameterisation=t.parameterisation,
+        rank=t.rank,
+        per_class_bias=t.per_class_bias,
+        init_scale=t.init_scale,
+        **family)
   elif t.kind == "mlp":
     module = dlf_jax.MLPTeacher(
-        num_classes=num_classes, parameterisation=t.parameterisation, rank=t.rank,
-        per_class_bias=t.per_class_bias, hidden=t.hidden, init_scale=t.init_scale, **family)
+        num_classes=num_classes,
+        parameterisation=t.parameterisation,
+        rank=t.rank,
+        per_class_bias=t.per_class_bias,
+        hidden=t.hidden,
+        init_scale=t.init_scale,
+        **family)
   else:
     schema.fail("teacher.kind", t.kind, f"one of {schema.TEACHERS}")
-  return dlf_jax.Teacher(module=module, features=tuple(t.features),
-                         total_steps=config.student.num_steps, ema_decay=t.ema_decay)
+  return dlf_jax.Teacher(
+      module=module,
+      features=tuple(t.features),
+      total_steps=config.student.num_steps,
+      ema_decay=t.ema_decay)
 
 
 def build_measure(config: ml_collections.ConfigDict) -> dlf_jax.measures.Measure:
@@ -167,8 +194,7 @@ def build_teacher_optimizer(config: ml_collections.ConfigDict) -> optax.Gradient
   return optax.sgd(lr)
 
 
-def build_baseline(config: ml_collections.ConfigDict,
-                   method: str) -> dlf_jax.losses.FixedLoss:
+def build_baseline(config: ml_collections.ConfigDict, method: str) -> dlf_jax.losses.FixedLoss:
   """The fixed loss of a baseline ``method`` (a key of :data:`dlf_jax.losses.BASELINES`).
 
   Built with ``config.baselines``' constants (each baseline takes its own).
@@ -183,9 +209,16 @@ def build_baseline(config: ml_collections.ConfigDict,
                      "experiments.corrections.build_data_baseline(config, data, method, "
                      "context) and pass its loss to the student phases.")
   b = config.baselines
-  return dlf_jax.baseline_loss(method, smoothing=b.smoothing, margin=b.margin, beta=b.beta,
-                               beta_min=b.beta_min, beta_gamma=b.beta_gamma,
-                               beta_power=b.beta_power)
+  return dlf_jax.baseline_loss(
+      method,
+      smoothing=b.smoothing,
+      margin=b.margin,
+      beta=b.beta,
+      beta_min=b.beta_min,
+      beta_gamma=b.beta_gamma,
+      beta_power=b.beta_power)
+
+
 def build_estimator(config: ml_collections.ConfigDict,
                     student: dlf_jax.Student) -> dlf_jax.HypergradEstimator:
   """The hypergradient estimator of ``config.teach.estimator`` (its ``name`` and section).
@@ -212,11 +245,13 @@ def build_teach_schedule(config: ml_collections.ConfigDict) -> dlf_jax.Schedule:
   ``total_steps = student.num_steps`` when None.
   """
   t = config.teach
-  return dlf_jax.Schedule(mode=t.mode, unroll_steps=t.unroll_steps,
-                          num_episodes=t.num_episodes,
-                          segments_per_episode=t.segments_per_episode,
-                          pretrain_steps=t.pretrain_steps,
-                          batch_size=config.student.batch_size)
+  return dlf_jax.Schedule(
+      mode=t.mode,
+      unroll_steps=t.unroll_steps,
+      num_episodes=t.num_episodes,
+      segments_per_episode=t.segments_per_episode,
+      pretrain_steps=t.pretrain_steps,
+      batch_size=config.student.batch_size)
 
 
 def build_teach_args(config: ml_collections.ConfigDict, student: dlf_jax.Student) -> dict:
@@ -228,9 +263,11 @@ def build_teach_args(config: ml_collections.ConfigDict, student: dlf_jax.Student
   ``callback``.
   """
   t = config.teach
-  return dict(teacher_optimizer=build_teacher_optimizer(config),
-              schedule=build_teach_schedule(config),
-              estimator=build_estimator(config, student),
-              dev_sampling=dlf_jax.DevSampling(batch_size=t.dev_batch_size,
-                                               sample_size=t.dev_sample_size),
-              seed=config.seed, progress=config.progress, mesh=build_mesh(config))
+  return dict(
+      teacher_optimizer=build_teacher_optimizer(config),
+      schedule=build_teach_schedule(config),
+      estimator=build_estimator(config, student),
+      dev_sampling=dlf_jax.DevSampling(batch_size=t.dev_batch_size, sample_size=t.dev_sample_size),
+      seed=config.seed,
+      progress=config.progress,
+      mesh=build_mesh(config))

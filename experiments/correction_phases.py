@@ -58,12 +58,14 @@ def student_softmax(student: dlf_jax.Student, state: dlf_jax.StudentState, x: np
   """
   n = len(x)
   batches = make_eval_batches({"x": np.asarray(x), "y": np.zeros((n,), np.int32)}, batch_size)
-  dtype = jax.tree_util.tree_leaves(state.params)[0].dtype     # the logits in it
+  dtype = jax.tree_util.tree_leaves(state.params)[0].dtype  # the logits in it
   apply = jax.jit(lambda p, m, b: jax.nn.softmax(
       student.apply(p, m, b, train=False)[0].logits.astype(dtype), axis=-1))
-  probs = [np.asarray(apply(state.params, state.model_state,
-                            {k: v[i] for k, v in batches.items()}))
-           for i in range(len(batches["x"]))]
+  probs = [
+      np.asarray(apply(state.params, state.model_state, {
+          k: v[i] for k, v in batches.items()
+      })) for i in range(len(batches["x"]))
+  ]
   return np.concatenate(probs)[:n].astype(np.float64)
 
 
@@ -80,8 +82,14 @@ class DataBaselines:
     on_checkpoint: passed to the cross-entropy student phases it runs.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, data, val, student: dlf_jax.Student,
-               workdir: str, *, on_checkpoint: Optional[phases.CheckpointHook] = None):
+  def __init__(self,
+               config: ml_collections.ConfigDict,
+               data,
+               val,
+               student: dlf_jax.Student,
+               workdir: str,
+               *,
+               on_checkpoint: Optional[phases.CheckpointHook] = None):
     self.config, self.data, self.val, self.student = config, data, val, student
     self.workdir, self.on_checkpoint = workdir, on_checkpoint
     self._tuned: dict = {}
@@ -96,10 +104,15 @@ class DataBaselines:
     (deleted), the run is repeated in memory: it is a pure function of the seed.
     """
     config, data = self.config, self.data
-    phases.student_phase(config, data, self.student, "cross_entropy", seed, self.workdir,
-                         on_checkpoint=self.on_checkpoint)
-    ckpt = Checkpoints(os.path.join(self.workdir, "checkpoints", "cross_entropy",
-                                    f"seed_{seed}"))
+    phases.student_phase(
+        config,
+        data,
+        self.student,
+        "cross_entropy",
+        seed,
+        self.workdir,
+        on_checkpoint=self.on_checkpoint)
+    ckpt = Checkpoints(os.path.join(self.workdir, "checkpoints", "cross_entropy", f"seed_{seed}"))
     try:
       step = ckpt.latest_step()
       if step == config.student.num_steps:
@@ -108,8 +121,8 @@ class DataBaselines:
     finally:
       ckpt.close()
     logging.info("glc: no final checkpoint of cross_entropy seed %d; retraining it", seed)
-    return phases.train_method_student(config, data, self.student, "cross_entropy", seed,
-                                       desc=f"glc: cross_entropy seed {seed}")
+    return phases.train_method_student(
+        config, data, self.student, "cross_entropy", seed, desc=f"glc: cross_entropy seed {seed}")
 
   def dev_probs(self, seed: int) -> np.ndarray:
     """float64 ``[N_dev, C]``: the cross-entropy student of ``seed``'s softmax over dev."""
@@ -133,8 +146,8 @@ class DataBaselines:
     if self.config.teacher.anchor != "glc":
       return None
     t_hat = self.glc_transition(self.config.seed)
-    logging.info("glc: the teacher starts at T^ of seed %d (diagonal mean %.3f)",
-                 self.config.seed, float(np.mean(np.diag(t_hat))))
+    logging.info("glc: the teacher starts at T^ of seed %d (diagonal mean %.3f)", self.config.seed,
+                 float(np.mean(np.diag(t_hat))))
     return t_hat
 
   # ---------------------------------------------------------------- tuning
@@ -170,16 +183,22 @@ class DataBaselines:
     candidates = {}
     for name, value in names.items():
       cfg = corrections.with_constant(self.config, method, value)
-      loss = corrections.build_data_baseline(cfg, self.data, method,
-                                             self.context(self.config.seed))
+      loss = corrections.build_data_baseline(cfg, self.data, method, self.context(self.config.seed))
       candidates[name] = dict(method=method, loss=loss)
-    scores = phases.validation_scores(self.config, self.data, self.val, self.student,
-                                      candidates, prefix=f"tune {method} {key}")
+    scores = phases.validation_scores(
+        self.config, self.data, self.val, self.student, candidates, prefix=f"tune {method} {key}")
     chosen, errors = pick_by_validation(scores, metric)
     logging.info("tune: %s %s -> validation error %s; chosen %s", method, key, errors, chosen)
-    out = {"method": method, "key": f"baselines.{key}", "grid": grid,
-           "chosen": names[chosen], "val_error": errors,
-           "seeds": list(phases.SELECTION_SEEDS), "val_size": len(self.val), "metric": metric}
+    out = {
+        "method": method,
+        "key": f"baselines.{key}",
+        "grid": grid,
+        "chosen": names[chosen],
+        "val_error": errors,
+        "seeds": list(phases.SELECTION_SEEDS),
+        "val_size": len(self.val),
+        "metric": metric
+    }
     io.write_json(path, out)
     return out
 
@@ -197,5 +216,5 @@ class DataBaselines:
       return None
     if os.path.exists(run_path(self.workdir, method, seed)):
       return None
-    return corrections.build_data_baseline(self.tuned_config(method), self.data, method,
-                                           self.context(seed))
+    return corrections.build_data_baseline(
+        self.tuned_config(method), self.data, method, self.context(seed))

@@ -42,10 +42,11 @@ import numpy as np
 from dlf_jax import data as data_lib
 from dlf_jax import losses
 
-__all__ = ["Context", "DATA_BASELINES", "NOISE_METHODS", "TUNED_CONSTANTS", "METHOD_NAMES",
-           "glc_path", "glc_transition", "build_glc", "build_forward_oracle",
-           "build_logit_adjusted", "build_class_balanced", "build_data_baseline",
-           "with_constant"]
+__all__ = [
+    "Context", "DATA_BASELINES", "NOISE_METHODS", "TUNED_CONSTANTS", "METHOD_NAMES", "glc_path",
+    "glc_transition", "build_glc", "build_forward_oracle", "build_logit_adjusted",
+    "build_class_balanced", "build_data_baseline", "with_constant"
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,13 +112,16 @@ def glc_transition(config: ml_collections.ConfigDict, data, context: Context) ->
   probs = np.asarray(context.dev_probs(context.seed), np.float64)
   t_hat = data_lib.estimate_transition_glc(probs, np.asarray(data.dev.y), c)
   if path is not None:
-    from experiments import io, splits   # noqa: PLC0415 (schema -> here -> splits)
+    from experiments import io, splits  # noqa: PLC0415 (schema -> here -> splits)
     true_t = splits.noise_transition(config, c)
-    record = {"seed": int(context.seed), "transition": t_hat.tolist(),
-              "estimated_from": "softmax of the cross_entropy student of this seed (trained "
-                                "on the noisy training labels) over the clean dev split",
-              "dev_size": int(len(data.dev.y)),
-              "dev_class_counts": np.bincount(np.asarray(data.dev.y), minlength=c).tolist()}
+    record = {
+        "seed": int(context.seed),
+        "transition": t_hat.tolist(),
+        "estimated_from": "softmax of the cross_entropy student of this seed (trained "
+                          "on the noisy training labels) over the clean dev split",
+        "dev_size": int(len(data.dev.y)),
+        "dev_class_counts": np.bincount(np.asarray(data.dev.y), minlength=c).tolist()
+    }
     if true_t is not None:
       record["true_transition"] = true_t.tolist()
       record["mean_abs_error"] = float(np.mean(np.abs(t_hat - true_t)))
@@ -125,8 +129,8 @@ def glc_transition(config: ml_collections.ConfigDict, data, context: Context) ->
   return t_hat
 
 
-def build_glc(config: ml_collections.ConfigDict, data, context: Context
-              ) -> losses.ForwardCorrectionLoss:
+def build_glc(config: ml_collections.ConfigDict, data,
+              context: Context) -> losses.ForwardCorrectionLoss:
   """``glc``: :class:`~dlf_jax.losses.ForwardCorrectionLoss` with :func:`glc_transition`.
 
   Raises:
@@ -135,15 +139,15 @@ def build_glc(config: ml_collections.ConfigDict, data, context: Context
   return losses.ForwardCorrectionLoss(glc_transition(config, data, context))
 
 
-def build_forward_oracle(config: ml_collections.ConfigDict, data, context: Context
-                         ) -> losses.ForwardCorrectionLoss:
+def build_forward_oracle(config: ml_collections.ConfigDict, data,
+                         context: Context) -> losses.ForwardCorrectionLoss:
   """``forward_oracle``: forward correction with the true ``T`` of ``config.data.noise``.
 
   Raises:
     ValueError: ``data.noise.kind='none'`` (there is no ``T``; the schema refuses it first).
   """
   del context
-  from experiments import splits   # noqa: PLC0415 (schema -> here -> splits)
+  from experiments import splits  # noqa: PLC0415 (schema -> here -> splits)
   t = splits.noise_transition(config, _num_classes(data))
   if t is None:
     raise ValueError("method 'forward_oracle' needs label noise: set config.data.noise.kind "
@@ -164,8 +168,8 @@ def _check_all_present(counts: np.ndarray, method: str) -> None:
                      "config.data.train_size).")
 
 
-def build_logit_adjusted(config: ml_collections.ConfigDict, data, context: Context
-                         ) -> losses.LogitAdjustedLoss:
+def build_logit_adjusted(config: ml_collections.ConfigDict, data,
+                         context: Context) -> losses.LogitAdjustedLoss:
   """``logit_adjusted``: :class:`~dlf_jax.losses.LogitAdjustedLoss` from the training labels.
 
   With the priors of the training labels (:func:`dlf_jax.data.class_priors`) and
@@ -180,8 +184,8 @@ def build_logit_adjusted(config: ml_collections.ConfigDict, data, context: Conte
   return losses.LogitAdjustedLoss(priors, tau=float(config.baselines.logit_tau))
 
 
-def build_class_balanced(config: ml_collections.ConfigDict, data, context: Context
-                         ) -> losses.ClassBalancedLoss:
+def build_class_balanced(config: ml_collections.ConfigDict, data,
+                         context: Context) -> losses.ClassBalancedLoss:
   """``class_balanced``: :class:`~dlf_jax.losses.ClassBalancedLoss` from the training labels.
 
   With the counts of the training labels and ``beta = baselines.cb_beta``.
@@ -197,14 +201,18 @@ def build_class_balanced(config: ml_collections.ConfigDict, data, context: Conte
 
 # The data-built baselines by name (configs' ``methods``, beside dlf_jax.losses.BASELINES).
 DATA_BASELINES: dict[str, Callable] = {
-    "glc": build_glc, "forward_oracle": build_forward_oracle,
-    "logit_adjusted": build_logit_adjusted, "class_balanced": build_class_balanced,
+    "glc": build_glc,
+    "forward_oracle": build_forward_oracle,
+    "logit_adjusted": build_logit_adjusted,
+    "class_balanced": build_class_balanced,
 }
 # The methods that need label noise on the training split (a T to estimate or know).
 NOISE_METHODS = ("glc", "forward_oracle")
 # method -> (its constant in config.baselines, the grid that tunes it on validation).
-TUNED_CONSTANTS = {"logit_adjusted": ("logit_tau", "logit_tau_grid"),
-                   "class_balanced": ("cb_beta", "cb_beta_grid")}
+TUNED_CONSTANTS = {
+    "logit_adjusted": ("logit_tau", "logit_tau_grid"),
+    "class_balanced": ("cb_beta", "cb_beta_grid")
+}
 # The rows of the results tables.
 METHOD_NAMES = {
     "glc": "GLC (forward correction, T estimated on dev)",
@@ -214,8 +222,8 @@ METHOD_NAMES = {
 }
 
 
-def with_constant(config: ml_collections.ConfigDict, method: str, value: float
-                  ) -> ml_collections.ConfigDict:
+def with_constant(config: ml_collections.ConfigDict, method: str,
+                  value: float) -> ml_collections.ConfigDict:
   """A copy of ``config`` whose constant of ``method`` (:data:`TUNED_CONSTANTS`) is ``value``."""
   key, _ = TUNED_CONSTANTS[method]
   out = ml_collections.ConfigDict(config.to_dict())
@@ -223,8 +231,7 @@ def with_constant(config: ml_collections.ConfigDict, method: str, value: float
   return out
 
 
-def build_data_baseline(config: ml_collections.ConfigDict, data, method: str,
-                        context: Context):
+def build_data_baseline(config: ml_collections.ConfigDict, data, method: str, context: Context):
   """The loss provider of the data-built baseline ``method`` (a key of :data:`DATA_BASELINES`).
 
   Args:

@@ -34,7 +34,9 @@ from experiments.tasks import get_task, task_of
 from experiments.workdir import InputError, WorkdirConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (experiments/configs/<name>.py[:variant]).",
+    "config",
+    None,
+    "Experiment config file (experiments/configs/<name>.py[:variant]).",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
 _DISTRIBUTED = flags.DEFINE_bool(
@@ -62,9 +64,10 @@ def _moved_keys(argv) -> None:
   given = [a[len("--config."):].split("=")[0] for a in argv[1:] if a.startswith("--config.")]
   moved = [(k, schema.MOVED_KEYS[k]) for k in given if k in schema.MOVED_KEYS]
   if moved:
-    _fail("FATAL Flags parsing error: " + "; ".join(
-        f"--config.{old} is no longer a key: use --config.{new} (with "
-        f"--config.teach.estimator.name={new.split('.')[2]})" for old, new in moved) + ".")
+    _fail("FATAL Flags parsing error: " +
+          "; ".join(f"--config.{old} is no longer a key: use --config.{new} (with "
+                    f"--config.teach.estimator.name={new.split('.')[2]})"
+                    for old, new in moved) + ".")
   if "teach.estimator" in given:
     _fail("FATAL Flags parsing error: --config.teach.estimator is a sub-config: choose the "
           f"estimator with --config.teach.estimator.name=<one of {schema.ESTIMATORS}> and set "
@@ -75,10 +78,10 @@ def _parse_flags(argv):
   """Absl's parser; a bad flag, config key or variant ends with status 2 and a message."""
   try:
     return flags.FLAGS(argv)
-  except flags.Error as e:      # a value of the wrong type; an error in the config file
+  except flags.Error as e:  # a value of the wrong type; an error in the config file
     _moved_keys(argv)
     message = str(e)
-    if "Traceback (most recent call last)" in message:   # ml_collections quotes the traceback
+    if "Traceback (most recent call last)" in message:  # ml_collections quotes the traceback
       head, _, tail = message.partition("Traceback (most recent call last)")
       message = f"{head.strip()} {tail.strip().splitlines()[-1]}"
     _fail(f"FATAL Flags parsing error: {message}\nPass --helpfull to see help on flags.")
@@ -89,7 +92,7 @@ def _parse_flags(argv):
     _fail(f"FATAL Flags parsing error: a --config.<key> override names a key the config does "
           f"not have ({key}); overrides given: {', '.join(bad)}. The keys and their meaning are "
           "in experiments/schema.py (CLASSIFICATION; translation configs: TRANSLATION).")
-  except ValueError as e:       # e.g. an unknown ``:variant`` of the config file
+  except ValueError as e:  # e.g. an unknown ``:variant`` of the config file
     _fail(f"FATAL Flags parsing error: {e}")
 
 
@@ -103,8 +106,8 @@ def main(argv):
     dlf_jax.parallel.initialize_distributed()
   try:
     config = _CONFIG.value
-    task_of(config)             # the first use of the config: this loads the file
-  except OSError as e:          # a wrong --config path is reported at first use
+    task_of(config)  # the first use of the config: this loads the file
+  except OSError as e:  # a wrong --config path is reported at first use
     path = (flags.FLAGS["config"].config_filename or "").split(":")[0]
     if path and not os.path.isfile(path):
       _fail(f"Could not load --config: no config file {path!r} (relative to {os.getcwd()}); "
@@ -115,15 +118,16 @@ def main(argv):
   try:
     runner = get_task(config)
     runner.validate_config(config)
-  except ValueError as e:         # a bad value: the message names the key and the fix
+  except ValueError as e:  # a bad value: the message names the key and the fix
     _fail(f"Invalid config: {e}")
   try:
     runner.run(config, _WORKDIR.value)
   except (FileNotFoundError, WorkdirConfigError, InputError) as e:
-    _fail(str(e))           # missing data, a workdir of another run or not creatable, bad data
+    _fail(str(e))  # missing data, a workdir of another run or not creatable, bad data
   except KeyboardInterrupt:
-    logging.warning("Interrupted. Re-run the same command to resume from the last checkpoint "
-                    "in %s.", _WORKDIR.value)
+    logging.warning(
+        "Interrupted. Re-run the same command to resume from the last checkpoint "
+        "in %s.", _WORKDIR.value)
     raise SystemExit(130) from None
 
 

@@ -41,13 +41,14 @@ from experiments.builders import (build_baseline, build_estimator, build_measure
 from experiments.selection import pick_by_validation
 from experiments.workdir import Checkpoints, InputError, run_path
 
-__all__ = ["CheckpointHook", "SELECTION_SEEDS", "TEACHER_METHODS", "untaught_anchor",
-           "train_method_student", "teach_state_template", "teach_phase",
-           "maybe_teach", "student_phase", "student_phases", "validation_scores",
-           "select_teacher", "choose_teacher"]
+__all__ = [
+    "CheckpointHook", "SELECTION_SEEDS", "TEACHER_METHODS", "untaught_anchor",
+    "train_method_student", "teach_state_template", "teach_phase", "maybe_teach", "student_phase",
+    "student_phases", "validation_scores", "select_teacher", "choose_teacher"
+]
 
 CheckpointHook = Callable[[str, int], None]
-SELECTION_SEEDS = (1000, 1001)     # students that select; never among the reported seeds
+SELECTION_SEEDS = (1000, 1001)  # students that select; never among the reported seeds
 # Students trained by a frozen teacher after the warm start: the taught one, and the
 # untaught anchor (the teacher's initial theta) as its control.
 TEACHER_METHODS = ("l2t_dlf", "l2t_dlf_anchor")
@@ -76,8 +77,11 @@ def _example_batch(data) -> dict:
 
 
 def _scalars(record: dict) -> dict:
-  return {k: v for k, v in record.items()
-          if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+  return {
+      k: v
+      for k, v in record.items()
+      if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+  }
 
 
 class _Session:
@@ -88,8 +92,12 @@ class _Session:
   the history and the wall time so far, and calls ``on_checkpoint(name, step)``.
   """
 
-  def __init__(self, workdir: str, path: tuple, name: str,
-               on_checkpoint: Optional[CheckpointHook], prefix: str = ""):
+  def __init__(self,
+               workdir: str,
+               path: tuple,
+               name: str,
+               on_checkpoint: Optional[CheckpointHook],
+               prefix: str = ""):
     self.ckpt_dir = os.path.join(workdir, "checkpoints", *path)
     self.ckpt = Checkpoints(self.ckpt_dir)
     self.tensorboard_dir = os.path.join(workdir, "tensorboard", *path)
@@ -147,18 +155,24 @@ def teach_state_template(meta: dict, teacher: dlf_jax.Teacher, tx, estimator,
   template has no ``estimator_state``, and ``TeachState(**restored)`` defaults it to None.
   """
   theta = teacher.init(jax.random.PRNGKey(0))
-  example = (example_student() if meta["has_student"] or meta.get("has_estimator_state")
-             else None)
-  fields = {"theta": theta, "opt_state": tx.init(theta),
-            "student": example if meta["has_student"] else None}
+  example = (example_student() if meta["has_student"] or meta.get("has_estimator_state") else None)
+  fields = {
+      "theta": theta,
+      "opt_state": tx.init(theta),
+      "student": example if meta["has_student"] else None
+  }
   if "has_estimator_state" in meta:
-    fields["estimator_state"] = (estimator.init_state(theta, example)
-                                 if meta["has_estimator_state"] else None)
+    fields["estimator_state"] = (
+        estimator.init_state(theta, example) if meta["has_estimator_state"] else None)
   return fields
 
 
-def teach_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Student,
-                teacher: dlf_jax.Teacher, workdir: str, *,
+def teach_phase(config: ml_collections.ConfigDict,
+                data,
+                student: dlf_jax.Student,
+                teacher: dlf_jax.Teacher,
+                workdir: str,
+                *,
                 on_checkpoint: Optional[CheckpointHook] = None,
                 measure: Optional[dlf_jax.measures.Measure] = None) -> dict:
   """Algorithm 1 with a checkpoint after every outer step; resumes from the latest.
@@ -184,22 +198,31 @@ def teach_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Studen
   session = _Session(workdir, ("teach",), "teach", on_checkpoint, prefix="teach/")
 
   template = lambda meta: teach_state_template(
-      meta, teacher, tx, args["estimator"],
-      lambda: student.init(jax.random.PRNGKey(0), _example_batch(data)))
+      meta, teacher, tx, args["estimator"], lambda: student.init(
+          jax.random.PRNGKey(0), _example_batch(data)))
 
   def callback(state: TeachState, record: dict) -> None:
-    session.record(state.update, state, dict(record), update=state.update,
-                   has_student=state.student is not None,
-                   has_estimator_state=state.estimator_state is not None)
+    session.record(
+        state.update,
+        state,
+        dict(record),
+        update=state.update,
+        has_student=state.student is not None,
+        has_estimator_state=state.estimator_state is not None)
 
   try:
     restored = session.restore(template)
     init_state = None if restored is None else TeachState(**restored, update=session.latest)
     session.begin()
     result = dlf_jax.teach(
-        student, teacher, _arrays(data.train), _arrays(data.dev),
-        measure=measure or build_measure(config), init_state=init_state,
-        callback=callback, **args)
+        student,
+        teacher,
+        _arrays(data.train),
+        _arrays(data.dev),
+        measure=measure or build_measure(config),
+        init_state=init_state,
+        callback=callback,
+        **args)
   finally:
     session.close()
   seconds = session.seconds() if result.history else session.elapsed
@@ -207,8 +230,12 @@ def teach_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Studen
   return {"theta": result.theta, "history": session.history, "seconds": seconds}
 
 
-def maybe_teach(config: ml_collections.ConfigDict, data, student: dlf_jax.Student,
-                teacher: dlf_jax.Teacher, workdir: str, *,
+def maybe_teach(config: ml_collections.ConfigDict,
+                data,
+                student: dlf_jax.Student,
+                teacher: dlf_jax.Teacher,
+                workdir: str,
+                *,
                 on_checkpoint: Optional[CheckpointHook] = None,
                 measure: Optional[dlf_jax.measures.Measure] = None) -> Optional[dict]:
   """:func:`teach_phase` if ``l2t_dlf`` is among ``config.methods``, else None.
@@ -223,16 +250,22 @@ def maybe_teach(config: ml_collections.ConfigDict, data, student: dlf_jax.Studen
     build_estimator(config, student).check(teacher.init(jax.random.PRNGKey(0)))
   except ValueError as e:
     raise InputError(f"config.teach.estimator.name={config.teach.estimator.name!r}: {e}") from e
-  return teach_phase(config, data, student, teacher, workdir, on_checkpoint=on_checkpoint,
-                     measure=measure)
+  return teach_phase(
+      config, data, student, teacher, workdir, on_checkpoint=on_checkpoint, measure=measure)
 
 
 # ---------------------------------------------------------------------- students
 
 
-def train_method_student(config: ml_collections.ConfigDict, data, student: dlf_jax.Student,
-                         method: str, seed: int, *, teacher: Optional[dlf_jax.Teacher] = None,
-                         theta: Any = None, desc: Optional[str] = None,
+def train_method_student(config: ml_collections.ConfigDict,
+                         data,
+                         student: dlf_jax.Student,
+                         method: str,
+                         seed: int,
+                         *,
+                         teacher: Optional[dlf_jax.Teacher] = None,
+                         theta: Any = None,
+                         desc: Optional[str] = None,
                          init_state: Optional[dlf_jax.StudentState] = None,
                          loss: Optional[dlf_jax.LossProvider] = None,
                          **kwargs) -> dlf_jax.StudentState:
@@ -274,16 +307,33 @@ def train_method_student(config: ml_collections.ConfigDict, data, student: dlf_j
     loss = build_baseline(config, method) if loss is None else loss
     warm_start, theta = None, None
   return dlf_jax.train_student(
-      student, loss, _arrays(data.train), theta=theta, num_steps=s.num_steps,
-      batch_size=s.batch_size, seed=seed, eval_every=s.eval_every, dev=_arrays(data.dev),
-      eval_batch_size=s.eval_batch_size, warm_start=warm_start, init_state=init_state,
-      progress=config.progress, desc=desc or f"{method} seed {seed}", mesh=build_mesh(config),
+      student,
+      loss,
+      _arrays(data.train),
+      theta=theta,
+      num_steps=s.num_steps,
+      batch_size=s.batch_size,
+      seed=seed,
+      eval_every=s.eval_every,
+      dev=_arrays(data.dev),
+      eval_batch_size=s.eval_batch_size,
+      warm_start=warm_start,
+      init_state=init_state,
+      progress=config.progress,
+      desc=desc or f"{method} seed {seed}",
+      mesh=build_mesh(config),
       **kwargs).state
 
 
-def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Student,
-                  method: str, seed: int, workdir: str, *,
-                  teacher: Optional[dlf_jax.Teacher] = None, theta: Any = None,
+def student_phase(config: ml_collections.ConfigDict,
+                  data,
+                  student: dlf_jax.Student,
+                  method: str,
+                  seed: int,
+                  workdir: str,
+                  *,
+                  teacher: Optional[dlf_jax.Teacher] = None,
+                  theta: Any = None,
                   on_checkpoint: Optional[CheckpointHook] = None,
                   tag: Optional[str] = None,
                   loss: Optional[dlf_jax.LossProvider] = None) -> dict:
@@ -324,7 +374,7 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
     with open(done_path) as f:
       result = json.load(f)
     if metric != "accuracy" and summaries.error_key("test", metric) not in result:
-      result.update(summaries.final_numbers(result["history"], metric))   # an older run file
+      result.update(summaries.final_numbers(result["history"], metric))  # an older run file
     return result
   if method in TEACHER_METHODS and (teacher is None or theta is None):
     raise ValueError(f"method {method!r} needs the frozen teacher and its theta.")
@@ -338,25 +388,44 @@ def student_phase(config: ml_collections.ConfigDict, data, student: dlf_jax.Stud
     state = session.restore(
         lambda meta: student.init(jax.random.PRNGKey(seed), _example_batch(data)))
     session.begin()
-    train_method_student(config, data, student, method, seed, teacher=teacher, theta=theta,
-                         init_state=state, loss=loss, test=_arrays(data.test),
-                         callback=callback)
+    train_method_student(
+        config,
+        data,
+        student,
+        method,
+        seed,
+        teacher=teacher,
+        theta=theta,
+        init_state=state,
+        loss=loss,
+        test=_arrays(data.test),
+        callback=callback)
     seconds = session.seconds()
   finally:
     session.close()
-  result = {"method": method, "seed": seed, "seconds": seconds,
-            **summaries.final_numbers(session.history, metric), "history": session.history}
-  logging.info("%s: test error %.2f%%, dev error %.2f%% (%.1f s)", name,
-               result["test_error"], result["dev_error"], seconds)
+  result = {
+      "method": method,
+      "seed": seed,
+      "seconds": seconds,
+      **summaries.final_numbers(session.history, metric), "history": session.history
+  }
+  logging.info("%s: test error %.2f%%, dev error %.2f%% (%.1f s)", name, result["test_error"],
+               result["dev_error"], seconds)
   io.write_json(done_path, result)
   return result
 
 
-def student_phases(config: ml_collections.ConfigDict, data, student: dlf_jax.Student,
-                   workdir: str, *, teacher: Optional[dlf_jax.Teacher] = None,
-                   theta: Any = None, on_checkpoint: Optional[CheckpointHook] = None,
+def student_phases(config: ml_collections.ConfigDict,
+                   data,
+                   student: dlf_jax.Student,
+                   workdir: str,
+                   *,
+                   teacher: Optional[dlf_jax.Teacher] = None,
+                   theta: Any = None,
+                   on_checkpoint: Optional[CheckpointHook] = None,
                    after: Optional[Callable[[str, int], None]] = None,
-                   methods: Optional[tuple] = None, thetas: Optional[dict] = None,
+                   methods: Optional[tuple] = None,
+                   thetas: Optional[dict] = None,
                    tags: Optional[dict] = None,
                    loss_for: Optional[Callable[[str, int], Any]] = None) -> list:
   """:func:`student_phase` for every method and seed, in that order.
@@ -373,11 +442,19 @@ def student_phases(config: ml_collections.ConfigDict, data, student: dlf_jax.Stu
   for method in config.methods if methods is None else methods:
     for i in range(config.num_seeds):
       seed = config.seed + i
-      runs.append(student_phase(config, data, student, method, seed, workdir,
-                                teacher=teacher, theta=(thetas or {}).get(method, theta),
-                                on_checkpoint=on_checkpoint,
-                                tag=(tags or {}).get(method),
-                                loss=None if loss_for is None else loss_for(method, seed)))
+      runs.append(
+          student_phase(
+              config,
+              data,
+              student,
+              method,
+              seed,
+              workdir,
+              teacher=teacher,
+              theta=(thetas or {}).get(method, theta),
+              on_checkpoint=on_checkpoint,
+              tag=(tags or {}).get(method),
+              loss=None if loss_for is None else loss_for(method, seed)))
       if after is not None:
         after(method, seed)
   return runs
@@ -410,24 +487,40 @@ def select_teacher(config: ml_collections.ConfigDict, data, val, student: dlf_ja
   if os.path.exists(path):
     with open(path) as f:
       cached = json.load(f)
-    if cached.get("metric", "accuracy") == metric:   # else: chosen by another metric, redo
+    if cached.get("metric", "accuracy") == metric:  # else: chosen by another metric, redo
       return cached
   scores = validation_scores(
-      config, data, val, student,
-      {name: dict(method="l2t_dlf", teacher=teacher, theta=theta)
-       for name, theta in candidates.items()}, prefix="select")
+      config,
+      data,
+      val,
+      student, {
+          name: dict(method="l2t_dlf", teacher=teacher, theta=theta)
+          for name, theta in candidates.items()
+      },
+      prefix="select")
   chosen, errors = pick_by_validation(scores, metric)
   for name, error in errors.items():
     logging.info("select: %s -> validation %s error %.2f%%", name,
                  "balanced" if metric != "accuracy" else "plain", error)
-  out = {"chosen": chosen, "val_error": errors, "seeds": list(SELECTION_SEEDS),
-         "val_size": len(val), **({} if metric == "accuracy" else {"metric": metric})}
+  out = {
+      "chosen": chosen,
+      "val_error": errors,
+      "seeds": list(SELECTION_SEEDS),
+      "val_size": len(val),
+      **({} if metric == "accuracy" else {
+             "metric": metric
+         })
+  }
   io.write_json(path, out)
   return out
 
 
-def validation_scores(config: ml_collections.ConfigDict, data, val,
-                      student: dlf_jax.Student, candidates: dict, *,
+def validation_scores(config: ml_collections.ConfigDict,
+                      data,
+                      val,
+                      student: dlf_jax.Student,
+                      candidates: dict,
+                      *,
                       prefix: str = "select") -> dict:
   """One fresh student per candidate and seed of :data:`SELECTION_SEEDS`, scored on ``val``.
 
@@ -455,10 +548,9 @@ def validation_scores(config: ml_collections.ConfigDict, data, val,
     kwargs = dict(kwargs)
     method = kwargs.pop("method")
     for seed in SELECTION_SEEDS:
-      state = train_method_student(config, data, student, method, seed,
-                                   desc=f"{prefix} {name} seed {seed}", **kwargs)
-      scores[name].append(jax.device_get(evaluate(state.params, state.model_state,
-                                                  val_batches)))
+      state = train_method_student(
+          config, data, student, method, seed, desc=f"{prefix} {name} seed {seed}", **kwargs)
+      scores[name].append(jax.device_get(evaluate(state.params, state.model_state, val_batches)))
   return scores
 
 

@@ -26,13 +26,22 @@ from experiments import io
 from experiments.summaries import METHOD_NAMES, PHI_STATS, error_key
 
 __all__ = [
-    "plot_smoothing_by_frequency", "plot_w_heatmaps", "plot_target_mass", "plot_error_bars",
-    "plot_phi_statistics", "plot_teach_curve", "plot_accuracy_curves",
-    "plot_transition_comparison", "plot_per_class", "write_plots",
+    "plot_smoothing_by_frequency",
+    "plot_w_heatmaps",
+    "plot_target_mass",
+    "plot_error_bars",
+    "plot_phi_statistics",
+    "plot_teach_curve",
+    "plot_accuracy_curves",
+    "plot_transition_comparison",
+    "plot_per_class",
+    "write_plots",
 ]
 
 
-def plot_smoothing_by_frequency(snapshots: Sequence, counts: np.ndarray, anchor: float,
+def plot_smoothing_by_frequency(snapshots: Sequence,
+                                counts: np.ndarray,
+                                anchor: float,
                                 path: Optional[str] = None) -> Figure:
   """``eps_y`` of a soft-target teacher against class frequency, and along the run.
 
@@ -106,8 +115,10 @@ def plot_w_heatmaps(snapshots: Sequence, path: Optional[str] = None) -> Figure:
       ax.tick_params(labelsize=6)
   fig.colorbar(im_w, ax=axes[0, :].tolist(), shrink=0.8)
   fig.colorbar(im_d, ax=axes[1, :].tolist(), shrink=0.8)
-  fig.suptitle("Teacher's loss matrix W_t along an L2T-DLF student's training "
-               "(column y weights log p for label y)", fontsize=10)
+  fig.suptitle(
+      "Teacher's loss matrix W_t along an L2T-DLF student's training "
+      "(column y weights log p for label y)",
+      fontsize=10)
   return _save(fig, path)
 
 
@@ -124,10 +135,10 @@ def plot_target_mass(snapshots: Sequence, path: Optional[str] = None) -> Figure:
   fig = _new_figure(6.5, 3.4)
   ax = fig.subplots()
   steps = [step for step, _ in snapshots]
-  mass = np.stack([1.0 - np.diag(w) for _, w in snapshots])          # [n, C]
+  mass = np.stack([1.0 - np.diag(w) for _, w in snapshots])  # [n, C]
   for y in range(mass.shape[1]):
-    ax.plot(steps, mass[:, y], marker=".", color=f"C{y % 10}", label=str(y),
-            ls="-" if y < 10 else "--")
+    ax.plot(
+        steps, mass[:, y], marker=".", color=f"C{y % 10}", label=str(y), ls="-" if y < 10 else "--")
   ax.set_xlabel("student step")
   ax.set_ylabel("1 - W_yy (mass off the label)")
   ax.set_title("What the teacher smooths, per target class", fontsize=9)
@@ -137,8 +148,13 @@ def plot_target_mass(snapshots: Sequence, path: Optional[str] = None) -> Figure:
   return _save(fig, path)
 
 
-def plot_transition_comparison(learned, true, realised, path: Optional[str] = None, *,
-                               estimated=None, learned_title: str = "learned") -> Figure:
+def plot_transition_comparison(learned,
+                               true,
+                               realised,
+                               path: Optional[str] = None,
+                               *,
+                               estimated=None,
+                               learned_title: str = "learned") -> Figure:
   """Heatmaps side by side, one colour scale: the noise matrices and the learned one.
 
   Panels: the noise matrix ``T`` the labels were drawn from, the realised one,
@@ -186,7 +202,9 @@ def plot_transition_comparison(learned, true, realised, path: Optional[str] = No
   return _save(fig, path)
 
 
-def plot_per_class(values, class_counts, path: Optional[str] = None,
+def plot_per_class(values,
+                   class_counts,
+                   path: Optional[str] = None,
                    label: str = "learned value") -> Figure:
   """A learned per-class quantity against the class's training count (log scale).
 
@@ -214,8 +232,8 @@ def plot_per_class(values, class_counts, path: Optional[str] = None,
   seen = counts > 0
   ax.scatter(counts[seen], values[seen], s=14, color="C0")
   for y in np.flatnonzero(seen):
-    ax.annotate(str(y), (counts[y], values[y]), textcoords="offset points", xytext=(3, 3),
-                fontsize=7)
+    ax.annotate(
+        str(y), (counts[y], values[y]), textcoords="offset points", xytext=(3, 3), fontsize=7)
   if (counts[seen] > 0).any() and counts[seen].max() > counts[seen].min():
     ax.set_xscale("log")
   ax.xaxis.set_minor_formatter(NullFormatter())  # log axis: no crowded minor labels
@@ -241,7 +259,8 @@ def learned_per_class(phi) -> Optional[tuple]:
   return None
 
 
-def plot_error_bars(groups: Sequence[tuple], path: Optional[str] = None,
+def plot_error_bars(groups: Sequence[tuple],
+                    path: Optional[str] = None,
                     ylabel: str = "test error % (seeds as dots)") -> Figure:
   """A bar per method (mean, +- sample std) with every seed's value as a dot.
 
@@ -257,8 +276,8 @@ def plot_error_bars(groups: Sequence[tuple], path: Optional[str] = None,
     if len(v) > 1:
       ax.errorbar(i, v.mean(), yerr=v.std(ddof=1), color="k", capsize=3)
     ax.scatter(i + np.linspace(-0.2, 0.2, len(v)), v, s=10, color="k", zorder=3)
-  ax.set_xticks(range(len(groups)), [label for label, _, _ in groups], rotation=30,
-                ha="right", fontsize=8)
+  ax.set_xticks(
+      range(len(groups)), [label for label, _, _ in groups], rotation=30, ha="right", fontsize=8)
   lo = min(float(v.min()) for v in values)
   hi = max(float(v.max()) for v in values)
   pad = 0.1 * (hi - lo) + 0.05
@@ -268,7 +287,8 @@ def plot_error_bars(groups: Sequence[tuple], path: Optional[str] = None,
   return _save(fig, path)
 
 
-def plot_phi_statistics(student_histories: dict, teach_history: Sequence[dict],
+def plot_phi_statistics(student_histories: dict,
+                        teach_history: Sequence[dict],
                         path: Optional[str] = None) -> Figure:
   """``w_diag_mean``, ``w_offdiag_mean``, ``b_mean`` over a student's steps and over teaching.
 
@@ -279,8 +299,10 @@ def plot_phi_statistics(student_histories: dict, teach_history: Sequence[dict],
     teach_history: the teaching records (x axis: outer step).
     path: if given, save the figure there.
   """
-  rows = [r for r in (("student training", bool(student_histories)),
-                      ("teaching", bool(teach_history))) if r[1]]
+  rows = [
+      r for r in (("student training", bool(student_histories)), ("teaching", bool(teach_history)))
+      if r[1]
+  ]
   fig = _new_figure(11, 2.8 * max(1, len(rows)))
   axes = fig.subplots(max(1, len(rows)), len(PHI_STATS), squeeze=False)
   for i, (what, _) in enumerate(rows):
@@ -288,7 +310,7 @@ def plot_phi_statistics(student_histories: dict, teach_history: Sequence[dict],
       ax = axes[i, j]
       if what == "student training":
         for label, hist in student_histories.items():
-          starts = [0] + [r["step"] for r in hist[:-1]]   # phi of a record is from its start
+          starts = [0] + [r["step"] for r in hist[:-1]]  # phi of a record is from its start
           pts = [(t, r[key]) for t, r in zip(starts, hist) if key in r]
           if pts:
             ax.plot(*zip(*pts), marker=".", label=label)
@@ -350,9 +372,14 @@ def plot_accuracy_curves(runs: Sequence[dict], path: Optional[str] = None) -> Fi
   return _save(fig, path)
 
 
-def write_plots(plots_dir: str, *, runs: Sequence[dict], teach_history: Sequence[dict],
-                snapshots: Optional[Sequence] = None, soft_targets: bool = False,
-                metric: str = "accuracy", phi=None,
+def write_plots(plots_dir: str,
+                *,
+                runs: Sequence[dict],
+                teach_history: Sequence[dict],
+                snapshots: Optional[Sequence] = None,
+                soft_targets: bool = False,
+                metric: str = "accuracy",
+                phi=None,
                 label_noise: Optional[dict] = None) -> list[str]:
   """Writes every plot that the available data supports; returns the file paths.
 
@@ -370,22 +397,24 @@ def write_plots(plots_dir: str, *, runs: Sequence[dict], teach_history: Sequence
   test_key = error_key("test", metric)
   paths = []
   if phi is not None and label_noise:
-    learned = {"form": phi.name}              # the numbers of the two figures
+    learned = {"form": phi.name}  # the numbers of the two figures
     noise = label_noise.get("noise")
     if noise and isinstance(phi, (losses.ForwardCorrectionW, losses.SoftTargetW)):
       paths.append(os.path.join(plots_dir, "transition_comparison.png"))
-      title = ("learned T (forward correction)" if isinstance(phi, losses.ForwardCorrectionW)
-               else "learned W (soft targets)")
+      title = ("learned T (forward correction)"
+               if isinstance(phi, losses.ForwardCorrectionW) else "learned W (soft targets)")
       learned["transition"] = analysis.learned_transition(phi).tolist()
-      plot_transition_comparison(learned["transition"], noise["transition"],
-                                 noise["realised_transition"], paths[-1],
-                                 learned_title=title)
+      plot_transition_comparison(
+          learned["transition"],
+          noise["transition"],
+          noise["realised_transition"],
+          paths[-1],
+          learned_title=title)
     per_class = learned_per_class(phi)
     if label_noise.get("imbalance") and per_class is not None:
       paths.append(os.path.join(plots_dir, "per_class.png"))
       learned["per_class"] = {"values": per_class[0].tolist(), "label": per_class[1]}
-      plot_per_class(per_class[0], label_noise["class_counts"]["train"], paths[-1],
-                     per_class[1])
+      plot_per_class(per_class[0], label_noise["class_counts"]["train"], paths[-1], per_class[1])
     if len(learned) > 1:
       paths.append(os.path.join(plots_dir, "learned.json"))
       io.write_json(paths[-1], learned)
@@ -407,9 +436,11 @@ def write_plots(plots_dir: str, *, runs: Sequence[dict], teach_history: Sequence
     plot_accuracy_curves(runs, paths[-1])
     methods = list(dict.fromkeys(r["method"] for r in runs))
     paths.append(os.path.join(plots_dir, "test_error_bars.png"))
-    plot_error_bars([(METHOD_NAMES.get(m, m), [r[test_key] for r in runs
+    plot_error_bars([(METHOD_NAMES.get(m, m), [r[test_key]
+                                               for r in runs
                                                if r["method"] == m], m == "l2t_dlf")
-                     for m in methods], paths[-1],
+                     for m in methods],
+                    paths[-1],
                     ylabel=f"{'balanced ' if metric != 'accuracy' else ''}test error % "
-                           "(seeds as dots)")
+                    "(seeds as dots)")
   return paths

@@ -30,8 +30,11 @@ ROUNDINGS = ("python", "numpy")
 
 
 def select(candidates: Union[Sequence[Hashable], Mapping[Hashable, Any]],
-           score: Union[Callable[[Any], float], Mapping[Any, float]], *,
-           best: str = "min", decimals: int = 6, rounding: str = "python") -> Any:
+           score: Union[Callable[[Any], float], Mapping[Any, float]],
+           *,
+           best: str = "min",
+           decimals: int = 6,
+           rounding: str = "python") -> Any:
   """The candidate with the best score; a tie (after rounding) goes to the earliest.
 
   Args:
@@ -93,6 +96,8 @@ def pick_by_validation(scores: dict, metric: str = "accuracy") -> tuple[str, dic
     raise ValueError(f"pick_by_validation(metric={metric!r}): the evaluations of "
                      f"{missing} have no {metric!r} (only classification students report "
                      "'balanced_accuracy'); use metric='accuracy'.")
-  errors = {name: float(np.mean([100.0 * (1.0 - float(m[metric])) for m in ms]))
-            for name, ms in scores.items()}
+  errors = {
+      name: float(np.mean([100.0 * (1.0 - float(m[metric])) for m in ms]))
+      for name, ms in scores.items()
+  }
   return select(errors, errors), errors

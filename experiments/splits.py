@@ -27,8 +27,10 @@ import numpy as np
 from dlf_jax import data as data_lib
 from experiments.workdir import InputError
 
-__all__ = ["load_data", "carve_validation", "check_disjoint", "check_data", "noise_transition",
-           "corrupt_train", "label_record", "prepare", "headline_metric", "METRICS"]
+__all__ = [
+    "load_data", "carve_validation", "check_disjoint", "check_data", "noise_transition",
+    "corrupt_train", "label_record", "prepare", "headline_metric", "METRICS"
+]
 
 # What :func:`headline_metric` returns: keys of :func:`dlf_jax.unroll.evaluate`'s output.
 METRICS = ("accuracy", "balanced_accuracy")
@@ -44,17 +46,23 @@ def load_data(config: ml_collections.ConfigDict) -> data_lib.ImageDataset:
   d = config.data
   try:
     return data_lib.load_image_dataset(
-        d.name, source=d.source, data_dir=d.data_dir, dev_size=d.dev_size,
-        dev_split=d.dev_split, train_size=d.train_size, test_size=d.test_size, seed=d.seed)
-  except ValueError as e:                   # sizes the data cannot satisfy: a config problem
+        d.name,
+        source=d.source,
+        data_dir=d.data_dir,
+        dev_size=d.dev_size,
+        dev_split=d.dev_split,
+        train_size=d.train_size,
+        test_size=d.test_size,
+        seed=d.seed)
+  except ValueError as e:  # sizes the data cannot satisfy: a config problem
     raise InputError(f"config.data: {e}") from e
 
 
 def _take(split: data_lib.Split, idx: np.ndarray) -> data_lib.Split:
   """The examples ``idx`` of ``split`` (every per-example array)."""
   pick = lambda a: None if a is None else a[idx]
-  return dataclasses.replace(split, x=split.x[idx], y=split.y[idx], index=pick(split.index),
-                             clean_y=pick(split.clean_y))
+  return dataclasses.replace(
+      split, x=split.x[idx], y=split.y[idx], index=pick(split.index), clean_y=pick(split.clean_y))
 
 
 def carve_validation(data: data_lib.ImageDataset, val_size: int, seed: int):
@@ -94,9 +102,11 @@ def check_disjoint(splits: dict) -> None:
   Raises:
     InputError: naming the two splits and how many examples they share.
   """
+
   def rows(split):
     x = np.asarray(split["x"] if isinstance(split, dict) else split.x)
     return {row.tobytes() for row in x.reshape(len(x), -1)}
+
   hashes = {k: rows(v) for k, v in splits.items()}
   names = list(splits)
   for i, a in enumerate(names):
@@ -166,8 +176,7 @@ def headline_metric(config) -> str:
   return "accuracy" if ratio is None else "balanced_accuracy"
 
 
-def noise_transition(config: ml_collections.ConfigDict, num_classes: int
-                     ) -> Optional[np.ndarray]:
+def noise_transition(config: ml_collections.ConfigDict, num_classes: int) -> Optional[np.ndarray]:
   """The transition matrix ``T`` of ``config.data.noise`` (None for kind 'none').
 
   Returns:
@@ -189,8 +198,8 @@ def noise_transition(config: ml_collections.ConfigDict, num_classes: int
   return None
 
 
-def corrupt_train(config: ml_collections.ConfigDict, data: data_lib.ImageDataset
-                  ) -> data_lib.ImageDataset:
+def corrupt_train(config: ml_collections.ConfigDict,
+                  data: data_lib.ImageDataset) -> data_lib.ImageDataset:
   """The long tail, then the label noise, of ``config.data`` on the training split.
 
   1. ``data.imbalance.ratio`` (if set): keep :func:`dlf_jax.data.long_tail_subsample`
@@ -212,12 +221,13 @@ def corrupt_train(config: ml_collections.ConfigDict, data: data_lib.ImageDataset
   train = data.train
   if _imbalance_active(config):
     try:
-      keep = data_lib.long_tail_subsample(train.y, config.data.imbalance.ratio,
-                                          config.data.imbalance.seed,
-                                          num_classes=data.num_classes)
+      keep = data_lib.long_tail_subsample(
+          train.y,
+          config.data.imbalance.ratio,
+          config.data.imbalance.seed,
+          num_classes=data.num_classes)
     except ValueError as e:
-      raise InputError(f"config.data.imbalance.ratio={config.data.imbalance.ratio!r}: {e}"
-                       ) from e
+      raise InputError(f"config.data.imbalance.ratio={config.data.imbalance.ratio!r}: {e}") from e
     train = _take(train, keep)
   t = noise_transition(config, data.num_classes)
   if t is not None:
@@ -227,7 +237,8 @@ def corrupt_train(config: ml_collections.ConfigDict, data: data_lib.ImageDataset
   return dataclasses.replace(data, train=train)
 
 
-def label_record(config: ml_collections.ConfigDict, data: data_lib.ImageDataset,
+def label_record(config: ml_collections.ConfigDict,
+                 data: data_lib.ImageDataset,
                  val: Optional[data_lib.Split] = None) -> Optional[dict]:
   """What the training labels went through: the ``label_noise.json`` of the workdir.
 
@@ -247,29 +258,43 @@ def label_record(config: ml_collections.ConfigDict, data: data_lib.ImageDataset,
   train = data.train
   clean = train.y if train.clean_y is None else train.clean_y
   counts = lambda y: np.bincount(np.asarray(y), minlength=c).tolist()
-  record = {"noise": None, "imbalance": None, "num_classes": c,
-            "class_counts": {"train": counts(clean), "train_observed": counts(train.y),
-                             "dev": counts(data.dev.y),
-                             **({} if val is None else {"val": counts(val.y)}),
-                             "test": counts(data.test.y)}}
+  record = {
+      "noise": None,
+      "imbalance": None,
+      "num_classes": c,
+      "class_counts": {
+          "train": counts(clean),
+          "train_observed": counts(train.y),
+          "dev": counts(data.dev.y),
+          **({} if val is None else {
+                 "val": counts(val.y)
+             }), "test": counts(data.test.y)
+      }
+  }
   if _noise_active(config):
     n = config.data.noise
     record["noise"] = {
-        "kind": n.kind, "rate": float(n.rate), "seed": int(n.seed),
+        "kind": n.kind,
+        "rate": float(n.rate),
+        "seed": int(n.seed),
         "transition": noise_transition(config, c).tolist(),
         "realised_transition": data_lib.realised_transition(clean, train.y, c).tolist(),
         "realised_rate": data_lib.noise_rate(clean, train.y),
-        "counts": data_lib.transition_counts(clean, train.y, c).tolist()}
+        "counts": data_lib.transition_counts(clean, train.y, c).tolist()
+    }
   if _imbalance_active(config):
-    record["imbalance"] = {"ratio": float(config.data.imbalance.ratio),
-                           "seed": int(config.data.imbalance.seed),
-                           "max_per_class": int(np.max(counts(clean)))}
+    record["imbalance"] = {
+        "ratio": float(config.data.imbalance.ratio),
+        "seed": int(config.data.imbalance.seed),
+        "max_per_class": int(np.max(counts(clean)))
+    }
   return record
 
 
-def prepare(config: ml_collections.ConfigDict, data: data_lib.ImageDataset,
-            val_size: Optional[int] = None
-            ) -> tuple[data_lib.ImageDataset, Optional[data_lib.Split]]:
+def prepare(
+    config: ml_collections.ConfigDict,
+    data: data_lib.ImageDataset,
+    val_size: Optional[int] = None) -> tuple[data_lib.ImageDataset, Optional[data_lib.Split]]:
   """Checks the loaded ``data`` and carves the validation split of ``config.data.val_size``.
 
   ``val_size``, if given, replaces ``config.data.val_size`` (the ablation's
@@ -291,9 +316,9 @@ def prepare(config: ml_collections.ConfigDict, data: data_lib.ImageDataset,
   val_size = config.data.val_size if val_size is None else val_size
   if val_size:
     data, val = carve_validation(data, val_size, config.data.seed)
-    check_data(config, data)                 # the batch size against the smaller train split
+    check_data(config, data)  # the batch size against the smaller train split
     check_disjoint({"dev": data.dev, "val": val, "test": data.test})
   if _noise_active(config) or _imbalance_active(config):
     data = corrupt_train(config, data)
-    check_data(config, data)                 # a long tail shrinks the training split
+    check_data(config, data)  # a long tail shrinks the training split
   return data, val

@@ -27,9 +27,22 @@ import numpy as np
 from experiments import io
 
 __all__ = [
-    "METHOD_NAMES", "HEADLINE_METRICS", "PHI_STATS", "CSV_HEADER", "error_key",
-    "final_numbers", "mean_std", "pm", "summarize", "teach_summary", "results_table",
-    "results_markdown", "metric_rows", "write_metrics_csv", "write_summary", "environment",
+    "METHOD_NAMES",
+    "HEADLINE_METRICS",
+    "PHI_STATS",
+    "CSV_HEADER",
+    "error_key",
+    "final_numbers",
+    "mean_std",
+    "pm",
+    "summarize",
+    "teach_summary",
+    "results_table",
+    "results_markdown",
+    "metric_rows",
+    "write_metrics_csv",
+    "write_summary",
+    "environment",
 ]
 
 METHOD_NAMES = {
@@ -47,7 +60,6 @@ METHOD_NAMES = {
 PHI_STATS = ("w_diag_mean", "w_offdiag_mean", "b_mean")
 CSV_HEADER = ("phase", "method", "seed", "step", "metric", "value")
 HEADLINE_METRICS = ("accuracy", "balanced_accuracy")
-
 
 # ------------------------------------------------------------------- numbers
 
@@ -110,15 +122,18 @@ def final_numbers(history: Sequence[dict], metric: str = "accuracy") -> dict:
                      f"dev_{metric} / test_{metric} (only classification students report "
                      "it); use metric='accuracy'.")
   best = max(range(len(history)), key=lambda i: (history[i][f"dev_{metric}"], -i))
-  out = {"test_error": _error(last["test_accuracy"]),
-         "dev_error": _error(last["dev_accuracy"]),
-         "test_error_at_best_dev": _error(history[best]["test_accuracy"]),
-         "best_dev_step": int(history[best]["step"]),
-         "final_step": int(last["step"])}
+  out = {
+      "test_error": _error(last["test_accuracy"]),
+      "dev_error": _error(last["dev_accuracy"]),
+      "test_error_at_best_dev": _error(history[best]["test_accuracy"]),
+      "best_dev_step": int(history[best]["step"]),
+      "final_step": int(last["step"])
+  }
   if metric == "balanced_accuracy":
-    out.update(test_balanced_error=_error(last["test_balanced_accuracy"]),
-               dev_balanced_error=_error(last["dev_balanced_accuracy"]),
-               test_balanced_error_at_best_dev=_error(history[best]["test_balanced_accuracy"]))
+    out.update(
+        test_balanced_error=_error(last["test_balanced_accuracy"]),
+        dev_balanced_error=_error(last["dev_balanced_accuracy"]),
+        test_balanced_error_at_best_dev=_error(history[best]["test_balanced_accuracy"]))
   return out
 
 
@@ -128,8 +143,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
   return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def summarize(runs: Sequence[dict], methods: Sequence[str],
-              metric: str = "accuracy") -> dict:
+def summarize(runs: Sequence[dict], methods: Sequence[str], metric: str = "accuracy") -> dict:
   """Per method: test / dev error (%) mean and std over seeds, and wall time.
 
   Args:
@@ -160,9 +174,11 @@ def summarize(runs: Sequence[dict], methods: Sequence[str],
     mine = sorted((r for r in runs if r["method"] == method), key=lambda r: r["seed"])
     if not mine:
       raise ValueError(f"No finished runs of method {method!r}.")
-    entry = {"seeds": [r["seed"] for r in mine],
-             "test_errors": [r["test_error"] for r in mine],
-             "dev_errors": [r["dev_error"] for r in mine]}
+    entry = {
+        "seeds": [r["seed"] for r in mine],
+        "test_errors": [r["test_error"] for r in mine],
+        "dev_errors": [r["dev_error"] for r in mine]
+    }
     if metric == "balanced_accuracy":
       entry["test_balanced_errors"] = [r["test_balanced_error"] for r in mine]
     for key in keys:
@@ -186,10 +202,12 @@ def teach_summary(history: Sequence[dict]) -> dict:
   ends = {}
   for r in history:
     ends[r["episode"]] = r
-  out = {"num_updates": len(history),
-         "episode_dev_measure": [ends[e]["dev_measure"] for e in sorted(ends)],
-         "episode_dev_accuracy": [ends[e]["dev_accuracy"] for e in sorted(ends)],
-         "episode_student_steps": [ends[e]["student_step"] for e in sorted(ends)]}
+  out = {
+      "num_updates": len(history),
+      "episode_dev_measure": [ends[e]["dev_measure"] for e in sorted(ends)],
+      "episode_dev_accuracy": [ends[e]["dev_accuracy"] for e in sorted(ends)],
+      "episode_student_steps": [ends[e]["student_step"] for e in sorted(ends)]
+  }
   for k in PHI_STATS:
     if k in history[-1]:
       out[f"last_{k}"] = history[-1][k]
@@ -212,19 +230,21 @@ def results_table(results: dict) -> str:
     results: a ``results.json`` dict (``methods`` as from :func:`summarize`).
   """
   if results.get("headline_metric", "accuracy") == "balanced_accuracy":
-    lines = ["| method | balanced test error % | test error % | balanced dev error % "
-             "| balanced test error % at best balanced dev | seeds | train time (s) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | balanced test error % | test error % | balanced dev error % "
+        "| balanced test error % at best balanced dev | seeds | train time (s) |",
+        "|---|---|---|---|---|---|---|"
+    ]
     columns = ("test_balanced_error", "test_error", "dev_balanced_error",
                "test_balanced_error_at_best_dev")
   else:
-    lines = ["| method | test error % | dev error % | test error % at best dev | seeds "
-             "| train time (s) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| method | test error % | dev error % | test error % at best dev | seeds "
+        "| train time (s) |", "|---|---|---|---|---|---|"
+    ]
     columns = ("test_error", "dev_error", "test_error_at_best_dev")
   for method, e in results["methods"].items():
-    cells = " | ".join(pm(e[f"{key}_mean"], e[f"{key}_std"], len(e["seeds"]))
-                       for key in columns)
+    cells = " | ".join(pm(e[f"{key}_mean"], e[f"{key}_std"], len(e["seeds"])) for key in columns)
     lines.append(f"| {METHOD_NAMES.get(method, method)} | {cells} | {len(e['seeds'])} "
                  f"| {e['seconds']:.1f} |")
   return "\n".join(lines)
@@ -263,33 +283,33 @@ def results_markdown(results: dict) -> str:
       f"- teach: {_seconds(wall['teach'])}",
   ]
   parts += [f"- {METHOD_NAMES.get(m, m)}: {_seconds(s)}" for m, s in wall["methods"].items()]
-  parts += [f"- total: {_seconds(wall['total'])}", "",
-            "## Data", "",
-            f"- dataset: {d['name']} ({d['num_classes']} classes); train {d['train']:,}, "
-            f"dev {d['dev']:,}, " + (f"val {d['val']:,}, " if d.get("val") else "")
-            + f"test {d['test']:,}",
-            f"- source: {d['source']}"]
+  parts += [
+      f"- total: {_seconds(wall['total'])}", "", "## Data", "",
+      f"- dataset: {d['name']} ({d['num_classes']} classes); train {d['train']:,}, "
+      f"dev {d['dev']:,}, " + (f"val {d['val']:,}, " if d.get("val") else "") +
+      f"test {d['test']:,}", f"- source: {d['source']}"
+  ]
   if d.get("notes"):
     parts.append(f"- notes: {d['notes']}")
   t = results.get("teach") or {}
   if t:
-    parts += ["", "## Teaching", "",
-              f"- outer steps (teacher updates): {t['num_updates']}",
-              "- dev accuracy of each episode's student at its last segment (step "
-              f"{', '.join(map(str, t['episode_student_steps']))}): "
-              f"{', '.join(f'{a:.4f}' for a in t['episode_dev_accuracy'])}",
-              "- dev measure (the teacher's reward) there: "
-              f"{', '.join(f'{m:.4f}' for m in t['episode_dev_measure'])}"]
+    parts += [
+        "", "## Teaching", "", f"- outer steps (teacher updates): {t['num_updates']}",
+        "- dev accuracy of each episode's student at its last segment (step "
+        f"{', '.join(map(str, t['episode_student_steps']))}): "
+        f"{', '.join(f'{a:.4f}' for a in t['episode_dev_accuracy'])}",
+        "- dev measure (the teacher's reward) there: "
+        f"{', '.join(f'{m:.4f}' for m in t['episode_dev_measure'])}"
+    ]
   sel = results.get("selection")
   if sel:
     errs = ", ".join(f"{k} {v:.2f}%" for k, v in sel["val_error"].items())
     what = "balanced validation error" if sel.get("metric") == "balanced_accuracy" else ""
-    parts.append(f"- teacher selected on the validation split ({sel['val_size']} examples, "
-                 + (f"by the {what}, " if what else "") +
+    parts.append(f"- teacher selected on the validation split ({sel['val_size']} examples, " +
+                 (f"by the {what}, " if what else "") +
                  f"students {sel['seeds']}; the test split is not read): {errs} -> "
                  f"**{sel['chosen']}**")
-  parts += ["", "## Config", "", "```json", json.dumps(cfg, indent=2, sort_keys=True), "```",
-            ""]
+  parts += ["", "## Config", "", "```json", json.dumps(cfg, indent=2, sort_keys=True), "```", ""]
   return "\n".join(parts)
 
 
@@ -300,7 +320,8 @@ def _is_number(v) -> bool:
   return isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
 
 
-def metric_rows(runs: Sequence[dict], teach_history: Sequence[dict],
+def metric_rows(runs: Sequence[dict],
+                teach_history: Sequence[dict],
                 teach_seed: int = 0) -> list[tuple]:
   """Long-format rows ``(phase, method, seed, step, metric, value)``.
 
@@ -312,11 +333,13 @@ def metric_rows(runs: Sequence[dict], teach_history: Sequence[dict],
   for record in teach_history:
     step = int(record["update"]) + 1
     rows += [("teach", "l2t_dlf", teach_seed, step, k, float(v))
-             for k, v in record.items() if _is_number(v) and k != "update"]
+             for k, v in record.items()
+             if _is_number(v) and k != "update"]
   for run in runs:
     for record in run["history"]:
       rows += [("student", run["method"], run["seed"], int(record["step"]), k, float(v))
-               for k, v in record.items() if _is_number(v) and k != "step"]
+               for k, v in record.items()
+               if _is_number(v) and k != "step"]
   return rows
 
 
@@ -341,7 +364,7 @@ def write_summary(workdir: str, results: dict, markdown: str, rows: Sequence[tup
 
 def environment(devices: bool = True) -> dict:
   """The JAX version and backend (and the devices) that ``results.json`` records."""
-  import jax     # pylint: disable=g-import-not-at-top  (the rest of the module is jax-free)
+  import jax  # pylint: disable=g-import-not-at-top  (the rest of the module is jax-free)
   out = {"jax": jax.__version__, "backend": jax.default_backend()}
   if devices:
     out["devices"] = [str(d) for d in jax.devices()]

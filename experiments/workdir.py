@@ -20,17 +20,25 @@ import orbax.checkpoint as ocp
 
 from experiments import io, schema
 
-__all__ = ["RESUMABLE_KEYS", "ADDED_KEYS", "InputError", "WorkdirConfigError", "make_workdir",
-           "config_json", "check_workdir_config", "Checkpoints", "run_path"]
+__all__ = [
+    "RESUMABLE_KEYS", "ADDED_KEYS", "InputError", "WorkdirConfigError", "make_workdir",
+    "config_json", "check_workdir_config", "Checkpoints", "run_path"
+]
 
 # Config keys that may change between a run and its resumption.
 RESUMABLE_KEYS = ("progress", "methods", "num_seeds")
 # Config keys added after workdirs were written, with the value that reproduces the runs
 # recorded before them: a config.json without the key matches a config holding that value.
 ADDED_KEYS = {
-    "data.noise.kind": "none", "data.noise.rate": 0.0, "data.noise.matrix": None,
-    "data.noise.seed": 0, "data.imbalance.ratio": None, "data.imbalance.seed": 0,
-    "baselines.logit_tau": 1.0, "baselines.cb_beta": 0.999, "baselines.logit_tau_grid": [],
+    "data.noise.kind": "none",
+    "data.noise.rate": 0.0,
+    "data.noise.matrix": None,
+    "data.noise.seed": 0,
+    "data.imbalance.ratio": None,
+    "data.imbalance.seed": 0,
+    "baselines.logit_tau": 1.0,
+    "baselines.cb_beta": 0.999,
+    "baselines.logit_tau_grid": [],
     "baselines.cb_beta_grid": [],
 }
 
@@ -53,8 +61,8 @@ def make_workdir(workdir: str) -> str:
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
-    reason = ("a file of that name exists" if isinstance(e, FileExistsError)
-              else e.strerror or str(e))
+    reason = ("a file of that name exists"
+              if isinstance(e, FileExistsError) else e.strerror or str(e))
     raise InputError(f"cannot create workdir {workdir}: {reason}; pass a --workdir that can "
                      "be created as a directory and written.") from None
   if not os.access(workdir, os.W_OK | os.X_OK):
@@ -122,12 +130,15 @@ def check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> Non
       saved = _upgrade_saved(json.load(f), current)
     strip = lambda c: {k: v for k, v in c.items() if k not in RESUMABLE_KEYS}
     old, new = _flatten(strip(saved)), _flatten(strip(current))
-    for k, default in ADDED_KEYS.items():      # a workdir older than the key
+    for k, default in ADDED_KEYS.items():  # a workdir older than the key
       if k not in old and k in new and new[k] == default:
         del new[k]
     if old != new:
-      diff = [f"{k} = {old.get(k, '<absent>')!r} there, {new.get(k, '<absent>')!r} now"
-              for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+      diff = [
+          f"{k} = {old.get(k, '<absent>')!r} there, {new.get(k, '<absent>')!r} now"
+          for k in sorted(set(old) | set(new))
+          if old.get(k) != new.get(k)
+      ]
       raise WorkdirConfigError(
           f"{workdir} holds a run of a different config (differs in: {'; '.join(diff)}); "
           "resume with the same config or use a fresh --workdir.")
@@ -149,7 +160,8 @@ class Checkpoints:
 
   def __init__(self, directory: str, max_to_keep: int = 2):
     self._manager = ocp.CheckpointManager(
-        directory, options=ocp.CheckpointManagerOptions(
+        directory,
+        options=ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True))
 
   def latest_step(self) -> Optional[int]:
@@ -166,19 +178,21 @@ class Checkpoints:
         lambda x: jnp.zeros((1,), x.dtype) if getattr(x, "size", 1) == 0 else x, tree)
 
   def save(self, step: int, state: Any, meta: dict) -> None:
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(self._fill_empty(state)), meta=ocp.args.JsonSave(meta)))
+    self._manager.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(self._fill_empty(state)), meta=ocp.args.JsonSave(meta)))
     self._manager.wait_until_finished()
 
   def restore_meta(self, step: int) -> dict:
-    return self._manager.restore(step, args=ocp.args.Composite(
-        meta=ocp.args.JsonRestore()))["meta"]
+    return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
   def restore_state(self, step: int, template: Any) -> Any:
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(self._fill_empty(template))))["state"]
-    return jax.tree_util.tree_map(lambda t, r: t if getattr(t, "size", 1) == 0 else r,
-                                  template, restored)
+    restored = self._manager.restore(
+        step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(self._fill_empty(template))))["state"]
+    return jax.tree_util.tree_map(lambda t, r: t
+                                  if getattr(t, "size", 1) == 0 else r, template, restored)
 
   def close(self) -> None:
     self._manager.close()

@@ -47,8 +47,11 @@ def main() -> None:
   parser.add_argument("--num_processes", type=int, default=1)
   parser.add_argument("--process_id", type=int, default=0)
   parser.add_argument("--coordinator", default=None, help="host:port of process 0.")
-  parser.add_argument("--timeout_s", type=int, default=60,
-                      help="How long to wait for the other processes to connect.")
+  parser.add_argument(
+      "--timeout_s",
+      type=int,
+      default=60,
+      help="How long to wait for the other processes to connect.")
   args = parser.parse_args()
 
   t0 = time.time()
@@ -58,10 +61,11 @@ def main() -> None:
   # Tiny programs: XLA without most optimizations compiles much faster, same numbers.
   jax.config.update("jax_disable_most_optimizations", True)
   if args.num_processes > 1:
-    parallel.initialize_distributed(coordinator_address=args.coordinator,
-                                    num_processes=args.num_processes,
-                                    process_id=args.process_id,
-                                    initialization_timeout=args.timeout_s)
+    parallel.initialize_distributed(
+        coordinator_address=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+        initialization_timeout=args.timeout_s)
   assert jax.process_count() == args.num_processes, jax.process_count()
 
   num_classes = 4
@@ -71,24 +75,38 @@ def main() -> None:
   student = dlf_jax.Student(
       models.MLP(hidden=(8,), num_classes=num_classes, activation=jnp.tanh, dtype=jnp.float64),
       dlf_jax.make_optimizer("momentum", 0.3), num_classes)
-  teacher = dlf_jax.Teacher(dlf_jax.AttentionTeacher(num_classes, num_matrices=2,
-                                                     init_scale=0.1), total_steps=8)
-  mesh = parallel.make_mesh()          # every device of every process
+  teacher = dlf_jax.Teacher(
+      dlf_jax.AttentionTeacher(num_classes, num_matrices=2, init_scale=0.1), total_steps=8)
+  mesh = parallel.make_mesh()  # every device of every process
 
   theta0 = jax.tree.map(lambda a: a.astype(jnp.float64), teacher.init(jax.random.PRNGKey(0)))
   tx = optax.sgd(1.0)
   t1 = time.time()
-  taught = dlf_jax.teach(student, teacher, train, dev, teacher_optimizer=tx,
-                         init_state=dlf_jax.TeachState(theta=theta0, opt_state=tx.init(theta0),
-                                                       student=None, update=0),
-                         schedule=dlf_jax.Schedule(unroll_steps=3, num_episodes=1,
-                                                   batch_size=8),
-                         dev_sampling=dlf_jax.DevSampling(batch_size=8), mesh=mesh,
-                         progress=False)
+  taught = dlf_jax.teach(
+      student,
+      teacher,
+      train,
+      dev,
+      teacher_optimizer=tx,
+      init_state=dlf_jax.TeachState(
+          theta=theta0, opt_state=tx.init(theta0), student=None, update=0),
+      schedule=dlf_jax.Schedule(unroll_steps=3, num_episodes=1, batch_size=8),
+      dev_sampling=dlf_jax.DevSampling(batch_size=8),
+      mesh=mesh,
+      progress=False)
   t2 = time.time()
-  trained = dlf_jax.train_student(student, teacher, train, theta=taught.theta, num_steps=4,
-                                  batch_size=8, eval_every=2, dev=dev, eval_batch_size=8,
-                                  mesh=mesh, progress=False)
+  trained = dlf_jax.train_student(
+      student,
+      teacher,
+      train,
+      theta=taught.theta,
+      num_steps=4,
+      batch_size=8,
+      eval_every=2,
+      dev=dev,
+      eval_batch_size=8,
+      mesh=mesh,
+      progress=False)
 
   drop = ("seconds", "warm_start_seconds", "estimator")
   out = {
@@ -97,11 +115,18 @@ def main() -> None:
       "local_device_count": jax.local_device_count(),
       "mesh_devices": int(mesh.devices.size),
       "hypergradient": (np.asarray(_flat(taught.theta)) - np.asarray(_flat(theta0))).tolist(),
-      "teach_history": [{k: v for k, v in r.items() if k not in drop} for r in taught.history],
+      "teach_history": [{
+          k: v for k, v in r.items() if k not in drop
+      } for r in taught.history],
       "student_params": _flat(trained.state.params),
-      "train_history": [{k: v for k, v in r.items() if k not in drop} for r in trained.history],
-      "seconds": {"teach": t2 - t1, "train_student": time.time() - t2,
-                  "total": time.time() - t0},
+      "train_history": [{
+          k: v for k, v in r.items() if k not in drop
+      } for r in trained.history],
+      "seconds": {
+          "teach": t2 - t1,
+          "train_student": time.time() - t2,
+          "total": time.time() - t0
+      },
   }
   with open(args.out, "w") as f:
     json.dump(out, f)

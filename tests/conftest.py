@@ -56,4 +56,4 @@ _LONGEST_FIRST = ("test_experiments.py", "test_nmt_experiments.py", "test_hyperg
 
 def pytest_collection_modifyitems(items):
   rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
-  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable within a file
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file

@@ -15,8 +15,8 @@ V = 20
 
 
 def to_f64(tree, dtype=jnp.float64):
-  return jax.tree.map(
-      lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+  return jax.tree.map(lambda a: a.astype(dtype)
+                      if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
 
 def cut_at_eos(ids):
@@ -45,7 +45,7 @@ def random_pairs(rng, shape, src_len, tgt_len, pad_rows=()):
   for r in range(n):
     if r in pad_rows:
       continue
-    ls = rng.integers(1, src_len)              # + EOS <= src_len
+    ls = rng.integers(1, src_len)  # + EOS <= src_len
     lt = rng.integers(1, tgt_len)
     src[r, :ls] = rng.integers(EOS + 1, V, ls)
     src[r, ls] = EOS
@@ -54,8 +54,12 @@ def random_pairs(rng, shape, src_len, tgt_len, pad_rows=()):
     tgt_in[r, 1:lt + 1] = t
     tgt_out[r, :lt] = t
     tgt_out[r, lt] = EOS
-  out = {"src": src, "tgt_in": tgt_in, "tgt_out": tgt_out,
-         "mask": (tgt_out != PAD).astype(np.float64)}
+  out = {
+      "src": src,
+      "tgt_in": tgt_in,
+      "tgt_out": tgt_out,
+      "mask": (tgt_out != PAD).astype(np.float64)
+  }
   return {k: v.reshape(tuple(shape) + v.shape[1:]) for k, v in out.items()}
 
 
@@ -63,8 +67,14 @@ T_STEPS, B, LS, LT = 4, 4, 5, 6
 
 
 def tiny_transformer(dropout=0.1, num_layers=1):
-  return Transformer(vocab_size=V, d_model=8, num_heads=2, d_ff=16, num_layers=num_layers,
-                     dropout=dropout, max_len=16)
+  return Transformer(
+      vocab_size=V,
+      d_model=8,
+      num_heads=2,
+      d_ff=16,
+      num_layers=num_layers,
+      dropout=dropout,
+      max_len=16)
 
 
 def tiny_lstm(num_layers=1):
@@ -72,13 +82,21 @@ def tiny_lstm(num_layers=1):
 
 
 def nmt_student(model):
-  return dlf_jax.Student(model, dlf_jax.make_optimizer("adam", 1e-2), V,
-                         input_keys=("src", "tgt_in"), label_key="tgt_out", head_path=None)
+  return dlf_jax.Student(
+      model,
+      dlf_jax.make_optimizer("adam", 1e-2),
+      V,
+      input_keys=("src", "tgt_in"),
+      label_key="tgt_out",
+      head_path=None)
 
 
 def float64_state(student, batch, seed=0):
   """``student.init`` with every float leaf (params, Adam moments, stats) in float64."""
   state = student.init(jax.random.PRNGKey(seed), batch)
   params = to_f64(state.params)
-  return state.replace(params=params, opt_state=student.tx.init(params),
-                       model_state=to_f64(state.model_state), stats=to_f64(state.stats))
+  return state.replace(
+      params=params,
+      opt_state=student.tx.init(params),
+      model_state=to_f64(state.model_state),
+      stats=to_f64(state.stats))

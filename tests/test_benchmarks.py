@@ -7,8 +7,10 @@ from benchmarks import hypergrad as bench
 def test_quick_benchmark_paths_agree(tmp_path, capsys, fast_compile):
   out, md = tmp_path / "bench.json", tmp_path / "bench.md"
   # T = 4: checkpointed chunks of ceil(sqrt(4)) = 2 steps, no tail chunk to compile too.
-  assert bench.main(["--quick", "--cases", "mlp", "--steps", "4", "--out", str(out),
-                     "--markdown", str(md)]) == 0
+  assert bench.main(
+      ["--quick", "--cases", "mlp", "--steps", "4", "--out",
+       str(out), "--markdown",
+       str(md)]) == 0
   rows = json.loads(out.read_text())["rows"]
   assert {r["T"] for r in rows} == {4}
   paths = {r["path"] for r in rows}
@@ -32,8 +34,10 @@ def test_quick_full_horizon_benchmark(tmp_path, capsys, fast_compile):
   assert full_horizon.main(["--quick", "--out", str(out), "--markdown", str(md)]) == 0
   rows = json.loads(out.read_text())["rows"]
   paths = {r["path"] for r in rows}
-  assert {"forward", "forward-mode P=10", "forward-mode P=20", "reverse/store_all",
-          "reverse/checkpointed", "autodiff"} <= paths
+  assert {
+      "forward", "forward-mode P=10", "forward-mode P=20", "reverse/store_all",
+      "reverse/checkpointed", "autodiff"
+  } <= paths
   checked = [r for r in rows if "rel_err" in r]
   assert len(checked) == 4 and all(r["rel_err"] < 1e-4 for r in checked), checked
   memory = [r for r in rows if r["kind"] == "memory"]

@@ -9,18 +9,19 @@ from dlf_jax import bleu
 from helpers import (BOS, EOS, LS, LT, PAD, V, cut_at_eos, detok, float64_state, nmt_student,
                      random_pairs, tiny_transformer)
 
+pytestmark = pytest.mark.usefixtures("fast_compile")  # tiny programs
 
-pytestmark = pytest.mark.usefixtures("fast_compile")   # tiny programs
-
-
-REFS = ["Two young, White males are outside near many bushes.",
-        "A man in an orange hat starring at something.",
-        "A little girl climbing into a wooden playhouse.",
-        "Several men in hard hats are operating a giant pulley system."]
-HYPS = ["Two young white men are outside near some bushes.",
-        "A man in an orange hat looks at something.",
-        "A girl climbs into a wooden playhouse.",
-        "Men in hard hats operate a pulley."]
+REFS = [
+    "Two young, White males are outside near many bushes.",
+    "A man in an orange hat starring at something.",
+    "A little girl climbing into a wooden playhouse.",
+    "Several men in hard hats are operating a giant pulley system."
+]
+HYPS = [
+    "Two young white men are outside near some bushes.",
+    "A man in an orange hat looks at something.", "A girl climbs into a wooden playhouse.",
+    "Men in hard hats operate a pulley."
+]
 
 
 def test_corpus_bleu_of_references_is_100():
@@ -47,7 +48,8 @@ def test_corpus_bleu_partial_match_equals_sacrebleu():
   mt = MosesTokenizer(lang="en")
   tok = lambda s: mt.tokenize(s.lower(), escape=False, return_str=True)
   tokenized = sacrebleu.corpus_bleu([tok(h) for h in HYPS], [[tok(r) for r in REFS]],
-                                    tokenize="none", force=True)
+                                    tokenize="none",
+                                    force=True)
   assert out["tokenized_bleu"] == pytest.approx(tokenized.score, abs=1e-12)
   # Lowercasing matters here ("White" vs "white"), and the two BLEUs differ.
   cased = bleu.corpus_bleu(HYPS, REFS, lowercase_tokenized=False)
@@ -55,19 +57,18 @@ def test_corpus_bleu_partial_match_equals_sacrebleu():
   assert "lowercased" not in cased["tokenized_signature"]
   # A hand-computable value: 4/5, 3/4, 2/3, 1/2 n-gram precisions, no brevity penalty.
   assert bleu.corpus_bleu(["a b c d e"], ["a b c d f"])["bleu"] == pytest.approx(
-      100 * 0.2 ** 0.25, rel=1e-12)
+      100 * 0.2**0.25, rel=1e-12)
 
 
 def test_sentence_bleu():
   import sacrebleu
   for r in REFS:
     assert bleu.sentence_bleu(r, r) == pytest.approx(100.0, abs=1e-9)
-  assert bleu.sentence_bleu("a b c d e", "a b c d f") == pytest.approx(100 * 0.2 ** 0.25,
-                                                                       rel=1e-12)
+  assert bleu.sentence_bleu("a b c d e", "a b c d f") == pytest.approx(100 * 0.2**0.25, rel=1e-12)
   assert bleu.sentence_bleu("completely different", REFS[0]) < 5.0
-  for h, r in zip(HYPS, REFS):      # smoothed (no 4-gram match in some) as sacrebleu does it
-    assert bleu.sentence_bleu(h, r) == pytest.approx(sacrebleu.sentence_bleu(h, [r]).score,
-                                                     abs=1e-12)
+  for h, r in zip(HYPS, REFS):  # smoothed (no 4-gram match in some) as sacrebleu does it
+    assert bleu.sentence_bleu(h, r) == pytest.approx(
+        sacrebleu.sentence_bleu(h, [r]).score, abs=1e-12)
 
 
 def test_corpus_bleu_rejects_mismatched_lengths():
@@ -90,13 +91,14 @@ def softmax_np(x):
 def test_expected_bleu_hand_computed(x64):
   seq_lp = np.array([[-1.0, -2.5, -0.3], [-4.0, -1.2, -1.2], [-0.5, -0.7, -0.9]])
   values = np.array([[0.2, 0.9, 0.4], [0.7, 0.1, 0.1], [1.0, 0.5, 0.3]])
-  valid = np.array([[1, 1, 1], [1, 1, 0], [0, 0, 0]], np.float64)    # row 1: a duplicate
+  valid = np.array([[1, 1, 1], [1, 1, 0], [0, 0, 0]], np.float64)  # row 1: a duplicate
   got = bleu.expected_bleu(jnp.asarray(seq_lp), jnp.asarray(values), jnp.asarray(valid))
   want = [softmax_np(seq_lp[0]) @ values[0], softmax_np(seq_lp[1, :2]) @ values[1, :2], 0.0]
   np.testing.assert_allclose(got, want, rtol=1e-14, atol=0)
   # Gradients flow into the valid candidates' log-probabilities only, never into BLEU.
-  g_lp, g_bleu = jax.grad(lambda a, b: jnp.sum(bleu.expected_bleu(a, b, jnp.asarray(valid))),
-                          argnums=(0, 1))(jnp.asarray(seq_lp), jnp.asarray(values))
+  g_lp, g_bleu = jax.grad(
+      lambda a, b: jnp.sum(bleu.expected_bleu(a, b, jnp.asarray(valid))),
+      argnums=(0, 1))(jnp.asarray(seq_lp), jnp.asarray(values))
   g_lp = np.asarray(g_lp)
   assert np.all(np.isfinite(g_lp)) and np.all(np.asarray(g_bleu) == 0)
   assert np.all(g_lp[valid == 0] == 0) and np.all(g_lp[valid == 1] != 0)
@@ -112,21 +114,29 @@ def test_expected_sentence_bleu_batch_sums_by_hand(x64):
   cand_out = np.zeros((3, k, lc), np.int32)
   for b in range(3):
     for c in range(k):
-      n = rng.integers(1, lc)                    # tokens before EOS (< lc: EOS fits)
+      n = rng.integers(1, lc)  # tokens before EOS (< lc: EOS fits)
       cand_out[b, c, :n] = rng.integers(EOS + 1, V, n)
       cand_out[b, c, n] = EOS
-  cand_out[1, 2] = cand_out[1, 0]                # a duplicate, marked invalid below
-  cand_out[0, 1, :] = [5, 6, 7, 8, 9]            # hit max_len without EOS
+  cand_out[1, 2] = cand_out[1, 0]  # a duplicate, marked invalid below
+  cand_out[0, 1, :] = [5, 6, 7, 8, 9]  # hit max_len without EOS
   cand_in = np.concatenate([np.full((3, k, 1), BOS), cand_out[..., :-1]], -1)
   cand_in = np.where(cand_in == EOS, PAD, cand_in).astype(np.int32)
   cand_mask = (cand_out != PAD).astype(np.float64)
   cand_bleu = rng.random((3, k))
   cand_valid = np.array([[1, 1, 1], [1, 1, 0], [0, 0, 0]], np.float64)
-  batch = {"src": src, "cand_in": jnp.asarray(cand_in), "cand_out": jnp.asarray(cand_out),
-           "cand_mask": jnp.asarray(cand_mask), "cand_bleu": jnp.asarray(cand_bleu),
-           "cand_valid": jnp.asarray(cand_valid)}
-  state = float64_state(student, {"src": src, "tgt_in": jnp.asarray(cand_in[:, 0]),
-                                  "tgt_out": jnp.asarray(cand_out[:, 0])})
+  batch = {
+      "src": src,
+      "cand_in": jnp.asarray(cand_in),
+      "cand_out": jnp.asarray(cand_out),
+      "cand_mask": jnp.asarray(cand_mask),
+      "cand_bleu": jnp.asarray(cand_bleu),
+      "cand_valid": jnp.asarray(cand_valid)
+  }
+  state = float64_state(student, {
+      "src": src,
+      "tgt_in": jnp.asarray(cand_in[:, 0]),
+      "tgt_out": jnp.asarray(cand_out[:, 0])
+  })
   measure = bleu.ExpectedSentenceBLEU(detokenize=detok, num_samples=k, max_len=lc)
   total, count = measure.batch_sums(student, state.params, state.model_state, batch)
   # By hand: one teacher-forced pass per candidate.
@@ -155,14 +165,13 @@ def test_expected_sentence_bleu_prepare(x64):
   state = float64_state(student, {k: v[0] for k, v in dev.items()})
   key = jax.random.PRNGKey(0)
   # Near-zero temperature: every sample is the argmax sequence -> all but one are duplicates.
-  cold = bleu.ExpectedSentenceBLEU(detokenize=detok, num_samples=3, max_len=LT,
-                                   temperature=1e-4)
+  cold = bleu.ExpectedSentenceBLEU(detokenize=detok, num_samples=3, max_len=LT, temperature=1e-4)
   out = cold.prepare(student, state, dev, key)
   for name in ("src", "tgt_in", "tgt_out", "mask"):
     np.testing.assert_array_equal(out[name], dev[name])
   np.testing.assert_array_equal(out["cand_valid"][0], [[1, 0, 0]] * 3)
   np.testing.assert_array_equal(out["cand_valid"][1], [[1, 0, 0], [1, 0, 0], [0, 0, 0]])
-  np.testing.assert_array_equal(out["cand_bleu"][1, 2], 0.0)    # the padded dev row
+  np.testing.assert_array_equal(out["cand_bleu"][1, 2], 0.0)  # the padded dev row
   # Candidate arrays: cand_in = BOS + cand_out shifted right, nothing after EOS.
   cand_out, cand_in = out["cand_out"], out["cand_in"]
   assert cand_out.shape == (2, 3, 3, LT) and cand_out.dtype == np.int32
@@ -176,8 +185,8 @@ def test_expected_sentence_bleu_prepare(x64):
     assert out["cand_bleu"][i, j, 0] == pytest.approx(
         bleu.sentence_bleu(detok(cand_out[i, j, 0]), ref) / 100, rel=1e-6)
   # With the reference among the candidates (BLEU = 1) and T = 1 sampling.
-  warm = bleu.ExpectedSentenceBLEU(detokenize=detok, num_samples=3, max_len=LT,
-                                   include_reference=True)
+  warm = bleu.ExpectedSentenceBLEU(
+      detokenize=detok, num_samples=3, max_len=LT, include_reference=True)
   out = warm.prepare(student, state, dev, key)
   assert out["cand_out"].shape == (2, 3, 4, LT)
   real = np.asarray(dev["mask"]).max(-1) > 0

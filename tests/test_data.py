@@ -155,8 +155,9 @@ def test_fashion_mnist_idx(shared_dir):
   assert headers["train-labels-idx1-ubyte"] == (np.dtype(np.uint8), (60000,))
   assert headers["t10k-images-idx3-ubyte"] == (np.dtype(np.uint8), (10000, 28, 28))
   assert headers["t10k-labels-idx1-ubyte"] == (np.dtype(np.uint8), (10000,))
-  ds = load_image_dataset("fashion_mnist", data_dir=shared_dir, train_size=2000,
-                          test_size=1000)  # Default dev_size: 10,000 (50k / 10k / 10k).
+  ds = load_image_dataset(
+      "fashion_mnist", data_dir=shared_dir, train_size=2000,
+      test_size=1000)  # Default dev_size: 10,000 (50k / 10k / 10k).
   assert ds.source == "files:" + d and ds.num_classes == 10
   assert ds.train.x.shape == (2000, 28, 28, 1) and ds.dev.x.shape == (10000, 28, 28, 1)
   assert ds.test.x.shape == (1000, 28, 28, 1)
@@ -171,16 +172,16 @@ def test_fashion_mnist_idx(shared_dir):
 
 
 def test_cifar10_jpeg_npz(shared_dir):
-  ds = load_image_dataset("cifar10", data_dir=shared_dir, dev_size=100, train_size=500,
-                          test_size=200)
+  ds = load_image_dataset(
+      "cifar10", data_dir=shared_dir, dev_size=100, train_size=500, test_size=200)
   assert ds.source == "files:" + os.path.join(shared_dir, "cifar10")
   assert "JPEG" in ds.notes and "lossy" in ds.notes
   assert ds.train.x.shape == (500, 32, 32, 3) and ds.dev.x.shape == (100, 32, 32, 3)
   assert ds.test.x.shape == (200, 32, 32, 3) and ds.test.x.dtype == np.float32
   assert ds.mean.shape == (3,) and 0 <= ds.test.y.min() and ds.test.y.max() <= 9
   np.testing.assert_allclose(ds.mean, CIFAR10_TRAIN_MEAN, atol=0.03)
-  np.testing.assert_allclose(ds.unnormalise(ds.test.x).mean(axis=(0, 1, 2)),
-                             CIFAR10_TEST_MEAN, atol=0.03)
+  np.testing.assert_allclose(
+      ds.unnormalise(ds.test.x).mean(axis=(0, 1, 2)), CIFAR10_TEST_MEAN, atol=0.03)
   np.testing.assert_allclose(ds.train.x.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
 
 
@@ -200,7 +201,12 @@ def test_cifar_pickle_roundtrip(tmp_path, name):
     y = rng.integers(0, k, size=4).tolist()
     originals[f] = (x, y)
     with open(batch_dir / f, "wb") as fh:
-      pickle.dump({b"data": _to_cifar_rows(x), label_key: y, b"batch_label": b"fake"}, fh,
+      pickle.dump({
+          b"data": _to_cifar_rows(x),
+          label_key: y,
+          b"batch_label": b"fake"
+      },
+                  fh,
                   protocol=2)
   train_files, test_file = files[:-1], files[-1]
   train_x = np.concatenate([originals[f][0] for f in train_files])
@@ -222,8 +228,10 @@ def test_cifar_bad_labels_and_no_substitution(tmp_path):
   rng = np.random.default_rng(1)
   for f in CIFAR10_BATCHES:
     with open(batch_dir / f, "wb") as fh:
-      pickle.dump({b"data": _to_cifar_rows(_fake_images(rng, 3, 32, 32)),
-                   b"labels": [0, 10, 1]}, fh)
+      pickle.dump({
+          b"data": _to_cifar_rows(_fake_images(rng, 3, 32, 32)),
+          b"labels": [0, 10, 1]
+      }, fh)
   with pytest.raises(ValueError, match=r"labels .* span \[0, 10\], expected \[0, 10\)"):
     load_image_dataset("cifar10", source="files", data_dir=str(tmp_path), dev_size=1)
   with pytest.raises(FileNotFoundError, match="cifar-100-python"):  # Never CIFAR-10.
@@ -272,8 +280,10 @@ def test_idx_parser_rejects_bad_files(tmp_path):
   d = tmp_path / "mnist"
   d.mkdir()
   for stem in IDX_STEMS:
-    _write_idx(str(d / (stem + ".gz")), np.zeros((3, 28, 28) if "images" in stem else (3,)),
-               magic=b"\x08\x08\x08\x08")
+    _write_idx(
+        str(d / (stem + ".gz")),
+        np.zeros((3, 28, 28) if "images" in stem else (3,)),
+        magic=b"\x08\x08\x08\x08")
   with pytest.raises(ValueError, match="magic"):
     load_image_dataset("mnist", source="files", data_dir=str(tmp_path))
 
@@ -301,10 +311,9 @@ def test_embedded_mnist():
 
 
 def test_registry_is_the_one_description_of_each_dataset():
-  assert images.DATASETS == tuple(images.REGISTRY) == (
-      "mnist", "fashion_mnist", "cifar10", "cifar100", "embedded_mnist")
-  assert dict(NUM_CLASSES) == {name: spec.num_classes
-                               for name, spec in images.REGISTRY.items()}
+  assert images.DATASETS == tuple(
+      images.REGISTRY) == ("mnist", "fashion_mnist", "cifar10", "cifar100", "embedded_mnist")
+  assert dict(NUM_CLASSES) == {name: spec.num_classes for name, spec in images.REGISTRY.items()}
   assert NUM_CLASSES["cifar100"] == 100 and NUM_CLASSES["mnist"] == 10
   for name, spec in images.REGISTRY.items():
     assert spec.name == name
@@ -318,8 +327,13 @@ def test_registry_is_the_one_description_of_each_dataset():
 
 def test_dataset_spec_rejects_bad_fields():
   layouts = images.REGISTRY["fashion_mnist"].file_layouts
-  ok = dict(name="tiny", num_classes=3, image_shape=(8, 8, 1), default_dev_size=2,
-            file_layouts=layouts, expected_files="tiny files")
+  ok = dict(
+      name="tiny",
+      num_classes=3,
+      image_shape=(8, 8, 1),
+      default_dev_size=2,
+      file_layouts=layouts,
+      expected_files="tiny files")
   assert images.ImageDatasetSpec(**ok).tfds_name is None
   for bad, match in ((dict(num_classes=1), "num_classes must be an integer >= 2, got 1"),
                      (dict(image_shape=(8, 8)), r"image_shape must be a tuple \(H, W, C\)"),
@@ -338,8 +352,7 @@ def test_missing_dataset_error_names_places_and_fix(tmp_path):
     load_image_dataset("mnist", data_dir=str(tmp_path))
   msg = str(err.value)
   for needle in (str(tmp_path / "mnist"), str(tmp_path), "train-images-idx3-ubyte.gz",
-                 "t10k-labels-idx1-ubyte.gz", "--config.data.data_dir", "DLF_DATA_DIR",
-                 "tfds"):
+                 "t10k-labels-idx1-ubyte.gz", "--config.data.data_dir", "DLF_DATA_DIR", "tfds"):
     assert needle in msg, (needle, msg)
   with pytest.raises(FileNotFoundError, match="directory does not exist"):
     load_image_dataset("cifar10", source="files", data_dir=str(tmp_path / "nowhere"))
@@ -364,8 +377,7 @@ def test_unknown_options():
 
 def test_default_data_dir(monkeypatch, tmp_path):
   monkeypatch.delenv("DLF_DATA_DIR", raising=False)
-  project_root = os.path.dirname(os.path.dirname(os.path.dirname(
-      os.path.abspath(images.__file__))))
+  project_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(images.__file__))))
   expected = os.path.abspath(os.path.join(project_root, "..", "shared", "data"))
   assert images.default_data_dir() == expected
   monkeypatch.setenv("DLF_DATA_DIR", str(tmp_path))
@@ -381,11 +393,9 @@ def test_default_data_dir(monkeypatch, tmp_path):
                                           ("cifar100", (32, 32, 3), 100)])
 def test_tfds_source_with_mock_data(tmp_path, name, shape, k):
   tfds = pytest.importorskip(
-      "tensorflow_datasets",
-      reason="optional: pip install tensorflow-datasets importlib_resources")
+      "tensorflow_datasets", reason="optional: pip install tensorflow-datasets importlib_resources")
   with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
-    ds = load_image_dataset(name, source="tfds", data_dir=str(tmp_path), dev_size=3,
-                            test_size=5)
+    ds = load_image_dataset(name, source="tfds", data_dir=str(tmp_path), dev_size=3, test_size=5)
   assert ds.source == "tfds" and ds.num_classes == k
   assert ds.train.x.shape == (9,) + shape and ds.dev.x.shape == (3,) + shape
   assert ds.test.x.shape == (5,) + shape and ds.test.y.dtype == np.int32
@@ -394,7 +404,7 @@ def test_tfds_source_with_mock_data(tmp_path, name, shape, k):
 
 
 def test_tfds_unprepared_is_an_error_not_a_download(tmp_path):
-  pytest.importorskip("tensorflow_datasets",
-                      reason="optional: pip install tensorflow-datasets importlib_resources")
+  pytest.importorskip(
+      "tensorflow_datasets", reason="optional: pip install tensorflow-datasets importlib_resources")
   with pytest.raises(FileNotFoundError, match="tfds build mnist"):
     load_image_dataset("mnist", source="tfds", data_dir=str(tmp_path))

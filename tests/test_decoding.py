@@ -10,27 +10,24 @@ import pytest
 
 from dlf_jax import decoding
 
-from helpers import (BOS, EOS, PAD, UNK, V, random_pairs, tiny_lstm, tiny_transformer,
-                     to_f64)
+from helpers import (BOS, EOS, PAD, UNK, V, random_pairs, tiny_lstm, tiny_transformer, to_f64)
 
-
-pytestmark = pytest.mark.usefixtures("fast_compile")   # tiny programs
-
+pytestmark = pytest.mark.usefixtures("fast_compile")  # tiny programs
 
 N_SRC, SRC_LEN, MAX_LEN = 5, 6, 8
 
 
 def tiny_seq2seq(kind, seed, num_layers=1, dtype=jnp.float64):
   """A tiny model (float64 by default), its variables, a source batch (row 1 padded)."""
-  model = tiny_transformer(num_layers=num_layers) if kind == "transformer" else tiny_lstm(
-      num_layers)
+  model = tiny_transformer(
+      num_layers=num_layers) if kind == "transformer" else tiny_lstm(num_layers)
   data = random_pairs(np.random.default_rng(seed), (N_SRC,), SRC_LEN, MAX_LEN)
   src = np.asarray(data["src"])
   src[1] = 0
-  src[1, :3] = [7, 9, EOS]                     # short source: PAD-masked attention
+  src[1, :3] = [7, 9, EOS]  # short source: PAD-masked attention
   src, tgt_in = jnp.asarray(src), jnp.asarray(data["tgt_in"])
   variables = to_f64(model.init(jax.random.PRNGKey(seed), src, tgt_in), dtype)
-  if kind == "lstm":                            # peakier distributions
+  if kind == "lstm":  # peakier distributions
     variables = jax.tree.map(lambda a: 3.0 * a, variables)
   return model, variables, src, tgt_in
 
@@ -75,6 +72,7 @@ def biased_step(model, variables, bias, k=1):
   def step(cache, tokens, i):
     logits, cache = model.apply(variables, cache, tokens, i, method=model.decode_step)
     return logits + rows[:, i], cache
+
   return step
 
 
@@ -87,15 +85,20 @@ def decode_cache(model, variables, src, k=1):
 # Jitted with the (hashable) model static, so seeds share one compilation.
 @functools.partial(jax.jit, static_argnames=("model",))
 def biased_greedy(model, variables, src, bias):
-  return decoding.greedy_decode(biased_step(model, variables, bias),
-                                decode_cache(model, variables, src), src.shape[0], MAX_LEN)
+  return decoding.greedy_decode(
+      biased_step(model, variables, bias), decode_cache(model, variables, src), src.shape[0],
+      MAX_LEN)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "beam_size", "alpha"))
 def biased_beam(model, variables, src, bias, beam_size, alpha):
-  return decoding.beam_search(biased_step(model, variables, bias, beam_size),
-                              decode_cache(model, variables, src, beam_size), src.shape[0],
-                              beam_size, MAX_LEN, alpha=alpha)
+  return decoding.beam_search(
+      biased_step(model, variables, bias, beam_size),
+      decode_cache(model, variables, src, beam_size),
+      src.shape[0],
+      beam_size,
+      MAX_LEN,
+      alpha=alpha)
 
 
 def output_lengths(seqs):
@@ -114,8 +117,7 @@ def teacher_forced_logprob(model, variables, src, seqs, bias):
   """``sum_t log p(y_t | y_<t, x)`` of decoder outputs (EOS included, PAD after ignored)."""
   seqs = np.asarray(seqs)
   tgt_in = np.concatenate([np.full((len(seqs), 1), BOS), seqs[:, :-1]], 1)
-  log_p = np.asarray(_biased_log_probs(model, variables, src, jnp.asarray(tgt_in, jnp.int32),
-                                       bias))
+  log_p = np.asarray(_biased_log_probs(model, variables, src, jnp.asarray(tgt_in, jnp.int32), bias))
   tok = np.take_along_axis(log_p, seqs[..., None], -1)[..., 0]
   keep = np.arange(seqs.shape[1])[None] < output_lengths(seqs)[:, None]
   return (tok * keep).sum(1)
@@ -149,8 +151,9 @@ def test_beam1_equals_greedy(x64, kind):
   for seed in (1, 2):
     _, _, _, _, greedy, beam, _ = _greedy_and_beam1(kind, seed, slope=2.0)
     assert (greedy == EOS).any(1).sum() >= 2
-    mismatched += [(seed, g.tolist(), b.tolist()) for g, b in zip(greedy, beam)
-                   if not np.array_equal(g, b)]
+    mismatched += [
+        (seed, g.tolist(), b.tolist()) for g, b in zip(greedy, beam) if not np.array_equal(g, b)
+    ]
   assert not mismatched, mismatched
 
 
@@ -165,7 +168,7 @@ def test_beam1_equals_greedy_minimal_table():
   p0[4], p0[EOS] = 0.5, 0.4
   p1 = np.full(V, 0.2 / (V - 2))
   p1[5], p1[EOS] = 0.5, 0.3
-  table = jnp.asarray(np.log(np.stack([p0] + [p1] * 3))[:, None, :])   # [L, N=1, V]
+  table = jnp.asarray(np.log(np.stack([p0] + [p1] * 3))[:, None, :])  # [L, N=1, V]
   step = lambda cache, tokens, i: (table[i], cache)
   greedy = decoding.greedy_decode(step, jnp.zeros(1), 1, 4)
   np.testing.assert_array_equal(greedy, [[4, 5, 5, 5]])
@@ -199,7 +202,7 @@ def test_beam_score_is_teacher_forced_logprob_over_length_penalty(x64, kind, bea
   ended = np.arange(MAX_LEN)[None] >= lengths[:, None]
   assert np.all(seqs[ended] == PAD)
   lp = teacher_forced_logprob(model, variables, src, seqs, bias)
-  penalty = ((5.0 + lengths) / 6.0) ** alpha
+  penalty = ((5.0 + lengths) / 6.0)**alpha
   np.testing.assert_allclose(score, lp / penalty, rtol=2e-5, atol=1e-5)
 
 
@@ -223,16 +226,16 @@ def test_translate_jit_equals_eager(kind):
   np.testing.assert_array_equal(jitted, eager)
   # The output is beam search over the model's own decode_step.
   step = lambda c, t, i: model.apply(variables, c, t, i, method=model.decode_step)
-  beam, _ = decoding.beam_search(step, decode_cache(model, variables, src, 3), N_SRC, 3,
-                                 MAX_LEN, alpha=0.6)
+  beam, _ = decoding.beam_search(
+      step, decode_cache(model, variables, src, 3), N_SRC, 3, MAX_LEN, alpha=0.6)
   np.testing.assert_array_equal(beam, eager)
 
 
 @pytest.mark.parametrize("kind", ["transformer", "lstm"])
 def test_sample_translations_shape_and_padding(kind):
   model, variables, src, _ = tiny_seq2seq(kind, seed=6, dtype=jnp.float32)
-  fn = jax.jit(lambda v, s, r: decoding.sample_translations(model, v, s, r, num_samples=4,
-                                                            max_len=MAX_LEN, temperature=2.0))
+  fn = jax.jit(lambda v, s, r: decoding.sample_translations(
+      model, v, s, r, num_samples=4, max_len=MAX_LEN, temperature=2.0))
   out = np.asarray(fn(variables, src, jax.random.PRNGKey(0)))
   assert out.shape == (N_SRC, 4, MAX_LEN) and out.dtype == np.int32
   flat_out = out.reshape(-1, MAX_LEN)
@@ -244,19 +247,19 @@ def test_sample_translations_shape_and_padding(kind):
   np.testing.assert_array_equal(fn(variables, src, jax.random.PRNGKey(0)), out)
   assert not np.array_equal(fn(variables, src, jax.random.PRNGKey(1)), out)
   with pytest.raises(ValueError, match="num_samples"):
-    decoding.sample_translations(model, variables, src, jax.random.PRNGKey(0), num_samples=0,
-                                 max_len=MAX_LEN)
+    decoding.sample_translations(
+        model, variables, src, jax.random.PRNGKey(0), num_samples=0, max_len=MAX_LEN)
 
 
 def test_decoders_never_emit_pad_or_bos():
   """PAD and BOS get -inf: with logits that favour them, every decoder picks real tokens."""
   logits = np.zeros(V)
   logits[PAD], logits[BOS], logits[6], logits[EOS] = 9.0, 8.0, 2.0, 1.0
-  table = jnp.asarray(np.tile(logits, (4, 2, 1)))                       # [L, N=2, V]
+  table = jnp.asarray(np.tile(logits, (4, 2, 1)))  # [L, N=2, V]
   step = lambda cache, tokens, i: (table[i], cache)
   greedy = np.asarray(decoding.greedy_decode(step, jnp.zeros(2), 2, 4))
   np.testing.assert_array_equal(greedy, np.full((2, 4), 6))
-  beam, score = decoding.beam_search(step, jnp.zeros(2), 1, 2, 4, alpha=0.0)   # B=1, K=2
+  beam, score = decoding.beam_search(step, jnp.zeros(2), 1, 2, 4, alpha=0.0)  # B=1, K=2
   assert not np.isin(np.asarray(beam)[:, :1], [PAD, BOS]).any()
   # The reported score is the model's log-probability (PAD/BOS excluded, not renormalised).
   log_p = jax.nn.log_softmax(jnp.asarray(logits))

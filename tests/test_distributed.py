@@ -22,14 +22,14 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "_distributed_worker.py")
-TIMEOUT_S = 300        # a guard against a hang, not a target (~20 s of CPU per process)
+TIMEOUT_S = 300  # a guard against a hang, not a target (~20 s of CPU per process)
 DEVICES_PER_PROCESS = 2
 NUM_PROCESSES = 2
 
 pytestmark = pytest.mark.skipif(
     sys.platform not in ("linux", "darwin"),
     reason=f"jaxlib has CPU cross-process collectives (gloo) on Linux and macOS only, "
-           f"not on {sys.platform}")
+    f"not on {sys.platform}")
 
 
 def _free_port() -> int:
@@ -40,12 +40,17 @@ def _free_port() -> int:
 
 def _start(tmp, name, num_devices, *args):
   """Starts one worker with ``num_devices`` CPU devices; output to ``tmp/name.{json,log}``."""
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
-             PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  env = dict(
+      os.environ,
+      JAX_PLATFORMS="cpu",
+      XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+      PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
   log = open(tmp / f"{name}.log", "w")
   proc = subprocess.Popen([sys.executable, WORKER, f"--out={tmp / f'{name}.json'}", *args],
-                          cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                          cwd=ROOT,
+                          env=env,
+                          stdout=log,
+                          stderr=subprocess.STDOUT)
   log.close()
   return proc
 

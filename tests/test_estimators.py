@@ -37,8 +37,8 @@ from _numerics import rel_err
 from test_hypergrad import B, C, make_problem
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCHEDULE = Schedule(mode="online", unroll_steps=3, num_episodes=2, segments_per_episode=2,
-                    batch_size=B)
+SCHEDULE = Schedule(
+    mode="online", unroll_steps=3, num_episodes=2, segments_per_episode=2, batch_size=B)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -57,11 +57,19 @@ def _teach(problem, estimator, init_state=None, callback=None, schedule=SCHEDULE
   train, dev = _data()
   tx = optax.sgd(0.5)
   if init_state is None:
-    init_state = TeachState(theta=problem.theta, opt_state=tx.init(problem.theta),
-                            student=None)
-  return teach(problem.student, problem.teacher, train, dev, teacher_optimizer=tx,
-               schedule=schedule, estimator=estimator, dev_sampling=DevSampling(batch_size=6),
-               init_state=init_state, callback=callback, progress=False)
+    init_state = TeachState(theta=problem.theta, opt_state=tx.init(problem.theta), student=None)
+  return teach(
+      problem.student,
+      problem.teacher,
+      train,
+      dev,
+      teacher_optimizer=tx,
+      schedule=schedule,
+      estimator=estimator,
+      dev_sampling=DevSampling(batch_size=6),
+      init_state=init_state,
+      callback=callback,
+      progress=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +82,7 @@ class ScaledReverse:
     del theta
 
   def init_state(self, theta, student_state):
-    return np.zeros((), np.int32)           # outer steps taken in this episode
+    return np.zeros((), np.int32)  # outer steps taken in this episode
 
   def estimate(self, ctx, theta, state, student_state):
     res, _ = ReverseMode().estimate(ctx, theta, None, student_state)
@@ -89,10 +97,16 @@ def test_a_toy_estimator_runs_in_teach(x64):
   # With plain SGD of theta at lr 0.5, scaling the gradient by 2 is lr 1.0.
   train, dev = _data()
   tx = optax.sgd(1.0)
-  ref = teach(problem.student, problem.teacher, train, dev, teacher_optimizer=tx,
-              schedule=SCHEDULE, dev_sampling=DevSampling(batch_size=6), progress=False,
-              init_state=TeachState(theta=problem.theta, opt_state=tx.init(problem.theta),
-                                    student=None))
+  ref = teach(
+      problem.student,
+      problem.teacher,
+      train,
+      dev,
+      teacher_optimizer=tx,
+      schedule=SCHEDULE,
+      dev_sampling=DevSampling(batch_size=6),
+      progress=False,
+      init_state=TeachState(theta=problem.theta, opt_state=tx.init(problem.theta), student=None))
   assert rel_err(ref.theta, problem.theta) > 1e-6
   assert rel_err(toy.theta, ref.theta) < 1e-12
   assert [r["estimator"] for r in toy.history] == ["scaled_reverse"] * 4
@@ -109,21 +123,22 @@ def test_pes_runs_from_teach_and_resumes_mid_episode(x64):
   whole = _teach(problem, pes)
   assert [r["estimator"] for r in whole.history] == ["pes"] * 4
   assert rel_err(whole.theta, problem.theta) > 1e-8
-  assert all(np.isfinite(r["hypergrad_norm"]) and r["hypergrad_norm"] > 0
-             for r in whole.history)
+  assert all(np.isfinite(r["hypergrad_norm"]) and r["hypergrad_norm"] > 0 for r in whole.history)
   saved = {}
 
   class Stop(Exception):
     pass
 
   def stop_after(k):
+
     def callback(state, record):
       if state.update == k:
         saved["state"] = state
         raise Stop
+
     return callback
 
-  for k in (1, 3):                    # mid-episode in the first and the second episode
+  for k in (1, 3):  # mid-episode in the first and the second episode
     with pytest.raises(Stop):
       _teach(problem, pes, callback=stop_after(k))
     state = saved["state"]
@@ -131,8 +146,8 @@ def test_pes_runs_from_teach_and_resumes_mid_episode(x64):
     assert state.estimator_state.accumulator.shape[0] == 2
     resumed = _teach(problem, pes, init_state=state)
     assert resumed.history[0]["update"] == k
-    for a, b in zip(jax.tree_util.tree_leaves(resumed.theta),
-                    jax.tree_util.tree_leaves(whole.theta)):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(resumed.theta), jax.tree_util.tree_leaves(whole.theta)):
       assert np.array_equal(a, b)
   # Resuming PES mid-episode without its particles is refused.
   with pytest.raises(ValueError, match="PES needs its particles"):
@@ -141,8 +156,7 @@ def test_pes_runs_from_teach_and_resumes_mid_episode(x64):
 
 def test_teach_takes_at_most_14_parameters_and_names_come_from_the_registry():
   assert len(inspect.signature(teach).parameters) <= 14
-  assert schema.ESTIMATORS == tuple(estimators.ESTIMATORS) == ("reverse", "forward", "es",
-                                                               "pes")
+  assert schema.ESTIMATORS == tuple(estimators.ESTIMATORS) == ("reverse", "forward", "es", "pes")
   assert estimators.get("pes", population=4) == PES(population=4)
   with pytest.raises(ValueError, match=r"Unknown hypergradient estimator 'adjoint'.*'pes'"):
     estimators.get("adjoint")
@@ -165,8 +179,11 @@ def _config(**teach):
 
 
 def test_config_estimator_section_and_moved_keys():
-  config = _config(**{"estimator.name": "pes", "estimator.pes.population": 2,
-                      "estimator.pes.reward": "dev_accuracy"})
+  config = _config(**{
+      "estimator.name": "pes",
+      "estimator.pes.population": 2,
+      "estimator.pes.reward": "dev_accuracy"
+  })
   schema.validate(config, schema.CLASSIFICATION)
   student = builders.build_student(config, 3)
   est = builders.build_estimator(config, student)
@@ -178,15 +195,16 @@ def test_config_estimator_section_and_moved_keys():
     schema.validate(bad, schema.CLASSIFICATION)
   old = ml_collections.ConfigDict(_config().to_dict())
   old.teach.method = "vjp"
-  with pytest.raises(ValueError, match=r"config\.teach\.method is no longer a key: set "
-                                       r"config\.teach\.estimator\.reverse\.method"):
+  with pytest.raises(
+      ValueError,
+      match=r"config\.teach\.method is no longer a key: set "
+      r"config\.teach\.estimator\.reverse\.method"):
     schema.validate(old, schema.CLASSIFICATION)
 
 
 def _splits(n=64, seed=0):
   rng = np.random.default_rng(seed)
-  make = lambda m: {"x": rng.normal(size=(m, 4)).astype(np.float32),
-                    "y": rng.integers(0, 3, m)}
+  make = lambda m: {"x": rng.normal(size=(m, 4)).astype(np.float32), "y": rng.integers(0, 3, m)}
   return {"train": make(n), "dev": make(32), "val": make(16), "test": make(16)}
 
 
@@ -199,6 +217,7 @@ def _captured_teach(monkeypatch):
   def fake_teach(student, teacher, train, dev, **kwargs):
     calls.append(kwargs)
     raise Stop
+
   monkeypatch.setattr(dlf_jax, "teach", fake_teach)
   return calls, Stop
 
@@ -227,8 +246,13 @@ def test_ablation_honours_an_explicit_segments_per_episode(tmp_path, monkeypatch
 
 
 def test_ablation_runs_pes_from_a_config(tmp_path):
-  config = _config(**{"estimator.name": "pes", "estimator.pes.population": 2,
-                      "num_episodes": 1, "segments_per_episode": 2})
+  config = _config(
+      **{
+          "estimator.name": "pes",
+          "estimator.pes.population": 2,
+          "num_episodes": 1,
+          "segments_per_episode": 2
+      })
   runner = ablation.Runner(config, str(tmp_path), _splits(), 3)
   taught = runner.teach(config)
   assert taught["updates"] == [0, 1, 2]
@@ -263,10 +287,17 @@ def test_ablation_teach_gets_a_mesh_when_data_parallel(tmp_path):
       assert calls[1]["mesh"] is None
       print("OK")
   """)
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-             JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
-  done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
+  env = dict(
+      os.environ,
+      XLA_FLAGS="--xla_force_host_platform_device_count=2",
+      JAX_PLATFORMS="cpu",
+      PYTHONPATH=ROOT)
+  done = subprocess.run([sys.executable, "-c", script],
+                        cwd=ROOT,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        timeout=300)
   assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
 
 
@@ -291,16 +322,22 @@ def test_teach_checkpoints_restore_with_and_without_estimator_state(tmp_path, ki
   student = builders.build_student(config, 3)
   tx, pes = optax.adam(1e-2), PES(population=2)
   theta = jax.tree_util.tree_map(lambda a: a + 1.0, teacher.init(jax.random.PRNGKey(0)))
-  example = lambda: student.init(jax.random.PRNGKey(3), {"x": np.ones((2, 4), np.float32),
-                                                         "y": np.zeros(2, np.int32)})
+  example = lambda: student.init(
+      jax.random.PRNGKey(3), {
+          "x": np.ones((2, 4), np.float32),
+          "y": np.zeros(2, np.int32)
+      })
   if kind == "before":
     state = _TeachStateBefore(theta=theta, opt_state=tx.init(theta), student=None, update=2)
     meta = {"update": 2, "has_student": False}
   else:
     est_state = pes.init_state(theta, example()) if kind == "pes" else None
-    state = TeachState(theta=theta, opt_state=tx.init(theta),
-                       student=example() if kind == "pes" else None,
-                       estimator_state=est_state, update=2)
+    state = TeachState(
+        theta=theta,
+        opt_state=tx.init(theta),
+        student=example() if kind == "pes" else None,
+        estimator_state=est_state,
+        update=2)
     meta = {"update": 2, "has_student": kind == "pes", "has_estimator_state": kind == "pes"}
   ckpt = Checkpoints(str(tmp_path / "ckpt"))
   try:
@@ -321,9 +358,15 @@ def _old_config_json(config, memory="store_all"):
   """``config.json`` as runs wrote it before ``teach.estimator`` became a sub-config."""
   saved = json.loads(config.to_json_best_effort())
   saved["teach"].pop("estimator")
-  saved["teach"].update(estimator="reverse", method="auto", memory=memory,
-                        checkpoint_every=None, chunk_steps=None, forward_max_params=256,
-                        es_population=8, es_sigma=0.01)
+  saved["teach"].update(
+      estimator="reverse",
+      method="auto",
+      memory=memory,
+      checkpoint_every=None,
+      chunk_steps=None,
+      forward_max_params=256,
+      es_population=8,
+      es_sigma=0.01)
   return saved
 
 
@@ -335,18 +378,25 @@ def test_a_workdir_written_before_the_estimator_section_resumes(tmp_path, memory
   if memory == "store_all":
     workdir.check_workdir_config(config, str(tmp_path))
   else:
-    with pytest.raises(workdir.WorkdirConfigError,
-                       match=r"teach\.estimator\.reverse\.memory = 'checkpointed' there, "
-                             r"'store_all' now"):
+    with pytest.raises(
+        workdir.WorkdirConfigError,
+        match=r"teach\.estimator\.reverse\.memory = 'checkpointed' there, "
+        r"'store_all' now"):
       workdir.check_workdir_config(config, str(tmp_path))
 
 
 def test_cli_names_the_new_key_of_a_moved_one(tmp_path):
-  cmd = [sys.executable, "-m", "experiments.main",
-         "--config=experiments/configs/quickstart.py:smoke", f"--workdir={tmp_path}",
-         "--config.teach.method=vjp"]
-  done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                        env=dict(os.environ, PYTHONPATH=ROOT))
+  cmd = [
+      sys.executable, "-m", "experiments.main", "--config=experiments/configs/quickstart.py:smoke",
+      f"--workdir={tmp_path}", "--config.teach.method=vjp"
+  ]
+  done = subprocess.run(
+      cmd,
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      env=dict(os.environ, PYTHONPATH=ROOT))
   assert done.returncode == 2
   assert ("--config.teach.method is no longer a key: use "
           "--config.teach.estimator.reverse.method") in done.stderr

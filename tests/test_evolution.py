@@ -38,19 +38,21 @@ def _cos(a, b):
 
 # --- antithetic ES on a quadratic -------------------------------------------------------------
 
+
 def test_antithetic_estimate_is_unbiased_on_a_quadratic(x64):
   dim, population, sigma, seeds = 5, 8, 0.1, 4000
   r = np.random.default_rng(0)
   c, x = jnp.asarray(r.normal(size=dim)), jnp.asarray(r.normal(size=dim))
-  f = lambda z: 1e3 - 0.5 * jnp.sum((z - c) ** 2)
-  v = np.asarray(c - x)                                   # the exact gradient
+  f = lambda z: 1e3 - 0.5 * jnp.sum((z - c)**2)
+  v = np.asarray(c - x)  # the exact gradient
   keys = jax.random.split(jax.random.PRNGKey(1), seeds)
-  g, value, aux = jax.jit(jax.vmap(
-      lambda k: evolution.antithetic_estimate(f, x, k, population, sigma)))(keys)
+  g, value, aux = jax.jit(
+      jax.vmap(lambda k: evolution.antithetic_estimate(f, x, k, population, sigma)))(
+          keys)
   g = np.asarray(g)
   assert aux is None and np.allclose(value, f(x))
   n = population // 2
-  var = (v @ v + v ** 2) / n                              # per component, one estimate
+  var = (v @ v + v**2) / n  # per component, one estimate
   se = np.sqrt(var / seeds)
   assert np.all(np.abs(g.mean(0) - v) < 4 * se), (g.mean(0), v, se)
   # The variance formula behind the tolerance holds (and so does the normalisation).
@@ -80,10 +82,11 @@ def test_bad_population_or_sigma():
 
 # --- PES on a linear dynamical system -------------------------------------------------------
 
+
 def _linear_system():
   """``s_{t+1} = A s_t + B theta``, ``R = -||s - c||^2 / 2``; ``STEPS`` steps per truncation."""
   r = np.random.default_rng(4)
-  a = 0.95 * np.linalg.qr(r.normal(size=(3, 3)))[0]      # a damped rotation: memory of theta
+  a = 0.95 * np.linalg.qr(r.normal(size=(3, 3)))[0]  # a damped rotation: memory of theta
   b, c, s0 = r.normal(size=(3, 2)), r.normal(size=3), r.normal(size=3)
   a, b, c, s0 = map(jnp.asarray, (a, b, c, s0))
   steps = 2
@@ -93,7 +96,7 @@ def _linear_system():
       s = a @ s + b @ theta
     return s
 
-  reward = lambda s: -0.5 * jnp.sum((s - c) ** 2)
+  reward = lambda s: -0.5 * jnp.sum((s - c)**2)
   return advance, reward, s0, steps
 
 
@@ -119,17 +122,20 @@ def test_pes_is_unbiased_for_the_full_horizon_gradient(x64):
   short = np.asarray(jax.grad(lambda th: reward(advance(th, s_before)))(theta))
   keys = jax.random.split(jax.random.PRNGKey(5), seeds)
   for persistent, target in ((True, full), (False, short)):
-    g, acc = jax.jit(jax.vmap(lambda k, persistent=persistent: _run_pes(
-        k, theta, advance, reward, s0, truncations, population, sigma, persistent)))(keys)
+    g, acc = jax.jit(
+        jax.vmap(lambda k, persistent=persistent: _run_pes(
+            k, theta, advance, reward, s0, truncations, population, sigma, persistent)))(
+                keys)
     g = np.asarray(g)
     se = g.std(0) / np.sqrt(seeds)
     assert np.all(np.abs(g.mean(0) - target) < 4 * se), (persistent, g.mean(0), target, se)
     np.testing.assert_array_equal(acc[:, population // 2:], -acc[:, :population // 2])
-    if not persistent:   # short-horizon bias: truncated ES misses the earlier truncations
+    if not persistent:  # short-horizon bias: truncated ES misses the earlier truncations
       assert np.any(np.abs(g.mean(0) - full) > 10 * se), (g.mean(0), full, se)
 
 
 # --- ES / PES on a tiny student ---------------------------------------------------------------
+
 
 def test_es_gradient_on_a_student(x64):
   p = make_problem("mlp", "sgd", "diagonal")
@@ -149,9 +155,10 @@ def test_es_gradient_on_a_student(x64):
   np.testing.assert_allclose(res.metrics.loss, metrics.loss, rtol=1e-12)
   # Chunked / sequential evaluation of the members: the same estimate.
   # 5 members in chunks of 2: two vmapped chunks + a remainder of 1 (chunk_size=1: PES test).
-  other = evolution.make_es_gradient_fn(p.student, p.teacher, measure, population=4, sigma=1e-3,
-                                        chunk_size=2)(p.theta, p.state, p.batches, p.dev,
-                                                      jax.random.PRNGKey(0))
+  other = evolution.make_es_gradient_fn(
+      p.student, p.teacher, measure, population=4, sigma=1e-3, chunk_size=2)(p.theta, p.state,
+                                                                             p.batches, p.dev,
+                                                                             jax.random.PRNGKey(0))
   np.testing.assert_allclose(flat(other.dtheta), flat(res.dtheta), rtol=1e-8, atol=1e-12)
   np.testing.assert_allclose(other.value, res.value, rtol=1e-12)
 
@@ -166,10 +173,9 @@ def test_es_gradient_agrees_with_the_reverse_hypergradient(x64):
   """
   p = make_problem("mlp", "sgd", "diagonal")
   measure = measures.ExpectedAccuracy()
-  exact = hypergrad.make_hypergradient_fn(p.student, p.teacher, measure)(
-      p.theta, p.state, p.batches, p.dev)
-  fn = evolution.make_es_gradient_fn(p.student, p.teacher, measure, population=1024,
-                                     sigma=1e-3)
+  exact = hypergrad.make_hypergradient_fn(p.student, p.teacher, measure)(p.theta, p.state,
+                                                                         p.batches, p.dev)
+  fn = evolution.make_es_gradient_fn(p.student, p.teacher, measure, population=1024, sigma=1e-3)
   estimates = [fn(p.theta, p.state, p.batches, p.dev, jax.random.PRNGKey(s)) for s in (0, 1)]
   cosines = [_cos(e.dtheta, exact.dtheta) for e in estimates]
   assert min(cosines) > 0.9, cosines
@@ -181,8 +187,18 @@ def test_es_gradient_agrees_with_the_reverse_hypergradient(x64):
 def test_es_gradient_with_dev_accuracy_reward(x64):
   p = make_problem("mlp", "sgd", "diagonal")
   reward = evolution.dev_accuracy_reward(p.student)
-  res = evolution.es_gradient(p.student, p.teacher, None, p.theta, p.state, p.batches, p.dev,
-                              jax.random.PRNGKey(0), population=4, sigma=0.5, reward=reward)
+  res = evolution.es_gradient(
+      p.student,
+      p.teacher,
+      None,
+      p.theta,
+      p.state,
+      p.batches,
+      p.dev,
+      jax.random.PRNGKey(0),
+      population=4,
+      sigma=0.5,
+      reward=reward)
   assert np.all(np.isfinite(flat(res.dtheta)))
   acc = unroll.evaluate(p.student, res.final_state.params, res.final_state.model_state,
                         p.dev)["accuracy"]
@@ -219,15 +235,33 @@ def test_pes_step_on_a_student(x64):
   key0, key1 = jax.random.PRNGKey(0), jax.random.PRNGKey(1)
   g0, state1, _ = step(p.theta, state, first, p.dev, key0)
   # From a shared start with an empty accumulator, PES is antithetic ES with the same eps.
-  es = evolution.es_gradient(p.student, p.teacher, measure, p.theta, p.state, first, p.dev,
-                             key0, population=population, sigma=sigma)
+  es = evolution.es_gradient(
+      p.student,
+      p.teacher,
+      measure,
+      p.theta,
+      p.state,
+      first,
+      p.dev,
+      key0,
+      population=population,
+      sigma=sigma)
   np.testing.assert_allclose(flat(g0), flat(es.dtheta), rtol=1e-9, atol=1e-12)
   g1, state2, value = step(p.theta, state1, second, p.dev, key1)
-  seq = evolution.pes_step(p.student, p.teacher, measure, p.theta, state1, second, p.dev, key1,
-                           sigma=sigma, chunk_size=1)
+  seq = evolution.pes_step(
+      p.student,
+      p.teacher,
+      measure,
+      p.theta,
+      state1,
+      second,
+      p.dev,
+      key1,
+      sigma=sigma,
+      chunk_size=1)
   np.testing.assert_allclose(flat(seq[0]), flat(g1), rtol=1e-8, atol=1e-12)
-  np.testing.assert_allclose(flat(seq[1].particles.params), flat(state2.particles.params),
-                             rtol=1e-12)
+  np.testing.assert_allclose(
+      flat(seq[1].particles.params), flat(state2.particles.params), rtol=1e-12)
   assert np.all(np.asarray(state2.particles.step) == 4) and np.isfinite(float(value))
   assert np.all(np.isfinite(flat(g1)))
   acc = np.asarray(state2.accumulator)
@@ -257,8 +291,8 @@ def test_throughput_benchmark_quick(tmp_path, capsys):
   """The benchmark script stays runnable; its three ES paths agree (checked inside)."""
   from benchmarks import es_throughput
   out = tmp_path / "es.json"
-  assert es_throughput.main(["--quick", "--populations", "2", "--steps", "2",
-                             "--out", str(out)]) == 0
+  assert es_throughput.main(["--quick", "--populations", "2", "--steps", "2", "--out",
+                             str(out)]) == 0
   import json
   rows = {r["path"]: r for r in json.loads(out.read_text())["rows"]}
   assert {"forward", "reverse", "vmap/2", "map/2", "loop/2"} <= set(rows)

@@ -21,17 +21,24 @@ from dlf_jax.data import load_image_dataset
 from experiments import builders, schema, summaries
 from experiments.tasks import classification
 from experiments.workdir import check_workdir_config
-from experiments.configs import (cifar10_resnet8, cifar10_resnet20, cifar10_resnet32,
-                                 cifar10_wrn, cifar100_resnet8, cifar100_resnet20,
-                                 cifar100_resnet32, fashion_mnist_mlp, mnist_lenet, mnist_mlp,
-                                 quickstart)
+from experiments.configs import (cifar10_resnet8, cifar10_resnet20, cifar10_resnet32, cifar10_wrn,
+                                 cifar100_resnet8, cifar100_resnet20, cifar100_resnet32,
+                                 fashion_mnist_mlp, mnist_lenet, mnist_mlp, quickstart)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = {"quickstart": quickstart, "mnist_mlp": mnist_mlp, "mnist_lenet": mnist_lenet,
-           "fashion_mnist_mlp": fashion_mnist_mlp, "cifar10_resnet8": cifar10_resnet8,
-           "cifar10_resnet20": cifar10_resnet20, "cifar10_resnet32": cifar10_resnet32,
-           "cifar10_wrn": cifar10_wrn, "cifar100_resnet8": cifar100_resnet8,
-           "cifar100_resnet20": cifar100_resnet20, "cifar100_resnet32": cifar100_resnet32}
+CONFIGS = {
+    "quickstart": quickstart,
+    "mnist_mlp": mnist_mlp,
+    "mnist_lenet": mnist_lenet,
+    "fashion_mnist_mlp": fashion_mnist_mlp,
+    "cifar10_resnet8": cifar10_resnet8,
+    "cifar10_resnet20": cifar10_resnet20,
+    "cifar10_resnet32": cifar10_resnet32,
+    "cifar10_wrn": cifar10_wrn,
+    "cifar100_resnet8": cifar100_resnet8,
+    "cifar100_resnet20": cifar100_resnet20,
+    "cifar100_resnet32": cifar100_resnet32
+}
 PLOTS = ("w_heatmaps.png", "phi_statistics.png", "teach_curve.png", "accuracy_curves.png")
 
 
@@ -43,10 +50,16 @@ def _smoke(name):
 
 def _numbers(results):
   """Everything deterministic in a results.json: per-run errors and full histories."""
-  runs = {(r["method"], r["seed"]): {k: v for k, v in r.items() if k != "seconds"}
-          for r in results["runs"]}
-  methods = {m: {k: v for k, v in e.items() if k != "seconds"}
-             for m, e in results["methods"].items()}
+  runs = {
+      (r["method"], r["seed"]): {
+          k: v for k, v in r.items() if k != "seconds"
+      } for r in results["runs"]
+  }
+  methods = {
+      m: {
+          k: v for k, v in e.items() if k != "seconds"
+      } for m, e in results["methods"].items()
+  }
   return runs, methods, results["teach"]
 
 
@@ -54,8 +67,7 @@ def _histories(workdir):
   out = {}
   for name in sorted(os.listdir(os.path.join(workdir, "runs"))):
     with open(os.path.join(workdir, "runs", name)) as f:
-      out[name] = [{k: v for k, v in r.items() if k != "seconds"}
-                   for r in json.load(f)["history"]]
+      out[name] = [{k: v for k, v in r.items() if k != "seconds"} for r in json.load(f)["history"]]
   return out
 
 
@@ -76,6 +88,7 @@ def _interrupt_at(phase, step):
     seen.append((p, s))
     if (p, s) == (phase, step):
       raise _Interrupt(f"interrupted after the checkpoint {p} @ {s}")
+
   return hook, seen
 
 
@@ -141,17 +154,19 @@ def test_bad_config_value_is_named(key, value, match):
 
 
 def test_cli_names_an_unknown_config_key(tmp_path):
-  cmd = [sys.executable, "-m", "experiments.main",
-         "--config=experiments/configs/quickstart.py:smoke", f"--workdir={tmp_path}",
-         "--config.model.foo=1"]
+  cmd = [
+      sys.executable, "-m", "experiments.main", "--config=experiments/configs/quickstart.py:smoke",
+      f"--workdir={tmp_path}", "--config.model.foo=1"
+  ]
   done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
   assert done.returncode == 2
   assert "names a key the config does not have ('foo')" in done.stderr
   assert "--config.model.foo" in done.stderr and "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("case", ["bad_value", "bad_type", "unknown_variant", "no_such_file",
-                                  "missing_data", "other_workdir"])
+@pytest.mark.parametrize(
+    "case",
+    ["bad_value", "bad_type", "unknown_variant", "no_such_file", "missing_data", "other_workdir"])
 def test_cli_input_errors_end_cleanly(case, tmp_path):
   """Bad input ends with status 2 and the message naming it, not a traceback."""
   config, flags, expect = "quickstart.py:smoke", [], None
@@ -171,8 +186,10 @@ def test_cli_input_errors_end_cleanly(case, tmp_path):
     other.teach.learning_rate = 0.5
     check_workdir_config(other, str(tmp_path))
     expect = "teach.learning_rate = 0.5 there"
-  cmd = [sys.executable, "-m", "experiments.main", f"--config=experiments/configs/{config}",
-         f"--workdir={tmp_path}", *flags]
+  cmd = [
+      sys.executable, "-m", "experiments.main", f"--config=experiments/configs/{config}",
+      f"--workdir={tmp_path}", *flags
+  ]
   done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
   assert done.returncode == 2, done.stderr[-2000:]
   assert expect in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
@@ -186,11 +203,15 @@ def test_unknown_key_in_locked_config():
 
 
 def test_cli_rejects_unknown_key(tmp_path):
-  proc = subprocess.run(
-      [sys.executable, "-m", "experiments.main",
-       "--config=experiments/configs/quickstart.py:smoke", f"--workdir={tmp_path}",
-       "--config.teach.bogus_key=3"],
-      cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+  proc = subprocess.run([
+      sys.executable, "-m", "experiments.main", "--config=experiments/configs/quickstart.py:smoke",
+      f"--workdir={tmp_path}", "--config.teach.bogus_key=3"
+  ],
+                        cwd=ROOT,
+                        env=_env(),
+                        capture_output=True,
+                        text=True,
+                        timeout=120)
   assert proc.returncode == 2
   assert "bogus_key" in proc.stderr
   assert not os.path.exists(os.path.join(tmp_path, "results.json"))
@@ -200,8 +221,8 @@ def test_missing_dataset_message_is_the_librarys(tmp_path):
   config = mnist_mlp.get_config("smoke")
   config.data.data_dir = str(tmp_path / "nowhere")
   with pytest.raises(FileNotFoundError) as expected:
-    load_image_dataset("mnist", source="files", data_dir=config.data.data_dir,
-                       dev_split="tail", dev_size=100)
+    load_image_dataset(
+        "mnist", source="files", data_dir=config.data.data_dir, dev_split="tail", dev_size=100)
   with pytest.raises(FileNotFoundError) as got:
     classification.run(config, str(tmp_path / "work"))
   assert str(got.value) == str(expected.value)
@@ -246,7 +267,7 @@ def test_quickstart_smoke_end_to_end(reference):
     assert [r["step"] for r in history] == steps, name
     assert {"s_train_loss", "s_train_acc", "s_dev_acc", "test_accuracy"} <= set(history[0])
   l2t = _histories(workdir)["l2t_dlf_seed0.json"]
-  assert "w_diag_mean" not in l2t[0] and "w_diag_mean" in l2t[1]   # CE, then the teacher
+  assert "w_diag_mean" not in l2t[0] and "w_diag_mean" in l2t[1]  # CE, then the teacher
   # The student's warm start is timed apart from the outer step, once per episode.
   with open(os.path.join(workdir, "metrics.csv")) as f:
     teach_rows = [r for r in csv.DictReader(f) if r["phase"] == "teach"]
@@ -272,21 +293,35 @@ def test_readme_recipe_trains_the_clis_student(tmp_path):
   student = builders.build_student(config, data.num_classes)
   teacher = builders.build_teacher(config, data.num_classes)
   s, seed = config.student, config.seed
-  result = dlf_jax.teach(student, teacher, data.train, data.dev,
-                         measure=builders.build_measure(config),
-                         **builders.build_teach_args(config, student))
+  result = dlf_jax.teach(
+      student,
+      teacher,
+      data.train,
+      data.dev,
+      measure=builders.build_measure(config),
+      **builders.build_teach_args(config, student))
   assert result.schedule.warm_start.steps == config.teach.pretrain_steps == 10
   readme = dlf_jax.train_student(
-      student, teacher, data.train, theta=result.theta, warm_start=result.schedule.warm_start,
-      num_steps=s.num_steps, batch_size=s.batch_size, seed=seed, eval_every=s.eval_every,
-      dev=data.dev, test=data.test, eval_batch_size=s.eval_batch_size, progress=False)
-  cli = phases.train_method_student(config, data, student, "l2t_dlf", seed, teacher=teacher,
-                                    theta=result.theta)
+      student,
+      teacher,
+      data.train,
+      theta=result.theta,
+      warm_start=result.schedule.warm_start,
+      num_steps=s.num_steps,
+      batch_size=s.batch_size,
+      seed=seed,
+      eval_every=s.eval_every,
+      dev=data.dev,
+      test=data.test,
+      eval_batch_size=s.eval_batch_size,
+      progress=False)
+  cli = phases.train_method_student(
+      config, data, student, "l2t_dlf", seed, teacher=teacher, theta=result.theta)
   leaves = lambda state: jax.tree_util.tree_leaves(state.params)
   assert len(leaves(cli)) == len(leaves(readme.state)) > 0
   assert all(np.array_equal(a, b) for a, b in zip(leaves(readme.state), leaves(cli)))
-  run = phases.student_phase(config, data, student, "l2t_dlf", seed, str(tmp_path),
-                             teacher=teacher, theta=result.theta)
+  run = phases.student_phase(
+      config, data, student, "l2t_dlf", seed, str(tmp_path), teacher=teacher, theta=result.theta)
   drop = lambda r: {k: v for k, v in r.items() if k != "seconds" and not k.startswith("s_")}
   assert [drop(r) for r in run["history"]] == [drop(r) for r in readme.history]
   assert [r["step"] for r in readme.history] == [10, 20, 40, 60]
@@ -318,8 +353,8 @@ def test_step_schedule_divides_at_half_and_three_quarters():
 
 # The Wide ResNet config differs from cifar10_resnet8 only in its model (tested in
 # test_models.py; its config is validated above): one CIFAR run end to end is enough.
-@pytest.mark.parametrize("name", ["mnist_mlp", "mnist_lenet", "fashion_mnist_mlp",
-                                  "cifar10_resnet8"])
+@pytest.mark.parametrize("name",
+                         ["mnist_mlp", "mnist_lenet", "fashion_mnist_mlp", "cifar10_resnet8"])
 def test_smoke_end_to_end(name, tmp_path):
   config = CONFIGS[name].get_config("smoke")
   if name in ("mnist_lenet", "cifar10_resnet8"):
@@ -337,10 +372,17 @@ def test_cli_end_to_end_and_kill_resume(reference, tmp_path):
   """``python -m experiments.main``; SIGKILL once the teacher has a checkpoint; rerun."""
   ref_dir, ref = reference
   workdir = str(tmp_path / "killed")
-  cmd = [sys.executable, "-m", "experiments.main",
-         "--config=experiments/configs/quickstart.py:smoke", f"--workdir={workdir}"]
-  proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, start_new_session=True)
+  cmd = [
+      sys.executable, "-m", "experiments.main", "--config=experiments/configs/quickstart.py:smoke",
+      f"--workdir={workdir}"
+  ]
+  proc = subprocess.Popen(
+      cmd,
+      cwd=ROOT,
+      env=_env(),
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL,
+      start_new_session=True)
   teach_dir = os.path.join(workdir, "checkpoints", "teach")
   deadline = time.time() + 120
   while time.time() < deadline and proc.poll() is None:
@@ -351,10 +393,9 @@ def test_cli_end_to_end_and_kill_resume(reference, tmp_path):
   os.killpg(proc.pid, signal.SIGKILL)
   proc.wait()
   assert not os.path.exists(os.path.join(workdir, "results.json"))
-  done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,
-                        timeout=300)
+  done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]
-  assert "| L2T-DLF |" in done.stdout   # the table is printed
+  assert "| L2T-DLF |" in done.stdout  # the table is printed
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
   assert _numbers(results) == _numbers(ref)
@@ -363,13 +404,12 @@ def test_cli_end_to_end_and_kill_resume(reference, tmp_path):
 
 # ---------------------------------------------------------------------- resume
 
-
 # Interruption points, in run order: mid-episode teacher checkpoint (it holds a
 # student), right after resuming at an episode boundary (no student), during a
 # baseline student, at the end of L2T-DLF's cross-entropy warm start, and after the
 # last checkpoint of a student but before its run record is written.
-INTERRUPTIONS = [("teach", 2), ("teach", 3), ("label_smoothing/seed_0", 40),
-                 ("l2t_dlf/seed_0", 10), ("l2t_dlf/seed_0", 60)]
+INTERRUPTIONS = [("teach", 2), ("teach", 3), ("label_smoothing/seed_0", 40), ("l2t_dlf/seed_0", 10),
+                 ("l2t_dlf/seed_0", 60)]
 
 
 def test_interrupted_runs_resume_to_identical_results(reference, tmp_path):
@@ -405,8 +445,9 @@ def test_resume_refuses_a_different_config(reference, tmp_path):
   ref_dir, _ = reference
   config = quickstart.get_config("smoke")
   config.teach.learning_rate = 0.5
-  with pytest.raises(ValueError, match=r"different config.*teach\.learning_rate = .* there, "
-                     r"0\.5 now") as err:
+  with pytest.raises(
+      ValueError, match=r"different config.*teach\.learning_rate = .* there, "
+      r"0\.5 now") as err:
     classification.run(config, ref_dir)
   assert "student." not in str(err.value) and "teach.unroll_steps" not in str(err.value)
 
@@ -415,22 +456,32 @@ def test_resume_refuses_a_different_config(reference, tmp_path):
 
 
 def test_reporting_summary_and_table():
-  hist = lambda accs: [{"step": 10 * (i + 1), "dev_accuracy": d, "test_accuracy": t}
-                       for i, (d, t) in enumerate(accs)]
+  hist = lambda accs: [{
+      "step": 10 * (i + 1),
+      "dev_accuracy": d,
+      "test_accuracy": t
+  } for i, (d, t) in enumerate(accs)]
   runs = []
   for seed, final in enumerate((0.9, 0.8)):
     h = hist([(0.7, 0.75), (0.95, 0.85), (0.9, final)])
-    runs.append({"method": "cross_entropy", "seed": seed, "seconds": 1.0, "history": h,
-                 **summaries.final_numbers(h)})
+    runs.append({
+        "method": "cross_entropy",
+        "seed": seed,
+        "seconds": 1.0,
+        "history": h,
+        **summaries.final_numbers(h)
+    })
   summary = summaries.summarize(runs, ["cross_entropy"])["cross_entropy"]
   assert summary["test_error_mean"] == pytest.approx(15.0)
-  assert summary["test_error_std"] == pytest.approx(7.0710678)   # sample std
+  assert summary["test_error_std"] == pytest.approx(7.0710678)  # sample std
   assert summary["test_error_at_best_dev_mean"] == pytest.approx(15.0)
   assert summaries.final_numbers(runs[0]["history"])["best_dev_step"] == 20
   table = summaries.results_table({"methods": {"cross_entropy": summary}})
   assert "| Cross-entropy | 15.00 ± 7.07 |" in table
-  one = summaries.summarize(runs[:1], ["cross_entropy"])["cross_entropy"]   # no spread to show
+  one = summaries.summarize(runs[:1], ["cross_entropy"])["cross_entropy"]  # no spread to show
   assert "| Cross-entropy | 10.00 | 10.00 | 15.00 | 1 |" in summaries.results_table(
-      {"methods": {"cross_entropy": one}})
+      {"methods": {
+          "cross_entropy": one
+      }})
   rows = summaries.metric_rows(runs, [], 0)
   assert ("student", "cross_entropy", 1, 30, "test_accuracy", 0.8) in rows

@@ -21,11 +21,10 @@ from dlf_jax.teaching import DevSampling, Schedule, TeachState, teach
 from _numerics import leaf_central_difference, rel_err
 from test_hypergrad import B, C, T, count_eqns, make_problem
 
-MAX_REL_ERR = {"reverse": 0.0, "autodiff": 0.0, "chunked": 0.0, "finite_diff": 0.0,
-               "teach": 0.0}
+MAX_REL_ERR = {"reverse": 0.0, "autodiff": 0.0, "chunked": 0.0, "finite_diff": 0.0, "teach": 0.0}
 _CACHE = {}
-SCHEDULE = Schedule(mode="online", unroll_steps=4, num_episodes=1, segments_per_episode=2,
-                    batch_size=B)
+SCHEDULE = Schedule(
+    mode="online", unroll_steps=4, num_episodes=1, segments_per_episode=2, batch_size=B)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,13 +49,16 @@ def results(model, opt):
   if (model, opt) not in _CACHE:
     problem = make_problem(model, opt, "full")
     m = measures.ExpectedAccuracy()
-    fns = {"forward": functools.partial(fh.forward_hypergradient, problem.student,
-                                        problem.teacher, m),
-           "reverse": functools.partial(hypergrad.hypergradient, problem.student,
-                                        problem.teacher, m, method="vjp")}
+    fns = {
+        "forward":
+            functools.partial(fh.forward_hypergradient, problem.student, problem.teacher, m),
+        "reverse":
+            functools.partial(
+                hypergrad.hypergradient, problem.student, problem.teacher, m, method="vjp")
+    }
     if (model, opt) in AUTODIFF_CASES:
-      fns["autodiff"] = functools.partial(hypergrad.hypergradient, problem.student,
-                                          problem.teacher, m, method="autodiff")
+      fns["autodiff"] = functools.partial(
+          hypergrad.hypergradient, problem.student, problem.teacher, m, method="autodiff")
     together = jax.jit(lambda *a: {k: f(*a) for k, f in fns.items()})
     _CACHE[model, opt] = problem, together(problem.theta, problem.state, problem.batches,
                                            problem.dev)
@@ -82,7 +84,7 @@ def test_forward_equals_reverse_and_autodiff(x64, model, opt):
     assert rel_err(got.final_state.params, ref.final_state.params) <= 1e-12
     np.testing.assert_allclose(got.metrics.loss, ref.metrics.loss, rtol=1e-12)
   assert got.metrics.loss.shape == (T,)
-  assert rel_err(got.final_state.params, problem.state.params) > 1e-3   # it moved
+  assert rel_err(got.final_state.params, problem.state.params) > 1e-3  # it moved
 
 
 def test_two_chunks_equal_one_call(x64):
@@ -107,8 +109,9 @@ def test_two_chunks_equal_one_call(x64):
 def test_finite_differences(x64):
   problem = make_problem("mlp", "momentum", "low_rank", features=("progress", "dev_acc"))
   measure = measures.ExpectedAccuracy()
-  got = fh.make_forward_hypergradient_fn(problem.student, problem.teacher, measure)(
-      problem.theta, problem.state, problem.batches, problem.dev)
+  got = fh.make_forward_hypergradient_fn(problem.student, problem.teacher,
+                                         measure)(problem.theta, problem.state, problem.batches,
+                                                  problem.dev)
 
   @jax.jit
   def value(theta):
@@ -121,11 +124,11 @@ def test_finite_differences(x64):
   h = 1e-5
   for i, g in enumerate(grads):
     g = np.asarray(g)
-    idx = np.unravel_index(np.argmax(np.abs(g)), g.shape)   # the best-conditioned entry
+    idx = np.unravel_index(np.argmax(np.abs(g)), g.shape)  # the best-conditioned entry
     fd = leaf_central_difference(value, problem.theta, i, idx, h)
     assert abs(g[idx]) > 1e-7, (i, g[idx])
     assert _record("finite_diff", abs(fd - g[idx]) / abs(g[idx])) <= 1e-5, (i, fd, g[idx])
-  assert len(grads) == 6        # b_bank, scores kernel/bias, u_bank, v_bank, w_bank
+  assert len(grads) == 6  # b_bank, scores kernel/bias, u_bank, v_bank, w_bank
 
 
 def test_program_size_does_not_grow_with_n():
@@ -134,10 +137,10 @@ def test_program_size_does_not_grow_with_n():
                          measures.ExpectedAccuracy())
   sizes = []
   for n in (10, 10_000):
-    batches = {k: jax.ShapeDtypeStruct((n,) + v.shape[1:], v.dtype)
-               for k, v in problem.batches.items()}
-    sizes.append(count_eqns(jax.make_jaxpr(fn)(problem.theta, problem.state, batches,
-                                               problem.dev)))
+    batches = {
+        k: jax.ShapeDtypeStruct((n,) + v.shape[1:], v.dtype) for k, v in problem.batches.items()
+    }
+    sizes.append(count_eqns(jax.make_jaxpr(fn)(problem.theta, problem.state, batches, problem.dev)))
   assert sizes[0] > 50
   assert sizes[0] == sizes[1], sizes
 
@@ -146,11 +149,18 @@ def test_too_many_params_is_refused():
   problem = make_problem("mlp", "sgd", "full", dtype=jnp.float32)
   p = fh.num_teacher_params(problem.theta)
   assert p == sum(np.size(a) for a in jax.tree.leaves(problem.theta))
-  with pytest.raises(ValueError, match=rf"P={p} .*max_params=10\b.*estimator='reverse'.*"
-                                       r"memory='checkpointed'"):
-    fh.forward_hypergradient(problem.student, problem.teacher, measures.ExpectedAccuracy(),
-                             problem.theta, problem.state, problem.batches, problem.dev,
-                             max_params=10)
+  with pytest.raises(
+      ValueError, match=rf"P={p} .*max_params=10\b.*estimator='reverse'.*"
+      r"memory='checkpointed'"):
+    fh.forward_hypergradient(
+        problem.student,
+        problem.teacher,
+        measures.ExpectedAccuracy(),
+        problem.theta,
+        problem.state,
+        problem.batches,
+        problem.dev,
+        max_params=10)
   assert fh.check_num_params(problem.theta, p) == p
 
 
@@ -167,11 +177,19 @@ def _teach_data(seed=0, n_train=40, n_dev=12):
 def _teach(problem, estimator, **kw):
   train, dev = _teach_data()
   tx = optax.sgd(0.5)
-  init = TeachState(theta=problem.theta, opt_state=tx.init(problem.theta), student=None,
-                    update=0)
-  return teach(problem.student, problem.teacher, train, dev, teacher_optimizer=tx,
-               schedule=SCHEDULE, dev_sampling=DevSampling(batch_size=6), init_state=init,
-               progress=False, estimator=estimator, **kw)
+  init = TeachState(theta=problem.theta, opt_state=tx.init(problem.theta), student=None, update=0)
+  return teach(
+      problem.student,
+      problem.teacher,
+      train,
+      dev,
+      teacher_optimizer=tx,
+      schedule=SCHEDULE,
+      dev_sampling=DevSampling(batch_size=6),
+      init_state=init,
+      progress=False,
+      estimator=estimator,
+      **kw)
 
 
 def _teach_problem_and_reverse():
@@ -184,8 +202,8 @@ def _teach_problem_and_reverse():
 
 def test_teach_forward_equals_reverse(x64):
   problem, rev = _teach_problem_and_reverse()
-  fwd = _teach(problem, ForwardMode(chunk_steps=2))            # two chunks per segment
-  assert rel_err(rev.theta, problem.theta) > 1e-6             # theta moved
+  fwd = _teach(problem, ForwardMode(chunk_steps=2))  # two chunks per segment
+  assert rel_err(rev.theta, problem.theta) > 1e-6  # theta moved
   assert _record("teach", rel_err(fwd.theta, rev.theta)) <= 1e-10
   assert [r["estimator"] for r in fwd.history] == ["forward", "forward"]
   assert [r["estimator"] for r in rev.history] == ["reverse", "reverse"]
@@ -204,24 +222,26 @@ def test_teach_es_runs(x64):
   assert rel_err(es.theta, problem.theta) > 1e-8
   assert all(np.isfinite(r["hypergrad_norm"]) and r["hypergrad_norm"] > 0 for r in es.history)
   # Same student trajectory as reverse (ES reports the unperturbed student).
-  np.testing.assert_allclose(es.history[0]["train_loss"], rev.history[0]["train_loss"],
-                             rtol=1e-12)
+  np.testing.assert_allclose(es.history[0]["train_loss"], rev.history[0]["train_loss"], rtol=1e-12)
 
 
 def test_teach_rejects_bad_estimator_and_big_teacher():
   problem = make_problem("mlp", "sgd", "full", dtype=jnp.float32)
-  with pytest.raises(TypeError, match=r"estimator must be a HypergradEstimator.*"
-                                      r"dlf_jax\.estimators\.get\('forward'\)"):
+  with pytest.raises(
+      TypeError,
+      match=r"estimator must be a HypergradEstimator.*"
+      r"dlf_jax\.estimators\.get\('forward'\)"):
     _teach(problem, "forward")
-  with pytest.raises(ValueError,
-                     match=r"ForwardMode\.chunk_steps must be None or an integer >= 1, got 0"):
+  with pytest.raises(
+      ValueError, match=r"ForwardMode\.chunk_steps must be None or an integer >= 1, got 0"):
     ForwardMode(chunk_steps=0)
   with pytest.raises(ValueError, match=r"P=\d+ .*max_params=8\b"):
     _teach(problem, ForwardMode(max_params=8))
 
 
-@pytest.mark.parametrize("estimator", [ForwardMode(chunk_steps=3),
-                                       AntitheticES(population=2, sigma=0.01)])
+@pytest.mark.parametrize(
+    "estimator",
+    [ForwardMode(chunk_steps=3), AntitheticES(population=2, sigma=0.01)])
 def test_teach_resumes_mid_episode_with_the_same_numbers(x64, estimator):
   """Stop after the first outer step (the student mid-episode), resume: same theta."""
   problem, _ = _teach_problem_and_reverse()
@@ -239,14 +259,30 @@ def test_teach_resumes_mid_episode_with_the_same_numbers(x64, estimator):
     raise Stop
 
   with pytest.raises(Stop):
-    teach(problem.student, problem.teacher, train, dev, teacher_optimizer=tx,
-          schedule=SCHEDULE, dev_sampling=DevSampling(batch_size=6), progress=False,
-          estimator=estimator,
-          init_state=TeachState(theta=problem.theta, opt_state=tx.init(problem.theta),
-                                student=None, update=0), callback=stop_after_one)
+    teach(
+        problem.student,
+        problem.teacher,
+        train,
+        dev,
+        teacher_optimizer=tx,
+        schedule=SCHEDULE,
+        dev_sampling=DevSampling(batch_size=6),
+        progress=False,
+        estimator=estimator,
+        init_state=TeachState(
+            theta=problem.theta, opt_state=tx.init(problem.theta), student=None, update=0),
+        callback=stop_after_one)
   assert saved["state"].update == 1 and saved["state"].student is not None
-  resumed = teach(problem.student, problem.teacher, train, dev, teacher_optimizer=tx,
-                  schedule=SCHEDULE, dev_sampling=DevSampling(batch_size=6), progress=False,
-                  estimator=estimator, init_state=saved["state"])
+  resumed = teach(
+      problem.student,
+      problem.teacher,
+      train,
+      dev,
+      teacher_optimizer=tx,
+      schedule=SCHEDULE,
+      dev_sampling=DevSampling(batch_size=6),
+      progress=False,
+      estimator=estimator,
+      init_state=saved["state"])
   assert rel_err(resumed.theta, whole.theta) == 0.0
   assert resumed.history[0]["update"] == 1

@@ -43,15 +43,20 @@ def _fast_compile(fast_compile):
 def _problem(features=(), seed=0):
   """A tiny float32 MLP student and a diagonal attention teacher over ``features``."""
   rng = np.random.default_rng(seed)
-  batches = {"x": jnp.asarray(rng.normal(size=(T, B, 5)), jnp.float32),
-             "y": jnp.asarray(rng.integers(0, C, size=(T, B)))}
-  dev = {"x": jnp.asarray(rng.normal(size=(1, B, 5)), jnp.float32),
-         "y": jnp.asarray(rng.integers(0, C, size=(1, B)))}
-  student = student_lib.Student(models.MLP(hidden=(6,), num_classes=C),
-                                student_lib.make_optimizer("sgd", 0.1), C)
+  batches = {
+      "x": jnp.asarray(rng.normal(size=(T, B, 5)), jnp.float32),
+      "y": jnp.asarray(rng.integers(0, C, size=(T, B)))
+  }
+  dev = {
+      "x": jnp.asarray(rng.normal(size=(1, B, 5)), jnp.float32),
+      "y": jnp.asarray(rng.integers(0, C, size=(1, B)))
+  }
+  student = student_lib.Student(
+      models.MLP(hidden=(6,), num_classes=C), student_lib.make_optimizer("sgd", 0.1), C)
   teacher = teacher_lib.Teacher(
       teacher_lib.AttentionTeacher(num_classes=C, num_matrices=2, parameterisation="diagonal"),
-      features=features, total_steps=10)
+      features=features,
+      total_steps=10)
   theta = teacher.init(jax.random.PRNGKey(1))
   state = student.init(jax.random.PRNGKey(0), {"x": batches["x"][0], "y": batches["y"][0]})
   return student, teacher, theta, state, batches, dev
@@ -63,8 +68,15 @@ def _problem(features=(), seed=0):
 def test_checkpointed_hypergradient_without_state_features():
   student, teacher, theta, state, batches, dev = _problem(features=())
   fn = lambda memory, k=None: hypergrad.hypergradient(
-      student, teacher, measures.ExpectedAccuracy(), theta, state, batches, dev,
-      memory=memory, checkpoint_every=k)
+      student,
+      teacher,
+      measures.ExpectedAccuracy(),
+      theta,
+      state,
+      batches,
+      dev,
+      memory=memory,
+      checkpoint_every=k)
   # One program (one compilation); k = 2: one full segment and a remainder of one step.
   got, ref = jax.jit(lambda: (fn("checkpointed", 2), fn("store_all")))()
   for a, b in zip(jax.tree.leaves(got.dtheta), jax.tree.leaves(ref.dtheta)):
@@ -76,13 +88,19 @@ def test_checkpointed_hypergradient_without_state_features():
 def test_teach_checkpointed_without_state_features():
   student, teacher, *_ = _problem(features=())
   rng = np.random.default_rng(0)
-  data = lambda n: {"x": rng.normal(size=(n, 5)).astype(np.float32),
-                    "y": rng.integers(0, C, size=n)}
-  result = teach(student, teacher, data(16), data(8),
-                 schedule=dlf_jax.Schedule(unroll_steps=3, num_episodes=1, batch_size=B),
-                 dev_sampling=dlf_jax.DevSampling(batch_size=8),
-                 estimator=ReverseMode(memory="checkpointed", checkpoint_every=2),
-                 progress=False)
+  data = lambda n: {
+      "x": rng.normal(size=(n, 5)).astype(np.float32),
+      "y": rng.integers(0, C, size=n)
+  }
+  result = teach(
+      student,
+      teacher,
+      data(16),
+      data(8),
+      schedule=dlf_jax.Schedule(unroll_steps=3, num_episodes=1, batch_size=B),
+      dev_sampling=dlf_jax.DevSampling(batch_size=8),
+      estimator=ReverseMode(memory="checkpointed", checkpoint_every=2),
+      progress=False)
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(result.theta))
   assert len(result.history) == 1
 
@@ -103,37 +121,44 @@ def test_checkpoints_keep_zero_size_arrays(tmp_path):
 # ------------------------------------------------------------- (2) NaN in concrete batches
 
 
-@pytest.mark.parametrize("which, match", [
-    ("batches", r"batches\['x'\] holds 1 NaN/inf value.*nan_to_num"),
-    ("dev_batches", r"dev_batches\['x'\] holds 1 NaN/inf value.*nan_to_num")])
+@pytest.mark.parametrize("which, match",
+                         [("batches", r"batches\['x'\] holds 1 NaN/inf value.*nan_to_num"),
+                          ("dev_batches", r"dev_batches\['x'\] holds 1 NaN/inf value.*nan_to_num")])
 def test_hypergradient_rejects_nan_batches(which, match):
   student, teacher, theta, state, batches, dev = _problem(features=("progress",))
   if which == "batches":
     batches = dict(batches, x=batches["x"].at[1, 0, 2].set(jnp.nan))
   else:
     dev = dict(dev, x=np.asarray(dev["x"]).copy())
-    dev["x"][0, 0, 0] = np.inf                   # a host (numpy) array works too
+    dev["x"][0, 0, 0] = np.inf  # a host (numpy) array works too
   with pytest.raises(ValueError, match=match):
-    hypergrad.hypergradient(student, teacher, measures.ExpectedAccuracy(), theta, state,
-                            batches, dev)
+    hypergrad.hypergradient(student, teacher, measures.ExpectedAccuracy(), theta, state, batches,
+                            dev)
 
 
 def test_finite_check_is_skipped_under_jit():
   x = {"x": jnp.array([1.0, jnp.nan]), "y": jnp.array([1, 2])}
   out = jax.jit(lambda b: (unroll.check_finite_inputs(b, "batches"), b["x"].sum())[1])(x)
   assert np.isnan(out)
-  unroll.check_finite_inputs({"y": np.array([1, 2]), "x": np.ones(2)}, "batches")   # clean
+  unroll.check_finite_inputs({"y": np.array([1, 2]), "x": np.ones(2)}, "batches")  # clean
 
 
 # ------------------------------------------------------------ (3) data that the config can't use
 
 
 def _dataset(train_y, dev_y=(0, 1), test_y=(0, 1), num_classes=10):
-  split = lambda y: images.Split(x=np.zeros((len(y), 28, 28, 1), np.float32),
-                                 y=np.asarray(y, np.int32))
-  return images.ImageDataset(name="embedded_mnist", source="test", train=split(train_y),
-                             dev=split(dev_y), test=split(test_y), num_classes=num_classes,
-                             mean=np.zeros(1, np.float32), std=np.ones(1, np.float32), notes="")
+  split = lambda y: images.Split(
+      x=np.zeros((len(y), 28, 28, 1), np.float32), y=np.asarray(y, np.int32))
+  return images.ImageDataset(
+      name="embedded_mnist",
+      source="test",
+      train=split(train_y),
+      dev=split(dev_y),
+      test=split(test_y),
+      num_classes=num_classes,
+      mean=np.zeros(1, np.float32),
+      std=np.ones(1, np.float32),
+      notes="")
 
 
 def _smoke():
@@ -142,19 +167,20 @@ def _smoke():
   return config
 
 
-@pytest.mark.parametrize("data, match", [
-    (_dataset(np.arange(40) % 10, dev_y=(0, 10)),
-     r"dev split .* label 10, outside the valid range \[0, 9\]"),
-    (_dataset(np.r_[np.arange(39) % 10, -1]),
-     r"train split .* label -1, outside the valid range \[0, 9\]"),
-    (_dataset(np.arange(10) % 10),
-     r"student\.batch_size=32 is larger than the training split \(10 examples\).*"
-     r"--config\.student\.batch_size <= 10")])
+@pytest.mark.parametrize(
+    "data, match",
+    [(_dataset(np.arange(40) % 10,
+               dev_y=(0, 10)), r"dev split .* label 10, outside the valid range \[0, 9\]"),
+     (_dataset(np.r_[np.arange(39) % 10,
+                     -1]), r"train split .* label -1, outside the valid range \[0, 9\]"),
+     (_dataset(np.arange(10) % 10),
+      r"student\.batch_size=32 is larger than the training split \(10 examples\).*"
+      r"--config\.student\.batch_size <= 10")])
 def test_run_rejects_data_the_config_cannot_use(monkeypatch, tmp_path, data, match):
   monkeypatch.setattr(classification, "load_data", lambda config: data)
   with pytest.raises(ValueError, match=match):
     classification.run(_smoke(), str(tmp_path / "work"))
-  assert not os.path.exists(tmp_path / "work" / "config.json")   # a fixed rerun is no conflict
+  assert not os.path.exists(tmp_path / "work" / "config.json")  # a fixed rerun is no conflict
 
 
 def test_run_names_a_workdir_that_cannot_be_created(tmp_path):
@@ -171,8 +197,10 @@ def test_run_names_a_workdir_that_cannot_be_created(tmp_path):
 def _cli(*flags):
   env = dict(os.environ)
   env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-  cmd = [sys.executable, "-m", "experiments.main",
-         "--config=experiments/configs/quickstart.py:smoke", *flags]
+  cmd = [
+      sys.executable, "-m", "experiments.main", "--config=experiments/configs/quickstart.py:smoke",
+      *flags
+  ]
   return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -195,7 +223,6 @@ def test_cli_workdir_under_a_regular_file(tmp_path):
 
 # ------------------------------------------------------------------------- teach / train_student
 
-
 _SCHEDULE = dlf_jax.Schedule(unroll_steps=2, num_episodes=1, batch_size=4)
 
 
@@ -203,13 +230,15 @@ def _tiny_image_problem(num_classes=3, n=24, zero_column=False):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(n, 4)).astype(np.float32)
   if zero_column:
-    x[:, 0] = 0.0          # an input that is always 0: its weights get exactly zero gradient
+    x[:, 0] = 0.0  # an input that is always 0: its weights get exactly zero gradient
   y = rng.integers(0, num_classes, n).astype(np.int32)
-  student = dlf_jax.Student(models.MLP(hidden=(5,), num_classes=num_classes),
-                            dlf_jax.make_optimizer("sgd", 0.1), num_classes=num_classes)
-  teacher = dlf_jax.Teacher(dlf_jax.AttentionTeacher(num_classes, num_matrices=2,
-                                                     parameterisation="diagonal"),
-                            total_steps=8)
+  student = dlf_jax.Student(
+      models.MLP(hidden=(5,), num_classes=num_classes),
+      dlf_jax.make_optimizer("sgd", 0.1),
+      num_classes=num_classes)
+  teacher = dlf_jax.Teacher(
+      dlf_jax.AttentionTeacher(num_classes, num_matrices=2, parameterisation="diagonal"),
+      total_steps=8)
   return student, teacher, {"x": x, "y": y}
 
 
@@ -223,26 +252,40 @@ def test_teach_names_labels_outside_the_classes(split, value):
     dlf_jax.teach(student, teacher, train, dev, schedule=_SCHEDULE, progress=False)
   if split == "train":
     with pytest.raises(ValueError, match=rf"train\['y'\] holds label {value}"):
-      dlf_jax.train_student(student, dlf_jax.CrossEntropyLoss(), bad, num_steps=2, batch_size=4,
-                            progress=False)
+      dlf_jax.train_student(
+          student, dlf_jax.CrossEntropyLoss(), bad, num_steps=2, batch_size=4, progress=False)
   else:
     with pytest.raises(ValueError, match=r"test\['y'\] holds label 3"):
-      dlf_jax.train_student(student, dlf_jax.CrossEntropyLoss(), data, num_steps=2, batch_size=4,
-                            test=bad, progress=False)
+      dlf_jax.train_student(
+          student,
+          dlf_jax.CrossEntropyLoss(),
+          data,
+          num_steps=2,
+          batch_size=4,
+          test=bad,
+          progress=False)
 
 
 def test_teacher_optimizer_that_ascends_is_refused():
   student, teacher, data = _tiny_image_problem()
   with pytest.raises(ValueError, match="ascends its gradient"):
-    dlf_jax.teach(student, teacher, data, data, teacher_optimizer=optax.sgd(-1.0),
-                  schedule=_SCHEDULE, progress=False)
+    dlf_jax.teach(
+        student,
+        teacher,
+        data,
+        data,
+        teacher_optimizer=optax.sgd(-1.0),
+        schedule=_SCHEDULE,
+        progress=False)
 
 
 def test_adam_without_eps_root_names_eps_root():
   student, teacher, data = _tiny_image_problem(zero_column=True)
   student = dlf_jax.Student(student.model, optax.adam(1e-2), num_classes=3)
-  with pytest.raises(FloatingPointError, match=r"eps_root >= 1.2e-38 .*e\.g\. 1e-45.*"
-                                               r"make_optimizer\('adam', lr\) \(eps_root=1e-8"):
+  with pytest.raises(
+      FloatingPointError,
+      match=r"eps_root >= 1.2e-38 .*e\.g\. 1e-45.*"
+      r"make_optimizer\('adam', lr\) \(eps_root=1e-8"):
     dlf_jax.teach(student, teacher, data, data, schedule=_SCHEDULE, progress=False)
 
 
@@ -253,10 +296,12 @@ def test_adam_without_eps_root_names_eps_root():
 
 def _round_two(tx=None):
   rng = np.random.default_rng(0)
-  split = lambda n: {"x": rng.normal(size=(n, 8)).astype(np.float32),
-                     "y": rng.integers(0, 3, n).astype(np.int32)}
-  student = dlf_jax.Student(models.MLP((8,), num_classes=3),
-                            tx or dlf_jax.make_optimizer("sgd", 0.1), num_classes=3)
+  split = lambda n: {
+      "x": rng.normal(size=(n, 8)).astype(np.float32),
+      "y": rng.integers(0, 3, n).astype(np.int32)
+  }
+  student = dlf_jax.Student(
+      models.MLP((8,), num_classes=3), tx or dlf_jax.make_optimizer("sgd", 0.1), num_classes=3)
   teacher = dlf_jax.Teacher(dlf_jax.AttentionTeacher(3, num_matrices=2), total_steps=8)
   return student, teacher, split(64), split(32)
 
@@ -303,11 +348,13 @@ def test_hypergradient_checks_concrete_labels_of_both_splits():
   batches = {"x": train["x"][:8].reshape(2, 4, 8), "y": train["y"][:8].reshape(2, 4)}
   call = lambda b, d: dlf_jax.hypergradient(student, teacher, dlf_jax.ExpectedAccuracy(), theta,
                                             state, b, d)
-  for value in (3, -1):            # C: NaN measure, finite dtheta; -1: read as class C - 1
+  for value in (3, -1):  # C: NaN measure, finite dtheta; -1: read as class C - 1
     dev_batches = {"x": dev["x"][None, :4], "y": dev["y"][None, :4].copy()}
     dev_batches["y"][0, 1] = value
-    with pytest.raises(ValueError, match=rf"dev_batches\['y'\] holds label {value} \(1 bad in "
-                                         r"all\), outside \[0, 2\] for num_classes=3"):
+    with pytest.raises(
+        ValueError,
+        match=rf"dev_batches\['y'\] holds label {value} \(1 bad in "
+        r"all\), outside \[0, 2\] for num_classes=3"):
       call(batches, dev_batches)
     with pytest.raises(ValueError, match=rf"batches\['y'\] holds label {value}"):
       unroll.evaluate(student, state.params, state.model_state, dev_batches)
@@ -335,10 +382,10 @@ def test_losses_check_concrete_labels_and_document_traced_ones():
     (lambda: dlf_jax.DiagonalW(jnp.ones((3, 3)), jnp.zeros(3)),
      r"DiagonalW\.w must be the diagonal, a \[C\] vector \(for a dense \[C, C\] W use FullW\), "
      r"got shape \(3, 3\)"),
-    (lambda: dlf_jax.FullW(jnp.ones((4, 3)), jnp.zeros(3)),
-     r"FullW\.w must be a square \[C, C\] matrix .* got shape \(4, 3\)"),
-    (lambda: dlf_jax.losses.LogitOffsetW(jnp.zeros((3, 3)), jnp.zeros(3)),
-     r"LogitOffsetW\.delta must be a \[C\] vector"),
+    (lambda: dlf_jax.FullW(jnp.ones(
+        (4, 3)), jnp.zeros(3)), r"FullW\.w must be a square \[C, C\] matrix .* got shape \(4, 3\)"),
+    (lambda: dlf_jax.losses.LogitOffsetW(jnp.zeros(
+        (3, 3)), jnp.zeros(3)), r"LogitOffsetW\.delta must be a \[C\] vector"),
     (lambda: dlf_jax.SoftTargetW(jnp.full(3, 1.5), jnp.zeros(3)),
      r"SoftTargetW\.eps must be in \[0, 1\) .* got 1\.5"),
     (lambda: dlf_jax.SoftTargetW(jnp.full(3, -0.1), jnp.zeros(3)),
@@ -346,8 +393,8 @@ def test_losses_check_concrete_labels_and_document_traced_ones():
     (lambda: dlf_jax.SoftTargetW(jnp.full(3, 0.1), jnp.zeros(3), q=jnp.array([-0.5, 1.0, 0.5])),
      r"SoftTargetW\.q must hold distributions \(non-negative, each column summing to 1\): got "
      r"min -0\.5"),
-    (lambda: dlf_jax.SoftTargetW(jnp.full(3, 0.1), jnp.zeros(3), q=jnp.full((3, 3), 0.5)),
-     r"SoftTargetW\.q must hold distributions .* sums \[1\.5, 1\.5, 1\.5\]"),
+    (lambda: dlf_jax.SoftTargetW(jnp.full(3, 0.1), jnp.zeros(3), q=jnp.full(
+        (3, 3), 0.5)), r"SoftTargetW\.q must hold distributions .* sums \[1\.5, 1\.5, 1\.5\]"),
 ])
 def test_loss_forms_check_shapes_and_values(phi, match):
   with pytest.raises(ValueError, match=match):
@@ -359,8 +406,7 @@ def test_soft_target_create_checks_q_and_a_float_bias_is_a_scalar_bias():
     dlf_jax.SoftTargetW.create(jnp.full(3, 0.1), q=jnp.array([-0.5, 1.0, 0.5]))
   logits, labels = jnp.array([[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]]), jnp.array([0, 1])
   with_float = dlf_jax.parametric_loss(dlf_jax.FullW(jnp.eye(3), 0.25), logits, labels)
-  with_array = dlf_jax.parametric_loss(dlf_jax.FullW(jnp.eye(3), jnp.asarray(0.25)), logits,
-                                       labels)
+  with_array = dlf_jax.parametric_loss(dlf_jax.FullW(jnp.eye(3), jnp.asarray(0.25)), logits, labels)
   np.testing.assert_array_equal(with_float, with_array)
 
 
@@ -394,8 +440,10 @@ def test_student_optimizer_that_ascends_is_refused(tx):
 
 def test_zero_updates_are_refused_and_a_warmup_from_zero_is_not():
   student, teacher, train, dev = _round_two()
-  with pytest.raises(ValueError, match=r"teacher_optimizer's first 2 updates are zero: a "
-                                       r"learning rate of 0 .* never move the teacher"):
+  with pytest.raises(
+      ValueError,
+      match=r"teacher_optimizer's first 2 updates are zero: a "
+      r"learning rate of 0 .* never move the teacher"):
     _teach(student, teacher, train, dev, teacher_optimizer=optax.sgd(0.0))
   frozen, *_ = _round_two(optax.sgd(0.0))
   with pytest.raises(ValueError, match=r"student\.tx .* first 2 updates are zero"):
@@ -412,14 +460,14 @@ def test_zero_updates_are_refused_and_a_warmup_from_zero_is_not():
     (dict(name="adam", learning_rate=0.01, eps_root=1e-45),
      r"eps_root=1e-45 is below float32's smallest normal number 1\.18e-38.* use eps_root=1e-8"),
     (dict(name="adam", learning_rate=0.01, eps_root=0.0), r"eps_root must be > 0, got 0\.0"),
-    (dict(name="adam", learning_rate=0.01, b2=1.5),
-     r"b2 must be in \[0, 1\), got 1\.5; e\.g\. b2=0\.999"),
+    (dict(name="adam", learning_rate=0.01,
+          b2=1.5), r"b2 must be in \[0, 1\), got 1\.5; e\.g\. b2=0\.999"),
     (dict(name="adam", learning_rate=0.01, b1=-0.1), r"b1 must be in \[0, 1\), got -0\.1"),
     (dict(name="adam", learning_rate=0.01, eps=-1e-8), r"eps must be >= 0, got -1e-08"),
-    (dict(name="momentum", learning_rate=0.1, momentum=1.0),
-     r"momentum must be in \[0, 1\), got 1\.0"),
-    (dict(name="sgd", learning_rate=0.1, weight_decay=-1e-4),
-     r"weight_decay must be >= 0, got -0\.0001"),
+    (dict(name="momentum", learning_rate=0.1,
+          momentum=1.0), r"momentum must be in \[0, 1\), got 1\.0"),
+    (dict(name="sgd", learning_rate=0.1,
+          weight_decay=-1e-4), r"weight_decay must be >= 0, got -0\.0001"),
 ])
 def test_make_optimizer_refuses_bad_constants(kw, match):
   with pytest.raises(ValueError, match=match):
@@ -471,14 +519,18 @@ def test_teach_seed_names_the_argument():
 def test_evaluation_splits_are_checked_against_train():
   student, teacher, train, dev = _round_two()
   narrow = dict(dev, x=dev["x"][:, :5])
-  with pytest.raises(ValueError, match=r"dev\['x'\] has examples of shape \(5,\) but the "
-                                       r"training split's are \(8,\)"):
+  with pytest.raises(
+      ValueError,
+      match=r"dev\['x'\] has examples of shape \(5,\) but the "
+      r"training split's are \(8,\)"):
     _teach(student, teacher, train, narrow)
   with pytest.raises(ValueError, match=r"test\['x'\] has examples of shape \(5,\)"):
     _train(student, train, test=narrow)
   short = dict(dev, y=dev["y"][:30])
-  with pytest.raises(ValueError, match=r"The arrays of dev disagree on the number of examples: "
-                                       r"\{'x': 32, 'y': 30\}"):
+  with pytest.raises(
+      ValueError,
+      match=r"The arrays of dev disagree on the number of examples: "
+      r"\{'x': 32, 'y': 30\}"):
     _teach(student, teacher, train, short)
   with pytest.raises(ValueError, match=r"The arrays of test disagree"):
     _train(student, train, test=short)

@@ -30,7 +30,7 @@ from dlf_jax import teacher as teacher_lib
 from _numerics import flat, leaf_central_difference, rel_err
 
 C, T, B, B_DEV = 5, 5, 8, 6
-SEGMENT = 2                                   # does not divide T: 2 full segments + 1 step
+SEGMENT = 2  # does not divide T: 2 full segments + 1 step
 LEARNING_RATES = {"sgd": 0.3, "momentum": 0.1, "nesterov": 0.1, "adam": 0.02}
 OPTIMIZERS = ("sgd", "momentum", "adam")
 # The paper's W forms under Eqn. (2)'s sigmoid link; the soft-target W and the identity
@@ -38,10 +38,10 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 PARAMETERISATIONS = ("full", "diagonal", "low_rank")
 # Every optimizer x W form on the MLP; on the BatchNorm conv net (a compile is ~20 s) each
 # optimizer and each W form once, a Latin square over the same grid.
-CASES = ([("mlp", o, w) for o in OPTIMIZERS for w in PARAMETERISATIONS]
-         + [("convbn", o, w) for o, w in zip(OPTIMIZERS, PARAMETERISATIONS)])
+CASES = ([("mlp", o, w) for o in OPTIMIZERS for w in PARAMETERISATIONS] +
+         [("convbn", o, w) for o, w in zip(OPTIMIZERS, PARAMETERISATIONS)])
 
-_REFERENCES = {}                              # results(): shared between tests
+_REFERENCES = {}  # results(): shared between tests
 MAX_REL_ERR = {"autodiff": 0.0, "finite_diff": 0.0, "eqn45": 0.0}
 
 
@@ -77,30 +77,38 @@ def make_model(kind, dtype=jnp.float64):
 
 def make_teacher_module(kind, parameterisation, num_classes=C):
   if kind == "attention":
-    return teacher_lib.AttentionTeacher(num_classes, num_matrices=3,
-                                        parameterisation=parameterisation, rank=2,
-                                        init_scale=0.1)
-  return teacher_lib.MLPTeacher(num_classes, parameterisation=parameterisation, rank=2,
-                                hidden=6, init_scale=0.1)
+    return teacher_lib.AttentionTeacher(
+        num_classes, num_matrices=3, parameterisation=parameterisation, rank=2, init_scale=0.1)
+  return teacher_lib.MLPTeacher(
+      num_classes, parameterisation=parameterisation, rank=2, hidden=6, init_scale=0.1)
 
 
-def make_problem(model="mlp", opt="sgd", parameterisation="full", *, teacher="attention",
-                 features=teacher_lib.STATE_FEATURES, num_steps=T, tx=None, seed=0,
+def make_problem(model="mlp",
+                 opt="sgd",
+                 parameterisation="full",
+                 *,
+                 teacher="attention",
+                 features=teacher_lib.STATE_FEATURES,
+                 num_steps=T,
+                 tx=None,
+                 seed=0,
                  dtype=jnp.float64):
   """A tiny student/teacher pair with ``num_steps`` training batches and a padded dev set."""
   rng = np.random.default_rng(seed)
   x = rng.normal(size=(num_steps, B, 6, 6, 1))
   y = rng.integers(0, C, size=(num_steps, B))
   dev_mask = np.ones((2, B_DEV))
-  dev_mask[1, -2:] = 0.0                      # two padded dev examples
-  dev = {"x": jnp.asarray(rng.normal(size=(2, B_DEV, 6, 6, 1)), dtype),
-         "y": jnp.asarray(rng.integers(0, C, size=(2, B_DEV))),
-         "mask": jnp.asarray(dev_mask, dtype)}
+  dev_mask[1, -2:] = 0.0  # two padded dev examples
+  dev = {
+      "x": jnp.asarray(rng.normal(size=(2, B_DEV, 6, 6, 1)), dtype),
+      "y": jnp.asarray(rng.integers(0, C, size=(2, B_DEV))),
+      "mask": jnp.asarray(dev_mask, dtype)
+  }
   batches = {"x": jnp.asarray(x, dtype), "y": jnp.asarray(y)}
   tx = student_lib.make_optimizer(opt, LEARNING_RATES[opt]) if tx is None else tx
   student = student_lib.Student(make_model(model, dtype), tx, C)
-  teacher_ = teacher_lib.Teacher(make_teacher_module(teacher, parameterisation),
-                                 features=features, total_steps=20)
+  teacher_ = teacher_lib.Teacher(
+      make_teacher_module(teacher, parameterisation), features=features, total_steps=20)
   theta = jax.tree.map(lambda a: a.astype(dtype), teacher_.init(jax.random.PRNGKey(seed + 1)))
   state = student.init(jax.random.PRNGKey(seed), {"x": batches["x"][0], "y": batches["y"][0]})
   state = state.replace(stats=jax.tree.map(lambda a: a.astype(dtype), state.stats))
@@ -122,17 +130,20 @@ def results(model, opt, parameterisation):
   key = (model, opt, parameterisation)
   if key not in _REFERENCES:
     problem = make_problem(model, opt, parameterisation)
-    variants = {"autodiff": dict(method="autodiff", memory="store_all"),
-                "store_all": dict(method="auto", memory="store_all"),
-                "checkpointed": dict(method="auto", memory="checkpointed",
-                                     checkpoint_every=SEGMENT)}
-    if opt == "sgd":      # the literal Eqns. (4)-(5) as well
+    variants = {
+        "autodiff": dict(method="autodiff", memory="store_all"),
+        "store_all": dict(method="auto", memory="store_all"),
+        "checkpointed": dict(method="auto", memory="checkpointed", checkpoint_every=SEGMENT)
+    }
+    if opt == "sgd":  # the literal Eqns. (4)-(5) as well
       variants["eqn45/store_all"] = dict(method="eqn45", memory="store_all")
-      variants["eqn45/checkpointed"] = dict(method="eqn45", memory="checkpointed",
-                                            checkpoint_every=SEGMENT)
-    fns = {name: functools.partial(hypergrad.hypergradient, problem.student, problem.teacher,
-                                   measures.ExpectedAccuracy(), **kw)
-           for name, kw in variants.items()}
+      variants["eqn45/checkpointed"] = dict(
+          method="eqn45", memory="checkpointed", checkpoint_every=SEGMENT)
+    fns = {
+        name:
+            functools.partial(hypergrad.hypergradient, problem.student, problem.teacher,
+                              measures.ExpectedAccuracy(), **kw) for name, kw in variants.items()
+    }
     together = jax.jit(lambda *args: {name: fn(*args) for name, fn in fns.items()})
     _REFERENCES[key] = (problem, together(problem.theta, problem.state, problem.batches,
                                           problem.dev))
@@ -155,8 +166,8 @@ def assert_same_result(got, ref, tol=1e-8, kind="autodiff"):
   assert err_params <= tol, err_params
   np.testing.assert_allclose(got.value, ref.value, rtol=1e-12)
   assert rel_err(got.final_state.params, ref.final_state.params) <= 1e-12
-  for a, b in zip(jax.tree.leaves(got.final_state.model_state),
-                  jax.tree.leaves(ref.final_state.model_state)):
+  for a, b in zip(
+      jax.tree.leaves(got.final_state.model_state), jax.tree.leaves(ref.final_state.model_state)):
     # flax keeps BatchNorm statistics in float32 even for a float64 model.
     tol = 1e-12 if a.dtype == jnp.float64 else 1e-6
     np.testing.assert_allclose(a, b, rtol=tol, atol=tol * 1e-2)
@@ -180,8 +191,7 @@ def test_hand_written_matches_autodiff(x64, model, opt, parameterisation, memory
     assert a.shape == b.shape
 
 
-@pytest.mark.parametrize("model,parameterisation",
-                         [(m, w) for m, o, w in CASES if o == "sgd"])
+@pytest.mark.parametrize("model,parameterisation", [(m, w) for m, o, w in CASES if o == "sgd"])
 @pytest.mark.parametrize("memory", hypergrad.MEMORY_POLICIES)
 def test_eqn45_matches_autodiff(x64, model, parameterisation, memory):
   _, out = results(model, "sgd", parameterisation)
@@ -192,8 +202,11 @@ def test_eqn45_matches_autodiff(x64, model, parameterisation, memory):
 def test_checkpoint_intervals(x64, checkpoint_every):
   """Segments of 1, of 3 (remainder 2), of exactly T and longer than T."""
   ref = reference("mlp", "momentum", "full")
-  got = run(make_problem("mlp", "momentum", "full"), method="vjp", memory="checkpointed",
-            checkpoint_every=checkpoint_every)
+  got = run(
+      make_problem("mlp", "momentum", "full"),
+      method="vjp",
+      memory="checkpointed",
+      checkpoint_every=checkpoint_every)
   assert_same_result(got, ref)
 
 
@@ -208,8 +221,8 @@ def test_nesterov_mlp_teacher_and_sigmoid_error(x64):
   measure = measures.SigmoidSmoothedError(k=5.0)
   ref = run(problem, measure, method="autodiff")
   for memory in hypergrad.MEMORY_POLICIES:
-    assert_same_result(run(problem, measure, method="auto", memory=memory,
-                           checkpoint_every=SEGMENT), ref)
+    assert_same_result(
+        run(problem, measure, method="auto", memory=memory, checkpoint_every=SEGMENT), ref)
 
 
 def test_sgd_with_schedule_and_weight_decay(x64):
@@ -218,8 +231,8 @@ def test_sgd_with_schedule_and_weight_decay(x64):
   problem = make_problem("mlp", "sgd", "diagonal", tx=tx)
   ref = run(problem, method="autodiff")
   for method in ("eqn45", "vjp"):
-    assert_same_result(run(problem, method=method, memory="checkpointed",
-                           checkpoint_every=SEGMENT), ref)
+    assert_same_result(
+        run(problem, method=method, memory="checkpointed", checkpoint_every=SEGMENT), ref)
 
 
 def test_resolve_method():
@@ -236,9 +249,7 @@ def test_resolve_method():
 
 # ----------------------------------------------------------------------------- (2) finite diff
 
-
-FD_CASES = [("mlp", "sgd", "full"), ("mlp", "adam", "low_rank"),
-            ("convbn", "momentum", "diagonal")]
+FD_CASES = [("mlp", "sgd", "full"), ("mlp", "adam", "low_rank"), ("convbn", "momentum", "diagonal")]
 
 
 @pytest.mark.parametrize("model,opt,parameterisation", FD_CASES)
@@ -246,21 +257,21 @@ def test_finite_differences(x64, model, opt, parameterisation):
   problem = make_problem(model, opt, parameterisation, features=("progress", "dev_acc"))
   measure = measures.ExpectedAccuracy()
   got = run(problem, measure, method="auto", memory="store_all")
-  model_state_t = got.final_state.model_state      # BatchNorm statistics: data
+  model_state_t = got.final_state.model_state  # BatchNorm statistics: data
 
   @jax.jit
   def value(theta):
     final, _ = unroll.unroll(problem.student, problem.teacher, theta, problem.state,
                              problem.batches)
-    return unroll.dev_measure(problem.student, measure, final.params, model_state_t,
-                              problem.dev)
+    return unroll.dev_measure(problem.student, measure, final.params, model_state_t, problem.dev)
 
   # Not 1e-12: flax keeps BatchNorm running statistics in float32 and eval mode takes
   # rsqrt(var + eps) in float32, so two compilations of the dev measure differ by ~1e-9.
   np.testing.assert_allclose(value(problem.theta), got.value, rtol=1e-8)
   grads = jax.tree.leaves(got.dtheta)
-  paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(
-      problem.theta)[0]]
+  paths = [
+      jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(problem.theta)[0]
+  ]
   wanted = ["w_bank", "b_bank", "'scores']['kernel", "u_bank"]
   checked = 0
   h = 1e-5
@@ -268,7 +279,7 @@ def test_finite_differences(x64, model, opt, parameterisation):
     if not any(w in path for w in wanted):
       continue
     g = np.asarray(grads[i])
-    idx = np.unravel_index(np.argmax(np.abs(g)), g.shape)   # the best-conditioned entry
+    idx = np.unravel_index(np.argmax(np.abs(g)), g.shape)  # the best-conditioned entry
     fd = leaf_central_difference(value, problem.theta, i, idx, h)
     err = abs(fd - g[idx]) / abs(g[idx])
     _record("finite_diff", err)
@@ -300,9 +311,11 @@ def test_sgd_reverse_is_eqns_4_5(x64, xla_optimized):
   @jax.jit
   def reverse_terms(omega, theta, s, x, y, domega):
     hvp = jax.jvp(lambda w: grad_omega(w, theta, s, x, y), (omega,), (domega,))[1]
+
     def inner(th):
       g = grad_omega(omega, th, s, x, y)
       return sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(domega)))
+
     return hvp, jax.grad(inner)(theta)
 
   # Forward: omega_t stored by running the library's inner step in a Python loop.
@@ -325,11 +338,10 @@ def test_sgd_reverse_is_eqns_4_5(x64, xla_optimized):
   for t in reversed(range(T)):
     hvp, cross = reverse_terms(states[t].params, theta, svec[t], problem.batches["x"][t],
                                problem.batches["y"][t], domega)
-    dtheta = jax.tree.map(lambda a, b: a - eta * b, dtheta, cross)      # (5)
-    domega = jax.tree.map(lambda a, b: a - eta * b, domega, hvp)        # (4)
+    dtheta = jax.tree.map(lambda a, b: a - eta * b, dtheta, cross)  # (5)
+    domega = jax.tree.map(lambda a, b: a - eta * b, domega, hvp)  # (4)
 
-  for method, memory in [("eqn45", "store_all"), ("vjp", "store_all"),
-                         ("eqn45", "checkpointed")]:
+  for method, memory in [("eqn45", "store_all"), ("vjp", "store_all"), ("eqn45", "checkpointed")]:
     got = run(problem, measure, method=method, memory=memory, checkpoint_every=SEGMENT)
     err = max(rel_err(got.dtheta, dtheta), rel_err(got.dparams0, domega))
     _record("eqn45", err)
@@ -344,8 +356,10 @@ def test_sgd_reverse_is_eqns_4_5(x64, xla_optimized):
 def test_teacher_gradient_nonzero_at_init(x64, teacher, parameterisation):
   problem = make_problem("mlp", "sgd", parameterisation, teacher=teacher)
   got = run(problem, method="auto")
-  norms = {jax.tree_util.keystr(p): float(jnp.linalg.norm(g))
-           for p, g in jax.tree_util.tree_flatten_with_path(got.dtheta)[0]}
+  norms = {
+      jax.tree_util.keystr(p): float(jnp.linalg.norm(g))
+      for p, g in jax.tree_util.tree_flatten_with_path(got.dtheta)[0]
+  }
   assert len(norms) >= 4
   assert all(np.isfinite(v) and v > 0 for v in norms.values()), norms
 
@@ -374,16 +388,18 @@ def jaxpr_size(num_steps, opt, **kw):
   return count_eqns(jaxpr)
 
 
-@pytest.mark.parametrize("opt,kw,steps", [
-    ("sgd", dict(method="eqn45", memory="store_all"), (3, 30)),
-    ("momentum", dict(method="vjp", memory="store_all"), (3, 30)),
-    ("adam", dict(method="autodiff", memory="store_all"), (3, 30)),
-    ("adam", dict(method="autodiff", memory="checkpointed"), (3, 30)),
-    # Default segments: T=3 -> 1 x 2 + 1, T=31 -> 5 x 6 + 1; T=4 -> 2 x 2, T=36 -> 6 x 6.
-    ("momentum", dict(method="vjp", memory="checkpointed"), (3, 31)),
-    ("sgd", dict(method="eqn45", memory="checkpointed"), (4, 36)),
-    ("sgd", dict(method="eqn45", memory="checkpointed", checkpoint_every=2), (3, 31)),
-])
+@pytest.mark.parametrize(
+    "opt,kw,steps",
+    [
+        ("sgd", dict(method="eqn45", memory="store_all"), (3, 30)),
+        ("momentum", dict(method="vjp", memory="store_all"), (3, 30)),
+        ("adam", dict(method="autodiff", memory="store_all"), (3, 30)),
+        ("adam", dict(method="autodiff", memory="checkpointed"), (3, 30)),
+        # Default segments: T=3 -> 1 x 2 + 1, T=31 -> 5 x 6 + 1; T=4 -> 2 x 2, T=36 -> 6 x 6.
+        ("momentum", dict(method="vjp", memory="checkpointed"), (3, 31)),
+        ("sgd", dict(method="eqn45", memory="checkpointed"), (4, 36)),
+        ("sgd", dict(method="eqn45", memory="checkpointed", checkpoint_every=2), (3, 31)),
+    ])
 def test_program_size_does_not_grow_with_t(opt, kw, steps):
   small, large = (jaxpr_size(n, opt, **kw) for n in steps)
   assert small > 50
@@ -393,8 +409,8 @@ def test_program_size_does_not_grow_with_t(opt, kw, steps):
 def test_jitted_fn_compiles_once(xla_optimized):
   problem = make_problem("mlp", "momentum", "diagonal", dtype=jnp.float32)
   other = make_problem("mlp", "momentum", "diagonal", dtype=jnp.float32, seed=3)
-  fn = hypergrad.make_hypergradient_fn(problem.student, problem.teacher,
-                                       measures.ExpectedAccuracy(), memory="checkpointed")
+  fn = hypergrad.make_hypergradient_fn(
+      problem.student, problem.teacher, measures.ExpectedAccuracy(), memory="checkpointed")
   first = fn(problem.theta, problem.state, problem.batches, problem.dev)
   second = fn(other.theta, other.state, other.batches, other.dev)
   assert fn._cache_size() == 1
@@ -407,14 +423,14 @@ def test_jitted_fn_compiles_once(xla_optimized):
 
 def test_labels_shape_mismatch():
   with pytest.raises(ValueError, match=r"labels must have the shape of logits"):
-    losses.parametric_loss(losses.identity_loss_params(C), jnp.zeros((4, C)),
-                           jnp.zeros((4, 2), jnp.int32))
+    losses.parametric_loss(
+        losses.identity_loss_params(C), jnp.zeros((4, C)), jnp.zeros((4, 2), jnp.int32))
 
 
 def test_non_integer_labels():
   with pytest.raises(TypeError, match="labels must be integer class ids"):
-    losses.parametric_loss(losses.identity_loss_params(C), jnp.zeros((4, C)),
-                           jnp.zeros((4,), jnp.float32))
+    losses.parametric_loss(
+        losses.identity_loss_params(C), jnp.zeros((4, C)), jnp.zeros((4,), jnp.float32))
 
 
 def call(problem, **kw):
@@ -484,4 +500,4 @@ def test_nan_in_unroll_names_the_step():
     unroll.check_finite(metrics, first_step=100)
   _, clean = unroll.unroll(problem.student, problem.teacher, problem.theta, problem.state,
                            problem.batches)
-  unroll.check_finite(clean, first_step=0)             # no error
+  unroll.check_finite(clean, first_step=0)  # no error

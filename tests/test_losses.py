@@ -15,7 +15,6 @@ from dlf_jax.student import StudentOutputs
 
 C = 5
 
-
 # ----------------------------------------------------------------------------- references
 
 
@@ -131,7 +130,7 @@ def test_w_column_y_weights_log_probabilities(x64, rng):
   log_p = np_log_softmax(logits)[0]
   np.testing.assert_allclose(got, np_sigmoid(-2.0 * log_p[3]), rtol=1e-12)
   other = losses.parametric_loss(phi, jnp.asarray(logits), jnp.asarray([3]))
-  np.testing.assert_allclose(other, 0.5, rtol=1e-12)      # column 3 is zero
+  np.testing.assert_allclose(other, 0.5, rtol=1e-12)  # column 3 is zero
 
 
 @pytest.mark.parametrize("parameterisation", BILINEAR)
@@ -154,15 +153,15 @@ def test_scalar_and_per_class_bias(x64, rng, parameterisation):
   if unused:
     b2 = b.copy()
     b2[unused] += 10.0
-    same = losses.parametric_loss(phi.replace(b=jnp.asarray(b2)), jnp.asarray(logits),
-                                  jnp.asarray(labels))
+    same = losses.parametric_loss(
+        phi.replace(b=jnp.asarray(b2)), jnp.asarray(logits), jnp.asarray(labels))
     np.testing.assert_allclose(same, got, rtol=1e-12)
 
 
 @pytest.mark.parametrize("parameterisation", BILINEAR)
 def test_token_shaped_inputs(x64, rng, parameterisation):
   phi, dense, b = random_phi(rng, parameterisation)
-  logits, labels = data(rng, (3, 4))                         # [B, L, C]
+  logits, labels = data(rng, (3, 4))  # [B, L, C]
   mask = (rng.random((3, 4)) < 0.7).astype(np.float64)
   mask[0, 0] = 1.0
   got = losses.parametric_loss(phi, jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(mask))
@@ -178,8 +177,9 @@ def test_token_shaped_inputs(x64, rng, parameterisation):
 
 
 def _masked_losses():
-  phi = losses.FullW(jnp.asarray(np.random.default_rng(5).normal(size=(C, C))),
-                     jnp.asarray(np.random.default_rng(6).normal(size=(C,))))
+  phi = losses.FullW(
+      jnp.asarray(np.random.default_rng(5).normal(size=(C, C))),
+      jnp.asarray(np.random.default_rng(6).normal(size=(C,))))
   return {
       "parametric": lambda lg, lb, m: losses.parametric_loss(phi, lg, lb, m),
       "cross_entropy": losses.cross_entropy,
@@ -215,16 +215,22 @@ def test_masked_mean_and_large_margin_mask(x64, rng):
   values = rng.normal(size=(3, 4))
   mask = (rng.random((3, 4)) < 0.5).astype(np.float64)
   mask[0, 0] = 1.0
-  np.testing.assert_allclose(losses.masked_mean(jnp.asarray(values), jnp.asarray(mask)),
-                             values[mask == 1].mean(), rtol=1e-12)
+  np.testing.assert_allclose(
+      losses.masked_mean(jnp.asarray(values), jnp.asarray(mask)),
+      values[mask == 1].mean(),
+      rtol=1e-12)
   np.testing.assert_allclose(losses.masked_mean(jnp.asarray(values)), values.mean(), rtol=1e-12)
   assert float(losses.masked_mean(jnp.asarray(values), jnp.zeros((3, 4)))) == 0.0
   feats, kernel = rng.normal(size=(3, 4, 6)), rng.normal(size=(6, C))
   labels = rng.integers(0, C, size=(3, 4))
-  got = losses.large_margin_softmax(jnp.asarray(feats), jnp.asarray(kernel), jnp.asarray(labels),
-                                    margin=2, mask=jnp.asarray(mask))
-  real = losses.large_margin_softmax(jnp.asarray(feats[mask == 1]), jnp.asarray(kernel),
-                                     jnp.asarray(labels[mask == 1]), margin=2)
+  got = losses.large_margin_softmax(
+      jnp.asarray(feats),
+      jnp.asarray(kernel),
+      jnp.asarray(labels),
+      margin=2,
+      mask=jnp.asarray(mask))
+  real = losses.large_margin_softmax(
+      jnp.asarray(feats[mask == 1]), jnp.asarray(kernel), jnp.asarray(labels[mask == 1]), margin=2)
   np.testing.assert_allclose(got, real, rtol=1e-12)
 
 
@@ -252,8 +258,8 @@ def test_label_smoothing_formula(x64, rng, eps):
 def test_label_smoothing_zero_is_cross_entropy(x64, rng):
   logits, labels = data(rng, (9,))
   ce = np_cross_entropy(logits, labels)
-  np.testing.assert_allclose(losses.cross_entropy(jnp.asarray(logits), jnp.asarray(labels)),
-                             ce, rtol=1e-12)
+  np.testing.assert_allclose(
+      losses.cross_entropy(jnp.asarray(logits), jnp.asarray(labels)), ce, rtol=1e-12)
   np.testing.assert_allclose(
       losses.label_smoothing(jnp.asarray(logits), jnp.asarray(labels), 0.0), ce, rtol=1e-12)
 
@@ -261,7 +267,7 @@ def test_label_smoothing_zero_is_cross_entropy(x64, rng):
 def np_psi(theta, m):
   """psi(theta) = (-1)^k cos(m theta) - 2k on [k pi / m, (k + 1) pi / m] (Liu et al. Eqn. 6)."""
   k = np.minimum(np.floor(theta * m / np.pi), m - 1)
-  return (-1.0) ** k * np.cos(m * theta) - 2.0 * k
+  return (-1.0)**k * np.cos(m * theta) - 2.0 * k
 
 
 def np_large_margin_logits(features, kernel, labels, m, beta=0.0):
@@ -293,24 +299,27 @@ def angle_batch(angles, label=1, c=C, d=3, seed=0):
 def test_large_margin_margin_one_is_softmax(x64, rng):
   feats, kernel = rng.normal(size=(10, 4)), rng.normal(size=(4, C))
   labels = rng.integers(0, C, size=10)
-  logits = losses.large_margin_logits(jnp.asarray(feats), jnp.asarray(kernel),
-                                      jnp.asarray(labels), margin=1)
+  logits = losses.large_margin_logits(
+      jnp.asarray(feats), jnp.asarray(kernel), jnp.asarray(labels), margin=1)
   np.testing.assert_allclose(logits, feats @ kernel, rtol=1e-9, atol=1e-9)
-  got = losses.large_margin_softmax(jnp.asarray(feats), jnp.asarray(kernel), jnp.asarray(labels),
-                                    margin=1)
+  got = losses.large_margin_softmax(
+      jnp.asarray(feats), jnp.asarray(kernel), jnp.asarray(labels), margin=1)
   np.testing.assert_allclose(got, np_cross_entropy(feats @ kernel, labels), rtol=1e-9)
 
 
-@pytest.mark.parametrize("margin,angles", [
-    (2, [0.1, 0.7, 1.4, 1.7, 2.2, 3.0]),                    # k = 0 and k = 1 (theta > pi/2)
-    (3, [0.2, 0.9, 1.3, 2.0, 2.5, 3.1]),                    # k = 0, 1, 2
-    (4, [0.3, 1.0, 1.9, 2.6, 3.0]),
-])
+@pytest.mark.parametrize(
+    "margin,angles",
+    [
+        (2, [0.1, 0.7, 1.4, 1.7, 2.2, 3.0]),  # k = 0 and k = 1 (theta > pi/2)
+        (3, [0.2, 0.9, 1.3, 2.0, 2.5, 3.1]),  # k = 0, 1, 2
+        (4, [0.3, 1.0, 1.9, 2.6, 3.0]),
+    ])
 @pytest.mark.parametrize("beta", [0.0, 1.5])
 def test_large_margin_target_logit(x64, margin, angles, beta):
   feats, kernel, labels = angle_batch(np.asarray(angles))
-  got = np.asarray(losses.large_margin_logits(jnp.asarray(feats), jnp.asarray(kernel),
-                                              jnp.asarray(labels), margin=margin, beta=beta))
+  got = np.asarray(
+      losses.large_margin_logits(
+          jnp.asarray(feats), jnp.asarray(kernel), jnp.asarray(labels), margin=margin, beta=beta))
   # Target logit: ||w_y|| ||x|| psi(theta) with theta from arccos (beta mixes in f_y).
   w_y = np.linalg.norm(kernel[:, 1])
   x_n = np.linalg.norm(feats, axis=-1)
@@ -324,15 +333,16 @@ def test_large_margin_target_logit(x64, margin, angles, beta):
   np.testing.assert_allclose(got[:, others], plain[:, others], rtol=1e-12, atol=1e-12)
   # The margin makes the target logit smaller (harder) than the plain one.
   assert np.all(got[:, 1] <= plain[:, 1] + 1e-12)
-  np.testing.assert_allclose(got, np_large_margin_logits(feats, kernel, labels, margin, beta),
-                             rtol=1e-9, atol=1e-9)
+  np.testing.assert_allclose(
+      got, np_large_margin_logits(feats, kernel, labels, margin, beta), rtol=1e-9, atol=1e-9)
 
 
 def test_large_margin_psi_is_continuous_and_decreasing(x64):
   angles = np.linspace(0.0, np.pi, 301)[1:-1]
   feats, kernel, labels = angle_batch(angles)
-  got = np.asarray(losses.large_margin_logits(jnp.asarray(feats), jnp.asarray(kernel),
-                                              jnp.asarray(labels), margin=2))
+  got = np.asarray(
+      losses.large_margin_logits(
+          jnp.asarray(feats), jnp.asarray(kernel), jnp.asarray(labels), margin=2))
   psi = got[:, 1] / (np.linalg.norm(kernel[:, 1]) * np.linalg.norm(feats, axis=-1))
   assert np.all(np.diff(psi) < 0)
   assert np.max(np.abs(np.diff(psi))) < 0.05
@@ -342,7 +352,7 @@ def test_large_margin_psi_is_continuous_and_decreasing(x64):
 @pytest.mark.parametrize("margin", [2, 3])
 def test_large_margin_gradient_finite_at_cos_pm1(x64, rng, sign, margin):
   kernel = rng.normal(size=(4, C))
-  feats = sign * np.stack([kernel[:, 2] * 1.3, kernel[:, 2] * 0.4])   # cos(theta_y) = +-1
+  feats = sign * np.stack([kernel[:, 2] * 1.3, kernel[:, 2] * 0.4])  # cos(theta_y) = +-1
   labels = jnp.asarray([2, 2])
   loss = lambda f, k: losses.large_margin_softmax(f, k, labels, margin=margin)
   value = loss(jnp.asarray(feats), jnp.asarray(kernel))
@@ -360,8 +370,8 @@ def _outputs(rng, n=6, d=4):
   feats, kernel = rng.normal(size=(n, d)), rng.normal(size=(d, C))
   logits = feats @ kernel + 0.3 * rng.normal(size=(n, C))
   labels = rng.integers(0, C, size=n)
-  return (StudentOutputs(jnp.asarray(logits), jnp.asarray(feats), jnp.asarray(kernel)),
-          logits, feats, kernel, labels)
+  return (StudentOutputs(jnp.asarray(logits), jnp.asarray(feats),
+                         jnp.asarray(kernel)), logits, feats, kernel, labels)
 
 
 @pytest.mark.parametrize("kind", losses.BASELINES)
@@ -371,12 +381,15 @@ def test_baseline_loss_each_kind(x64, rng, kind):
   base = losses.baseline_loss(kind, smoothing=0.2, margin=3)
   assert type(base) is losses.BASELINES[kind]
   expected = {
-      "cross_entropy": lambda: np_cross_entropy(logits, labels, mask),
-      "label_smoothing": lambda: np_label_smoothing(logits, labels, 0.2, mask),
-      "sigmoid_cross_entropy": lambda: np_masked_mean(
-          np_sigmoid(-np_take_label(np_log_softmax(logits), labels)), mask),
-      "large_margin": lambda: np_cross_entropy(
-          np_large_margin_logits(feats, kernel, labels, 3, 0.5), labels, mask),
+      "cross_entropy":
+          lambda: np_cross_entropy(logits, labels, mask),
+      "label_smoothing":
+          lambda: np_label_smoothing(logits, labels, 0.2, mask),
+      "sigmoid_cross_entropy":
+          lambda: np_masked_mean(np_sigmoid(-np_take_label(np_log_softmax(logits), labels)), mask),
+      "large_margin":
+          lambda: np_cross_entropy(
+              np_large_margin_logits(feats, kernel, labels, 3, 0.5), labels, mask),
   }[kind]()
   # For L-Softmax phi is the annealing weight beta_t; the other kinds ignore it.
   phi = jnp.asarray(0.5) if kind == "large_margin" else None
@@ -389,11 +402,11 @@ def test_baseline_loss_each_kind(x64, rng, kind):
 @pytest.mark.parametrize("beta_min", [0.0, 5.0])
 def test_baseline_large_margin_annealing(x64, rng, beta_min):
   """phi(s_t) = max(beta_min, beta (1 + gamma t)^-power); phi=None means beta_min."""
-  base = losses.LargeMarginLoss(margin=2, beta=1000.0, beta_min=beta_min, beta_gamma=1e-3,
-                               beta_power=2.0)
+  base = losses.LargeMarginLoss(
+      margin=2, beta=1000.0, beta_min=beta_min, beta_gamma=1e-3, beta_power=2.0)
   for t in [0, 10, 1000, 100000]:
     beta_t = base.phi({}, base.state_features(jnp.asarray(t), None))
-    expected = max(beta_min, 1000.0 * (1.0 + 1e-3 * t) ** -2.0)
+    expected = max(beta_min, 1000.0 * (1.0 + 1e-3 * t)**-2.0)
     np.testing.assert_allclose(beta_t, expected, rtol=1e-6)
   outputs, logits, feats, kernel, labels = _outputs(rng)
   got = base.loss(None, outputs, jnp.asarray(labels))
@@ -420,7 +433,7 @@ def test_labels_shape_mismatch():
   phi = losses.identity_loss_params(C)
   logits = jnp.zeros((4, C))
   with pytest.raises(ValueError, match=r"logits \(4, 5\) expects labels \(4,\), got \(4, 5\)"):
-    losses.parametric_loss(phi, logits, jnp.zeros((4, C), jnp.int32))   # one-hot labels
+    losses.parametric_loss(phi, logits, jnp.zeros((4, C), jnp.int32))  # one-hot labels
   with pytest.raises(ValueError, match="labels must have the shape"):
     losses.parametric_loss(phi, logits, jnp.zeros((3,), jnp.int32))
   with pytest.raises(ValueError, match="labels must have the shape"):
@@ -449,8 +462,9 @@ def test_class_count_mismatch(parameterisation):
 
 def test_full_w_must_be_square():
   phi = losses.FullW(jnp.zeros((3, C)), jnp.zeros(C))
-  with pytest.raises(ValueError, match=r"FullW\.w must be a square \[C, C\] matrix .* got "
-                                       r"shape \(3, 5\)"):
+  with pytest.raises(
+      ValueError, match=r"FullW\.w must be a square \[C, C\] matrix .* got "
+      r"shape \(3, 5\)"):
     losses.parametric_loss(phi, jnp.zeros((4, C)), jnp.zeros((4,), jnp.int32))
 
 
@@ -460,8 +474,9 @@ def test_unknown_parameterisation():
   with pytest.raises(ValueError, match="Unknown W parameterisation 'dense'"):
     losses.form("dense")
   with pytest.raises(ValueError, match="Unknown link 'relu'"):
-    losses.parametric_loss(losses.DiagonalW(jnp.ones(C), jnp.zeros(C), link="relu"),
-                           jnp.zeros((4, C)), jnp.zeros((4,), jnp.int32))
+    losses.parametric_loss(
+        losses.DiagonalW(jnp.ones(C), jnp.zeros(C), link="relu"), jnp.zeros((4, C)),
+        jnp.zeros((4,), jnp.int32))
 
 
 @pytest.mark.parametrize("smoothing", [-0.1, 1.0, 1.5])
@@ -476,8 +491,9 @@ def test_unknown_baseline():
   with pytest.raises(ValueError, match=r"Unknown baseline option\(s\) \['smoothin'\]"):
     losses.baseline_loss("label_smoothing", smoothin=0.2)
   # One config section serves every baseline: another baseline's options are left out.
-  assert losses.baseline_loss("cross_entropy", smoothing=0.3, margin=4) == (
-      losses.CrossEntropyLoss())
+  assert losses.baseline_loss(
+      "cross_entropy", smoothing=0.3, margin=4) == (
+          losses.CrossEntropyLoss())
   assert losses.baseline_loss("label_smoothing", smoothing=0.3, margin=4).smoothing == 0.3
 
 
@@ -496,14 +512,14 @@ def test_baseline_bad_margin(margin):
 @pytest.mark.parametrize("margin", [0, -1, 1.5])
 def test_bad_margin(margin):
   with pytest.raises(ValueError, match="margin must be an integer >= 1"):
-    losses.large_margin_logits(jnp.ones((2, 3)), jnp.ones((3, C)), jnp.zeros((2,), jnp.int32),
-                               margin=margin)
+    losses.large_margin_logits(
+        jnp.ones((2, 3)), jnp.ones((3, C)), jnp.zeros((2,), jnp.int32), margin=margin)
 
 
 def test_bad_beta_and_feature_size():
   with pytest.raises(ValueError, match="beta must be >= 0"):
-    losses.large_margin_logits(jnp.ones((2, 3)), jnp.ones((3, C)), jnp.zeros((2,), jnp.int32),
-                               beta=-1.0)
+    losses.large_margin_logits(
+        jnp.ones((2, 3)), jnp.ones((3, C)), jnp.zeros((2,), jnp.int32), beta=-1.0)
   with pytest.raises(ValueError, match="do not match the head kernel"):
     losses.large_margin_logits(jnp.ones((2, 4)), jnp.ones((3, C)), jnp.zeros((2,), jnp.int32))
 
@@ -512,8 +528,7 @@ def test_sigmoid_ce_gradient_is_scaled_ce_gradient(x64, rng):
   """d sigmoid(CE)/d logits = sigmoid'(CE) dCE/d logits per example (Wu et al. 2018, Eqn. 2)."""
   logits, labels = data(rng, (1,))
   phi = losses.identity_loss_params(C, dtype=jnp.float64)
-  g = jax.grad(lambda lg: losses.parametric_loss(phi, lg, jnp.asarray(labels)))(
-      jnp.asarray(logits))
+  g = jax.grad(lambda lg: losses.parametric_loss(phi, lg, jnp.asarray(labels)))(jnp.asarray(logits))
   p = np.exp(np_log_softmax(logits))
   ce = -math.log(p[0, labels[0]])
   dce = p - np.eye(C)[labels]
@@ -524,19 +539,36 @@ def test_sigmoid_ce_gradient_is_scaled_ce_gradient(x64, rng):
 # ----------------------------------------------------------------------------- form classes
 
 
-@pytest.mark.parametrize("phi,expected", [
-    (losses.FullW(jnp.asarray([[1.0, 2.0], [3.0, 4.0]]), jnp.asarray([1.0, 3.0])),
-     {"b_mean": 2.0, "w_diag_mean": 2.5, "w_offdiag_mean": 2.5}),
-    (losses.DiagonalW(jnp.asarray([1.0, 3.0]), jnp.asarray(0.5)),
-     {"b_mean": 0.5, "w_diag_mean": 2.0, "w_offdiag_mean": 0.0}),
-    # diag(1, 2) + [[0, 1], [0, 0]]
-    (losses.LowRankW(jnp.asarray([1.0, 2.0]), jnp.asarray([[1.0], [0.0]]),
-                     jnp.asarray([[0.0], [1.0]]), jnp.zeros(2)),
-     {"b_mean": 0.0, "w_diag_mean": 1.5, "w_offdiag_mean": 0.5}),
-    # columns [0.75, 0.25] and [0.125, 0.875]
-    (losses.SoftTargetW(jnp.asarray([0.5, 0.25]), jnp.zeros(2)),
-     {"b_mean": 0.0, "eps_mean": 0.375, "w_diag_mean": 0.8125, "w_offdiag_mean": 0.1875}),
-], ids=["full", "diagonal", "low_rank", "soft_target"])
+@pytest.mark.parametrize(
+    "phi,expected",
+    [
+        (losses.FullW(jnp.asarray([[1.0, 2.0], [3.0, 4.0]]), jnp.asarray([1.0, 3.0])), {
+            "b_mean": 2.0,
+            "w_diag_mean": 2.5,
+            "w_offdiag_mean": 2.5
+        }),
+        (losses.DiagonalW(jnp.asarray([1.0, 3.0]), jnp.asarray(0.5)), {
+            "b_mean": 0.5,
+            "w_diag_mean": 2.0,
+            "w_offdiag_mean": 0.0
+        }),
+        # diag(1, 2) + [[0, 1], [0, 0]]
+        (losses.LowRankW(
+            jnp.asarray([1.0, 2.0]), jnp.asarray([[1.0], [0.0]]), jnp.asarray([[0.0], [1.0]]),
+            jnp.zeros(2)), {
+                "b_mean": 0.0,
+                "w_diag_mean": 1.5,
+                "w_offdiag_mean": 0.5
+            }),
+        # columns [0.75, 0.25] and [0.125, 0.875]
+        (losses.SoftTargetW(jnp.asarray([0.5, 0.25]), jnp.zeros(2)), {
+            "b_mean": 0.0,
+            "eps_mean": 0.375,
+            "w_diag_mean": 0.8125,
+            "w_offdiag_mean": 0.1875
+        }),
+    ],
+    ids=["full", "diagonal", "low_rank", "soft_target"])
 def test_statistics_known_values(phi, expected):
   got = losses.phi_statistics(phi)
   assert list(got) == list(expected)
@@ -549,8 +581,8 @@ def test_form_registry_and_names():
   assert tuple(losses.FORMS) == losses.PARAMETERISATIONS
   for name, cls in losses.FORMS.items():
     assert losses.form(name) is cls and cls.name == name and issubclass(cls, losses.LossForm)
-  assert [n for n, f in losses.FORMS.items() if f.represents_label_smoothing] == [
-      "full", "soft_target", "weighted_soft_target"]
+  assert [n for n, f in losses.FORMS.items() if f.represents_label_smoothing
+         ] == ["full", "soft_target", "weighted_soft_target"]
 
 
 def test_form_shape_errors():

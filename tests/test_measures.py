@@ -52,7 +52,7 @@ def test_expected_accuracy_is_mean_p_y(x64, rng, shape):
 @pytest.mark.parametrize("k", [50.0, 3.0])
 @pytest.mark.parametrize("shape", [(12,), (3, 4)])
 def test_sigmoid_smoothed_error_formula(x64, rng, k, shape):
-  logits, labels = data(rng, shape, scale=0.3)   # small logits: p's close, sigmoid not saturated
+  logits, labels = data(rng, shape, scale=0.3)  # small logits: p's close, sigmoid not saturated
   got = measures.sigmoid_smoothed_error(jnp.asarray(logits), jnp.asarray(labels), k=k)
   expected = np_sigmoid_error(logits, labels, k).mean()
   np.testing.assert_allclose(got, expected, rtol=1e-12)
@@ -67,21 +67,23 @@ def test_sigmoid_smoothed_error_is_zero_when_correct(x64):
 
 def test_accuracy(x64, rng):
   logits, labels = data(rng, (40,))
-  labels[:10] = logits[:10].argmax(-1)                # some surely right
+  labels[:10] = logits[:10].argmax(-1)  # some surely right
   got = measures.accuracy(jnp.asarray(logits), jnp.asarray(labels))
   np.testing.assert_allclose(got, (logits.argmax(-1) == labels).mean(), rtol=1e-12)
   mask = (rng.random(40) < 0.5).astype(np.float64)
   got = measures.accuracy(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(mask))
-  np.testing.assert_allclose(got, np_masked_mean((logits.argmax(-1) == labels) * 1.0, mask),
-                             rtol=1e-12)
+  np.testing.assert_allclose(
+      got, np_masked_mean((logits.argmax(-1) == labels) * 1.0, mask), rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["expected_accuracy", "sigmoid_smoothed_error", "accuracy"])
 def test_masking(x64, rng, name):
   fn = getattr(measures, name)
-  ref = {"expected_accuracy": lambda lg, lb: np_p_target(lg, lb),
-         "sigmoid_smoothed_error": lambda lg, lb: np_sigmoid_error(lg, lb, 50.0),
-         "accuracy": lambda lg, lb: (lg.argmax(-1) == lb) * 1.0}[name]
+  ref = {
+      "expected_accuracy": lambda lg, lb: np_p_target(lg, lb),
+      "sigmoid_smoothed_error": lambda lg, lb: np_sigmoid_error(lg, lb, 50.0),
+      "accuracy": lambda lg, lb: (lg.argmax(-1) == lb) * 1.0
+  }[name]
   logits, labels = data(rng, (3, 5))
   mask = np.ones((3, 5))
   mask[0, 2:] = 0.0
@@ -128,9 +130,10 @@ def _model(kind):
 
 
 @pytest.mark.parametrize("kind", ["mlp", "convbn"])
-@pytest.mark.parametrize("measure", [measures.ExpectedAccuracy(),
-                                     measures.SigmoidSmoothedError(k=7.0)],
-                         ids=["expected_accuracy", "sigmoid_error"])
+@pytest.mark.parametrize(
+    "measure",
+    [measures.ExpectedAccuracy(), measures.SigmoidSmoothedError(k=7.0)],
+    ids=["expected_accuracy", "sigmoid_error"])
 def test_padded_dev_batches_give_exact_mean(x64, rng, kind, measure):
   """13 examples in 3 batches of 5 (2 padded with garbage) = the mean over the 13."""
   model = _model(kind)
@@ -144,8 +147,11 @@ def test_padded_dev_batches_give_exact_mean(x64, rng, kind, measure):
   xp = np.concatenate([x, 100.0 * rng.normal(size=(nb * bs - n, 4, 4, 1))])
   yp = np.concatenate([y, rng.integers(0, C, size=nb * bs - n)])
   mask = (np.arange(nb * bs) < n).astype(np.float64)
-  dev = {"x": jnp.asarray(xp.reshape(nb, bs, 4, 4, 1)), "y": jnp.asarray(yp.reshape(nb, bs)),
-         "mask": jnp.asarray(mask.reshape(nb, bs))}
+  dev = {
+      "x": jnp.asarray(xp.reshape(nb, bs, 4, 4, 1)),
+      "y": jnp.asarray(yp.reshape(nb, bs)),
+      "mask": jnp.asarray(mask.reshape(nb, bs))
+  }
   got = unroll.dev_measure(student, measure, state.params, model_state, dev)
   logits = model.apply({"params": state.params, **model_state}, jnp.asarray(x), train=False)[0]
   logits = np.asarray(logits)
@@ -160,23 +166,25 @@ def test_padded_dev_batches_give_exact_mean(x64, rng, kind, measure):
                                       jax.tree.map(lambda a, i=i: a[i], dev))
     rows = slice(i * bs, min((i + 1) * bs, n))
     assert float(count) == rows.stop - rows.start
-    ref = (np_p_target(logits[rows], y[rows]) if isinstance(measure, measures.ExpectedAccuracy)
-           else np_sigmoid_error(logits[rows], y[rows], 7.0))
+    ref = (
+        np_p_target(logits[rows], y[rows]) if isinstance(measure, measures.ExpectedAccuracy) else
+        np_sigmoid_error(logits[rows], y[rows], 7.0))
     np.testing.assert_allclose(total, ref.sum(), rtol=1e-12)
 
 
 def test_batch_sums_without_mask(x64, rng):
   model = _model("mlp")
   student = student_lib.Student(model, student_lib.make_optimizer("sgd", 0.1), C)
-  batch = {"x": jnp.asarray(rng.normal(size=(6, 4, 4, 1))),
-           "y": jnp.asarray(rng.integers(0, C, size=6))}
+  batch = {
+      "x": jnp.asarray(rng.normal(size=(6, 4, 4, 1))),
+      "y": jnp.asarray(rng.integers(0, C, size=6))
+  }
   state = student.init(jax.random.PRNGKey(0), batch)
   total, count = measures.ExpectedAccuracy().batch_sums(student, state.params, state.model_state,
                                                         batch)
   logits = np.asarray(model.apply({"params": state.params}, batch["x"])[0])
   assert float(count) == 6
-  np.testing.assert_allclose(total, np_p_target(logits, np.asarray(batch["y"])).sum(),
-                             rtol=1e-12)
+  np.testing.assert_allclose(total, np_p_target(logits, np.asarray(batch["y"])).sum(), rtol=1e-12)
 
 
 def test_dev_measure_gradient_matches_direct(x64, rng):
@@ -192,6 +200,7 @@ def test_dev_measure_gradient_matches_direct(x64, rng):
   measure = measures.ExpectedAccuracy()
   g = jax.grad(lambda p: unroll.dev_measure(student, measure, p, {}, dev))(state.params)
   direct = jax.grad(lambda p: measures.expected_accuracy(
-      model.apply({"params": p}, jnp.asarray(x))[0], jnp.asarray(y)))(state.params)
+      model.apply({"params": p}, jnp.asarray(x))[0], jnp.asarray(y)))(
+          state.params)
   for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(direct)):
     np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-15)

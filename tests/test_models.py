@@ -10,7 +10,7 @@ from dlf_jax import hypergrad, measures, models, teacher as teacher_lib
 from dlf_jax.data import augment as augment_lib
 from dlf_jax.models import layers
 
-pytestmark = pytest.mark.usefixtures("fast_compile")   # tiny programs: compile time dominates
+pytestmark = pytest.mark.usefixtures("fast_compile")  # tiny programs: compile time dominates
 
 
 def n_params(model, shape=(2, 32, 32, 3)):
@@ -47,11 +47,12 @@ PADDINGS = ["SAME", "VALID", ((1, 2), (0, 1))]
 # pair occurs, in 12 cases instead of the 36 of the full product (each compiles its own
 # convolutions).
 CONV_CASES = [(k, s, PADDINGS[(i + j) % len(PADDINGS)])
-              for i, k in enumerate(KERNELS) for j, s in enumerate(STRIDES)]
+              for i, k in enumerate(KERNELS)
+              for j, s in enumerate(STRIDES)]
 
 
 def _conv_id(v):
-  if isinstance(v, tuple):                      # a kernel (3, 3) or explicit padding
+  if isinstance(v, tuple):  # a kernel (3, 3) or explicit padding
     return "x".join(map(str, v)) if isinstance(v[0], int) else "explicit"
   return str(v)
 
@@ -64,8 +65,8 @@ def test_im2col_conv_equals_flax_conv(x64, kernel, strides, padding):
   params = ref.init(jax.random.PRNGKey(1), x)
   for impl in ("im2col", "xla"):
     ours = layers.Conv(6, kernel, impl=impl, **kw)
-    assert (jax.tree_util.tree_structure(ours.init(jax.random.PRNGKey(1), x))
-            == jax.tree_util.tree_structure(params))
+    assert (jax.tree_util.tree_structure(ours.init(jax.random.PRNGKey(1),
+                                                   x)) == jax.tree_util.tree_structure(params))
     np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), atol=1e-12)
 
 
@@ -108,7 +109,7 @@ def test_augmentation_is_a_padded_crop_or_its_mirror():
           found = "flip"
     assert found is not None, i
     flips += found == "flip"
-  assert 0 < flips < len(x)       # both outcomes occur
+  assert 0 < flips < len(x)  # both outcomes occur
 
 
 def test_augmentation_errors():
@@ -122,20 +123,24 @@ def test_augmentation_errors():
 def _resnet_problem(num_steps=3, batch=4, weight_decay=1e-4, augment=True, net="resnet8"):
   """A float64 BatchNorm student (``net``: ResNet-8 or the smaller ``convbn``), momentum
   with weight decay and a step schedule, crop/flip augmentation, and a 2-loss teacher."""
-  model = (models.ResNet(8, 10, width=4, dtype=jnp.float64) if net == "resnet8"
-           else models.ConvBN(num_classes=10, width=4, dtype=jnp.float64))
+  model = (
+      models.ResNet(8, 10, width=4, dtype=jnp.float64) if net == "resnet8" else models.ConvBN(
+          num_classes=10, width=4, dtype=jnp.float64))
   tx = dlf_jax.make_optimizer(
       "momentum", lambda t: 0.1 * jnp.where(t >= 2, 0.1, 1.0), weight_decay=weight_decay)
-  student = dlf_jax.Student(model, tx, 10,
-                            augment=augment_lib.make_augment("crop_flip", padding=1)
-                            if augment else None)
+  student = dlf_jax.Student(
+      model, tx, 10, augment=augment_lib.make_augment("crop_flip", padding=1) if augment else None)
   teacher = teacher_lib.Teacher(teacher_lib.AttentionTeacher(10, num_matrices=2), total_steps=10)
   theta = jax.tree.map(lambda a: a.astype(jnp.float64), teacher.init(jax.random.PRNGKey(1)))
   rng = np.random.default_rng(0)
-  batches = {"x": jnp.asarray(rng.normal(size=(num_steps, batch, 8, 8, 3))),
-             "y": jnp.asarray(rng.integers(0, 10, (num_steps, batch)))}
-  dev = {"x": jnp.asarray(rng.normal(size=(1, 6, 8, 8, 3))),
-         "y": jnp.asarray(rng.integers(0, 10, (1, 6)))}
+  batches = {
+      "x": jnp.asarray(rng.normal(size=(num_steps, batch, 8, 8, 3))),
+      "y": jnp.asarray(rng.integers(0, 10, (num_steps, batch)))
+  }
+  dev = {
+      "x": jnp.asarray(rng.normal(size=(1, 6, 8, 8, 3))),
+      "y": jnp.asarray(rng.integers(0, 10, (1, 6)))
+  }
   state = student.init(jax.random.PRNGKey(0), {"x": batches["x"][0], "y": batches["y"][0]})
   state = state.replace(stats=jax.tree.map(lambda a: a.astype(jnp.float64), state.stats))
   return student, teacher, theta, state, batches, dev
@@ -147,12 +152,13 @@ def test_resnet_bn_momentum_weight_decay_hypergradient_matches_autodiff(x64):
   # compilation (tails are checked on the small problems of test_hypergrad.py).
   student, teacher, theta, state, batches, dev = _resnet_problem(num_steps=4)
   m = measures.ExpectedAccuracy()
-  ref = hypergrad.make_hypergradient_fn(student, teacher, m, method="autodiff")(
-      theta, state, batches, dev)
+  ref = hypergrad.make_hypergradient_fn(
+      student, teacher, m, method="autodiff")(theta, state, batches, dev)
   # store_all with BatchNorm is checked on the smaller conv net in test_hypergrad.py.
   for memory in ("checkpointed",):
-    got = hypergrad.make_hypergradient_fn(student, teacher, m, method="vjp", memory=memory,
-                                          checkpoint_every=2)(theta, state, batches, dev)
+    got = hypergrad.make_hypergradient_fn(
+        student, teacher, m, method="vjp", memory=memory, checkpoint_every=2)(theta, state, batches,
+                                                                              dev)
     for a, b in ((got.dtheta, ref.dtheta), (got.dparams0, ref.dparams0)):
       a, b = (np.concatenate([np.ravel(v) for v in jax.tree.leaves(t)]) for t in (a, b))
       assert np.linalg.norm(b) > 0
@@ -162,8 +168,7 @@ def test_resnet_bn_momentum_weight_decay_hypergradient_matches_autodiff(x64):
   after = jax.tree.leaves(got.final_state.model_state)
   assert any(not np.allclose(a, b) for a, b in zip(before, after))
   assert "batch_stats" not in got.dparams0
-  assert (jax.tree_util.tree_structure(got.dparams0)
-          == jax.tree_util.tree_structure(state.params))
+  assert (jax.tree_util.tree_structure(got.dparams0) == jax.tree_util.tree_structure(state.params))
 
 
 def test_augmentation_changes_the_step_and_is_reproducible(x64):

@@ -28,12 +28,15 @@ from experiments.configs import (iwslt14_lstm, iwslt14_transformer, multi30k_lst
                                  multi30k_transformer)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = {"multi30k_transformer": multi30k_transformer, "multi30k_lstm": multi30k_lstm,
-           "iwslt14_transformer": iwslt14_transformer, "iwslt14_lstm": iwslt14_lstm}
+CONFIGS = {
+    "multi30k_transformer": multi30k_transformer,
+    "multi30k_lstm": multi30k_lstm,
+    "iwslt14_transformer": iwslt14_transformer,
+    "iwslt14_lstm": iwslt14_lstm
+}
 SIGNATURE = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:"
 
-
-pytestmark = pytest.mark.usefixtures("fast_compile")   # tiny programs
+pytestmark = pytest.mark.usefixtures("fast_compile")  # tiny programs
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,7 @@ def test_configs_load_and_validate(name, variant):
   assert config.task == "translation"
   assert config.data.name == corpus and config.model.name == model
   assert config.teacher.parameterisation in ("diagonal", "low_rank", "soft_target")
-  if config.teacher.parameterisation == "soft_target":     # O(|V|): no per-class q
+  if config.teacher.parameterisation == "soft_target":  # O(|V|): no per-class q
     assert config.teacher.target in ("uniform", "shared")
   full = CONFIGS[name].get_config()
   if variant == "smoke":
@@ -61,7 +64,7 @@ def test_configs_load_and_validate(name, variant):
   elif variant == "cpu":
     assert config.student.num_steps < full.student.num_steps
   else:
-    assert config.data.train_size is None      # the whole corpus
+    assert config.data.train_size is None  # the whole corpus
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -78,23 +81,25 @@ def _set(config, key, value):
   node[leaf] = value
 
 
-@pytest.mark.parametrize("key,value", [
-    ("teacher.parameterisation", "full"),           # a dense |V| x |V| W is rejected
-    ("model.num_heads", 3),                         # does not divide d_model = 32
-    ("methods", ("cross_entropy", "large_margin")),
-    ("methods", ()),
-    ("teach.measure", "bogus"),
-    ("data.name", "wmt14"),
-    ("data.variant", "bpe"),
-    ("model.name", "gru"),
-    ("model.dropout", 1.0),
-    ("student.eval_every", 7),                      # not a multiple of min(block, T) = 5
-    ("teach.unroll_steps", 3),                      # neither divides nor is a multiple of 10
-    ("data.vocab_size", 0),
-    ("eval.beam_size", 0),
-    ("teach.temperature", 0.0),
-    ("baselines.smoothing", 1.0),
-])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("teacher.parameterisation", "full"),  # a dense |V| x |V| W is rejected
+        ("model.num_heads", 3),  # does not divide d_model = 32
+        ("methods", ("cross_entropy", "large_margin")),
+        ("methods", ()),
+        ("teach.measure", "bogus"),
+        ("data.name", "wmt14"),
+        ("data.variant", "bpe"),
+        ("model.name", "gru"),
+        ("model.dropout", 1.0),
+        ("student.eval_every", 7),  # not a multiple of min(block, T) = 5
+        ("teach.unroll_steps", 3),  # neither divides nor is a multiple of 10
+        ("data.vocab_size", 0),
+        ("eval.beam_size", 0),
+        ("teach.temperature", 0.0),
+        ("baselines.smoothing", 1.0),
+    ])
 def test_bad_config_value_is_named(key, value):
   config = multi30k_transformer.get_config("smoke")
   _set(config, key, value)
@@ -146,7 +151,7 @@ def _snapshot(directory):
 
 def _check_results(results, config, workdir, test_refs):
   methods = tuple(config.methods)
-  if "l2t_dlf" in methods and config.teach.select:   # the untaught anchor's control students
+  if "l2t_dlf" in methods and config.teach.select:  # the untaught anchor's control students
     methods += ("l2t_dlf_anchor",)
   assert tuple(results["methods"]) == methods
   assert results["signature"].startswith(SIGNATURE)
@@ -183,13 +188,18 @@ def _check_results(results, config, workdir, test_refs):
     rows = list(csv.DictReader(f))
   for b in results["bleu"]:
     for key in ("bleu", "tokenized_bleu"):
-      got = [float(r["value"]) for r in rows if (r["phase"], r["method"], r["metric"]) == (
-          "student", b["method"], f"test_{key}") and int(r["step"]) == b["step"]]
+      got = [
+          float(r["value"])
+          for r in rows
+          if (r["phase"], r["method"],
+              r["metric"]) == ("student", b["method"],
+                               f"test_{key}") and int(r["step"]) == b["step"]
+      ]
       assert got == [pytest.approx(b[key])], (b["method"], key)
   assert {r["method"] for r in rows if r["metric"] == "dev_accuracy"} == set(methods)
   if "l2t_dlf" in methods:
     assert any(r["phase"] == "teach" and r["metric"] == "dev_measure" for r in rows)
-  for m in methods:       # one seed: the BLEU alone, no "± 0.00"
+  for m in methods:  # one seed: the BLEU alone, no "± 0.00"
     assert f"| {summaries.METHOD_NAMES[m]} | {results['methods'][m]['bleu'][0]:.2f} | " in md, m
 
 
@@ -203,16 +213,16 @@ def test_multi30k_smoke_end_to_end_and_read_back(name, measure, tmp_path, multi3
   config = CONFIGS[name].get_config("smoke")
   config.methods = ("cross_entropy", "l2t_dlf")
   config.teach.measure = measure
-  config.teach.select = name == "multi30k_transformer"      # the LSTM run: no selection
+  config.teach.select = name == "multi30k_transformer"  # the LSTM run: no selection
   workdir = str(tmp_path / name)
   results = translate.run(config, workdir)
   assert results["data"]["name"] == "multi30k"
-  assert (results["data"]["train"], results["data"]["dev"], results["data"]["test"]) == (
-      400, 40, 40)
+  assert (results["data"]["train"], results["data"]["dev"], results["data"]["test"]) == (400, 40,
+                                                                                         40)
   assert 0 < results["data"]["train_used"] <= 400 and results["data"]["vocab_size"] == 500
   assert results["config"]["model"]["name"] == name.split("_")[1]
   _check_results(results, config, workdir, multi30k.test.tgt[:40])
-  smoothing = results["teacher_smoothing"]               # soft-target W: eps per token
+  smoothing = results["teacher_smoothing"]  # soft-target W: eps per token
   assert smoothing["anchor"] == config.teacher.anchor_smoothing
   assert smoothing["steps"][0] == config.teach.pretrain_steps
   assert smoothing["steps"][-1] == config.student.num_steps
@@ -237,12 +247,12 @@ def test_multi30k_smoke_end_to_end_and_read_back(name, measure, tmp_path, multi3
 def _check_selection(results, config, workdir, multi30k):
   """Both candidates' students translated the validation split (test_2017_flickr), the
   higher validation BLEU was chosen, and the report says which."""
-  val_refs = tr.load_translation_corpus("multi30k", val_split="test_2017_flickr",
-                                        val_size=config.data.val_size).val.tgt
+  val_refs = tr.load_translation_corpus(
+      "multi30k", val_split="test_2017_flickr", val_size=config.data.val_size).val.tgt
   assert results["data"]["val"] == config.data.val_size == len(val_refs)
   assert not set(val_refs) & (set(multi30k.test.tgt) | set(multi30k.dev.tgt))
   by_method = {r["method"]: r for r in results["val_bleu"]}
-  assert set(by_method) == set(results["methods"])          # every student, seed 0
+  assert set(by_method) == set(results["methods"])  # every student, seed 0
   for r in results["val_bleu"]:
     stem = os.path.join(workdir, "translations", f"{r['method']}_seed0.val")
     hyps, refs = _lines(stem + ".hyp.txt"), _lines(stem + ".ref.txt")
@@ -253,7 +263,7 @@ def _check_selection(results, config, workdir, multi30k):
   assert selection["val_bleu"] == pytest.approx(scores)
   best = max(scores.values())
   assert scores[selection["chosen"]] == best
-  if scores["anchor (untaught)"] == best:                  # a tie goes to the anchor
+  if scores["anchor (untaught)"] == best:  # a tie goes to the anchor
     assert selection["chosen"] == "anchor (untaught)"
   assert selection["method"] == translate.SELECTION_CANDIDATES[selection["chosen"]]
   with open(os.path.join(workdir, "selection.json")) as f:
@@ -265,8 +275,15 @@ def _check_selection(results, config, workdir, multi30k):
 
 
 def test_select_on_validation_prefers_higher_bleu_and_the_anchor_on_a_tie(tmp_path):
-  rows = lambda a, t: [{"method": "l2t_dlf_anchor", "seed": s, "bleu": a[s]} for s in (0, 1)] + [
-      {"method": "l2t_dlf", "seed": s, "bleu": t[s]} for s in (0, 1)]
+  rows = lambda a, t: [{
+      "method": "l2t_dlf_anchor",
+      "seed": s,
+      "bleu": a[s]
+  } for s in (0, 1)] + [{
+      "method": "l2t_dlf",
+      "seed": s,
+      "bleu": t[s]
+  } for s in (0, 1)]
   out = translate.select_on_validation(rows((30.0, 31.0), (31.0, 31.5)), str(tmp_path))
   assert out["chosen"] == "taught" and out["method"] == "l2t_dlf" and out["seeds"] == [0, 1]
   assert out["val_bleu"] == {"anchor (untaught)": 30.5, "taught": 31.25}
@@ -283,12 +300,12 @@ def test_smoothing_by_frequency_known_values(tmp_path):
   import numpy as np
   eps0, eps1 = np.array([0.1, 0.1, 0.1, 0.1, 0.1]), np.array([0.0, 0.2, 0.4, 0.1, 0.3])
   snaps = [(400, losses.soft_target_params(eps0)), (1200, losses.soft_target_params(eps1))]
-  counts = np.array([0, 1, 3, 6, 10])          # class 0 never occurs (PAD)
+  counts = np.array([0, 1, 3, 6, 10])  # class 0 never occurs (PAD)
   out = analysis.smoothing_by_frequency(snaps, counts)
   assert out["steps"] == [400, 1200]
   assert out["mean"] == pytest.approx([0.1, 0.2]) and out["min"] == pytest.approx([0.1, 0.0])
   assert out["token_mean"] == pytest.approx([0.1, (0.2 + 1.2 + 0.6 + 3.0) / 20])
-  assert out["by_frequency"] == pytest.approx([0.2, 0.4, 0.1, 0.3])   # rarest first
+  assert out["by_frequency"] == pytest.approx([0.2, 0.4, 0.1, 0.3])  # rarest first
   plots.plot_smoothing_by_frequency(snaps, counts, 0.1, str(tmp_path / "p.png"))
   assert os.path.getsize(tmp_path / "p.png") > 0
   with pytest.raises(ValueError, match="counts has shape"):
@@ -299,7 +316,7 @@ def test_smoothing_by_frequency_known_values(tmp_path):
 
 
 def test_selection_needs_a_validation_split():
-  for none in (None, "", "None"):          # 'None' is what --config.data.val_split=None gives
+  for none in (None, "", "None"):  # 'None' is what --config.data.val_split=None gives
     config = multi30k_transformer.get_config("smoke")
     assert config.teach.select and config.data.val_split == "test_2017_flickr"
     config.data.val_split = none
@@ -310,14 +327,14 @@ def test_selection_needs_a_validation_split():
     config.baselines.smoothing_grid = (0.1, 0.2)
     with pytest.raises(ValueError, match=r"config\.baselines\.smoothing_grid=.*data\.val_split"):
       translate.validate_config(config)
-  assert not iwslt14_transformer.get_config("smoke").teach.select   # IWSLT14: no val split
+  assert not iwslt14_transformer.get_config("smoke").teach.select  # IWSLT14: no val split
 
 
 @pytest.mark.parametrize("val_split,match", [
     ("val", r"config\.data\.val_split='val' is the dev split of multi30k"),
     ("test_2016_flickr", r"config\.data\.val_split='test_2016_flickr' is the test split"),
     ("test_2099", r"config\.data\.val_split='test_2099': no files test_2099\.\{de,en\}.*"
-                  r"'test_2017_flickr'"),
+     r"'test_2017_flickr'"),
 ])
 def test_bad_validation_split_is_a_config_error(val_split, match, tmp_path):
   config = multi30k_transformer.get_config("smoke")
@@ -329,8 +346,8 @@ def test_bad_validation_split_is_a_config_error(val_split, match, tmp_path):
 def write_fairseq_dir(directory, multi30k, sizes=(400, 40, 40)):
   """``train/valid/test.{de,en}`` from Multi30k lines (``train.de`` gzipped)."""
   os.makedirs(directory, exist_ok=True)
-  for stem, text, n in zip(("train", "valid", "test"), (multi30k.train, multi30k.dev,
-                                                        multi30k.test), sizes):
+  for stem, text, n in zip(("train", "valid", "test"),
+                           (multi30k.train, multi30k.dev, multi30k.test), sizes):
     for lang, lines in (("de", text.src), ("en", text.tgt)):
       content = "\n".join(lines[:n]) + "\n"
       if (stem, lang) == ("train", "de"):
@@ -350,8 +367,8 @@ def test_iwslt14_smoke_from_a_fairseq_directory(tmp_path, multi30k):
   workdir = str(tmp_path / "run")
   results = translate.run(config, workdir)
   assert results["data"]["name"] == "iwslt14" and "IWSLT14" in results["data"]["notes"]
-  assert (results["data"]["train"], results["data"]["dev"], results["data"]["test"]) == (
-      400, 40, 40)
+  assert (results["data"]["train"], results["data"]["dev"], results["data"]["test"]) == (400, 40,
+                                                                                         40)
   _check_results(results, config, workdir, multi30k.test.tgt[:40])
   # Without data_dir: the library's FileNotFoundError, naming what to set.
   missing = iwslt14_transformer.get_config("smoke")
@@ -368,10 +385,11 @@ def test_cli_runs_a_translation_config_and_tunes_label_smoothing(tmp_path):
   env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
   env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
   workdir = str(tmp_path / "cli")
-  cmd = [sys.executable, "-m", "experiments.main",
-         "--config=experiments/configs/multi30k_transformer.py:smoke",
-         f"--workdir={workdir}", "--config.methods=('label_smoothing',)",
-         "--config.baselines.smoothing_grid=(0.0,0.3)"]
+  cmd = [
+      sys.executable, "-m", "experiments.main",
+      "--config=experiments/configs/multi30k_transformer.py:smoke", f"--workdir={workdir}",
+      "--config.methods=('label_smoothing',)", "--config.baselines.smoothing_grid=(0.0,0.3)"
+  ]
   done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   with open(os.path.join(workdir, "results.md"), encoding="utf-8") as f:
@@ -394,8 +412,8 @@ def test_cli_runs_a_translation_config_and_tunes_label_smoothing(tmp_path):
   assert results["config"]["baselines"]["smoothing"] == tuning["chosen"]
   assert results["config"]["teacher"]["anchor_smoothing"] == tuning["chosen"]
   # Two students in all: the reported one is the chosen eps's.
-  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [
-      "label_smoothing_eps0", "label_smoothing_eps0.3"]
+  assert sorted(os.listdir(os.path.join(
+      workdir, "checkpoints"))) == ["label_smoothing_eps0", "label_smoothing_eps0.3"]
   tag = f"label_smoothing_eps{tuning['chosen']:g}"
   assert [(b["method"], b["split"]) for b in results["bleu"]] == [("label_smoothing", "test")]
   with open(os.path.join(workdir, "runs", f"{tag}_seed0.bleu.json")) as f:

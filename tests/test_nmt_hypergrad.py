@@ -14,9 +14,7 @@ from _numerics import flat, rel_err
 from helpers import (LS, LT, T_STEPS, B, V, detok, float64_state, nmt_student, random_pairs,
                      tiny_transformer, to_f64)
 
-
-pytestmark = pytest.mark.usefixtures("fast_compile")   # tiny programs
-
+pytestmark = pytest.mark.usefixtures("fast_compile")  # tiny programs
 
 B_DEV, N_DEV = 3, 2
 
@@ -29,18 +27,19 @@ def nmt_problem(parameterisation, seed=0):
   batches = {k: jnp.asarray(v) for k, v in batches.items()}
   dev = {k: jnp.asarray(v) for k, v in dev.items()}
   student = nmt_student(tiny_transformer(dropout=0.1))
-  module = teacher_lib.AttentionTeacher(V, num_matrices=3, parameterisation=parameterisation,
-                                        rank=2, init_scale=0.1)
+  module = teacher_lib.AttentionTeacher(
+      V, num_matrices=3, parameterisation=parameterisation, rank=2, init_scale=0.1)
   teacher = teacher_lib.Teacher(module, total_steps=20)
   theta = to_f64(teacher.init(jax.random.PRNGKey(seed + 1)))
   state = float64_state(student, jax.tree.map(lambda a: a[0], batches), seed)
   return student, teacher, theta, state, batches, dev
 
 
-VARIANTS = {"autodiff": dict(method="autodiff", memory="store_all"),
-            "store_all": dict(method="auto", memory="store_all"),
-            "checkpointed": dict(method="auto", memory="checkpointed",
-                                 checkpoint_every=2)}   # 2 x 2
+VARIANTS = {
+    "autodiff": dict(method="autodiff", memory="store_all"),
+    "store_all": dict(method="auto", memory="store_all"),
+    "checkpointed": dict(method="auto", memory="checkpointed", checkpoint_every=2)
+}  # 2 x 2
 
 
 def check_against_autodiff(out, state):
@@ -64,11 +63,13 @@ def check_against_autodiff(out, state):
   assert all(n > 0 for n in norms), norms
 
 
-def hypergradients(student, teacher, measure, theta, state, batches, dev,
-                   variants=tuple(VARIANTS)):
+def hypergradients(student, teacher, measure, theta, state, batches, dev, variants=tuple(VARIANTS)):
   """``make_hypergradient_fn`` for each variant (autodiff, store_all, checkpointed)."""
-  return {name: hypergrad.make_hypergradient_fn(student, teacher, measure, **VARIANTS[name])(
-      theta, state, batches, dev) for name in variants}
+  return {
+      name:
+          hypergrad.make_hypergradient_fn(student, teacher, measure, **VARIANTS[name])
+          (theta, state, batches, dev) for name in variants
+  }
 
 
 # Compilation dominates (~15-35 s per variant on 2 busy cores), so the two W
@@ -77,14 +78,22 @@ def hypergradients(student, teacher, measure, theta, state, batches, dev,
 # the dev objective of Eqn. 3) through the checkpointed one, each against autodiff.
 def test_transformer_hypergradient_expected_accuracy(x64):
   student, teacher, theta, state, batches, dev = nmt_problem("diagonal")
-  out = hypergradients(student, teacher, measures.ExpectedAccuracy(), theta, state, batches,
-                       dev, variants=("autodiff", "store_all"))
+  out = hypergradients(
+      student,
+      teacher,
+      measures.ExpectedAccuracy(),
+      theta,
+      state,
+      batches,
+      dev,
+      variants=("autodiff", "store_all"))
   check_against_autodiff(out, state)
   # Dropout is on in the unroll: the first step's training loss is not the eval-mode loss.
   first = jax.tree.map(lambda a: a[0], batches)
   phi0 = teacher.phi(theta, teacher.state_features(state.step, state.stats))
-  eval_loss = teacher.loss(phi0, student.apply(state.params, {}, first, train=False)[0],
-                           first["tgt_out"], first["mask"])
+  eval_loss = teacher.loss(phi0,
+                           student.apply(state.params, {}, first, train=False)[0], first["tgt_out"],
+                           first["mask"])
   assert abs(float(out["autodiff"].metrics.loss[0]) - float(eval_loss)) > 1e-6
   # The measure is the token-level expected accuracy over the unpadded dev tokens.
   final = out["autodiff"].final_state
@@ -93,23 +102,29 @@ def test_transformer_hypergradient_expected_accuracy(x64):
   p = jax.nn.softmax(logits, -1)
   p_y = np.take_along_axis(np.asarray(p), np.asarray(dev["tgt_out"]).reshape(-1, LT, 1), -1)
   m = np.asarray(dev["mask"]).reshape(-1, LT)
-  np.testing.assert_allclose(out["store_all"].value, (p_y[..., 0] * m).sum() / m.sum(),
-                             rtol=1e-12)
+  np.testing.assert_allclose(out["store_all"].value, (p_y[..., 0] * m).sum() / m.sum(), rtol=1e-12)
 
 
 def test_transformer_hypergradient_expected_bleu(x64):
   student, teacher, theta, state, batches, dev = nmt_problem("low_rank", seed=3)
-  measure = bleu.ExpectedSentenceBLEU(detokenize=detok, num_samples=3, max_len=LT,
-                                      include_reference=True)
+  measure = bleu.ExpectedSentenceBLEU(
+      detokenize=detok, num_samples=3, max_len=LT, include_reference=True)
   prepared = measure.prepare(student, state, dev, jax.random.PRNGKey(5))
   k = 4
   assert prepared["cand_out"].shape == (N_DEV, B_DEV, k, LT)
-  assert prepared["cand_valid"][-1, -1].sum() == 0           # the padded dev row
-  assert prepared["cand_valid"][0].sum() >= B_DEV             # every real row has candidates
+  assert prepared["cand_valid"][-1, -1].sum() == 0  # the padded dev row
+  assert prepared["cand_valid"][0].sum() >= B_DEV  # every real row has candidates
   # BLEU weights differ between candidates, so the measure depends on q (non-zero gradient).
   assert np.ptp(prepared["cand_bleu"][0][prepared["cand_valid"][0] > 0]) > 0
   prepared = {k_: jnp.asarray(v) for k_, v in prepared.items()}
-  out = hypergradients(student, teacher, measure, theta, state, batches, prepared,
-                       variants=("autodiff", "checkpointed"))
+  out = hypergradients(
+      student,
+      teacher,
+      measure,
+      theta,
+      state,
+      batches,
+      prepared,
+      variants=("autodiff", "checkpointed"))
   check_against_autodiff(out, state)
   assert 0.0 < float(out["autodiff"].value) <= 1.0

@@ -78,8 +78,8 @@ def test_corrupt_labels_follows_the_documented_draw(dtype):
   ref = np.array([int(np.argmax(u[n] < np.cumsum(t[y[n]]))) for n in range(len(y))])
   assert got.dtype == dtype
   np.testing.assert_array_equal(got, ref)
-  np.testing.assert_array_equal(got[y == 2], 2)            # a one-hot row never moves
-  assert not np.any((y == 0) & (got > 1))                   # zero probability: never drawn
+  np.testing.assert_array_equal(got[y == 2], 2)  # a one-hot row never moves
+  assert not np.any((y == 0) & (got > 1))  # zero probability: never drawn
 
 
 def test_corrupt_labels_is_deterministic_and_seeded():
@@ -108,7 +108,7 @@ def test_corrupt_labels_realised_rate_and_matrix(fn, rate):
   per_row = np.bincount(y, minlength=10)[:, None]
   tol = 4 * np.sqrt(np.maximum(t * (1 - t), 1e-12) / per_row) + 1e-12
   assert np.all(np.abs(realised - t) <= tol)
-  np.testing.assert_array_equal(realised[t == 0], 0.0)       # e.g. pair flip: only i, i + 1
+  np.testing.assert_array_equal(realised[t == 0], 0.0)  # e.g. pair flip: only i, i + 1
 
 
 def test_higher_rate_flips_a_superset():
@@ -131,10 +131,11 @@ def test_corrupt_labels_errors(labels, t, match):
 def test_realised_transition_absent_class_and_rate():
   clean = np.array([0, 0, 0, 0, 1, 1])
   noisy = np.array([0, 1, 1, 1, 1, 0])
-  np.testing.assert_allclose(noise.realised_transition(clean, noisy, 3),
-                             [[0.25, 0.75, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
-  np.testing.assert_array_equal(noise.transition_counts(clean, noisy, 3),
-                                [[1, 3, 0], [1, 1, 0], [0, 0, 0]])
+  np.testing.assert_allclose(
+      noise.realised_transition(clean, noisy, 3),
+      [[0.25, 0.75, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+  np.testing.assert_array_equal(
+      noise.transition_counts(clean, noisy, 3), [[1, 3, 0], [1, 1, 0], [0, 0, 0]])
   assert noise.noise_rate(clean, noisy) == pytest.approx(4 / 6)
   with pytest.raises(ValueError, match="same length"):
     noise.realised_transition(clean, noisy[:3], 3)
@@ -146,11 +147,11 @@ def test_realised_transition_absent_class_and_rate():
 
 
 def test_long_tail_counts_known_values():
-  np.testing.assert_array_equal(noise.long_tail_counts(500, 10, 100),
-                                [500, 299, 179, 107, 64, 38, 23, 13, 8, 5])
+  np.testing.assert_array_equal(
+      noise.long_tail_counts(500, 10, 100), [500, 299, 179, 107, 64, 38, 23, 13, 8, 5])
   # CIFAR-10-LT, rho = 100 (Cao et al. 2019's code).
-  np.testing.assert_array_equal(noise.long_tail_counts(5000, 10, 100),
-                                [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50])
+  np.testing.assert_array_equal(
+      noise.long_tail_counts(5000, 10, 100), [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50])
   np.testing.assert_array_equal(noise.long_tail_counts(7, 4, 1), [7, 7, 7, 7])
 
 
@@ -168,7 +169,7 @@ def test_long_tail_subsample_counts_and_determinism():
   y = np.repeat(np.arange(5), [60, 50, 70, 80, 55]).astype(np.int32)
   y = y[np.random.default_rng(1).permutation(len(y))]
   idx = noise.long_tail_subsample(y, 10.0, seed=3)
-  want = noise.long_tail_counts(50, 5, 10.0)             # n_max = the rarest class (50)
+  want = noise.long_tail_counts(50, 5, 10.0)  # n_max = the rarest class (50)
   np.testing.assert_array_equal(np.bincount(y[idx], minlength=5), want)
   assert idx.dtype == np.int64 and np.all(np.diff(idx) > 0)
   np.testing.assert_array_equal(idx, noise.long_tail_subsample(y, 10.0, seed=3))
@@ -190,8 +191,8 @@ def test_long_tail_subsample_errors():
 
 
 def test_class_priors():
-  np.testing.assert_allclose(noise.class_priors(np.array([0, 0, 2, 2, 2, 1]), 4),
-                             [2 / 6, 1 / 6, 3 / 6, 0.0])
+  np.testing.assert_allclose(
+      noise.class_priors(np.array([0, 0, 2, 2, 2, 1]), 4), [2 / 6, 1 / 6, 3 / 6, 0.0])
   with pytest.raises(ValueError, match="labels is empty"):
     noise.class_priors(np.array([], np.int32), 3)
 
@@ -204,7 +205,7 @@ def test_glc_recovers_t_from_one_hot_probs():
   t = np.array([[0.7, 0.2, 0.1, 0.0], [0.0, 0.6, 0.4, 0.0], [0.1, 0.1, 0.8, 0.0],
                 [0.0, 0.0, 0.0, 1.0]])
   labels, probs = [], []
-  for i in range(3):                                     # class 3 has no trusted example
+  for i in range(3):  # class 3 has no trusted example
     draws = np.repeat(np.arange(4), np.round(10 * t[i]).astype(int))
     labels += [i] * len(draws)
     probs.append(np.eye(4)[draws])
@@ -212,7 +213,7 @@ def test_glc_recovers_t_from_one_hot_probs():
   probs = np.concatenate(probs)
   order = np.random.default_rng(0).permutation(len(labels))
   got = noise.estimate_transition_glc(probs[order], labels[order], 4)
-  np.testing.assert_allclose(got, t, rtol=0, atol=1e-15)   # row 3: identity (absent)
+  np.testing.assert_allclose(got, t, rtol=0, atol=1e-15)  # row 3: identity (absent)
 
 
 def test_glc_errors():
@@ -230,34 +231,38 @@ def test_glc_errors():
 def test_evaluate_balanced_accuracy_matches_numpy(x64):
   c = 4
   rng = np.random.default_rng(0)
-  y = np.repeat(np.arange(3), [20, 6, 3])                  # imbalanced; class 3 absent
+  y = np.repeat(np.arange(3), [20, 6, 3])  # imbalanced; class 3 absent
   x = rng.normal(size=(len(y), 5)) + y[:, None]
   model = models.MLP(hidden=(8,), num_classes=c, dtype=jnp.float64)
   student = student_lib.Student(model, student_lib.make_optimizer("sgd", 0.1), c)
   state = student.init(jax.random.PRNGKey(1), {"x": x[:2], "y": y[:2]})
-  batches = make_eval_batches({"x": x, "y": y}, 8)          # 4 batches, the last padded
+  batches = make_eval_batches({"x": x, "y": y}, 8)  # 4 batches, the last padded
   got = unroll.evaluate(student, state.params, state.model_state, batches)
   pred = np.argmax(np.asarray(model.apply({"params": state.params}, x)[0]), -1)
   recall = [np.mean(pred[y == k] == k) for k in range(3)]
   np.testing.assert_allclose(got["balanced_accuracy"], np.mean(recall), rtol=1e-12)
   np.testing.assert_allclose(got["accuracy"], np.mean(pred == y), rtol=1e-12)
-  jitted = jax.jit(lambda p, m, b: unroll.evaluate(student, p, m, b))(
-      state.params, state.model_state, batches)
+  jitted = jax.jit(lambda p, m, b: unroll.evaluate(student, p, m, b))(state.params,
+                                                                      state.model_state, batches)
   np.testing.assert_allclose(jitted["balanced_accuracy"], np.mean(recall), rtol=1e-12)
 
 
 class _TokenModel(nn.Module):
+
   @nn.compact
   def __call__(self, x, *, train=False):
-    return nn.Dense(3, dtype=jnp.float64)(x)                 # [B, L, 3]
+    return nn.Dense(3, dtype=jnp.float64)(x)  # [B, L, 3]
 
 
 def test_evaluate_token_level_has_no_balanced_accuracy(x64):
-  student = student_lib.Student(_TokenModel(), student_lib.make_optimizer("sgd", 0.1), 3,
-                                head_path=None)
+  student = student_lib.Student(
+      _TokenModel(), student_lib.make_optimizer("sgd", 0.1), 3, head_path=None)
   rng = np.random.default_rng(0)
-  batch = {"x": rng.normal(size=(2, 4, 5, 2)), "y": rng.integers(0, 3, (2, 4, 5)),
-           "mask": np.ones((2, 4, 5))}
+  batch = {
+      "x": rng.normal(size=(2, 4, 5, 2)),
+      "y": rng.integers(0, 3, (2, 4, 5)),
+      "mask": np.ones((2, 4, 5))
+  }
   state = student.init(jax.random.PRNGKey(0), jax.tree.map(lambda a: a[0], batch))
   got = unroll.evaluate(student, state.params, state.model_state, batch)
   assert sorted(got) == ["accuracy", "cross_entropy"]
@@ -302,13 +307,12 @@ def test_splits_corrupt_train_only(embedded):
   flipped = data.train.y != data.train.clean_y
   np.testing.assert_array_equal(data.train.y[flipped], (data.train.clean_y[flipped] + 1) % 10)
   assert data.train.y.dtype == np.int32
-  record = json.loads(json.dumps(splits.label_record(config, data, val)))   # JSON-able
+  record = json.loads(json.dumps(splits.label_record(config, data, val)))  # JSON-able
   assert record["noise"]["realised_rate"] == pytest.approx(np.mean(flipped))
   assert abs(record["noise"]["realised_rate"] - 0.4) < 4 * np.sqrt(0.24 / len(flipped))
   np.testing.assert_allclose(record["noise"]["transition"], noise.pair_flip_transition(10, 0.4))
-  np.testing.assert_allclose(
-      record["noise"]["realised_transition"],
-      noise.realised_transition(data.train.clean_y, data.train.y, 10))
+  np.testing.assert_allclose(record["noise"]["realised_transition"],
+                             noise.realised_transition(data.train.clean_y, data.train.y, 10))
   assert record["class_counts"]["val"] == np.bincount(val.y, minlength=10).tolist()
   assert sum(record["class_counts"]["train"]) == len(data.train) == 400
 
@@ -335,23 +339,39 @@ def test_splits_long_tail_too_steep_is_a_config_error(embedded):
 
 
 @pytest.mark.parametrize("keys, match", [
-    ({"noise__kind": "gaussian"}, r"config.data.noise.kind='gaussian' is invalid: expected one"),
-    ({"noise__kind": "pair", "noise__rate": 1.0},
-     r"config.data.noise.rate=1.0 is invalid: expected a number in \[0, 1\)"),
-    ({"noise__kind": "symmetric", "noise__rate": 0.95},
-     r"config.data.noise.rate=0.95 is invalid: .*\[0, 0.9\] for symmetric"),
-    ({"noise__rate": 0.4}, r"config.data.noise.rate=0.4 is invalid: expected 0 with "
-                           r"data.noise.kind='none'"),
-    ({"noise__kind": "matrix", "noise__matrix": ((0.5, 0.4),) + ((0.0, 1.0),)},
-     r"config.data.noise.matrix=.* 10 x 10 .*is 2 x 2 but the data have 10"),
-    ({"noise__kind": "matrix",
-      "noise__matrix": tuple(tuple(r) for r in 0.9 * np.eye(10) + 0.02)},
-     r"config.data.noise.matrix=.*not row-stochastic: row 0 sums to 1.1"),
-    ({"noise__kind": "matrix"}, r"config.data.noise.matrix=None is invalid: .*\(missing\)"),
-    ({"noise__matrix": ((1.0, 0.0), (0.0, 1.0))},
-     r"config.data.noise.matrix=.* expected None unless data.noise.kind='matrix'"),
-    ({"imbalance__ratio": 0.5}, r"config.data.imbalance.ratio=0.5 is invalid: expected None "
-                                r"\(.*\) or a number >= 1"),
+    ({
+        "noise__kind": "gaussian"
+    }, r"config.data.noise.kind='gaussian' is invalid: expected one"),
+    ({
+        "noise__kind": "pair",
+        "noise__rate": 1.0
+    }, r"config.data.noise.rate=1.0 is invalid: expected a number in \[0, 1\)"),
+    ({
+        "noise__kind": "symmetric",
+        "noise__rate": 0.95
+    }, r"config.data.noise.rate=0.95 is invalid: .*\[0, 0.9\] for symmetric"),
+    ({
+        "noise__rate": 0.4
+    }, r"config.data.noise.rate=0.4 is invalid: expected 0 with "
+     r"data.noise.kind='none'"),
+    ({
+        "noise__kind": "matrix",
+        "noise__matrix": ((0.5, 0.4),) + ((0.0, 1.0),)
+    }, r"config.data.noise.matrix=.* 10 x 10 .*is 2 x 2 but the data have 10"),
+    ({
+        "noise__kind": "matrix",
+        "noise__matrix": tuple(tuple(r) for r in 0.9 * np.eye(10) + 0.02)
+    }, r"config.data.noise.matrix=.*not row-stochastic: row 0 sums to 1.1"),
+    ({
+        "noise__kind": "matrix"
+    }, r"config.data.noise.matrix=None is invalid: .*\(missing\)"),
+    ({
+        "noise__matrix": ((1.0, 0.0), (0.0, 1.0))
+    }, r"config.data.noise.matrix=.* expected None unless data.noise.kind='matrix'"),
+    ({
+        "imbalance__ratio": 0.5
+    }, r"config.data.imbalance.ratio=0.5 is invalid: expected None "
+     r"\(.*\) or a number >= 1"),
 ])
 def test_schema_rejects_bad_noise_keys(keys, match):
   with pytest.raises(schema.ConfigError, match=match):
@@ -368,10 +388,10 @@ def test_workdir_older_than_the_noise_keys_resumes(tmp_path):
   old = workdir.config_json(_config())
   del old["data"]["noise"], old["data"]["imbalance"]
   (tmp_path / "config.json").write_text(json.dumps(old))
-  workdir.check_workdir_config(_config(), str(tmp_path))        # defaults: the same run
+  workdir.check_workdir_config(_config(), str(tmp_path))  # defaults: the same run
   (tmp_path / "config.json").write_text(json.dumps(old))
-  with pytest.raises(workdir.WorkdirConfigError,
-                     match=r"data.noise.kind = '<absent>' there, 'pair' now"):
+  with pytest.raises(
+      workdir.WorkdirConfigError, match=r"data.noise.kind = '<absent>' there, 'pair' now"):
     workdir.check_workdir_config(_config(noise__kind="pair", noise__rate=0.4), str(tmp_path))
 
 
@@ -401,23 +421,37 @@ def test_headline_metric_follows_the_long_tail():
 
 
 def _history(dev, test, dev_bal, test_bal):
-  return [{"step": 10 * (i + 1), "dev_accuracy": a, "test_accuracy": b,
-           "dev_balanced_accuracy": c, "test_balanced_accuracy": d}
-          for i, (a, b, c, d) in enumerate(zip(dev, test, dev_bal, test_bal))]
+  return [{
+      "step": 10 * (i + 1),
+      "dev_accuracy": a,
+      "test_accuracy": b,
+      "dev_balanced_accuracy": c,
+      "test_balanced_accuracy": d
+  } for i, (a, b, c, d) in enumerate(zip(dev, test, dev_bal, test_bal))]
 
 
 def test_final_numbers_balanced_picks_best_balanced_dev():
   # Plain dev accuracy peaks at step 10, balanced dev accuracy at step 20.
   hist = _history([0.9, 0.8, 0.85], [0.88, 0.8, 0.82], [0.5, 0.7, 0.6], [0.45, 0.75, 0.55])
   plain = summaries.final_numbers(hist)
-  assert plain == pytest.approx({"test_error": 18.0, "dev_error": 15.0,
-                                 "test_error_at_best_dev": 12.0, "best_dev_step": 10,
-                                 "final_step": 30})
+  assert plain == pytest.approx({
+      "test_error": 18.0,
+      "dev_error": 15.0,
+      "test_error_at_best_dev": 12.0,
+      "best_dev_step": 10,
+      "final_step": 30
+  })
   bal = summaries.final_numbers(hist, "balanced_accuracy")
   assert bal == pytest.approx({
-      "test_error": 18.0, "dev_error": 15.0, "test_error_at_best_dev": 20.0,
-      "best_dev_step": 20, "final_step": 30, "test_balanced_error": 45.0,
-      "dev_balanced_error": 40.0, "test_balanced_error_at_best_dev": 25.0})
+      "test_error": 18.0,
+      "dev_error": 15.0,
+      "test_error_at_best_dev": 20.0,
+      "best_dev_step": 20,
+      "final_step": 30,
+      "test_balanced_error": 45.0,
+      "dev_balanced_error": 40.0,
+      "test_balanced_error_at_best_dev": 25.0
+  })
   with pytest.raises(ValueError, match=r"metric='balanced'.*one of \('accuracy', "):
     summaries.final_numbers(hist, "balanced")
   no_bal = [{k: v for k, v in r.items() if "balanced" not in k} for r in hist]
@@ -427,19 +461,52 @@ def test_final_numbers_balanced_picks_best_balanced_dev():
 
 def _summary_results(metric):
   # Two seeds per method; cross-entropy wins on plain error, l2t_dlf on balanced error.
-  hists = {("cross_entropy", 0): _history([0.9], [0.9], [0.6], [0.5]),
-           ("cross_entropy", 1): _history([0.9], [0.92], [0.6], [0.54]),
-           ("l2t_dlf", 0): _history([0.8], [0.8], [0.8], [0.7]),
-           ("l2t_dlf", 1): _history([0.8], [0.84], [0.8], [0.74])}
-  runs = [{"method": m, "seed": s, "seconds": 1.0, **summaries.final_numbers(h, metric)}
-          for (m, s), h in hists.items()]
+  hists = {
+      ("cross_entropy", 0): _history([0.9], [0.9], [0.6], [0.5]),
+      ("cross_entropy", 1): _history([0.9], [0.92], [0.6], [0.54]),
+      ("l2t_dlf", 0): _history([0.8], [0.8], [0.8], [0.7]),
+      ("l2t_dlf", 1): _history([0.8], [0.84], [0.8], [0.74])
+  }
+  runs = [{
+      "method": m,
+      "seed": s,
+      "seconds": 1.0,
+      **summaries.final_numbers(h, metric)
+  } for (m, s), h in hists.items()]
   summary = summaries.summarize(runs, ["cross_entropy", "l2t_dlf"], metric)
-  config = {"model": {"name": "mlp"}, "student": {"num_steps": 10}, "seed": 0,
-            "num_seeds": 2, "data": {"imbalance": {"ratio": 10.0}}}
-  results = {"config": config, "methods": summary,
-             "data": {"name": "embedded_mnist", "source": "embedded", "num_classes": 10,
-                      "train": 100, "dev": 10, "val": 10, "test": 10},
-             "wall_seconds": {"teach": None, "methods": {}, "total": 0.0}}
+  config = {
+      "model": {
+          "name": "mlp"
+      },
+      "student": {
+          "num_steps": 10
+      },
+      "seed": 0,
+      "num_seeds": 2,
+      "data": {
+          "imbalance": {
+              "ratio": 10.0
+          }
+      }
+  }
+  results = {
+      "config": config,
+      "methods": summary,
+      "data": {
+          "name": "embedded_mnist",
+          "source": "embedded",
+          "num_classes": 10,
+          "train": 100,
+          "dev": 10,
+          "val": 10,
+          "test": 10
+      },
+      "wall_seconds": {
+          "teach": None,
+          "methods": {},
+          "total": 0.0
+      }
+  }
   if metric != "accuracy":
     results["headline_metric"] = metric
   return results
@@ -448,7 +515,7 @@ def _summary_results(metric):
 def test_summaries_with_a_long_tail_lead_with_balanced_error():
   results = _summary_results("balanced_accuracy")
   e = results["methods"]["l2t_dlf"]
-  assert e["test_balanced_error_mean"] == pytest.approx(28.0)      # 30 and 26
+  assert e["test_balanced_error_mean"] == pytest.approx(28.0)  # 30 and 26
   assert e["test_balanced_error_std"] == pytest.approx(np.std([30.0, 26.0], ddof=1))
   assert e["test_balanced_errors"] == pytest.approx([30.0, 26.0])
   assert e["test_error_mean"] == pytest.approx(18.0)
@@ -461,9 +528,16 @@ def test_summaries_with_a_long_tail_lead_with_balanced_error():
   md = summaries.results_markdown(results)
   assert "Balanced test error (%: 1 − the mean per-class recall" in md
   assert "data.imbalance.ratio = 10" in md
-  results["selection"] = {"chosen": "taught", "val_error": {"anchor (untaught)": 40.0,
-                                                            "taught": 30.0},
-                          "seeds": [1000], "val_size": 10, "metric": "balanced_accuracy"}
+  results["selection"] = {
+      "chosen": "taught",
+      "val_error": {
+          "anchor (untaught)": 40.0,
+          "taught": 30.0
+      },
+      "seeds": [1000],
+      "val_size": 10,
+      "metric": "balanced_accuracy"
+  }
   assert "by the balanced validation error" in summaries.results_markdown(results)
 
 
@@ -491,17 +565,19 @@ def test_selection_picks_by_balanced_accuracy_under_a_long_tail():
   # 0.7, balanced (5/8 + 1) / 2 = 0.8125).
   y = np.array([0] * 8 + [1] * 2, np.int32)
   preds = {"head": np.zeros(10, np.int32), "fair": np.array([0] * 5 + [1] * 5, np.int32)}
-  student = student_lib.Student(_Logits(), student_lib.make_optimizer("sgd", 0.1), 2,
-                                head_path=None)
+  student = student_lib.Student(
+      _Logits(), student_lib.make_optimizer("sgd", 0.1), 2, head_path=None)
   scores = {}
   for name, p in preds.items():
     x = np.eye(2, dtype=np.float32)[p]
     state = student.init(jax.random.PRNGKey(0), {"x": x[:2], "y": y[:2]})
     batches = make_eval_batches({"x": x, "y": y}, 4)
-    scores[name] = [jax.device_get(unroll.evaluate(student, state.params, state.model_state,
-                                                   batches))]
+    scores[name] = [
+        jax.device_get(unroll.evaluate(student, state.params, state.model_state, batches))
+    ]
   np.testing.assert_allclose([scores["head"][0]["accuracy"], scores["fair"][0]["accuracy"]],
-                             [0.8, 0.7], rtol=1e-6)
+                             [0.8, 0.7],
+                             rtol=1e-6)
   chosen, errors = selection.pick_by_validation(
       scores, splits.headline_metric(_config(imbalance__ratio=5.0)))
   assert chosen == "fair"
@@ -510,7 +586,7 @@ def test_selection_picks_by_balanced_accuracy_under_a_long_tail():
   assert chosen == "head"
   assert errors == pytest.approx({"head": 20.0, "fair": 30.0})
   tie = {"a": [{"accuracy": 0.7}], "b": [{"accuracy": 0.7 + 1e-12}]}
-  assert selection.pick_by_validation(tie)[0] == "a"                 # ties: the first
+  assert selection.pick_by_validation(tie)[0] == "a"  # ties: the first
   with pytest.raises(ValueError, match=r"\['a', 'b'\] have no 'balanced_accuracy'"):
     selection.pick_by_validation(tie, "balanced_accuracy")
 
@@ -523,10 +599,16 @@ def test_ablation_splits_corrupt_train_only_and_record(tmp_path):
   assert c == 10 and labels is None
   assert not (tmp_path / "clean" / "label_noise.json").exists()
   config = _config(noise__kind="pair", noise__rate=0.4, noise__seed=3)
-  config.data.val_size = 50                 # the ablation's val_size replaces it
+  config.data.val_size = 50  # the ablation's val_size replaces it
   noisy, _, labels = ablation.prepare_splits(config, 100, str(tmp_path / "noisy"))
-  assert {k: len(v["y"]) for k, v in noisy.items()} == {"train": 400, "dev": 100, "val": 100,
-                                                       "test": 200}
+  assert {
+      k: len(v["y"]) for k, v in noisy.items()
+  } == {
+      "train": 400,
+      "dev": 100,
+      "val": 100,
+      "test": 200
+  }
   for name in ("dev", "val", "test"):
     np.testing.assert_array_equal(noisy[name]["y"], clean[name]["y"])
     np.testing.assert_array_equal(noisy[name]["x"], clean[name]["x"])
@@ -552,14 +634,31 @@ def test_ablation_selects_and_reports_by_the_headline_metric(tmp_path, ratio, ep
   # Finished students are read from the ablation's cache (nothing is trained): eps 0.05
   # has the lower plain validation error, eps 0.2 the lower balanced one.
   for e, val, val_bal in ((0.05, 10.0, 40.0), (0.2, 12.0, 30.0)):
-    _cache(tmp_path, f"label_smoothing_{e:g}_seed1000_val", seed=1000, val_error=val,
-           val_balanced_error=val_bal)
+    _cache(
+        tmp_path,
+        f"label_smoothing_{e:g}_seed1000_val",
+        seed=1000,
+        val_error=val,
+        val_balanced_error=val_bal)
   for seed, test, test_bal in ((0, 8.0, 20.0), (1, 9.0, 22.0)):
-    _cache(tmp_path, f"cross_entropy_seed{seed}", seed=seed, val_error=7.0, test_error=test,
-           val_balanced_error=21.0, test_balanced_error=test_bal)
+    _cache(
+        tmp_path,
+        f"cross_entropy_seed{seed}",
+        seed=seed,
+        val_error=7.0,
+        test_error=test,
+        val_balanced_error=21.0,
+        test_balanced_error=test_bal)
   config = _config(imbalance__ratio=ratio)
-  out = ablation.run(config, str(tmp_path), variants=[], seeds=2, val_size=100,
-                     baselines=("cross_entropy",), ls_grid=(0.05, 0.2), tune_seeds=(1000,))
+  out = ablation.run(
+      config,
+      str(tmp_path),
+      variants=[],
+      seeds=2,
+      val_size=100,
+      baselines=("cross_entropy",),
+      ls_grid=(0.05, 0.2),
+      tune_seeds=(1000,))
   assert out["tuned_eps"] == eps
   table = (tmp_path / "ablation.md").read_text().splitlines()
   if ratio is None:

@@ -18,12 +18,21 @@ def test_notebook_runs(monkeypatch, name):
   nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
   assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
       "commit the notebook with its outputs cleared")
-  client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                   resources={"metadata": {"path": str(ROOT / "notebooks")}})
+  client = nbclient.NotebookClient(
+      nb,
+      timeout=600,
+      kernel_name="python3",
+      resources={"metadata": {
+          "path": str(ROOT / "notebooks")
+      }})
   client.execute()
-  errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if o.get("output_type") == "error"]
+  errors = [
+      o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+      if o.get("output_type") == "error"
+  ]
   assert not errors, errors
-  images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if "image/png" in o.get("data", {})]
+  images = [
+      o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+      if "image/png" in o.get("data", {})
+  ]
   assert images, "the notebook should display its plots"

@@ -55,17 +55,25 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def sharded_vs_single():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=1800)   # a guard, not a target
+  env = dict(
+      os.environ,
+      XLA_FLAGS="--xla_force_host_platform_device_count=4",
+      PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  proc = subprocess.run([sys.executable, "-c", SCRIPT],
+                        cwd=ROOT,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        timeout=1800)  # a guard, not a target
   assert proc.returncode == 0, proc.stderr[-3000:]
-  return {line.split()[0]: float(line.split()[1]) for line in proc.stdout.splitlines()
-          if len(line.split()) == 2}
+  return {
+      line.split()[0]: float(line.split()[1])
+      for line in proc.stdout.splitlines()
+      if len(line.split()) == 2
+  }
 
 
-@pytest.mark.parametrize("what", ["dtheta", "dparams0", "params", "batch_stats",
-                                  "one_step_stats"])
+@pytest.mark.parametrize("what", ["dtheta", "dparams0", "params", "batch_stats", "one_step_stats"])
 def test_sharded_equals_single_device(sharded_vs_single, what):
   assert sharded_vs_single[what] <= 1e-10, sharded_vs_single
 
@@ -75,14 +83,16 @@ def test_shard_batches_names_the_indivisible_array():
   assert parallel.shard_batches(None, None) is None
   out = parallel.shard_batches({"x": np.zeros((2, 4, 3))}, mesh)
   assert out["x"].shape == (2, 4, 3)
-  if jax.device_count() > 1:                      # pragma: no cover - multi-device hosts
+  if jax.device_count() > 1:  # pragma: no cover - multi-device hosts
     with pytest.raises(ValueError, match="multiple of"):
       parallel.shard_batches({"x": np.zeros((2, jax.device_count() + 1))}, mesh)
 
 
 def test_indivisible_batch_error_message():
-  class FakeMesh:                                  # 3 "devices" without needing them
+
+  class FakeMesh:  # 3 "devices" without needing them
     shape = {"batch": 3}
+
   with pytest.raises(ValueError, match=r"\['y'\] has 4 examples .* multiple of 3"):
     parallel.shard_batches({"y": jnp.zeros((2, 4))}, FakeMesh())
   with pytest.raises(ValueError, match=r"\['y'\] has shape \(4,\), no batch axis 1: pass axis=0"):

@@ -15,20 +15,31 @@ def _fast_compile(fast_compile):
 
 def _problem(num_classes=3, n=24):
   rng = np.random.default_rng(0)
-  data = {"x": rng.normal(size=(n, 4)).astype(np.float32),
-          "y": rng.integers(0, num_classes, n).astype(np.int32)}
-  student = dlf_jax.Student(models.MLP(hidden=(5,), num_classes=num_classes),
-                            dlf_jax.make_optimizer("sgd", 0.1), num_classes=num_classes)
-  teacher = dlf_jax.Teacher(dlf_jax.AttentionTeacher(num_classes, num_matrices=2,
-                                                     parameterisation="diagonal"),
-                            total_steps=6)
+  data = {
+      "x": rng.normal(size=(n, 4)).astype(np.float32),
+      "y": rng.integers(0, num_classes, n).astype(np.int32)
+  }
+  student = dlf_jax.Student(
+      models.MLP(hidden=(5,), num_classes=num_classes),
+      dlf_jax.make_optimizer("sgd", 0.1),
+      num_classes=num_classes)
+  teacher = dlf_jax.Teacher(
+      dlf_jax.AttentionTeacher(num_classes, num_matrices=2, parameterisation="diagonal"),
+      total_steps=6)
   theta = jax.tree_util.tree_map(lambda v: v + 0.2, teacher.init(jax.random.PRNGKey(1)))
   return student, teacher, theta, data
 
 
 def _train(student, loss, data, **kwargs):
-  kwargs = {"num_steps": 6, "batch_size": 4, "seed": 3, "eval_every": 4, "dev": None,
-            "progress": False, **kwargs}
+  kwargs = {
+      "num_steps": 6,
+      "batch_size": 4,
+      "seed": 3,
+      "eval_every": 4,
+      "dev": None,
+      "progress": False,
+      **kwargs
+  }
   return dlf_jax.train_student(student, loss, data, **kwargs)
 
 
@@ -42,26 +53,28 @@ def _assert_same_params(a, b):
 
 def test_warm_start_is_cross_entropy_then_the_teacher():
   student, teacher, theta, data = _problem()
-  warm = _train(student, teacher, data, theta=theta, warm_start=dlf_jax.WarmStart(steps=3),
-                dev=data)
+  warm = _train(
+      student, teacher, data, theta=theta, warm_start=dlf_jax.WarmStart(steps=3), dev=data)
   # By hand: 3 cross-entropy steps, then the teacher from that carry (same seed, batches).
   ce = _train(student, dlf_jax.CrossEntropyLoss(), data, num_steps=3, dev=data)
   by_hand = _train(student, teacher, data, theta=theta, init_state=ce.state, dev=data)
   _assert_same_params(warm.state, by_hand.state)
-  assert [r["step"] for r in warm.history] == [3, 4, 6]    # the warm start ends evaluated
-  assert warm.history == [dict(r, seconds=w["seconds"]) for r, w in
-                          zip(ce.history + by_hand.history, warm.history)]
+  assert [r["step"] for r in warm.history] == [3, 4, 6]  # the warm start ends evaluated
+  assert warm.history == [
+      dict(r, seconds=w["seconds"]) for r, w in zip(ce.history + by_hand.history, warm.history)
+  ]
   assert "w_diag_mean" not in warm.history[0] and "w_diag_mean" in warm.history[1]
   # Without the warm start the student differs (the test sees the stage).
   cold = _train(student, teacher, data, theta=theta)
-  assert not np.array_equal(jax.tree_util.tree_leaves(cold.state.params)[0],
-                            jax.tree_util.tree_leaves(warm.state.params)[0])
+  assert not np.array_equal(
+      jax.tree_util.tree_leaves(cold.state.params)[0],
+      jax.tree_util.tree_leaves(warm.state.params)[0])
 
 
 def test_warm_start_longer_than_the_run_is_clipped():
   student, teacher, theta, data = _problem()
-  clipped = _train(student, teacher, data, theta=theta, num_steps=4,
-                   warm_start=dlf_jax.WarmStart(steps=10))
+  clipped = _train(
+      student, teacher, data, theta=theta, num_steps=4, warm_start=dlf_jax.WarmStart(steps=10))
   ce = _train(student, dlf_jax.CrossEntropyLoss(), data, num_steps=4)
   _assert_same_params(clipped.state, ce.state)
 
@@ -117,22 +130,28 @@ def test_a_sampler_of_ones_own_is_accepted():
   assert isinstance(sampler, contracts.BatchSampler)
   ce = dlf_jax.CrossEntropyLoss()
   own = _train(student, ce, sampler, num_steps=5, eval_every=5)
-  assert sampler.log == [("reseeded", 3), ("segment", 0, 1), ("segment", 0, 2),
-                         ("segment", 2, 2), ("segment", 4, 1)]   # cut at segment_steps
+  assert sampler.log == [("reseeded", 3), ("segment", 0, 1), ("segment", 0, 2), ("segment", 2, 2),
+                         ("segment", 4, 1)]  # cut at segment_steps
   arrays = _train(student, ce, data, num_steps=5, eval_every=5)
-  for a, b in zip(jax.tree_util.tree_leaves(own.state.params),
-                  jax.tree_util.tree_leaves(arrays.state.params)):
-    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)   # same batches, other scan cuts
+  for a, b in zip(
+      jax.tree_util.tree_leaves(own.state.params), jax.tree_util.tree_leaves(arrays.state.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)  # same batches, other scan cuts
 
 
 def test_a_sampler_without_segment_is_refused_by_name():
+
   class NoSegment:
     batch_size = 4
-    def reseeded(self, seed): return self
+
+    def reseeded(self, seed):
+      return self
+
   student, _, _, _ = _problem()
   assert not isinstance(NoSegment(), contracts.BatchSampler)
-  with pytest.raises(TypeError, match=r"NoSegment\) looks like a batch sampler but lacks "
-                     r"segment: .*segment\(start, count\)"):
+  with pytest.raises(
+      TypeError,
+      match=r"NoSegment\) looks like a batch sampler but lacks "
+      r"segment: .*segment\(start, count\)"):
     _train(student, dlf_jax.CrossEntropyLoss(), NoSegment())
   with pytest.raises(TypeError, match="or a dlf_jax.contracts.BatchSampler; got int"):
     _train(student, dlf_jax.CrossEntropyLoss(), 7)
@@ -146,10 +165,14 @@ def test_the_library_samplers_are_batch_samplers():
   again, fresh = sampler.reseeded(5).segment(2, 4), SegmentSampler(arrays, 3, seed=5).segment(2, 4)
   assert all(np.array_equal(again[k], fresh[k]) for k in arrays)
   assert not np.array_equal(sampler.segment(2, 4)["y"], fresh["y"])
-  assert sampler.seed == 1                                   # reseeded leaves it alone
+  assert sampler.seed == 1  # reseeded leaves it alone
   tokens = rng.integers(4, 9, size=(12, 5)).astype(np.int32)
-  corpus = {"src": tokens, "tgt_in": tokens, "tgt_out": tokens,
-            "mask": np.ones((12, 5), np.float32)}
+  corpus = {
+      "src": tokens,
+      "tgt_in": tokens,
+      "tgt_out": tokens,
+      "mask": np.ones((12, 5), np.float32)
+  }
   bucket = translation.BucketSampler(corpus, 2, block=3)
   assert isinstance(bucket, contracts.BatchSampler) and bucket.segment_steps == 3
   assert not isinstance(arrays, contracts.BatchSampler)

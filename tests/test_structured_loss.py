@@ -10,8 +10,7 @@ from dlf_jax import losses
 
 from helpers import V
 
-
-pytestmark = pytest.mark.usefixtures("fast_compile")   # tiny programs
+pytestmark = pytest.mark.usefixtures("fast_compile")  # tiny programs
 
 
 def random_phi(parameterisation, rng, per_class_bias=True, rank=3):
@@ -53,10 +52,9 @@ def test_structured_token_loss_equals_dense_and_numpy(x64, parameterisation, per
   assert dense.w.shape == (V, V)
   got = losses.parametric_loss(phi, logits, labels, mask)
   assert got.dtype == jnp.float64
-  np.testing.assert_allclose(got, losses.parametric_loss(dense, logits, labels, mask),
-                             rtol=1e-13)
-  np.testing.assert_allclose(got, numpy_token_loss(phi, logits, labels, np.asarray(mask)),
-                             rtol=1e-12)
+  np.testing.assert_allclose(got, losses.parametric_loss(dense, logits, labels, mask), rtol=1e-13)
+  np.testing.assert_allclose(
+      got, numpy_token_loss(phi, logits, labels, np.asarray(mask)), rtol=1e-12)
   # The structured W is not the identity: the loss differs from sigmoid(CE).
   ident = losses.identity_loss_params(V, parameterisation, rank=3, dtype=jnp.float64)
   assert abs(float(got) - float(losses.parametric_loss(ident, logits, labels, mask))) > 1e-3
@@ -90,5 +88,6 @@ def test_token_loss_ignores_padding(x64, parameterisation):
   # Masking equals dropping the padded tokens.
   keep = ~pad
   np.testing.assert_allclose(
-      l1, losses.parametric_loss(phi, jnp.asarray(logits[keep]), jnp.asarray(labels[keep])),
+      l1,
+      losses.parametric_loss(phi, jnp.asarray(logits[keep]), jnp.asarray(labels[keep])),
       rtol=1e-13)

@@ -15,9 +15,10 @@ from experiments.tasks import DEFAULT_TASK, TASKS, get_task, task_of
 # get_config).
 CONFIG_MODULES = {
     info.name: importlib.import_module(f"experiments.configs.{info.name}")
-    for info in pkgutil.iter_modules(configs.__path__)}
-EXPERIMENTS = sorted(name for name, module in CONFIG_MODULES.items()
-                     if hasattr(module, "get_config"))
+    for info in pkgutil.iter_modules(configs.__path__)
+}
+EXPERIMENTS = sorted(
+    name for name, module in CONFIG_MODULES.items() if hasattr(module, "get_config"))
 
 
 def test_every_config_is_found():
@@ -30,9 +31,11 @@ def test_tasks_cover_every_config(name):
   task = task_of(config)
   assert task in TASKS, f"{name}: config.task={task!r} has no entry in TASKS"
   assert get_task(config) is TASKS[task]
-  TASKS[task].validate_config(config)             # the task's table accepts its configs
-  assert TASKS[task].SCHEMA is {"classification": schema.CLASSIFICATION,
-                                "translation": schema.TRANSLATION}[task]
+  TASKS[task].validate_config(config)  # the task's table accepts its configs
+  assert TASKS[task].SCHEMA is {
+      "classification": schema.CLASSIFICATION,
+      "translation": schema.TRANSLATION
+  }[task]
 
 
 def test_task_of_defaults_and_names():
@@ -40,13 +43,15 @@ def test_task_of_defaults_and_names():
   assert task_of(ml_collections.ConfigDict({"seed": 0})) == "classification"
   assert task_of(CONFIG_MODULES["multi30k_lstm"].get_config()) == "translation"
   assert task_of(CONFIG_MODULES["mnist_mlp"].get_config()) == "classification"
-  for module in TASKS.values():                   # what main.py calls
+  for module in TASKS.values():  # what main.py calls
     assert callable(module.run) and callable(module.validate_config)
 
 
 def test_get_task_rejects_an_unknown_task():
-  with pytest.raises(ValueError, match=r"config.task='speech' is not a task; use one of "
-                                       r"\('classification', 'translation'\)"):
+  with pytest.raises(
+      ValueError,
+      match=r"config.task='speech' is not a task; use one of "
+      r"\('classification', 'translation'\)"):
     get_task(ml_collections.ConfigDict({"task": "speech"}))
 
 
@@ -56,7 +61,7 @@ def test_get_task_rejects_an_unknown_task():
 def test_select_min_and_max():
   errors = {"a": 3.0, "b": 1.0, "c": 2.0}
   assert select(errors, errors) == "b"
-  assert select(["a", "b", "c"], errors.__getitem__) == "b"      # a function as the score
+  assert select(["a", "b", "c"], errors.__getitem__) == "b"  # a function as the score
   assert select(errors, errors, best="max") == "a"
 
 
@@ -66,8 +71,8 @@ def test_select_ties_go_to_the_earliest_candidate():
   assert select(["anchor", "taught"], {"anchor": 30.0 + 1e-10, "taught": 30.0}) == "anchor"
   assert select(["taught", "anchor"], {"anchor": 30.0 + 1e-10, "taught": 30.0}) == "taught"
   bleu = {0.05: 31.0, 0.1: 31.0 + 1e-9, 0.2: 30.0}
-  assert select(bleu, bleu, best="max") == 0.05                   # the smaller eps
-  assert select([0.1, 0.05, 0.2], bleu, best="max") == 0.1        # the order given decides
+  assert select(bleu, bleu, best="max") == 0.05  # the smaller eps
+  assert select([0.1, 0.05, 0.2], bleu, best="max") == 0.1  # the order given decides
   # Outside the rounding the smaller error wins wherever it is.
   assert select(["anchor", "taught"], {"anchor": 30.00001, "taught": 30.0}) == "taught"
   assert select(["a", "b"], {"a": 1.04, "b": 1.0}, decimals=1) == "a"
@@ -80,7 +85,7 @@ def test_select_numpy_rounding_keeps_the_ablation_choice():
   scores = [3.3585575, 3.358557]
   assert select(range(2), scores.__getitem__) == 0
   assert select(range(2), scores.__getitem__, rounding="numpy") == 1
-  assert select(range(3), [2.0, 1.0, 1.0].__getitem__, rounding="numpy") == 1   # first tie
+  assert select(range(3), [2.0, 1.0, 1.0].__getitem__, rounding="numpy") == 1  # first tie
   assert select(range(3), [2.0, 1.0, 2.0].__getitem__, best="max", rounding="numpy") == 0
 
 

@@ -27,13 +27,21 @@ def np_softmax(z):
 
 def make_teacher(kind, parameterisation, per_class_bias=True, init_scale=1e-2, **kw):
   if kind == "attention":
-    module = teacher_lib.AttentionTeacher(C, num_matrices=K, parameterisation=parameterisation,
-                                          rank=R, per_class_bias=per_class_bias,
-                                          init_scale=init_scale)
+    module = teacher_lib.AttentionTeacher(
+        C,
+        num_matrices=K,
+        parameterisation=parameterisation,
+        rank=R,
+        per_class_bias=per_class_bias,
+        init_scale=init_scale)
   else:
-    module = teacher_lib.MLPTeacher(C, parameterisation=parameterisation, rank=R,
-                                    per_class_bias=per_class_bias, hidden=6,
-                                    init_scale=init_scale)
+    module = teacher_lib.MLPTeacher(
+        C,
+        parameterisation=parameterisation,
+        rank=R,
+        per_class_bias=per_class_bias,
+        hidden=6,
+        init_scale=init_scale)
   return teacher_lib.Teacher(module, total_steps=100, **kw)
 
 
@@ -57,15 +65,15 @@ def test_phi_at_init_is_near_but_not_exactly_identity(kind, parameterisation):
     w = np.asarray(losses.dense_w(phi), np.float64)
     assert w.shape == (C, C)
     dev = np.abs(w - np.eye(C))
-    assert dev.max() < 0.1, dev.max()                  # W ~ I ...
-    if isinstance(phi, losses.LogitOffsetW):           # (its W is I: the offsets move)
+    assert dev.max() < 0.1, dev.max()  # W ~ I ...
+    if isinstance(phi, losses.LogitOffsetW):  # (its W is I: the offsets move)
       assert 0 < np.abs(np.asarray(phi.delta)).max() < 0.1
     else:
-      assert dev.max() > 1e-5, dev.max()               # ... but not exactly I
+      assert dev.max() > 1e-5, dev.max()  # ... but not exactly I
     b = np.asarray(phi.b)
     assert b.shape == (C,)
     assert 0 < np.abs(b).max() < 0.1
-    if parameterisation == "low_rank":                 # non-zero U and V (no saddle)
+    if parameterisation == "low_rank":  # non-zero U and V (no saddle)
       assert np.abs(np.asarray(phi.u)).max() > 0 and np.abs(np.asarray(phi.v)).max() > 0
     # The sigmoid(CE) loss it starts from: close to the identity loss.
     logits = jax.random.normal(jax.random.PRNGKey(1), (6, C))
@@ -110,7 +118,7 @@ def test_attention_phi_is_softmax_mixture_of_bank(x64, parameterisation):
   phi = teacher.phi(theta, s)
   a = attention_weights(theta, s)
   assert a.shape == (K,) and np.all(a > 0) and abs(a.sum() - 1) < 1e-12
-  assert np.ptp(a) > 1e-3                               # a genuinely non-uniform mixture
+  assert np.ptp(a) > 1e-3  # a genuinely non-uniform mixture
   bank = np.asarray(theta["w_bank"], np.float64)
   mix = np.tensordot(a, bank, axes=1)
   np.testing.assert_allclose(phi.w, mix, rtol=1e-12, atol=1e-14)
@@ -126,14 +134,14 @@ def test_attention_phi_is_softmax_mixture_of_bank(x64, parameterisation):
       u_bank, v_bank = np.asarray(theta["u_bank"]), np.asarray(theta["v_bank"])
       assert u_bank.shape == (K, C, R) and v_bank.shape == (K, C, R)
       low = sum(a[k] * u_bank[k] @ v_bank[k].T for k in range(K))
-      np.testing.assert_allclose(np.asarray(phi.u) @ np.asarray(phi.v).T, low, rtol=1e-12,
-                                 atol=1e-14)
+      np.testing.assert_allclose(
+          np.asarray(phi.u) @ np.asarray(phi.v).T, low, rtol=1e-12, atol=1e-14)
       assert phi.u.shape == (C, K * R)
       dense = dense + low
       # The mixture of the dense bank members is the dense mixture.
       members = [np.diag(bank[k]) + u_bank[k] @ v_bank[k].T for k in range(K)]
-      np.testing.assert_allclose(dense, sum(a[k] * members[k] for k in range(K)), rtol=1e-12,
-                                 atol=1e-14)
+      np.testing.assert_allclose(
+          dense, sum(a[k] * members[k] for k in range(K)), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(losses.dense_w(phi), dense, rtol=1e-12, atol=1e-14)
 
 
@@ -144,8 +152,10 @@ def test_attention_weights_follow_the_state(x64):
   w0, w1 = teacher.phi(theta, s0).w, teacher.phi(theta, s1).w
   assert float(jnp.abs(w0 - w1).max()) > 1e-6
   np.testing.assert_allclose(
-      w1, np.tensordot(attention_weights(theta, s1), np.asarray(theta["w_bank"]), axes=1),
-      rtol=1e-12, atol=1e-14)
+      w1,
+      np.tensordot(attention_weights(theta, s1), np.asarray(theta["w_bank"]), axes=1),
+      rtol=1e-12,
+      atol=1e-14)
 
 
 @pytest.mark.parametrize("parameterisation", PAPER_FORMS)
@@ -160,8 +170,7 @@ def test_mlp_teacher_is_base_plus_delta(x64, parameterisation):
   w_shape = (C, C) if parameterisation == "full" else (C,)
   n_w = math.prod(w_shape)
   assert delta.shape == (n_w + C,)
-  np.testing.assert_allclose(phi.w, p["w0"] + delta[:n_w].reshape(w_shape), rtol=1e-12,
-                             atol=1e-14)
+  np.testing.assert_allclose(phi.w, p["w0"] + delta[:n_w].reshape(w_shape), rtol=1e-12, atol=1e-14)
   np.testing.assert_allclose(phi.b, p["b0"] + delta[n_w:], rtol=1e-12, atol=1e-14)
   if parameterisation == "low_rank":
     np.testing.assert_allclose(phi.u, p["u"], rtol=0, atol=0)
@@ -173,24 +182,72 @@ def test_mlp_teacher_is_base_plus_delta(x64, parameterisation):
 
 # The parameter names and shapes of theta (checkpoints written before restore).
 THETA_SHAPES = {
-    ("attention", "full"): {"b_bank": (K, C), "w_bank": (K, C, C)},
-    ("attention", "diagonal"): {"b_bank": (K, C), "w_bank": (K, C)},
-    ("attention", "low_rank"): {"b_bank": (K, C), "w_bank": (K, C), "u_bank": (K, C, R),
-                                "v_bank": (K, C, R)},
-    ("attention", "soft_target"): {"b_bank": (K, C), "eps_bank": (K, C),
-                                   "target_bank": (K, C, C)},
-    ("mlp", "full"): {"b0": (C,), "w0": (C, C)},
-    ("mlp", "diagonal"): {"b0": (C,), "w0": (C,)},
-    ("mlp", "low_rank"): {"b0": (C,), "w0": (C,), "u": (C, R), "v": (C, R)},
-    ("mlp", "soft_target"): {"b0": (C,), "w0": (C,), "target0": (C, C)},
-    ("attention", "weighted_soft_target"): {"b_bank": (K, C), "eps_bank": (K, C),
-                                            "target_bank": (K, C, C), "weight_bank": (K, C)},
-    ("attention", "forward_correction"): {"b_bank": (K, C), "w_bank": (K, C, C)},
-    ("attention", "logit_adjustment"): {"b_bank": (K, C), "w_bank": (K, C)},
-    ("mlp", "weighted_soft_target"): {"b0": (C,), "w0": (C,), "target0": (C, C),
-                                      "weight0": (C,)},
-    ("mlp", "forward_correction"): {"b0": (C,), "w0": (C, C)},
-    ("mlp", "logit_adjustment"): {"b0": (C,), "w0": (C,)},
+    ("attention", "full"): {
+        "b_bank": (K, C),
+        "w_bank": (K, C, C)
+    },
+    ("attention", "diagonal"): {
+        "b_bank": (K, C),
+        "w_bank": (K, C)
+    },
+    ("attention", "low_rank"): {
+        "b_bank": (K, C),
+        "w_bank": (K, C),
+        "u_bank": (K, C, R),
+        "v_bank": (K, C, R)
+    },
+    ("attention", "soft_target"): {
+        "b_bank": (K, C),
+        "eps_bank": (K, C),
+        "target_bank": (K, C, C)
+    },
+    ("mlp", "full"): {
+        "b0": (C,),
+        "w0": (C, C)
+    },
+    ("mlp", "diagonal"): {
+        "b0": (C,),
+        "w0": (C,)
+    },
+    ("mlp", "low_rank"): {
+        "b0": (C,),
+        "w0": (C,),
+        "u": (C, R),
+        "v": (C, R)
+    },
+    ("mlp", "soft_target"): {
+        "b0": (C,),
+        "w0": (C,),
+        "target0": (C, C)
+    },
+    ("attention", "weighted_soft_target"): {
+        "b_bank": (K, C),
+        "eps_bank": (K, C),
+        "target_bank": (K, C, C),
+        "weight_bank": (K, C)
+    },
+    ("attention", "forward_correction"): {
+        "b_bank": (K, C),
+        "w_bank": (K, C, C)
+    },
+    ("attention", "logit_adjustment"): {
+        "b_bank": (K, C),
+        "w_bank": (K, C)
+    },
+    ("mlp", "weighted_soft_target"): {
+        "b0": (C,),
+        "w0": (C,),
+        "target0": (C, C),
+        "weight0": (C,)
+    },
+    ("mlp", "forward_correction"): {
+        "b0": (C,),
+        "w0": (C, C)
+    },
+    ("mlp", "logit_adjustment"): {
+        "b0": (C,),
+        "w0": (C,)
+    },
 }
 
 
@@ -224,22 +281,24 @@ def test_state_vector_content_and_order():
   s = teacher_lib.state_vector(("train_loss",), jnp.asarray(7), 8, stats)
   np.testing.assert_allclose(s, [1.25], rtol=1e-7)
   assert teacher_lib.state_vector((), jnp.asarray(7), 8, stats).shape == (0,)
-  teacher = teacher_lib.Teacher(teacher_lib.AttentionTeacher(C), features=("progress", "dev_acc"),
-                                total_steps=40)
-  np.testing.assert_allclose(teacher.state_features(jnp.asarray(10), stats), [0.25, 0.625],
-                             rtol=1e-7)
+  teacher = teacher_lib.Teacher(
+      teacher_lib.AttentionTeacher(C), features=("progress", "dev_acc"), total_steps=40)
+  np.testing.assert_allclose(
+      teacher.state_features(jnp.asarray(10), stats), [0.25, 0.625], rtol=1e-7)
 
 
 def test_state_vector_is_constant_for_autodiff():
+
   def f(loss):
     stats = teacher_lib.RunningStats(loss, jnp.float32(0.5), jnp.float32(0.5))
     return jnp.sum(teacher_lib.state_vector(teacher_lib.STATE_FEATURES, 3, 10, stats))
+
   assert float(jax.grad(f)(jnp.float32(2.0))) == 0.0
 
 
 def test_teacher_init_uses_the_number_of_features():
-  teacher = teacher_lib.Teacher(teacher_lib.AttentionTeacher(C, num_matrices=K),
-                                features=("progress", "train_acc"))
+  teacher = teacher_lib.Teacher(
+      teacher_lib.AttentionTeacher(C, num_matrices=K), features=("progress", "train_acc"))
   theta = teacher.init(jax.random.PRNGKey(0))
   assert theta["scores"]["kernel"].shape == (2, K)
   assert teacher.num_classes == C
@@ -276,16 +335,16 @@ def test_running_stats_ema(decay):
   loss_t, acc_t = 1.0, 0.75
   for _ in range(3):
     new = teacher_lib.update_running_stats(stats, jnp.float32(loss_t), jnp.float32(acc_t), decay)
-    np.testing.assert_allclose(new.train_loss, decay * float(stats.train_loss)
-                               + (1 - decay) * loss_t, rtol=1e-6)
-    np.testing.assert_allclose(new.train_acc, decay * float(stats.train_acc)
-                               + (1 - decay) * acc_t, rtol=1e-6)
-    assert float(new.dev_acc) == float(jnp.float32(0.7))   # untouched by training batches
+    np.testing.assert_allclose(
+        new.train_loss, decay * float(stats.train_loss) + (1 - decay) * loss_t, rtol=1e-6)
+    np.testing.assert_allclose(
+        new.train_acc, decay * float(stats.train_acc) + (1 - decay) * acc_t, rtol=1e-6)
+    assert float(new.dev_acc) == float(jnp.float32(0.7))  # untouched by training batches
     assert new.train_loss.dtype == jnp.float32
     stats = new
-  grad = jax.grad(lambda x: teacher_lib.update_running_stats(
-      stats, x, x, decay).train_loss)(jnp.float32(1.0))
-  assert float(grad) == 0.0                             # recorded as data
+  grad = jax.grad(lambda x: teacher_lib.update_running_stats(stats, x, x, decay).train_loss)(
+      jnp.float32(1.0))
+  assert float(grad) == 0.0  # recorded as data
 
 
 def test_inner_step_updates_stats_with_batch_ce_and_accuracy(rng):
@@ -295,8 +354,10 @@ def test_inner_step_updates_stats_with_batch_ce_and_accuracy(rng):
   model = models.MLP(hidden=(8,), num_classes=C)
   student = student_lib.Student(model, student_lib.make_optimizer("sgd", 0.1), C)
   teacher = make_teacher("attention", "full", ema_decay=0.7)
-  batch = {"x": jnp.asarray(rng.normal(size=(12, 4)), jnp.float32),
-           "y": jnp.asarray(rng.integers(0, C, size=12))}
+  batch = {
+      "x": jnp.asarray(rng.normal(size=(12, 4)), jnp.float32),
+      "y": jnp.asarray(rng.integers(0, C, size=12))
+  }
   state = student.init(jax.random.PRNGKey(0), batch)
   theta = teacher.init(jax.random.PRNGKey(1))
   new, metrics = unroll.inner_step(student, teacher, theta, state, batch)

@@ -12,8 +12,7 @@ from dlf_jax.data import translation as tr
 
 from helpers import BOS, EOS, PAD, UNK
 
-
-pytestmark = pytest.mark.usefixtures("fast_compile")   # tiny programs
+pytestmark = pytest.mark.usefixtures("fast_compile")  # tiny programs
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +24,8 @@ def multi30k():
 def small_tokenizer(multi30k, tmp_path_factory):
   """Joint 300-piece BPE on the first 2,000 training pairs."""
   small = tr.ParallelText(multi30k.train.src[:2000], multi30k.train.tgt[:2000])
-  return tr.SubwordTokenizer.train_or_load(small, str(tmp_path_factory.mktemp("spm_small")),
-                                           vocab_size=300)
+  return tr.SubwordTokenizer.train_or_load(
+      small, str(tmp_path_factory.mktemp("spm_small")), vocab_size=300)
 
 
 def test_multi30k_raw_and_tok(multi30k):
@@ -39,8 +38,8 @@ def test_multi30k_raw_and_tok(multi30k):
     assert len(split.src) == len(split.tgt)
     assert all(isinstance(s, str) and s for s in split.src[:50] + split.tgt[:50])
   assert "Multi30k" in c.notes and c.source.endswith(os.path.join("multi30k", "raw"))
-  tok = tr.load_translation_corpus("multi30k", variant="tok", train_size=10, dev_size=5,
-                                   test_size=3)
+  tok = tr.load_translation_corpus(
+      "multi30k", variant="tok", train_size=10, dev_size=5, test_size=3)
   assert (len(tok.train), len(tok.dev), len(tok.test)) == (10, 5, 3)
   assert tok.train.src[0] == "zwei junge weiße männer sind im freien in der nähe vieler büsche ."
   assert tok.train.tgt[0] == "two young , white males are outside near many bushes ."
@@ -61,14 +60,20 @@ def test_multi30k_validation_split_is_held_out(multi30k):
   pairs = lambda split: set(zip(split.src, split.tgt))
   for other in (multi30k.train, multi30k.dev, multi30k.test):
     assert not pairs(c.val) & pairs(other)
-  tok = tr.load_translation_corpus("multi30k", variant="tok", val_split="test_2017_flickr",
-                                   val_size=7, train_size=3, dev_size=3, test_size=3)
+  tok = tr.load_translation_corpus(
+      "multi30k",
+      variant="tok",
+      val_split="test_2017_flickr",
+      val_size=7,
+      train_size=3,
+      dev_size=3,
+      test_size=3)
   assert len(tok.val) == 7 and all(s == s.lower() for s in tok.val.tgt)
   for stem, role in (("val", "dev"), ("test_2016_flickr", "test"), ("train", "train")):
     with pytest.raises(ValueError, match=f"val_split='{stem}' is the {role} split"):
       tr.load_translation_corpus("multi30k", val_split=stem)
-  with pytest.raises(FileNotFoundError,
-                     match=r"val_split='test_2099': no files test_2099\.\{de,en\}"):
+  with pytest.raises(
+      FileNotFoundError, match=r"val_split='test_2099': no files test_2099\.\{de,en\}"):
     tr.load_translation_corpus("multi30k", val_split="test_2099")
 
 
@@ -102,10 +107,9 @@ def write_fairseq_dir(directory, multi30k, gz="test.en"):
 def test_iwslt14_fairseq_layout(tmp_path, multi30k):
   sizes = write_fairseq_dir(str(tmp_path / "iwslt"), multi30k)
   c = tr.load_translation_corpus("iwslt14", data_dir=str(tmp_path / "iwslt"))
-  assert (len(c.train), len(c.dev), len(c.test)) == (sizes["train"], sizes["valid"],
-                                                      sizes["test"])
+  assert (len(c.train), len(c.dev), len(c.test)) == (sizes["train"], sizes["valid"], sizes["test"])
   assert c.train.src == multi30k.train.src[:60] and c.dev.tgt == multi30k.dev.tgt[:12]
-  assert c.test.tgt == multi30k.test.tgt[:9]                 # read from test.en.gz
+  assert c.test.tgt == multi30k.test.tgt[:9]  # read from test.en.gz
   assert c.name == "iwslt14" and c.source == str(tmp_path / "iwslt")
   # Misaligned files.
   with open(tmp_path / "iwslt" / "valid.en", "a", encoding="utf-8") as f:
@@ -141,9 +145,8 @@ def test_subword_tokenizer_trains_once_and_reloads(tmp_path, multi30k, joint):
   sentences = list(multi30k.dev.tgt[:20])
   assert second.encode_tgt(sentences) == first.encode_tgt(sentences)
   assert second.encode_src(multi30k.dev.src[:20]) == first.encode_src(multi30k.dev.src[:20])
-  if not joint:        # two vocabularies: German and English pieces differ
-    assert first.src.id_to_piece(list(range(4, 300))) != first.tgt.id_to_piece(
-        list(range(4, 300)))
+  if not joint:  # two vocabularies: German and English pieces differ
+    assert first.src.id_to_piece(list(range(4, 300))) != first.tgt.id_to_piece(list(range(4, 300)))
   # Special ids.
   for sp in {first.src, first.tgt}:
     assert (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id()) == (PAD, UNK, BOS, EOS)
@@ -155,8 +158,10 @@ def test_subword_tokenizer_trains_once_and_reloads(tmp_path, multi30k, joint):
 
 def test_decode_tgt_round_trip(small_tokenizer):
   tok = small_tokenizer
-  for s in ["A man is riding a bike.", "Two dogs play in the snow.",
-            "A woman in a red dress is walking down the street."]:
+  for s in [
+      "A man is riding a bike.", "Two dogs play in the snow.",
+      "A woman in a red dress is walking down the street."
+  ]:
     ids = tok.encode_tgt([s])[0]
     assert all(i > EOS for i in ids)
     assert tok.decode_tgt(ids + [EOS]) == s
@@ -203,7 +208,7 @@ def test_encode_corpus(multi30k, small_tokenizer):
   check_encoded(kept, ls, lt)
   np.testing.assert_array_equal(kept["index"], np.arange(300))
   long_ = [i for i in range(300) if i not in fits]
-  for i in long_[:30]:            # truncated to the width, still EOS-terminated
+  for i in long_[:30]:  # truncated to the width, still EOS-terminated
     assert kept["src"][i].tolist() == (src_ids[i][:ls - 1] + [EOS] + [PAD] * ls)[:ls]
     assert kept["tgt_out"][i].tolist() == (tgt_ids[i][:lt - 1] + [EOS] + [PAD] * lt)[:lt]
   with pytest.raises(ValueError, match=">= 2"):
@@ -213,25 +218,27 @@ def test_encode_corpus(multi30k, small_tokenizer):
 
 
 def test_trim_padding():
-  batch = {"src": np.array([[5, 6, EOS, 0, 0, 0, 0, 0, 0, 0]] * 2),
-           "tgt_in": np.array([[BOS, 5, 0, 0, 0, 0, 0], [BOS, 5, 6, 7, 8, 9, 0]]),
-           "tgt_out": np.array([[5, EOS, 0, 0, 0, 0, 0], [5, 6, 7, 8, 9, EOS, 0]]),
-           "index": np.array([0, 1])}
+  batch = {
+      "src": np.array([[5, 6, EOS, 0, 0, 0, 0, 0, 0, 0]] * 2),
+      "tgt_in": np.array([[BOS, 5, 0, 0, 0, 0, 0], [BOS, 5, 6, 7, 8, 9, 0]]),
+      "tgt_out": np.array([[5, EOS, 0, 0, 0, 0, 0], [5, 6, 7, 8, 9, EOS, 0]]),
+      "index": np.array([0, 1])
+  }
   batch["mask"] = (batch["tgt_out"] != 0).astype(np.float32)
   out = tr.trim_padding(batch, pad_multiple=2)
   assert out["src"].shape == (2, 4)
   assert out["tgt_in"].shape == out["tgt_out"].shape == out["mask"].shape == (2, 6)
   np.testing.assert_array_equal(out["tgt_out"], batch["tgt_out"][:, :6])
   np.testing.assert_array_equal(out["index"], batch["index"])
-  assert tr.trim_padding(batch, pad_multiple=8)["tgt_out"].shape == (2, 7)   # capped
+  assert tr.trim_padding(batch, pad_multiple=8)["tgt_out"].shape == (2, 7)  # capped
   assert tr.trim_padding(batch, pad_multiple=1)["src"].shape == (2, 3)
 
 
 @pytest.fixture(scope="module")
 def full_arrays(multi30k, tmp_path_factory):
   """All of Multi30k's training split in 300 joint BPE pieces, at most 64 per side."""
-  tok = tr.SubwordTokenizer.train_or_load(multi30k.train, str(tmp_path_factory.mktemp("spm")),
-                                          vocab_size=300)
+  tok = tr.SubwordTokenizer.train_or_load(
+      multi30k.train, str(tmp_path_factory.mktemp("spm")), vocab_size=300)
   return tr.encode_corpus(tok, multi30k.train, max_src_len=64, max_tgt_len=64, drop_long=True)
 
 
@@ -250,10 +257,11 @@ def test_bucket_sampler(full_arrays):
   again = tr.BucketSampler(arrays, b, seed=3, block=block, pad_multiple=8)
   np.testing.assert_array_equal(again.indices(5, 30), sampler.indices(5, 30))
   other = sampler.reseeded(4)
-  np.testing.assert_array_equal(other.indices(0, 30),
-                                tr.BucketSampler(arrays, b, seed=4, block=block).indices(0, 30))
+  np.testing.assert_array_equal(
+      other.indices(0, 30),
+      tr.BucketSampler(arrays, b, seed=4, block=block).indices(0, 30))
   assert not np.array_equal(other.indices(0, 30), sampler.indices(0, 30))
-  np.testing.assert_array_equal(sampler.indices(0, 30), epoch[:30])   # sampler unchanged
+  np.testing.assert_array_equal(sampler.indices(0, 30), epoch[:30])  # sampler unchanged
   # Epochs differ.
   assert not np.array_equal(sampler.indices(per_epoch, block), epoch[:block])
   lengths = np.maximum((arrays["src"] != PAD).sum(1), (arrays["tgt_out"] != PAD).sum(1))
@@ -277,8 +285,8 @@ def test_bucket_sampler(full_arrays):
   assert widths.max() <= 64 and np.mean(widths) < global_width - 16, (widths, global_width)
   # Random (unbucketed) segments of the same size would need about the global width.
   rng = np.random.default_rng(0)
-  random_width = np.mean([-(-lengths[rng.choice(n, b * block, replace=False)].max() // 8) * 8
-                          for _ in range(20)])
+  random_width = np.mean(
+      [-(-lengths[rng.choice(n, b * block, replace=False)].max() // 8) * 8 for _ in range(20)])
   assert np.mean(widths) < random_width - 8
   for bad in (0, n + 1):
     with pytest.raises(ValueError, match="batch_size"):

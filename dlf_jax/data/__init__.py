@@ -16,10 +16,9 @@ from dlf_jax.data.images import read_idx_header
 from dlf_jax.data.images import NUM_CLASSES
 from dlf_jax.data import noise
 from dlf_jax.data.noise import (check_transition, class_priors, corrupt_labels,
-                                estimate_transition_glc, long_tail_counts,
-                                long_tail_subsample, noise_rate, pair_flip_transition,
-                                realised_transition, symmetric_transition,
-                                transition_counts)
+                                estimate_transition_glc, long_tail_counts, long_tail_subsample,
+                                noise_rate, pair_flip_transition, realised_transition,
+                                symmetric_transition, transition_counts)
 
 __all__ = [
     "AUGMENTATIONS",
@@ -50,8 +49,10 @@ __all__ = [
     "transition_counts",
 ]
 from dlf_jax.data.translation import (BucketSampler, ParallelText, SubwordTokenizer,
-                                      TranslationCorpus, encode_corpus,
-                                      load_translation_corpus, trim_padding)
+                                      TranslationCorpus, encode_corpus, load_translation_corpus,
+                                      trim_padding)
 
-__all__ += ["BucketSampler", "ParallelText", "SubwordTokenizer", "TranslationCorpus",
-            "encode_corpus", "load_translation_corpus", "trim_padding"]
+__all__ += [
+    "BucketSampler", "ParallelText", "SubwordTokenizer", "TranslationCorpus", "encode_corpus",
+    "load_translation_corpus", "trim_padding"
+]

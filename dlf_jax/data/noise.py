@@ -34,26 +34,27 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["symmetric_transition", "pair_flip_transition", "check_transition",
-           "corrupt_labels", "transition_counts", "realised_transition", "noise_rate",
-           "long_tail_counts", "long_tail_subsample", "class_priors",
-           "estimate_transition_glc"]
+__all__ = [
+    "symmetric_transition", "pair_flip_transition", "check_transition", "corrupt_labels",
+    "transition_counts", "realised_transition", "noise_rate", "long_tail_counts",
+    "long_tail_subsample", "class_priors", "estimate_transition_glc"
+]
 
 # Rows of a transition matrix must sum to 1 within this (float64 sums of decimals).
 ROW_SUM_TOL = 1e-6
 
 
 def _check_num_classes(num_classes) -> int:
-  if (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
-      or num_classes < 2):
+  if (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or
+      num_classes < 2):
     raise ValueError(f"num_classes={num_classes!r} is invalid: expected an integer >= 2.")
   return int(num_classes)
 
 
 def _check_rate(rate, upper: float, closed: bool, what: str) -> float:
   ok_type = isinstance(rate, (int, float, np.integer, np.floating)) and not isinstance(rate, bool)
-  if not ok_type or not np.isfinite(rate) or rate < 0 or (rate > upper if closed
-                                                            else rate >= upper):
+  if not ok_type or not np.isfinite(rate) or rate < 0 or (rate > upper
+                                                          if closed else rate >= upper):
     bound = f"[0, {upper:g}]" if closed else f"[0, {upper:g})"
     raise ValueError(f"rate={rate!r} is invalid for {what}: expected a number in {bound}.")
   return float(rate)
@@ -83,8 +84,10 @@ def symmetric_transition(num_classes: int, rate: float) -> np.ndarray:
     PAPER.md Sec. 7; Patrini et al. 2017.
   """
   c = _check_num_classes(num_classes)
-  r = _check_rate(rate, (c - 1) / c, closed=True,
-                  what=f"symmetric noise over {c} classes (at (C-1)/C the labels are uniform)")
+  r = _check_rate(
+      rate, (c - 1) / c,
+      closed=True,
+      what=f"symmetric noise over {c} classes (at (C-1)/C the labels are uniform)")
   t = np.full((c, c), r / (c - 1), np.float64)
   np.fill_diagonal(t, 1.0 - r)
   return t
@@ -114,7 +117,8 @@ def pair_flip_transition(num_classes: int, rate: float) -> np.ndarray:
   return t
 
 
-def check_transition(transition, num_classes: int | None = None,
+def check_transition(transition,
+                     num_classes: int | None = None,
                      name: str = "transition") -> np.ndarray:
   """Validates a transition matrix; returns it as float64 ``[C, C]``.
 
@@ -262,8 +266,7 @@ def noise_rate(clean, noisy) -> float:
   return float(np.mean(y != z))
 
 
-def long_tail_counts(max_per_class: int, num_classes: int, imbalance_ratio: float
-                     ) -> np.ndarray:
+def long_tail_counts(max_per_class: int, num_classes: int, imbalance_ratio: float) -> np.ndarray:
   """The exponential long-tail profile: ``n_i = int(n_max * (1 / rho)^(i / (C - 1)))``.
 
   Computed as Cao et al.'s code does (``img_max * (imb_factor ** (i / (C - 1.0)))``
@@ -287,18 +290,19 @@ def long_tail_counts(max_per_class: int, num_classes: int, imbalance_ratio: floa
     Cao et al. 2019 (LDAM), Sec. 4; Cui et al. 2019.
   """
   c = _check_num_classes(num_classes)
-  if (isinstance(max_per_class, bool) or not isinstance(max_per_class, (int, np.integer))
-      or max_per_class < 1):
+  if (isinstance(max_per_class, bool) or not isinstance(max_per_class, (int, np.integer)) or
+      max_per_class < 1):
     raise ValueError(f"max_per_class={max_per_class!r} is invalid: expected an integer >= 1.")
-  ok = (isinstance(imbalance_ratio, (int, float, np.integer, np.floating))
-        and not isinstance(imbalance_ratio, bool) and np.isfinite(imbalance_ratio)
-        and imbalance_ratio >= 1)
+  ok = (
+      isinstance(imbalance_ratio, (int, float, np.integer, np.floating)) and
+      not isinstance(imbalance_ratio, bool) and np.isfinite(imbalance_ratio) and
+      imbalance_ratio >= 1)
   if not ok:
     raise ValueError(f"imbalance_ratio={imbalance_ratio!r} is invalid: expected a number "
                      ">= 1 (n_head / n_tail; 1 is balanced).")
   imb_factor = 1.0 / float(imbalance_ratio)
-  counts = np.array([int(int(max_per_class) * (imb_factor ** (i / (c - 1.0))))
-                     for i in range(c)], np.int64)
+  counts = np.array([int(int(max_per_class) * (imb_factor**(i / (c - 1.0)))) for i in range(c)],
+                    np.int64)
   if counts[-1] < 1:
     raise ValueError(f"imbalance_ratio={imbalance_ratio!r} with max_per_class="
                      f"{max_per_class} leaves class {c - 1} no example "
@@ -307,7 +311,10 @@ def long_tail_counts(max_per_class: int, num_classes: int, imbalance_ratio: floa
   return counts
 
 
-def long_tail_subsample(labels, imbalance_ratio: float, seed: int, *,
+def long_tail_subsample(labels,
+                        imbalance_ratio: float,
+                        seed: int,
+                        *,
                         num_classes: int | None = None,
                         max_per_class: int | None = None) -> np.ndarray:
   """Indices of a long-tailed subset: the first ``n_i`` of class ``i`` in a permutation.

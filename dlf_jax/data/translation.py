@@ -44,9 +44,19 @@ from dlf_jax.data.images import default_data_dir
 from dlf_jax.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, strip_special
 
 __all__ = [
-    "CORPORA", "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "ParallelText", "TranslationCorpus",
-    "read_lines", "load_translation_corpus", "SubwordTokenizer", "encode_corpus",
-    "BucketSampler", "trim_padding",
+    "CORPORA",
+    "PAD_ID",
+    "UNK_ID",
+    "BOS_ID",
+    "EOS_ID",
+    "ParallelText",
+    "TranslationCorpus",
+    "read_lines",
+    "load_translation_corpus",
+    "SubwordTokenizer",
+    "encode_corpus",
+    "BucketSampler",
+    "trim_padding",
 ]
 
 CORPORA = ("multi30k", "iwslt14")
@@ -119,10 +129,16 @@ def _read_pair(directory: str, stem: str, src_lang: str, tgt_lang: str,
   return ParallelText(tuple(src), tuple(tgt))
 
 
-def load_translation_corpus(name: str, *, data_dir: Optional[str] = None,
-                            variant: str = "raw", src_lang: str = "de", tgt_lang: str = "en",
-                            train_size: Optional[int] = None, dev_size: Optional[int] = None,
-                            test_size: Optional[int] = None, val_split: Optional[str] = None,
+def load_translation_corpus(name: str,
+                            *,
+                            data_dir: Optional[str] = None,
+                            variant: str = "raw",
+                            src_lang: str = "de",
+                            tgt_lang: str = "en",
+                            train_size: Optional[int] = None,
+                            dev_size: Optional[int] = None,
+                            test_size: Optional[int] = None,
+                            val_split: Optional[str] = None,
                             val_size: Optional[int] = None) -> TranslationCorpus:
   """Reads a parallel corpus from local files (no download).
 
@@ -174,24 +190,23 @@ def load_translation_corpus(name: str, *, data_dir: Optional[str] = None,
                      "'test_2017_flickr').")
   limits = {"train": train_size, "dev": dev_size, "test": test_size}
   try:
-    splits = {k: _read_pair(root, stem, src_lang, tgt_lang, limits[k])
-              for k, stem in stems.items()}
+    splits = {k: _read_pair(root, stem, src_lang, tgt_lang, limits[k]) for k, stem in stems.items()}
   except FileNotFoundError as e:
-    expected = ", ".join(f"{s}.{lang}[.gz]" for s in stems.values()
-                         for lang in (src_lang, tgt_lang))
+    expected = ", ".join(
+        f"{s}.{lang}[.gz]" for s in stems.values() for lang in (src_lang, tgt_lang))
     where = ("Set data_dir (config.data.data_dir) or DLF_DATA_DIR to the directory that "
-             f"contains multi30k/ (the files go in multi30k/{variant}/)" if name == "multi30k"
-             else "Set data_dir (config.data.data_dir) to the directory that holds them")
+             f"contains multi30k/ (the files go in multi30k/{variant}/)" if name == "multi30k" else
+             "Set data_dir (config.data.data_dir) to the directory that holds them")
     raise FileNotFoundError(f"{name}: {e} Expected in {root}: {expected}. {where}.") from None
   # After the other splits: missing data is reported as such, not as a bad val_split.
-  val = None if val_split is None else _read_val_split(
-      name, root, val_split, val_split + suffix, src_lang, tgt_lang, val_size)
-  return TranslationCorpus(name=name, src_lang=src_lang, tgt_lang=tgt_lang, source=root,
-                           notes=notes, val=val, **splits)
+  val = None if val_split is None else _read_val_split(name, root, val_split, val_split +
+                                                       suffix, src_lang, tgt_lang, val_size)
+  return TranslationCorpus(
+      name=name, src_lang=src_lang, tgt_lang=tgt_lang, source=root, notes=notes, val=val, **splits)
 
 
-def _read_val_split(name: str, root: str, val_split: str, stem: str, src_lang: str,
-                    tgt_lang: str, limit: Optional[int]) -> ParallelText:
+def _read_val_split(name: str, root: str, val_split: str, stem: str, src_lang: str, tgt_lang: str,
+                    limit: Optional[int]) -> ParallelText:
   """The validation split's pair.
 
   A missing one raises ``FileNotFoundError`` naming ``val_split`` and the held-out
@@ -203,8 +218,8 @@ def _read_val_split(name: str, root: str, val_split: str, stem: str, src_lang: s
     held_out = ", ".join(repr(h) for h in _HELD_OUT.get(name, ()))
     raise FileNotFoundError(
         f"val_split={val_split!r}: no files {stem}.{{{src_lang},{tgt_lang}}}[.gz] in "
-        f"{root}; name a held-out split that is there"
-        + (f" ({name}: {held_out})" if held_out else "") + ", or None for none.") from None
+        f"{root}; name a held-out split that is there" +
+        (f" ({name}: {held_out})" if held_out else "") + ", or None for none.") from None
 
 
 class SubwordTokenizer:
@@ -241,9 +256,15 @@ class SubwordTokenizer:
     return self.tgt.get_piece_size()
 
   @classmethod
-  def train_or_load(cls, train: ParallelText, directory: str, *, vocab_size: int = 8000,
-                    joint: bool = True, character_coverage: float = 1.0,
-                    max_sentences: int = 2_000_000, seed: int = 0) -> "SubwordTokenizer":
+  def train_or_load(cls,
+                    train: ParallelText,
+                    directory: str,
+                    *,
+                    vocab_size: int = 8000,
+                    joint: bool = True,
+                    character_coverage: float = 1.0,
+                    max_sentences: int = 2_000_000,
+                    seed: int = 0) -> "SubwordTokenizer":
     """Trains BPE model(s) on ``train`` into ``directory``, or loads them if cached.
 
     The cache key hashes the training text and the settings, so a changed corpus
@@ -267,14 +288,19 @@ class SubwordTokenizer:
     try:
       import sentencepiece as spm
     except ImportError as e:
-      raise ImportError("Subword tokenisation needs sentencepiece: pip install -e '.[nmt]'"
-                        ) from e
+      raise ImportError("Subword tokenisation needs sentencepiece: pip install -e '.[nmt]'") from e
     os.makedirs(directory, exist_ok=True)
     digest = hashlib.sha256()
     for line in train.src + ("\0",) + train.tgt:
       digest.update(line.encode("utf-8") + b"\n")
-    settings = {"vocab_size": vocab_size, "joint": joint, "cov": character_coverage,
-                "max": max_sentences, "seed": seed, "data": digest.hexdigest()[:16]}
+    settings = {
+        "vocab_size": vocab_size,
+        "joint": joint,
+        "cov": character_coverage,
+        "max": max_sentences,
+        "seed": seed,
+        "data": digest.hexdigest()[:16]
+    }
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     sides = {"joint": train.src + train.tgt} if joint else {"src": train.src, "tgt": train.tgt}
     models = []
@@ -283,10 +309,17 @@ class SubwordTokenizer:
       if not os.path.exists(prefix + ".model"):
         try:
           spm.SentencePieceTrainer.train(
-              sentence_iterator=iter(sentences), model_prefix=prefix, model_type="bpe",
-              vocab_size=vocab_size, character_coverage=character_coverage,
-              pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
-              input_sentence_size=max_sentences, shuffle_input_sentence=True,
+              sentence_iterator=iter(sentences),
+              model_prefix=prefix,
+              model_type="bpe",
+              vocab_size=vocab_size,
+              character_coverage=character_coverage,
+              pad_id=PAD_ID,
+              unk_id=UNK_ID,
+              bos_id=BOS_ID,
+              eos_id=EOS_ID,
+              input_sentence_size=max_sentences,
+              shuffle_input_sentence=True,
               minloglevel=2)
         except RuntimeError as e:
           raise RuntimeError(f"sentencepiece could not train a {vocab_size}-piece BPE "
@@ -341,8 +374,10 @@ def encode_corpus(tokenizer: SubwordTokenizer, text: ParallelText, *, max_src_le
                      f"{max_tgt_len}.")
   src_ids = tokenizer.encode_src(text.src)
   tgt_ids = tokenizer.encode_tgt(text.tgt)
-  keep = [i for i in range(len(text))
-          if not drop_long or (len(src_ids[i]) < max_src_len and len(tgt_ids[i]) < max_tgt_len)]
+  keep = [
+      i for i in range(len(text))
+      if not drop_long or (len(src_ids[i]) < max_src_len and len(tgt_ids[i]) < max_tgt_len)
+  ]
   if not keep:
     raise ValueError(f"No sentence pair fits max_src_len={max_src_len}, "
                      f"max_tgt_len={max_tgt_len}; raise them.")
@@ -350,9 +385,13 @@ def encode_corpus(tokenizer: SubwordTokenizer, text: ParallelText, *, max_src_le
   tgt = [tgt_ids[i][:max_tgt_len - 1] for i in keep]
   tgt_in = _pad([[BOS_ID] + t for t in tgt], max_tgt_len)
   tgt_out = _pad([t + [EOS_ID] for t in tgt], max_tgt_len)
-  return {"src": _pad(src, max_src_len), "tgt_in": tgt_in, "tgt_out": tgt_out,
-          "mask": (tgt_out != PAD_ID).astype(np.float32),
-          "index": np.asarray(keep, np.int32)}
+  return {
+      "src": _pad(src, max_src_len),
+      "tgt_in": tgt_in,
+      "tgt_out": tgt_out,
+      "mask": (tgt_out != PAD_ID).astype(np.float32),
+      "index": np.asarray(keep, np.int32)
+  }
 
 
 class BucketSampler:
@@ -388,7 +427,11 @@ class BucketSampler:
     ValueError: bad sizes or missing keys.
   """
 
-  def __init__(self, arrays: dict, batch_size: int, seed: int = 0, block: int = 20,
+  def __init__(self,
+               arrays: dict,
+               batch_size: int,
+               seed: int = 0,
+               block: int = 20,
                pad_multiple: int = 8):
     missing = [k for k in ("src", "tgt_in", "tgt_out", "mask") if k not in arrays]
     if missing:
@@ -432,13 +475,14 @@ class BucketSampler:
       perm = rng.permutation(self.num_examples)
       ordered = perm[np.argsort(self._length[perm], kind="stable")]
       nb, b = self.batches_per_epoch, self.batch_size
-      drop = rng.integers(0, self.num_examples - nb * b + 1)   # which pairs sit out
+      drop = rng.integers(0, self.num_examples - nb * b + 1)  # which pairs sit out
       batches = ordered[drop:drop + nb * b].reshape(nb, b)
-      blocks = [batches[i:i + self.block] for i in range(0, nb, self.block)]   # last may be short
+      blocks = [batches[i:i + self.block] for i in range(0, nb, self.block)]  # last may be short
       order = rng.permutation(len(blocks))
       self._cache[epoch] = np.concatenate(
           [blocks[i][rng.permutation(len(blocks[i]))] for i in order])
     return self._cache[epoch]
+
   def indices(self, start: int, count: int) -> np.ndarray:
     """Example indices of global batches ``start .. start + count - 1``: ``[count, B]``."""
     if start < 0 or count < 0:

@@ -12,8 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "NEVER_EMITTED", "strip_special",
-           "until_end"]
+__all__ = ["PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "NEVER_EMITTED", "strip_special", "until_end"]
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 # Ids a decoder never outputs (as in fairseq): it starts from BOS and pads after EOS.

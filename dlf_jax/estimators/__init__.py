@@ -28,8 +28,10 @@ from dlf_jax.estimators.forward import ForwardMode
 from dlf_jax.estimators.pes import PES
 from dlf_jax.estimators.reverse import ReverseMode
 
-__all__ = ["HypergradEstimator", "EstimateContext", "ReverseMode", "ForwardMode",
-           "AntitheticES", "PES", "ESTIMATORS", "get"]
+__all__ = [
+    "HypergradEstimator", "EstimateContext", "ReverseMode", "ForwardMode", "AntitheticES", "PES",
+    "ESTIMATORS", "get"
+]
 
 # name -> class: the one list of estimator names (configs, the schema, the command line).
 ESTIMATORS: dict[str, type] = {

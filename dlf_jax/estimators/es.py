@@ -59,6 +59,11 @@ class AntitheticES:
 
 @functools.lru_cache(maxsize=32)
 def _compiled(est: AntitheticES, student, teacher, measure):
-  return evolution.make_es_gradient_fn(student, teacher, measure, population=est.population,
-                                       sigma=est.sigma, reward=est.reward,
-                                       chunk_size=est.chunk_size)
+  return evolution.make_es_gradient_fn(
+      student,
+      teacher,
+      measure,
+      population=est.population,
+      sigma=est.sigma,
+      reward=est.reward,
+      chunk_size=est.chunk_size)

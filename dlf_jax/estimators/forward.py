@@ -59,8 +59,9 @@ class ForwardMode:
   def estimate(self, ctx, theta, state, student_state):
     """The segment's hypergradient, its ``T`` steps drawn ``chunk_steps`` at a time."""
     init, chunk, readout = _compiled(ctx.student, ctx.teacher, ctx.measure)
-    n_chunk = (min(ctx.num_steps, DEFAULT_MAX_CHUNK_STEPS) if self.chunk_steps is None
-               else self.chunk_steps)
+    n_chunk = (
+        min(ctx.num_steps, DEFAULT_MAX_CHUNK_STEPS)
+        if self.chunk_steps is None else self.chunk_steps)
     carry = init(theta, student_state)
     parts = []
     for done in range(0, ctx.num_steps, n_chunk):
@@ -69,8 +70,8 @@ class ForwardMode:
       parts.append(m)
     value, dtheta = readout(theta, carry, ctx.dev_batches)
     metrics = jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *parts)
-    return HypergradResult(dtheta=dtheta, dparams0=None, value=value,
-                           final_state=carry.state, metrics=metrics), state
+    return HypergradResult(
+        dtheta=dtheta, dparams0=None, value=value, final_state=carry.state, metrics=metrics), state
 
 
 _compiled = functools.lru_cache(maxsize=32)(forward_hypergrad.make_forward_fns)

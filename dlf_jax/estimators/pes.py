@@ -83,10 +83,20 @@ def _compiled(est: PES, student, teacher, measure):
   @jax.jit
   def step(theta, pes_state, student_state, batches, dev_batches, rng):
     dtheta, pes_state, _ = evolution.pes_step(
-        student, teacher, measure, theta, pes_state, batches, dev_batches, rng,
-        sigma=est.sigma, reward=est.reward, chunk_size=est.chunk_size)
+        student,
+        teacher,
+        measure,
+        theta,
+        pes_state,
+        batches,
+        dev_batches,
+        rng,
+        sigma=est.sigma,
+        reward=est.reward,
+        chunk_size=est.chunk_size)
     final, metrics = unroll(student, teacher, theta, student_state, batches)
     value = reward_fn(final.params, final.model_state, dev_batches)
-    return HypergradResult(dtheta=dtheta, dparams0=None, value=value, final_state=final,
-                           metrics=metrics), pes_state
+    return HypergradResult(
+        dtheta=dtheta, dparams0=None, value=value, final_state=final, metrics=metrics), pes_state
+
   return step

@@ -59,6 +59,10 @@ class ReverseMode:
 
 @functools.lru_cache(maxsize=32)
 def _compiled(est: ReverseMode, student, teacher, measure):
-  return hypergrad.make_hypergradient_fn(student, teacher, measure, method=est.method,
-                                         memory=est.memory,
-                                         checkpoint_every=est.checkpoint_every)
+  return hypergrad.make_hypergradient_fn(
+      student,
+      teacher,
+      measure,
+      method=est.method,
+      memory=est.memory,
+      checkpoint_every=est.checkpoint_every)

@@ -27,14 +27,26 @@ from dlf_jax.losses.family import ForwardCorrectionW, FullW, LogitOffsetW, param
 from dlf_jax.state_features import DEFAULT_EMA_DECAY
 
 __all__ = [
-    "cross_entropy", "label_smoothing", "large_margin_logits", "large_margin_softmax",
-    "FixedLoss", "CrossEntropyLoss", "LabelSmoothingLoss", "LargeMarginLoss",
-    "SigmoidCrossEntropyLoss", "BASELINES", "baseline_loss", "ForwardCorrectionLoss",
-    "LogitAdjustedLoss", "ClassBalancedLoss", "class_balanced_weights",
+    "cross_entropy",
+    "label_smoothing",
+    "large_margin_logits",
+    "large_margin_softmax",
+    "FixedLoss",
+    "CrossEntropyLoss",
+    "LabelSmoothingLoss",
+    "LargeMarginLoss",
+    "SigmoidCrossEntropyLoss",
+    "BASELINES",
+    "baseline_loss",
+    "ForwardCorrectionLoss",
+    "LogitAdjustedLoss",
+    "ClassBalancedLoss",
+    "class_balanced_weights",
 ]
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array,
+def cross_entropy(logits: jax.Array,
+                  labels: jax.Array,
                   mask: Optional[jax.Array] = None) -> jax.Array:
   """Masked mean cross-entropy ``-log p_y``; logits ``[..., C]``, labels int ``[...]``."""
   check_labels(logits, labels, mask)
@@ -43,7 +55,9 @@ def cross_entropy(logits: jax.Array, labels: jax.Array,
   return masked_mean(nll, mask)
 
 
-def label_smoothing(logits: jax.Array, labels: jax.Array, smoothing: float = 0.1,
+def label_smoothing(logits: jax.Array,
+                    labels: jax.Array,
+                    smoothing: float = 0.1,
                     mask: Optional[jax.Array] = None) -> jax.Array:
   """Cross-entropy against ``(1 - eps) e_y + eps / C`` (Szegedy et al., 2016).
 
@@ -73,8 +87,11 @@ def _chebyshev(m: int, x: jax.Array) -> jax.Array:
   return t
 
 
-def large_margin_logits(features: jax.Array, kernel: jax.Array, labels: jax.Array,
-                        margin: int = 2, beta: float = 0.0) -> jax.Array:
+def large_margin_logits(features: jax.Array,
+                        kernel: jax.Array,
+                        labels: jax.Array,
+                        margin: int = 2,
+                        beta: float = 0.0) -> jax.Array:
   """Logits of Large-Margin Softmax (L-Softmax), target logit replaced.
 
   ``f_j = ||W_j|| ||x|| cos(theta_j)`` for ``j != y`` and, for the target,
@@ -107,31 +124,30 @@ def large_margin_logits(features: jax.Array, kernel: jax.Array, labels: jax.Arra
   if isinstance(beta, (int, float)) and beta < 0:
     raise ValueError(f"L-Softmax beta must be >= 0, got {beta}.")
   if features.shape[-1] != kernel.shape[0]:
-    raise ValueError(
-        f"features [..., {features.shape[-1]}] do not match the head kernel "
-        f"{tuple(kernel.shape)} ([D, C]).")
+    raise ValueError(f"features [..., {features.shape[-1]}] do not match the head kernel "
+                     f"{tuple(kernel.shape)} ([D, C]).")
   logits = features @ kernel
-  w_norm = jnp.linalg.norm(kernel, axis=0)                       # [C]
-  x_norm = jnp.sqrt(jnp.sum(features ** 2, axis=-1) + 1e-12)      # [...]
+  w_norm = jnp.linalg.norm(kernel, axis=0)  # [C]
+  x_norm = jnp.sqrt(jnp.sum(features**2, axis=-1) + 1e-12)  # [...]
   w_y = jnp.take(w_norm, labels)
   f_y = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
   cos = jnp.clip(f_y / (w_y * x_norm + 1e-12), -1.0, 1.0)
   theta = jax.lax.stop_gradient(jnp.arccos(cos))
   k = jnp.floor(theta * margin / math.pi)
-  psi = (-1.0) ** k * _chebyshev(int(margin), cos) - 2.0 * k
+  psi = (-1.0)**k * _chebyshev(int(margin), cos) - 2.0 * k
   target = (beta * f_y + w_y * x_norm * psi) / (1.0 + beta)
   onehot = jax.nn.one_hot(labels, kernel.shape[1], dtype=logits.dtype)
   return logits + onehot * (target - f_y)[..., None]
 
 
-def large_margin_softmax(features: jax.Array, kernel: jax.Array, labels: jax.Array,
-                         margin: int = 2, beta: float = 0.0,
+def large_margin_softmax(features: jax.Array,
+                         kernel: jax.Array,
+                         labels: jax.Array,
+                         margin: int = 2,
+                         beta: float = 0.0,
                          mask: Optional[jax.Array] = None) -> jax.Array:
   """L-Softmax loss: cross-entropy of :func:`large_margin_logits` (masked mean)."""
-  return cross_entropy(large_margin_logits(features, kernel, labels, margin, beta),
-                       labels, mask)
-
-
+  return cross_entropy(large_margin_logits(features, kernel, labels, margin, beta), labels, mask)
 
 
 @struct.dataclass
@@ -172,7 +188,10 @@ class FixedLoss:
     del theta, s
     return None
 
-  def loss(self, phi: Any, outputs: Any, labels: jax.Array,
+  def loss(self,
+           phi: Any,
+           outputs: Any,
+           labels: jax.Array,
            mask: Optional[jax.Array] = None) -> jax.Array:
     """Scalar loss of ``outputs`` (``outputs.logits [..., C]``) for int ``labels [...]``."""
     raise NotImplementedError
@@ -243,26 +262,24 @@ class LargeMarginLoss(FixedLoss):
   name: ClassVar[str] = "large_margin"
 
   def __post_init__(self):
-    if (int(self.margin) != self.margin or self.margin < 1 or self.beta < 0
-        or self.beta_min < 0):
+    if (int(self.margin) != self.margin or self.margin < 1 or self.beta < 0 or self.beta_min < 0):
       raise ValueError(f"L-Softmax needs an integer margin >= 1 and beta, beta_min >= 0; got "
                        f"margin={self.margin}, beta={self.beta}, beta_min={self.beta_min}.")
 
   def phi(self, theta, s):
     """``beta_t`` (float32 scalar)."""
     del theta
-    decayed = self.beta * (1.0 + self.beta_gamma * s[0]) ** (-self.beta_power)
+    decayed = self.beta * (1.0 + self.beta_gamma * s[0])**(-self.beta_power)
     return jnp.maximum(self.beta_min, decayed)
 
   def loss(self, phi, outputs, labels, mask=None):
     if outputs.features is None or outputs.head_kernel is None:
-      raise ValueError(
-          "large_margin needs the student's penultimate features and last-layer "
-          "kernel: the model must return (logits, features) and the Student's "
-          "head_path must name the last Dense kernel.")
+      raise ValueError("large_margin needs the student's penultimate features and last-layer "
+                       "kernel: the model must return (logits, features) and the Student's "
+                       "head_path must name the last Dense kernel.")
     beta = self.beta_min if phi is None else phi
-    return large_margin_softmax(outputs.features, outputs.head_kernel, labels,
-                                self.margin, beta, mask)
+    return large_margin_softmax(outputs.features, outputs.head_kernel, labels, self.margin, beta,
+                                mask)
 
 
 def _static(values, name: str, ndim: int) -> tuple:
@@ -298,7 +315,7 @@ class ForwardCorrectionLoss(_DataFixedLoss):
 
   def __post_init__(self):
     object.__setattr__(self, "transition", _static(self.transition, "transition", 2))
-    ForwardCorrectionW.create(np.asarray(self.transition))          # the checks
+    ForwardCorrectionW.create(np.asarray(self.transition))  # the checks
 
   @property
   def num_classes(self) -> int:
@@ -326,7 +343,7 @@ class LogitAdjustedLoss(_DataFixedLoss):
 
   def __post_init__(self):
     object.__setattr__(self, "class_priors", _static(self.class_priors, "class_priors", 1))
-    LogitOffsetW.create(np.asarray(self.class_priors), self.tau)   # the checks
+    LogitOffsetW.create(np.asarray(self.class_priors), self.tau)  # the checks
 
   @property
   def num_classes(self) -> int:
@@ -361,7 +378,7 @@ def class_balanced_weights(class_counts, beta: float) -> np.ndarray:
   if counts.ndim != 1 or (counts <= 0).any():
     raise ValueError(f"class_counts must be a [C] vector of positive counts, got "
                      f"{counts.tolist()}.")
-  weights = (1.0 - beta) / (1.0 - beta ** counts)
+  weights = (1.0 - beta) / (1.0 - beta**counts)
   return weights * len(counts) / weights.sum()
 
 
@@ -384,7 +401,7 @@ class ClassBalancedLoss(_DataFixedLoss):
 
   def __post_init__(self):
     object.__setattr__(self, "class_counts", _static(self.class_counts, "class_counts", 1))
-    class_balanced_weights(self.class_counts, self.beta)            # the checks
+    class_balanced_weights(self.class_counts, self.beta)  # the checks
 
   @property
   def num_classes(self) -> int:
@@ -403,8 +420,9 @@ class ClassBalancedLoss(_DataFixedLoss):
 # and one entry here. The losses built from training-data statistics (forward correction,
 # logit adjustment, class-balanced) are not listed: they need T, priors or counts.
 BASELINES: dict[str, type[FixedLoss]] = {
-    cls.name: cls for cls in (CrossEntropyLoss, LabelSmoothingLoss, LargeMarginLoss,
-                              SigmoidCrossEntropyLoss)}
+    cls.name: cls
+    for cls in (CrossEntropyLoss, LabelSmoothingLoss, LargeMarginLoss, SigmoidCrossEntropyLoss)
+}
 
 
 def baseline_loss(name: str, **options) -> FixedLoss:

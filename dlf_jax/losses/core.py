@@ -14,8 +14,10 @@ import numpy as np
 from dlf_jax import checks
 from dlf_jax.contracts import Link
 
-__all__ = ["LINKS", "LINK_FUNCTIONS", "check_link", "apply_link", "check_labels",
-           "masked_mean", "check_eps", "label_log_prob"]
+__all__ = [
+    "LINKS", "LINK_FUNCTIONS", "check_link", "apply_link", "check_labels", "masked_mean",
+    "check_eps", "label_log_prob"
+]
 
 # What wraps the (negated) score of Eqn. (2): the paper's sigmoid or the identity. A new
 # link is one entry here (and its name in ``contracts.Link``).
@@ -59,8 +61,7 @@ def check_eps(eps, name: str = "eps") -> None:
                      f"label); got {bad}.")
 
 
-def check_labels(logits: jax.Array, labels: jax.Array,
-                 mask: Optional[jax.Array] = None) -> None:
+def check_labels(logits: jax.Array, labels: jax.Array, mask: Optional[jax.Array] = None) -> None:
   """Checks ``logits [..., C]`` against ``labels [...]`` and ``mask [...]``.
 
   Shapes and dtypes are checked at trace time. The label *values* are checked
@@ -76,17 +77,20 @@ def check_labels(logits: jax.Array, labels: jax.Array,
     TypeError: non-integer labels.
   """
   if logits.ndim < 1 or logits.shape[:-1] != labels.shape:
-    raise ValueError(
-        f"labels must have the shape of logits without the class axis: logits "
-        f"{tuple(logits.shape)} expects labels {tuple(logits.shape[:-1])}, got "
-        f"{tuple(labels.shape)}. Pass integer class ids, not one-hot vectors.")
+    raise ValueError(f"labels must have the shape of logits without the class axis: logits "
+                     f"{tuple(logits.shape)} expects labels {tuple(logits.shape[:-1])}, got "
+                     f"{tuple(labels.shape)}. Pass integer class ids, not one-hot vectors.")
   if not jnp.issubdtype(labels.dtype, jnp.integer):
     raise TypeError(f"labels must be integer class ids, got dtype {labels.dtype}.")
   if mask is not None and mask.shape != labels.shape:
     raise ValueError(
         f"mask shape {tuple(mask.shape)} must equal labels shape {tuple(labels.shape)}.")
-  checks.check_label_values(labels, logits.shape[-1], "labels", mask,
-                            fix="labels must be class ids of the logits' class axis")
+  checks.check_label_values(
+      labels,
+      logits.shape[-1],
+      "labels",
+      mask,
+      fix="labels must be class ids of the logits' class axis")
 
 
 def masked_mean(values: jax.Array, mask: Optional[jax.Array] = None) -> jax.Array:

@@ -73,11 +73,30 @@ from dlf_jax.contracts import Parameterisation
 from dlf_jax.losses import core
 
 __all__ = [
-    "LossForm", "FullW", "DiagonalW", "LowRankW", "SoftTargetW", "WeightedSoftTargetW",
-    "ForwardCorrectionW", "LogitOffsetW", "FORMS", "PARAMETERISATIONS",
-    "TARGETS", "ANCHORS", "CE_ANCHOR_EPS", "EPS_MAX", "TeacherSpec", "RawParam", "form",
-    "parametric_loss", "identity_loss_params", "anchor_loss_params", "soft_target_params",
-    "dense_w", "bilinear_score", "phi_statistics",
+    "LossForm",
+    "FullW",
+    "DiagonalW",
+    "LowRankW",
+    "SoftTargetW",
+    "WeightedSoftTargetW",
+    "ForwardCorrectionW",
+    "LogitOffsetW",
+    "FORMS",
+    "PARAMETERISATIONS",
+    "TARGETS",
+    "ANCHORS",
+    "CE_ANCHOR_EPS",
+    "EPS_MAX",
+    "TeacherSpec",
+    "RawParam",
+    "form",
+    "parametric_loss",
+    "identity_loss_params",
+    "anchor_loss_params",
+    "soft_target_params",
+    "dense_w",
+    "bilinear_score",
+    "phi_statistics",
 ]
 
 # Structure of the soft targets q_y of SoftTargetW: uniform (label smoothing), one
@@ -141,8 +160,10 @@ class RawParam(NamedTuple):
 
 def _perturbed(base_fn, scale):
   """``base_fn(shape) + scale N(0, 1)``: an anchor with a small non-zero perturbation."""
+
   def init(rng, shape, dtype=jnp.float32):
     return base_fn(shape, dtype) + scale * jax.random.normal(rng, shape, dtype)
+
   return init
 
 
@@ -156,9 +177,11 @@ def _logit(p: float) -> float:
 
 def _label_smoothing_w(eps: float):
   """``(1 - eps) I + eps / C`` broadcast to ``shape [..., C, C]`` (``I`` when ``eps = 0``)."""
+
   def init(shape, dtype):
     c = shape[-1]
     return jnp.broadcast_to((1 - eps) * jnp.eye(c, dtype=dtype) + eps / c, shape)
+
   return init
 
 
@@ -207,9 +230,8 @@ class LossForm:
       ValueError: a class count other than ``c`` or a field of the wrong shape.
     """
     if self.num_classes != c:
-      raise ValueError(
-          f"The loss has C={self.num_classes} classes ({self._w_text()}) "
-          f"but the student outputs C={c}; build the teacher with num_classes={c}.")
+      raise ValueError(f"The loss has C={self.num_classes} classes ({self._w_text()}) "
+                       f"but the student outputs C={c}; build the teacher with num_classes={c}.")
     if np.shape(self.b) not in ((), (c,)):
       raise ValueError(f"The bias b must be a scalar or [C] = [{c}], got shape "
                        f"{tuple(np.shape(self.b))}.")
@@ -272,14 +294,24 @@ class LossForm:
   # ----------------------------------------------------------------- anchors
 
   @classmethod
-  def cross_entropy(cls, num_classes: int, *, rank: int = 0, b: jax.Array,
-                    link: str, dtype=jnp.float32) -> "LossForm":
+  def cross_entropy(cls,
+                    num_classes: int,
+                    *,
+                    rank: int = 0,
+                    b: jax.Array,
+                    link: str,
+                    dtype=jnp.float32) -> "LossForm":
     """``W = I`` with bias ``b``: CE (identity link) or ``sigmoid(CE)`` (sigmoid link)."""
     raise NotImplementedError
 
   @classmethod
-  def label_smoothing(cls, num_classes: int, smoothing: float, *, b: jax.Array,
-                      link: str, dtype=jnp.float32) -> "LossForm":
+  def label_smoothing(cls,
+                      num_classes: int,
+                      smoothing: float,
+                      *,
+                      b: jax.Array,
+                      link: str,
+                      dtype=jnp.float32) -> "LossForm":
     """``W = (1 - eps) I + eps / C 1 1^T``: label smoothing under the identity link.
 
     Raises:
@@ -341,8 +373,7 @@ def _check_distribution(q, name: str, axis: int = 0) -> None:
     return
   try:
     values = np.asarray(q, np.float64)
-  except (TypeError, jax.errors.TracerArrayConversionError,
-          jax.errors.ConcretizationTypeError):
+  except (TypeError, jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
     return
   sums = values.sum(axis=axis)
   if (values < 0).any() or not np.allclose(sums, 1.0, atol=1e-5):
@@ -407,8 +438,8 @@ class FullW(LossForm):
 
   @classmethod
   def label_smoothing(cls, num_classes, smoothing, *, b, link, dtype=jnp.float32):
-    return cls((1 - smoothing) * jnp.eye(num_classes, dtype=dtype) + smoothing / num_classes,
-               b, link=link)
+    return cls(
+        (1 - smoothing) * jnp.eye(num_classes, dtype=dtype) + smoothing / num_classes, b, link=link)
 
   @classmethod
   def raw_params(cls, spec):
@@ -459,8 +490,11 @@ class DiagonalW(LossForm):
 
   def statistics(self, max_dense: int = 1024) -> dict:
     del max_dense
-    return {"b_mean": jnp.mean(self.b), "w_diag_mean": jnp.mean(self.w),
-            "w_offdiag_mean": jnp.zeros((), self.w.dtype)}
+    return {
+        "b_mean": jnp.mean(self.b),
+        "w_diag_mean": jnp.mean(self.w),
+        "w_offdiag_mean": jnp.zeros((), self.w.dtype)
+    }
 
   @classmethod
   def cross_entropy(cls, num_classes, *, rank=0, b, link, dtype=jnp.float32):
@@ -469,8 +503,8 @@ class DiagonalW(LossForm):
 
   @classmethod
   def raw_params(cls, spec):
-    return (RawParam("w", (spec.num_classes,), _perturbed(jnp.ones, spec.init_scale),
-                     "w_bank", "w0"),)
+    return (RawParam("w", (spec.num_classes,), _perturbed(jnp.ones, spec.init_scale), "w_bank",
+                     "w0"),)
 
   @classmethod
   def mix(cls, a, banks):
@@ -539,18 +573,20 @@ class LowRankW(LossForm):
   def raw_params(cls, spec):
     c, r, scale = spec.num_classes, spec.rank, spec.init_scale
     normal = jax.nn.initializers.normal(scale)
-    return (RawParam("w", (c,), _perturbed(jnp.ones, scale), "w_bank", "w0"),
-            RawParam("u", (c, r), normal, "u_bank", "u"),
-            RawParam("v", (c, r), normal, "v_bank", "v"))
+    return (RawParam("w", (c,), _perturbed(jnp.ones, scale), "w_bank",
+                     "w0"), RawParam("u", (c, r), normal, "u_bank",
+                                     "u"), RawParam("v", (c, r), normal, "v_bank", "v"))
 
   @classmethod
   def mix(cls, a, banks):
     u, v = banks["u"], banks["v"]
     k, c, r = u.shape
     # sum_k a_k U_k V_k^T = [a_1 U_1 .. a_K U_K] [V_1 .. V_K]^T, rank K r.
-    return {"w": a @ banks["w"],
-            "u": jnp.moveaxis(a[:, None, None] * u, 0, 1).reshape(c, k * r),
-            "v": jnp.moveaxis(v, 0, 1).reshape(c, k * r)}
+    return {
+        "w": a @ banks["w"],
+        "u": jnp.moveaxis(a[:, None, None] * u, 0, 1).reshape(c, k * r),
+        "v": jnp.moveaxis(v, 0, 1).reshape(c, k * r)
+    }
 
   @classmethod
   def from_raw(cls, raw, b, link):
@@ -625,9 +661,12 @@ class SoftTargetW(LossForm):
       q_yy = self.q if self.q.ndim == 1 else jnp.diag(self.q)
     diag = 1 - eps + eps * q_yy
     # Every column sums to 1: the mean off-diagonal entry follows from the diagonal.
-    return {"b_mean": jnp.mean(self.b), "eps_mean": jnp.mean(eps),
-            "w_diag_mean": jnp.mean(diag),
-            "w_offdiag_mean": (c - jnp.sum(diag)) / max(c * (c - 1), 1)}
+    return {
+        "b_mean": jnp.mean(self.b),
+        "eps_mean": jnp.mean(eps),
+        "w_diag_mean": jnp.mean(diag),
+        "w_offdiag_mean": (c - jnp.sum(diag)) / max(c * (c - 1), 1)
+    }
 
   @classmethod
   def create(cls, eps, q=None, b=None, *, link: str = "identity") -> "SoftTargetW":
@@ -681,8 +720,8 @@ class SoftTargetW(LossForm):
                        "eps_bank", "w0"),)
     t_shape = {"uniform": None, "shared": (c,), "class": (c, c)}[spec.target]
     if t_shape is not None:
-      params += (RawParam("target", t_shape, jax.nn.initializers.normal(scale),
-                          "target_bank", "target0"),)
+      params += (RawParam("target", t_shape, jax.nn.initializers.normal(scale), "target_bank",
+                          "target0"),)
     return params
 
   @classmethod
@@ -740,8 +779,8 @@ class WeightedSoftTargetW(SoftTargetW):
   @classmethod
   def raw_params(cls, spec):
     c, scale = spec.num_classes, spec.init_scale
-    return super().raw_params(spec) + (
-        RawParam("weights", (c,), jax.nn.initializers.normal(scale), "weight_bank", "weight0"),)
+    return super().raw_params(spec) + (RawParam("weights", (c,), jax.nn.initializers.normal(scale),
+                                                "weight_bank", "weight0"),)
 
   @classmethod
   def mix(cls, a, banks):
@@ -807,8 +846,11 @@ class ForwardCorrectionW(LossForm):
     c = self.num_classes
     diag = jnp.exp(jnp.diagonal(self.log_transition))
     # Every row sums to 1: the mean off-diagonal entry follows from the diagonal.
-    return {"b_mean": jnp.mean(self.b), "w_diag_mean": jnp.mean(diag),
-            "w_offdiag_mean": (c - jnp.sum(diag)) / max(c * (c - 1), 1)}
+    return {
+        "b_mean": jnp.mean(self.b),
+        "w_diag_mean": jnp.mean(diag),
+        "w_offdiag_mean": (c - jnp.sum(diag)) / max(c * (c - 1), 1)
+    }
 
   @classmethod
   def create(cls, transition, b=None, *, link: str = "identity") -> "ForwardCorrectionW":
@@ -824,11 +866,10 @@ class ForwardCorrectionW(LossForm):
       raise ValueError(f"The transition matrix must be [C, C], got shape {tuple(t.shape)}.")
     try:
       values = np.asarray(t, np.float64)
-    except (TypeError, jax.errors.TracerArrayConversionError,
-            jax.errors.ConcretizationTypeError):
+    except (TypeError, jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
       values = None
-    if values is not None and ((values < 0).any()
-                               or not np.allclose(values.sum(-1), 1.0, atol=1e-6)):
+    if values is not None and ((values < 0).any() or
+                               not np.allclose(values.sum(-1), 1.0, atol=1e-6)):
       raise ValueError("The transition matrix T[i, j] = P(observed j | true i) must be "
                        f"non-negative with rows summing to 1; got row sums "
                        f"{values.sum(-1).round(6).tolist()}.")
@@ -874,7 +915,7 @@ class ForwardCorrectionW(LossForm):
     """
     c = spec.num_classes
     if spec.anchor_transition is not None:
-      raw = cls.raw_from_transition(spec.anchor_transition)          # host float64
+      raw = cls.raw_from_transition(spec.anchor_transition)  # host float64
       base = lambda shape, dtype: jnp.broadcast_to(jnp.asarray(raw, dtype), shape)
     else:
       logit = cls.anchor_logit(spec)
@@ -930,12 +971,20 @@ class LogitOffsetW(LossForm):
 
   def statistics(self, max_dense: int = 1024) -> dict:
     del max_dense
-    return {"b_mean": jnp.mean(self.b), "w_diag_mean": jnp.ones((), self.delta.dtype),
-            "w_offdiag_mean": jnp.zeros((), self.delta.dtype),
-            "delta_min": jnp.min(self.delta), "delta_max": jnp.max(self.delta)}
+    return {
+        "b_mean": jnp.mean(self.b),
+        "w_diag_mean": jnp.ones((), self.delta.dtype),
+        "w_offdiag_mean": jnp.zeros((), self.delta.dtype),
+        "delta_min": jnp.min(self.delta),
+        "delta_max": jnp.max(self.delta)
+    }
 
   @classmethod
-  def create(cls, class_priors, tau: float = 1.0, b=None, *,
+  def create(cls,
+             class_priors,
+             tau: float = 1.0,
+             b=None,
+             *,
              link: str = "identity") -> "LogitOffsetW":
     """``delta = tau log pi`` from class priors ``pi [C]`` (positive; normalised here).
 
@@ -948,8 +997,7 @@ class LogitOffsetW(LossForm):
       raise ValueError(f"class_priors must be a [C] vector, got shape {tuple(pi.shape)}.")
     try:
       positive = bool((np.asarray(pi) > 0).all())
-    except (TypeError, jax.errors.TracerArrayConversionError,
-            jax.errors.ConcretizationTypeError):
+    except (TypeError, jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
       positive = True
     if not positive:
       raise ValueError(f"class_priors must be positive, got {np.asarray(pi).tolist()}.")
@@ -963,8 +1011,8 @@ class LogitOffsetW(LossForm):
 
   @classmethod
   def raw_params(cls, spec):
-    return (RawParam("w", (spec.num_classes,), _perturbed(jnp.zeros, spec.init_scale),
-                     "w_bank", "w0"),)
+    return (RawParam("w", (spec.num_classes,), _perturbed(jnp.zeros, spec.init_scale), "w_bank",
+                     "w0"),)
 
   @classmethod
   def mix(cls, a, banks):
@@ -979,13 +1027,16 @@ class LogitOffsetW(LossForm):
 # A new form is one LossForm subclass and one entry here (and its name in
 # ``contracts.Parameterisation``).
 FORMS: dict[str, type[LossForm]] = {
-    "full": FullW, "diagonal": DiagonalW, "low_rank": LowRankW, "soft_target": SoftTargetW,
-    "weighted_soft_target": WeightedSoftTargetW, "forward_correction": ForwardCorrectionW,
+    "full": FullW,
+    "diagonal": DiagonalW,
+    "low_rank": LowRankW,
+    "soft_target": SoftTargetW,
+    "weighted_soft_target": WeightedSoftTargetW,
+    "forward_correction": ForwardCorrectionW,
     "logit_adjustment": LogitOffsetW,
 }
 # The keys are the Parameterisation names; the check below makes sure of it.
-PARAMETERISATIONS: tuple[Parameterisation, ...] = cast("tuple[Parameterisation, ...]",
-                                                       tuple(FORMS))
+PARAMETERISATIONS: tuple[Parameterisation, ...] = cast("tuple[Parameterisation, ...]", tuple(FORMS))
 if PARAMETERISATIONS != get_args(Parameterisation) or any(
     cls.name != name for name, cls in FORMS.items()):
   raise ImportError(f"dlf_jax.losses.FORMS {PARAMETERISATIONS} and contracts.Parameterisation "
@@ -1005,7 +1056,9 @@ def form(name: str) -> type[LossForm]:
   return FORMS[name]
 
 
-def parametric_loss(phi: LossForm, logits: jax.Array, labels: jax.Array,
+def parametric_loss(phi: LossForm,
+                    logits: jax.Array,
+                    labels: jax.Array,
                     mask: Optional[jax.Array] = None) -> jax.Array:
   """Eqn. (2): masked mean of ``phi.per_example`` (``link(-log(p)^T W e_y + b_y)``).
 
@@ -1032,9 +1085,12 @@ def parametric_loss(phi: LossForm, logits: jax.Array, labels: jax.Array,
   return core.masked_mean(phi.per_example(logits, labels), mask)
 
 
-def identity_loss_params(num_classes: int, parameterisation: Parameterisation = "full",
-                         rank: int = 0, per_class_bias: bool = True,
-                         dtype=jnp.float32, link: str = "sigmoid") -> LossForm:
+def identity_loss_params(num_classes: int,
+                         parameterisation: Parameterisation = "full",
+                         rank: int = 0,
+                         per_class_bias: bool = True,
+                         dtype=jnp.float32,
+                         link: str = "sigmoid") -> LossForm:
   """Phi with ``W = I`` and ``b = 0``: ``sigmoid(CE)`` (sigmoid link) or CE (identity).
 
   Args:
@@ -1054,9 +1110,12 @@ def identity_loss_params(num_classes: int, parameterisation: Parameterisation = 
   return cls.cross_entropy(num_classes, rank=rank, b=b, link=link, dtype=dtype)
 
 
-def anchor_loss_params(num_classes: int, anchor: str = "cross_entropy",
-                       smoothing: float = 0.1, parameterisation: Parameterisation = "soft_target",
-                       link: str = "identity", dtype=jnp.float32) -> LossForm:
+def anchor_loss_params(num_classes: int,
+                       anchor: str = "cross_entropy",
+                       smoothing: float = 0.1,
+                       parameterisation: Parameterisation = "soft_target",
+                       link: str = "identity",
+                       dtype=jnp.float32) -> LossForm:
   """The loss a teacher starts from (its *anchor*), as a :class:`LossForm`.
 
   ``cross_entropy``: ``W = I`` (CE with the identity link). ``label_smoothing``:

@@ -9,5 +9,7 @@ from dlf_jax.models.mlp import MLP
 from dlf_jax.models.resnet import ResNet, WideResNet
 from dlf_jax.models.transformer import LSTMSeq2Seq, Transformer
 
-__all__ = ["MLP", "LeNet", "ConvBN", "ResNet", "WideResNet", "Conv", "max_pool",
-           "Transformer", "LSTMSeq2Seq"]
+__all__ = [
+    "MLP", "LeNet", "ConvBN", "ResNet", "WideResNet", "Conv", "max_pool", "Transformer",
+    "LSTMSeq2Seq"
+]

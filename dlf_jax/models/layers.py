@@ -54,7 +54,9 @@ def _padding(padding, kernel_size, strides, spatial):
   return [(int(lo), int(hi)) for lo, hi in padding]
 
 
-def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1),
+def conv_im2col(x: jax.Array,
+                kernel: jax.Array,
+                strides: Sequence[int] = (1, 1),
                 padding: Union[str, Sequence[tuple[int, int]]] = "SAME") -> jax.Array:
   """2-D convolution (cross-correlation, NHWC / HWIO) as patches @ kernel.
 
@@ -78,9 +80,12 @@ def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1)
   if kh == kw == 1:
     cols = x[:, :(ho - 1) * sh + 1:sh, :(wo - 1) * sw + 1:sw, :]
   else:
-    cols = jnp.concatenate(
-        [x[:, i:i + (ho - 1) * sh + 1:sh, j:j + (wo - 1) * sw + 1:sw, :]
-         for i in range(kh) for j in range(kw)], axis=-1)
+    cols = jnp.concatenate([
+        x[:, i:i + (ho - 1) * sh + 1:sh, j:j + (wo - 1) * sw + 1:sw, :]
+        for i in range(kh)
+        for j in range(kw)
+    ],
+                           axis=-1)
   return jnp.einsum("bhwk,ko->bhwo", cols, kernel.reshape(kh * kw * cin, cout))
 
 
@@ -123,11 +128,11 @@ class Conv(nn.Module):
       y = conv_im2col(x, kernel, strides, self.padding)
     else:
       pad = self.padding if isinstance(self.padding, str) else [tuple(p) for p in self.padding]
-      y = jax.lax.conv_general_dilated(x, kernel, strides, pad,
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      y = jax.lax.conv_general_dilated(
+          x, kernel, strides, pad, dimension_numbers=("NHWC", "HWIO", "NHWC"))
     if self.use_bias:
-      y = y + self.param("bias", self.bias_init, (self.features,), self.param_dtype).astype(
-          self.dtype)
+      y = y + self.param("bias", self.bias_init,
+                         (self.features,), self.param_dtype).astype(self.dtype)
     return y
 
 

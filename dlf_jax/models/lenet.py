@@ -50,8 +50,14 @@ class ConvBN(nn.Module):
     kw: dict[str, Any] = dict(dtype=self.dtype, param_dtype=self.dtype)
     h = x.astype(self.dtype)
     for i, stride in enumerate((1, 2)):
-      h = Conv(self.width, (3, 3), strides=stride, use_bias=False, impl=self.conv_impl, **kw,
-               name=f"conv{i}")(h)
+      h = Conv(
+          self.width, (3, 3),
+          strides=stride,
+          use_bias=False,
+          impl=self.conv_impl,
+          **kw,
+          name=f"conv{i}")(
+              h)
       h = nn.BatchNorm(use_running_average=not train, momentum=0.9, **kw, name=f"bn{i}")(h)
       h = self.activation(h)
     h = jnp.mean(h, axis=(1, 2))

@@ -28,8 +28,7 @@ class MLP(nn.Module):
     del train
     h = x.reshape((x.shape[0], -1)).astype(self.dtype)
     for i, width in enumerate(self.hidden):
-      h = self.activation(nn.Dense(width, dtype=self.dtype, param_dtype=self.dtype,
-                                   name=f"dense{i}")(h))
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.dtype,
-                      name="head")(h)
+      h = self.activation(
+          nn.Dense(width, dtype=self.dtype, param_dtype=self.dtype, name=f"dense{i}")(h))
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.dtype, name="head")(h)
     return logits, h

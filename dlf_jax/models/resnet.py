@@ -29,8 +29,8 @@ def _layers(module, train: bool):
   """``(conv, norm)`` constructors shared by both families (He init, no conv bias, BN)."""
   kw = dict(dtype=module.dtype, param_dtype=module.dtype)
   conv = partial(Conv, use_bias=False, impl=module.conv_impl, kernel_init=_he_init, **kw)
-  norm = partial(nn.BatchNorm, use_running_average=not train, momentum=module.bn_momentum,
-                 epsilon=1e-5, **kw)
+  norm = partial(
+      nn.BatchNorm, use_running_average=not train, momentum=module.bn_momentum, epsilon=1e-5, **kw)
   return conv, norm
 
 
@@ -59,11 +59,11 @@ class _BasicBlock(nn.Module):
     h = self.activation(self.norm()(self.conv(self.features, (3, 3), self.strides)(x)))
     h = self.norm()(self.conv(self.features, (3, 3), 1)(h))
     if x.shape != h.shape:
-      if self.shortcut == "A":          # parameter-free: subsample + zero-pad channels
+      if self.shortcut == "A":  # parameter-free: subsample + zero-pad channels
         x = x[:, ::self.strides, ::self.strides, :]
         pad = self.features - x.shape[-1]
         x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (pad // 2, pad - pad // 2)))
-      else:                             # 1x1 projection + BN
+      else:  # 1x1 projection + BN
         x = self.norm()(self.conv(self.features, (1, 1), self.strides, name="proj")(x))
     return self.activation(h + x)
 
@@ -104,8 +104,8 @@ class ResNet(nn.Module):
     for stage in range(3):
       for block in range(n):
         strides = 2 if stage > 0 and block == 0 else 1
-        h = _BasicBlock(self.width * 2 ** stage, strides, self.shortcut, norm, conv,
-                        self.activation)(h)
+        h = _BasicBlock(self.width * 2**stage, strides, self.shortcut, norm, conv, self.activation)(
+            h)
     h = jnp.mean(h, axis=(1, 2))
     logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.dtype, name="head")(h)
     return logits, h
@@ -161,7 +161,7 @@ class WideResNet(nn.Module):
     for stage in range(3):
       for block in range(n):
         strides = 2 if stage > 0 and block == 0 else 1
-        h = _WideBlock(16 * self.widen * 2 ** stage, strides, norm, conv, self.activation)(h)
+        h = _WideBlock(16 * self.widen * 2**stage, strides, norm, conv, self.activation)(h)
     h = jnp.mean(self.activation(norm()(h)), axis=(1, 2))
     logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.dtype, name="head")(h)
     return logits, h

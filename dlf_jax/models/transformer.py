@@ -116,11 +116,13 @@ class EncoderLayer(nn.Module):
   def __call__(self, x, mask, train: bool):
     drop = nn.Dropout(self.dropout)
     h = nn.LayerNorm(name="ln_attn")(x)
-    x = x + drop(Attention(self.d_model, self.num_heads, self.dropout, name="attn")(
-        h, h, mask, train), deterministic=not train)
+    x = x + drop(
+        Attention(self.d_model, self.num_heads, self.dropout, name="attn")(h, h, mask, train),
+        deterministic=not train)
     h = nn.LayerNorm(name="ln_ff")(x)
-    return x + drop(FeedForward(self.d_model, self.d_ff, self.dropout, name="ff")(h, train),
-                    deterministic=not train)
+    return x + drop(
+        FeedForward(self.d_model, self.d_ff, self.dropout, name="ff")(h, train),
+        deterministic=not train)
 
 
 class DecoderLayer(nn.Module):
@@ -139,8 +141,8 @@ class DecoderLayer(nn.Module):
 
   def _tail(self, y, cross_k, cross_v, cross_mask, train):
     h = self.ln_cross(y)
-    y = y + self.drop(self.cross_attn.attend(h, cross_k, cross_v, cross_mask, train),
-                      deterministic=not train)
+    y = y + self.drop(
+        self.cross_attn.attend(h, cross_k, cross_v, cross_mask, train), deterministic=not train)
     return y + self.drop(self.ff(self.ln_ff(y), train), deterministic=not train)
 
   def __call__(self, y, memory, self_mask, cross_mask, train: bool):
@@ -156,10 +158,10 @@ class DecoderLayer(nn.Module):
     """One position: ``y [B, 1, D]``; ``cache`` holds ``k, v [B, L, H, Dh]`` and cross k/v."""
     h = self.ln_self(y)
     k_new, v_new = self.self_attn.kv(h)
-    k = jax.lax.dynamic_update_slice_in_dim(cache["k"], k_new.astype(cache["k"].dtype),
-                                            position, axis=1)
-    v = jax.lax.dynamic_update_slice_in_dim(cache["v"], v_new.astype(cache["v"].dtype),
-                                            position, axis=1)
+    k = jax.lax.dynamic_update_slice_in_dim(
+        cache["k"], k_new.astype(cache["k"].dtype), position, axis=1)
+    v = jax.lax.dynamic_update_slice_in_dim(
+        cache["v"], v_new.astype(cache["v"].dtype), position, axis=1)
     mask = (jnp.arange(k.shape[1]) <= position)[None, None, None, :]
     y = y + self.self_attn.attend(h, k, v, mask, False)
     y = self._tail(y, cache["cross_k"], cache["cross_v"], cross_mask, False)
@@ -191,12 +193,16 @@ class Transformer(nn.Module):
   max_len: int = 256
 
   def setup(self):
-    self.tgt_embed, self.src_embed = _embedding_tables(
-        self, self.d_model, nn.initializers.normal(self.d_model ** -0.5))
-    self.encoder = [EncoderLayer(self.d_model, self.num_heads, self.d_ff, self.dropout)
-                    for _ in range(self.num_layers)]
-    self.decoder = [DecoderLayer(self.d_model, self.num_heads, self.d_ff, self.dropout)
-                    for _ in range(self.num_layers)]
+    self.tgt_embed, self.src_embed = _embedding_tables(self, self.d_model,
+                                                       nn.initializers.normal(self.d_model**-0.5))
+    self.encoder = [
+        EncoderLayer(self.d_model, self.num_heads, self.d_ff, self.dropout)
+        for _ in range(self.num_layers)
+    ]
+    self.decoder = [
+        DecoderLayer(self.d_model, self.num_heads, self.d_ff, self.dropout)
+        for _ in range(self.num_layers)
+    ]
     self.enc_ln, self.dec_ln = nn.LayerNorm(), nn.LayerNorm()
     self.drop = nn.Dropout(self.dropout)
 
@@ -243,8 +249,12 @@ class Transformer(nn.Module):
     layers = []
     for layer in self.decoder:
       ck, cv = layer.cross_kv(memory)
-      layers.append({"k": jnp.zeros(shape, memory.dtype), "v": jnp.zeros(shape, memory.dtype),
-                     "cross_k": ck, "cross_v": cv})
+      layers.append({
+          "k": jnp.zeros(shape, memory.dtype),
+          "v": jnp.zeros(shape, memory.dtype),
+          "cross_k": ck,
+          "cross_v": cv
+      })
     return {"layers": layers, "src_valid": src != PAD_ID}
 
   def decode_step(self, cache, tokens, position):
@@ -286,8 +296,8 @@ class LSTMSeq2Seq(nn.Module):
   def setup(self):
     if self.hidden % 2:
       raise ValueError(f"hidden={self.hidden} must be even (two encoder directions).")
-    self.tgt_embed, self.src_embed = _embedding_tables(
-        self, self.embed_dim, nn.linear.default_embed_init)
+    self.tgt_embed, self.src_embed = _embedding_tables(self, self.embed_dim,
+                                                       nn.linear.default_embed_init)
     half = self.hidden // 2
     self.enc_fwd = nn.RNN(nn.OptimizedLSTMCell(half))
     self.enc_bwd = nn.RNN(nn.OptimizedLSTMCell(half), reverse=True, keep_order=True)
@@ -303,7 +313,7 @@ class LSTMSeq2Seq(nn.Module):
       raise ValueError(f"src must be int token ids [B, L], got {src.dtype}{list(src.shape)}.")
     lengths = jnp.sum(src != PAD_ID, axis=1)
     x = self.drop(self.src_embed(src), deterministic=not train)
-    zeros = jnp.zeros((src.shape[0], self.hidden // 2), x.dtype)   # carry in x's dtype
+    zeros = jnp.zeros((src.shape[0], self.hidden // 2), x.dtype)  # carry in x's dtype
     fwd = self.enc_fwd(x, initial_carry=(zeros, zeros), seq_lengths=lengths)
     bwd = self.enc_bwd(x, initial_carry=(zeros, zeros), seq_lengths=lengths)
     return jnp.concatenate([fwd, bwd], -1)
@@ -340,17 +350,18 @@ class LSTMSeq2Seq(nn.Module):
     return self._output(y, memory, src != PAD_ID, train)
 
   def _scan_cell(self, i, carry, y):
+
     def body(cell, c, x):
       return cell(c, x)
-    scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False},
-                   in_axes=1, out_axes=1)
+
+    scan = nn.scan(
+        body, variable_broadcast="params", split_rngs={"params": False}, in_axes=1, out_axes=1)
     _, out = scan(self.cells[i], carry, y)
     return out
 
   def init_cache(self, memory, src, max_len: int):
     del max_len
-    return {"carries": self._init_carry(memory, src), "memory": memory,
-            "src_valid": src != PAD_ID}
+    return {"carries": self._init_carry(memory, src), "memory": memory, "src_valid": src != PAD_ID}
 
   def decode_step(self, cache, tokens, position):
     del position

@@ -28,9 +28,11 @@ from experiments.configs import common
 PAPER_TEST_ERROR = {
     # Wu et al. 2018 (values recalled, approximate): test error %, cross-entropy -> L2T-DLF.
     # The paper also reports WRN rows; their values are not reproduced here.
-    ("cifar10", 8): (12.45, 10.82), ("cifar10", 20): (8.75, 7.63),
+    ("cifar10", 8): (12.45, 10.82),
+    ("cifar10", 20): (8.75, 7.63),
     ("cifar10", 32): (7.51, 7.0),
-    ("cifar100", 8): (39.79, 38.27), ("cifar100", 20): (32.33, 30.97),
+    ("cifar100", 8): (39.79, 38.27),
+    ("cifar100", 20): (32.33, 30.97),
     ("cifar100", 32): (30.38, 29.25),
 }
 
@@ -65,7 +67,7 @@ def cifar_config(dataset: str, model: str, depth: int, widen: int = 10, arg=None
   s.eval_batch_size = 1000
   config.teach.mode = "online"
   config.teach.unroll_steps = 50
-  config.teach.pretrain_steps = 352                 # one epoch of 45,000 images
+  config.teach.pretrain_steps = 352  # one epoch of 45,000 images
   config.teach.num_episodes = 1
   config.teach.estimator.reverse.memory = "checkpointed"
   config.teach.dev_batch_size = 500

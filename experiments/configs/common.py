@@ -62,16 +62,16 @@ def _data() -> config_dict.ConfigDict:
   data.test_size = config_dict.placeholder(int)
   data.seed = 0
   data.augment = "none"
-  data.val_size = config_dict.placeholder(int)   # validation split carved from train
+  data.val_size = config_dict.placeholder(int)  # validation split carved from train
   # Label noise and a long tail on the training split only (dev, val, test stay clean
   # and balanced); both off by default.
   data.noise = config_dict.ConfigDict()
-  data.noise.kind = "none"                 # 'none' | 'symmetric' | 'pair' | 'matrix'
+  data.noise.kind = "none"  # 'none' | 'symmetric' | 'pair' | 'matrix'
   data.noise.rate = 0.0
-  data.noise.matrix = config_dict.placeholder(tuple)   # [C][C] rows of T for 'matrix'
+  data.noise.matrix = config_dict.placeholder(tuple)  # [C][C] rows of T for 'matrix'
   data.noise.seed = 0
   data.imbalance = config_dict.ConfigDict()
-  data.imbalance.ratio = config_dict.placeholder(float)   # None: as loaded; rho >= 1
+  data.imbalance.ratio = config_dict.placeholder(float)  # None: as loaded; rho >= 1
   data.imbalance.seed = 0
   return data
 
@@ -107,14 +107,14 @@ def _teacher() -> config_dict.ConfigDict:
   teacher = config_dict.ConfigDict()
   teacher.kind = "attention"
   teacher.num_matrices = 8
-  teacher.parameterisation = "soft_target"   # see the module docstring
+  teacher.parameterisation = "soft_target"  # see the module docstring
   teacher.rank = 4
   teacher.per_class_bias = True
   teacher.init_scale = 1e-2
   teacher.hidden = 32
   teacher.features = ("progress", "train_loss", "train_acc", "dev_acc")
   teacher.ema_decay = 0.9
-  teacher.recipe = "config"     # 'paper': Eqn. (2) as written, whatever the keys say
+  teacher.recipe = "config"  # 'paper': Eqn. (2) as written, whatever the keys say
   teacher.link = "identity"
   teacher.anchor = "label_smoothing"
   teacher.anchor_smoothing = 0.1
@@ -135,7 +135,7 @@ def _teach() -> config_dict.ConfigDict:
   teach.dev_sample_size = config_dict.placeholder(int)
   teach.measure = "cross_entropy"
   teach.measure_k = 50.0
-  teach.select = False          # pick the teacher on the validation split
+  teach.select = False  # pick the teacher on the validation split
   # The hypergradient estimator: its name and one section of settings per estimator
   # (dlf_jax.estimators), e.g. --config.teach.estimator.name=forward.
   teach.estimator = schema.estimator_config()

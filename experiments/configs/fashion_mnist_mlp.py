@@ -50,7 +50,7 @@ def get_config(arg=None):
   # Label smoothing's eps as selected on a validation split (RESULTS.md, ablation).
   config.baselines.smoothing = 0.05
   config.teacher.anchor_smoothing = 0.05
-  config.data.val_size = 5000          # selects the teacher (train 50,000 / val 5,000)
+  config.data.val_size = 5000  # selects the teacher (train 50,000 / val 5,000)
   config.teach.select = True
   if arg == "smoke":
     config = common.smoke(config)

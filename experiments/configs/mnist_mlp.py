@@ -54,7 +54,7 @@ def get_config(arg=None):
   # the baseline and the teacher's anchor.
   config.baselines.smoothing = 0.2
   config.teacher.anchor_smoothing = 0.2
-  config.data.val_size = 1000          # selects the teacher (train 8,000 / val 1,000)
+  config.data.val_size = 1000  # selects the teacher (train 8,000 / val 1,000)
   config.teach.select = True
   if arg == "smoke":
     config = common.smoke(config)

@@ -88,13 +88,14 @@ def get_config(arg=None):
     config.teacher.anchor = "glc"
   if arg in ("smoke", "lt_smoke", "glc_smoke"):
     config = common.smoke(config)
-    config.data.name = "embedded_mnist"   # ships with the package: no data files needed
+    config.data.name = "embedded_mnist"  # ships with the package: no data files needed
     config.data.source = "embedded"
     config.data.dev_split = "random"
-    config.methods = {"smoke": ("cross_entropy", "label_smoothing", "l2t_dlf"),
-                      "lt_smoke": _with_long_tail_baselines(
-                          ("cross_entropy", "label_smoothing", "l2t_dlf")),
-                      "glc_smoke": GLC_METHODS}[arg]
+    config.methods = {
+        "smoke": ("cross_entropy", "label_smoothing", "l2t_dlf"),
+        "lt_smoke": _with_long_tail_baselines(("cross_entropy", "label_smoothing", "l2t_dlf")),
+        "glc_smoke": GLC_METHODS
+    }[arg]
     if arg == "lt_smoke":
       config.data.imbalance.ratio = 10.0  # ~40 digits per class: rho = 100 leaves none
   return config

@@ -80,7 +80,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   schema.validate(config, SCHEMA)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, *,
+def run(config: ml_collections.ConfigDict,
+        workdir: str,
+        *,
         on_checkpoint: Optional[CheckpointHook] = None) -> dict:
   """Runs (or resumes) one experiment and writes its report into ``workdir``.
 
@@ -108,7 +110,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     FileNotFoundError: the dataset is not available (the library's message).
   """
   validate_config(config)
-  config = resolve_recipe(config)            # config.json records what actually runs
+  config = resolve_recipe(config)  # config.json records what actually runs
   workdir = make_workdir(workdir)
   t_start = time.time()
   # Checked before config.json is written: a fixed rerun is no conflict.
@@ -117,7 +119,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   logging.info("data %s from %s: train %d, dev %d, val %d, test %d", data.name, data.source,
                len(data.train), len(data.dev), 0 if val is None else len(val), len(data.test))
   labels = splits.label_record(config, data, val)
-  if labels is not None:                     # label noise / a long tail on train
+  if labels is not None:  # label noise / a long tail on train
     io.write_json(os.path.join(workdir, "label_noise.json"), labels)
   student = build_student(config, data.num_classes)
   data_baselines = DataBaselines(config, data, val, student, workdir, on_checkpoint=on_checkpoint)
@@ -127,9 +129,15 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   selection = None
   if taught is not None and config.teach.select:
     selection = choose_teacher(config, data, val, student, teacher, taught, workdir)
-  runs = student_phases(config, data, student, workdir, teacher=teacher,
-                        theta=None if taught is None else taught["theta"],
-                        on_checkpoint=on_checkpoint, loss_for=data_baselines.loss)
+  runs = student_phases(
+      config,
+      data,
+      student,
+      workdir,
+      teacher=teacher,
+      theta=None if taught is None else taught["theta"],
+      on_checkpoint=on_checkpoint,
+      loss_for=data_baselines.loss)
   results = _results(config, data, val, runs, taught, selection, t_start)
   if labels is not None:
     results["data"]["label_noise"] = labels
@@ -137,18 +145,23 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   snapshots = last_phi = None
   l2t_runs = [r for r in runs if r["method"] == "l2t_dlf"]
   if taught is not None and l2t_runs:
-    snapshots = analysis.w_snapshots(teacher, taught["theta"], l2t_runs[0]["history"],
-                                     first_step=config.teach.pretrain_steps)
-    if labels is not None:                   # what the teacher learned about the labels
-      last_phi = analysis.phi_snapshots(teacher, taught["theta"], l2t_runs[0]["history"],
-                                        first_step=config.teach.pretrain_steps)[-1][1]
+    snapshots = analysis.w_snapshots(
+        teacher, taught["theta"], l2t_runs[0]["history"], first_step=config.teach.pretrain_steps)
+    if labels is not None:  # what the teacher learned about the labels
+      last_phi = analysis.phi_snapshots(
+          teacher, taught["theta"], l2t_runs[0]["history"],
+          first_step=config.teach.pretrain_steps)[-1][1]
   summaries.write_summary(workdir, results, summaries.results_markdown(results),
                           summaries.metric_rows(runs, teach_history, config.seed))
-  plots.write_plots(os.path.join(workdir, "plots"), runs=runs, teach_history=teach_history,
-                    snapshots=snapshots,
-                    soft_targets=schema.has_soft_targets(config.teacher.parameterisation),
-                    metric=results.get("headline_metric", "accuracy"),
-                    phi=last_phi, label_noise=labels)
+  plots.write_plots(
+      os.path.join(workdir, "plots"),
+      runs=runs,
+      teach_history=teach_history,
+      snapshots=snapshots,
+      soft_targets=schema.has_soft_targets(config.teacher.parameterisation),
+      metric=results.get("headline_metric", "accuracy"),
+      phi=last_phi,
+      label_noise=labels)
   print(summaries.results_table(results))
   return results
 
@@ -158,20 +171,34 @@ def _results(config: ml_collections.ConfigDict, data, val, runs: list, taught: O
   """The ``results.json`` content of one image experiment."""
   metric = splits.headline_metric(config)
   summary = summaries.summarize(runs, config.methods, metric)
-  wall = {"teach": None if taught is None else taught["seconds"],
-          "methods": {m: summary[m]["seconds"] for m in config.methods}}
+  wall = {
+      "teach": None if taught is None else taught["seconds"],
+      "methods": {
+          m: summary[m]["seconds"] for m in config.methods
+      }
+  }
   wall["total"] = (wall["teach"] or 0.0) + sum(wall["methods"].values())
   return {
       "config": config_json(config),
-      "data": {"name": data.name, "source": data.source, "notes": data.notes,
-               "num_classes": data.num_classes, "train": len(data.train),
-               "dev": len(data.dev), "val": 0 if val is None else len(val),
-               "test": len(data.test)},
+      "data": {
+          "name": data.name,
+          "source": data.source,
+          "notes": data.notes,
+          "num_classes": data.num_classes,
+          "train": len(data.train),
+          "dev": len(data.dev),
+          "val": 0 if val is None else len(val),
+          "test": len(data.test)
+      },
       # A long tail: the tables lead with the balanced error (default: no key, as before).
-      **({} if metric == "accuracy" else {"headline_metric": metric}),
+      **({} if metric == "accuracy" else {
+             "headline_metric": metric
+         }),
       "selection": selection,
       "methods": summary,
-      "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs],
+      "runs": [{
+          k: v for k, v in r.items() if k != "history"
+      } for r in runs],
       "teach": summaries.teach_summary([] if taught is None else taught["history"]),
       "wall_seconds": wall,
       "session_seconds": time.time() - t_start,

@@ -69,11 +69,12 @@ from experiments.schema import NMT_MEASURES, NMT_METHODS, NMT_MODELS
 from experiments.workdir import (Checkpoints, InputError, check_workdir_config, config_json,
                                  make_workdir)
 
-__all__ = ["SCHEMA", "NMT_MODELS", "NMT_MEASURES", "NMT_METHODS", "SELECTION_CANDIDATES",
-           "NMTData", "validate_config", "load_data", "build_seq2seq_student",
-           "build_seq2seq_measure", "translate_split", "bleu_phase", "smoothing_tag",
-           "with_smoothing", "tune_smoothing", "select_on_validation", "summarize_bleu",
-           "results_markdown", "run"]
+__all__ = [
+    "SCHEMA", "NMT_MODELS", "NMT_MEASURES", "NMT_METHODS", "SELECTION_CANDIDATES", "NMTData",
+    "validate_config", "load_data", "build_seq2seq_student", "build_seq2seq_measure",
+    "translate_split", "bleu_phase", "smoothing_tag", "with_smoothing", "tune_smoothing",
+    "select_on_validation", "summarize_bleu", "results_markdown", "run"
+]
 
 # The config's keys, their checks and their meaning.
 SCHEMA = schema.TRANSLATION
@@ -91,7 +92,7 @@ class NMTData:
   dev: dict
   test: dict
   example_batch: dict
-  val: Optional[dict] = None       # the validation split that selects (None: none)
+  val: Optional[dict] = None  # the validation split that selects (None: none)
 
   @property
   def vocab_size(self) -> int:
@@ -120,22 +121,31 @@ def load_data(config: ml_collections.ConfigDict, workdir: str) -> NMTData:
   """
   d = config.data
   try:
-    corpus = tr.load_translation_corpus(d.name, data_dir=d.data_dir, variant=d.variant,
-                                        src_lang=d.src_lang, tgt_lang=d.tgt_lang,
-                                        train_size=d.train_size, dev_size=d.dev_size,
-                                        test_size=d.test_size,
-                                        val_split=schema.val_split(config),
-                                        val_size=d.val_size)
+    corpus = tr.load_translation_corpus(
+        d.name,
+        data_dir=d.data_dir,
+        variant=d.variant,
+        src_lang=d.src_lang,
+        tgt_lang=d.tgt_lang,
+        train_size=d.train_size,
+        dev_size=d.dev_size,
+        test_size=d.test_size,
+        val_split=schema.val_split(config),
+        val_size=d.val_size)
   except (ValueError, FileNotFoundError) as e:
-    if str(e).startswith("val_split="):      # the validation split: a config problem
+    if str(e).startswith("val_split="):  # the validation split: a config problem
       raise InputError(f"config.data.{e}") from None
     raise
-  tokenizer = tr.SubwordTokenizer.train_or_load(corpus.train, os.path.join(workdir, "spm"),
-                                                vocab_size=d.vocab_size, joint=d.joint_vocab)
+  tokenizer = tr.SubwordTokenizer.train_or_load(
+      corpus.train, os.path.join(workdir, "spm"), vocab_size=d.vocab_size, joint=d.joint_vocab)
   lengths = dict(max_src_len=d.max_src_len, max_tgt_len=d.max_tgt_len)
   train_arrays = tr.encode_corpus(tokenizer, corpus.train, drop_long=True, **lengths)
-  sampler = tr.BucketSampler(train_arrays, config.student.batch_size, seed=config.seed,
-                             block=d.block, pad_multiple=d.pad_multiple)
+  sampler = tr.BucketSampler(
+      train_arrays,
+      config.student.batch_size,
+      seed=config.seed,
+      block=d.block,
+      pad_multiple=d.pad_multiple)
   encode = lambda split: tr.trim_padding(
       tr.encode_corpus(tokenizer, split, drop_long=False, **lengths), d.pad_multiple)
   dev, test = encode(corpus.dev), encode(corpus.test)
@@ -144,24 +154,38 @@ def load_data(config: ml_collections.ConfigDict, workdir: str) -> NMTData:
   return NMTData(corpus, tokenizer, sampler, dev, test, example, val)
 
 
-def build_seq2seq_student(config: ml_collections.ConfigDict, data: NMTData
-                          ) -> dlf_jax.Student:
+def build_seq2seq_student(config: ml_collections.ConfigDict, data: NMTData) -> dlf_jax.Student:
   """A Transformer or LSTM student over the target vocabulary, Adam by default."""
   m, s = config.model, config.student
-  common = dict(vocab_size=data.vocab_size, src_vocab_size=data.tokenizer.src_vocab_size,
-                dropout=m.dropout, shared_embeddings=m.shared_embeddings)
+  common = dict(
+      vocab_size=data.vocab_size,
+      src_vocab_size=data.tokenizer.src_vocab_size,
+      dropout=m.dropout,
+      shared_embeddings=m.shared_embeddings)
   if m.name == "transformer":
-    model = seq2seq.Transformer(d_model=m.d_model, num_heads=m.num_heads, d_ff=m.d_ff,
-                                num_layers=m.num_layers,
-                                max_len=max(config.data.max_src_len, config.data.max_tgt_len),
-                                **common)
+    model = seq2seq.Transformer(
+        d_model=m.d_model,
+        num_heads=m.num_heads,
+        d_ff=m.d_ff,
+        num_layers=m.num_layers,
+        max_len=max(config.data.max_src_len, config.data.max_tgt_len),
+        **common)
   else:
-    model = seq2seq.LSTMSeq2Seq(embed_dim=m.embed_dim, hidden=m.hidden,
-                                num_layers=m.num_layers, **common)
-  tx = dlf_jax.make_optimizer(s.optimizer, build_schedule(config), momentum=s.momentum,
-                              weight_decay=s.weight_decay, b2=s.b2)
-  return dlf_jax.Student(model=model, tx=tx, num_classes=data.vocab_size,
-                         input_keys=("src", "tgt_in"), label_key="tgt_out", head_path=None)
+    model = seq2seq.LSTMSeq2Seq(
+        embed_dim=m.embed_dim, hidden=m.hidden, num_layers=m.num_layers, **common)
+  tx = dlf_jax.make_optimizer(
+      s.optimizer,
+      build_schedule(config),
+      momentum=s.momentum,
+      weight_decay=s.weight_decay,
+      b2=s.b2)
+  return dlf_jax.Student(
+      model=model,
+      tx=tx,
+      num_classes=data.vocab_size,
+      input_keys=("src", "tgt_in"),
+      label_key="tgt_out",
+      head_path=None)
 
 
 def build_seq2seq_measure(config: ml_collections.ConfigDict, data: NMTData):
@@ -170,8 +194,10 @@ def build_seq2seq_measure(config: ml_collections.ConfigDict, data: NMTData):
   if t.measure == "expected_accuracy":
     return dlf_jax.ExpectedAccuracy()
   return bleu_lib.ExpectedSentenceBLEU(
-      detokenize=data.tokenizer.decode_tgt, num_samples=t.num_candidates,
-      max_len=config.data.max_tgt_len, temperature=t.temperature)
+      detokenize=data.tokenizer.decode_tgt,
+      num_samples=t.num_candidates,
+      max_len=config.data.max_tgt_len,
+      temperature=t.temperature)
 
 
 def translate_split(model, params, model_state, arrays: dict, *, beam_size: int, alpha: float,
@@ -185,7 +211,7 @@ def translate_split(model, params, model_state, arrays: dict, *, beam_size: int,
   for i in range(0, len(src), batch_size):
     chunk = src[i:i + batch_size]
     n = len(chunk)
-    if n < batch_size:        # one shape for jit
+    if n < batch_size:  # one shape for jit
       chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - n, 0)])
     out.append(np.asarray(fn(variables, jnp.asarray(chunk)))[:n])
   return np.concatenate(out)
@@ -197,12 +223,17 @@ def _translate_fn(model, max_len: int, beam_size: int, alpha: float):
 
   The test and validation splits of every student share its compilation.
   """
-  return jax.jit(lambda v, src: decoding.translate(model, v, src, max_len=max_len,
-                                                   beam_size=beam_size, alpha=alpha))
+  return jax.jit(lambda v, src: decoding.translate(
+      model, v, src, max_len=max_len, beam_size=beam_size, alpha=alpha))
 
 
-def bleu_phase(config: ml_collections.ConfigDict, data: NMTData, student: dlf_jax.Student,
-               method: str, seed: int, workdir: str, split: str = "test",
+def bleu_phase(config: ml_collections.ConfigDict,
+               data: NMTData,
+               student: dlf_jax.Student,
+               method: str,
+               seed: int,
+               workdir: str,
+               split: str = "test",
                tag: Optional[str] = None) -> dict:
   """Restores the finished student, translates ``split`` and scores its BLEU (cached).
 
@@ -234,21 +265,32 @@ def bleu_phase(config: ml_collections.ConfigDict, data: NMTData, student: dlf_ja
   t0 = time.time()
   e = config.eval
   arrays, text = {"test": (data.test, data.corpus.test), "val": (data.val, data.corpus.val)}[split]
-  ids = translate_split(student.model, state.params, state.model_state, arrays,
-                        beam_size=e.beam_size, alpha=e.alpha, max_len=config.data.max_tgt_len,
-                        batch_size=e.batch_size)
+  ids = translate_split(
+      student.model,
+      state.params,
+      state.model_state,
+      arrays,
+      beam_size=e.beam_size,
+      alpha=e.alpha,
+      max_len=config.data.max_tgt_len,
+      batch_size=e.batch_size)
   hyps = [data.tokenizer.decode_tgt(row) for row in ids]
   refs = list(text.tgt)
-  scores = bleu_lib.corpus_bleu(hyps, refs, lowercase_tokenized=e.lowercase_tokenized,
-                                lang=config.data.tgt_lang)
+  scores = bleu_lib.corpus_bleu(
+      hyps, refs, lowercase_tokenized=e.lowercase_tokenized, lang=config.data.tgt_lang)
   out_dir = os.path.join(workdir, "translations")
-  io.write_text(os.path.join(out_dir, f"{tag}_seed{seed}.{split}.hyp.txt"),
-                "\n".join(hyps) + "\n")
-  io.write_text(os.path.join(out_dir, f"{tag}_seed{seed}.{split}.ref.txt"),
-                "\n".join(refs) + "\n")
-  result = {"method": method, "seed": seed, "split": split, "step": int(state.step),
-            "beam_size": e.beam_size, "alpha": e.alpha, "decode_seconds": time.time() - t0,
-            **scores}
+  io.write_text(os.path.join(out_dir, f"{tag}_seed{seed}.{split}.hyp.txt"), "\n".join(hyps) + "\n")
+  io.write_text(os.path.join(out_dir, f"{tag}_seed{seed}.{split}.ref.txt"), "\n".join(refs) + "\n")
+  result = {
+      "method": method,
+      "seed": seed,
+      "split": split,
+      "step": int(state.step),
+      "beam_size": e.beam_size,
+      "alpha": e.alpha,
+      "decode_seconds": time.time() - t0,
+      **scores
+  }
   logging.info("%s seed %d, %s: sacreBLEU %.2f (%s), tokenised BLEU %s", method, seed, split,
                scores["bleu"], scores["signature"],
                "n/a" if scores["tokenized_bleu"] is None else f"{scores['tokenized_bleu']:.2f}")
@@ -274,9 +316,12 @@ def with_smoothing(config: ml_collections.ConfigDict, eps: float) -> ml_collecti
   return config
 
 
-def tune_smoothing(config: ml_collections.ConfigDict, data: NMTData, student: dlf_jax.Student,
-                   workdir: str, *, on_checkpoint: Optional[phases.CheckpointHook] = None
-                   ) -> Optional[dict]:
+def tune_smoothing(config: ml_collections.ConfigDict,
+                   data: NMTData,
+                   student: dlf_jax.Student,
+                   workdir: str,
+                   *,
+                   on_checkpoint: Optional[phases.CheckpointHook] = None) -> Optional[dict]:
   """Label smoothing's eps, chosen on the validation split (None without a grid).
 
   One label-smoothing student per eps of ``config.baselines.smoothing_grid``, seed
@@ -299,14 +344,33 @@ def tune_smoothing(config: ml_collections.ConfigDict, data: NMTData, student: dl
   val_bleu = {}
   for eps in sorted(grid):
     eps_config = with_smoothing(config, eps)
-    phases.student_phase(eps_config, data, student, "label_smoothing", config.seed, workdir,
-                         on_checkpoint=on_checkpoint, tag=smoothing_tag(eps))
-    val_bleu[eps] = bleu_phase(eps_config, data, student, "label_smoothing", config.seed,
-                               workdir, split="val", tag=smoothing_tag(eps))["bleu"]
+    phases.student_phase(
+        eps_config,
+        data,
+        student,
+        "label_smoothing",
+        config.seed,
+        workdir,
+        on_checkpoint=on_checkpoint,
+        tag=smoothing_tag(eps))
+    val_bleu[eps] = bleu_phase(
+        eps_config,
+        data,
+        student,
+        "label_smoothing",
+        config.seed,
+        workdir,
+        split="val",
+        tag=smoothing_tag(eps))["bleu"]
     logging.info("tune: label smoothing eps %g -> validation BLEU %.2f", eps, val_bleu[eps])
-  chosen = select(val_bleu, val_bleu, best="max")     # the smaller eps on a tie
-  out = {"chosen": chosen, "val_bleu": {f"{e:g}": b for e, b in val_bleu.items()},
-         "seed": config.seed}
+  chosen = select(val_bleu, val_bleu, best="max")  # the smaller eps on a tie
+  out = {
+      "chosen": chosen,
+      "val_bleu": {
+          f"{e:g}": b for e, b in val_bleu.items()
+      },
+      "seed": config.seed
+  }
   io.write_json(path, out)
   return out
 
@@ -334,11 +398,14 @@ def select_on_validation(val_bleus: list, workdir: str) -> dict:
     if not scores:
       raise ValueError(f"select_on_validation: no validation BLEU for {method!r}.")
     means[name] = float(np.mean(scores))
-  chosen = select(means, means, best="max")     # the first (the anchor) on a tie
-  out = {"chosen": chosen, "method": SELECTION_CANDIDATES[chosen], "val_bleu": means,
-         "seeds": sorted({r["seed"] for r in val_bleus})}
-  logging.info("select: %s", ", ".join(f"{k} -> validation BLEU {v:.2f}"
-                                       for k, v in means.items()))
+  chosen = select(means, means, best="max")  # the first (the anchor) on a tie
+  out = {
+      "chosen": chosen,
+      "method": SELECTION_CANDIDATES[chosen],
+      "val_bleu": means,
+      "seeds": sorted({r["seed"] for r in val_bleus})
+  }
+  logging.info("select: %s", ", ".join(f"{k} -> validation BLEU {v:.2f}" for k, v in means.items()))
   io.write_json(os.path.join(workdir, "selection.json"), out)
   return out
 
@@ -353,63 +420,78 @@ def summarize_bleu(bleus: list, runs: list, methods, val_bleus: tuple = ()) -> d
     b = [r for r in bleus if r["method"] == m]
     s = [r for r in runs if r["method"] == m]
     stats = lambda key, rows: summaries.mean_std([r[key] for r in rows if r[key] is not None])
-    out[m] = {"bleu": stats("bleu", b), "tokenized_bleu": stats("tokenized_bleu", b),
-              "val_bleu": (stats("bleu", [r for r in val_bleus if r["method"] == m])
-                           if any(r["method"] == m for r in val_bleus) else (None, None)),
-              "token_accuracy": summaries.mean_std([100 - r["test_error"] for r in s]),
-              "seconds": float(sum(r["seconds"] for r in s)), "seeds": len(b)}
+    out[m] = {
+        "bleu": stats("bleu", b),
+        "tokenized_bleu": stats("tokenized_bleu", b),
+        "val_bleu": (stats("bleu", [r for r in val_bleus if r["method"] == m]) if any(
+            r["method"] == m for r in val_bleus) else (None, None)),
+        "token_accuracy": summaries.mean_std([100 - r["test_error"] for r in s]),
+        "seconds": float(sum(r["seconds"] for r in s)),
+        "seeds": len(b)
+    }
   return out
 
 
 def results_markdown(results: dict) -> str:
   """The BLEU table of one translation experiment (markdown)."""
-  lines = [f"# {results['data']['name']} {results['data']['pair']}: "
-           f"{results['config']['model']['name']} student", "",
-           results["data"]["notes"], "",
-           "| method | sacreBLEU (detok.) | tokenised BLEU | validation sacreBLEU | "
-           "test token acc. % | seeds | train time |", "|---|---|---|---|---|---|---|"]
+  lines = [
+      f"# {results['data']['name']} {results['data']['pair']}: "
+      f"{results['config']['model']['name']} student", "", results["data"]["notes"], "",
+      "| method | sacreBLEU (detok.) | tokenised BLEU | validation sacreBLEU | "
+      "test token acc. % | seeds | train time |", "|---|---|---|---|---|---|---|"
+  ]
   for m, r in results["methods"].items():
-    cell = lambda v, r=r: ("n/a" if v[0] is None or np.isnan(v[0])
-                           else summaries.pm(v[0], v[1], r["seeds"]))
+    cell = lambda v, r=r: ("n/a" if v[0] is None or np.isnan(v[0]) else summaries.pm(
+        v[0], v[1], r["seeds"]))
     lines.append(f"| {summaries.METHOD_NAMES.get(m, m)} | {cell(r['bleu'])} | "
                  f"{cell(r['tokenized_bleu'])} | {cell(r.get('val_bleu', (None, None)))} | "
                  f"{cell(r['token_accuracy'])} | {r['seeds']} | {r['seconds'] / 60:.1f} min |")
   selection = results.get("selection")
   if selection:
-    lines += ["", f"Teacher selected on the validation split ({results['data']['val_split']}, "
-              f"{results['data']['val']} pairs; the test split plays no part): "
-              f"**{selection['chosen']}** ("
-              + ", ".join(f"{k}: {v:.2f}" for k, v in selection["val_bleu"].items())
-              + f"): L2T-DLF's result is the row "
-              f"\"{summaries.METHOD_NAMES[selection['method']]}\"."]
+    lines += [
+        "", f"Teacher selected on the validation split ({results['data']['val_split']}, "
+        f"{results['data']['val']} pairs; the test split plays no part): "
+        f"**{selection['chosen']}** (" +
+        ", ".join(f"{k}: {v:.2f}" for k, v in selection["val_bleu"].items()) +
+        f"): L2T-DLF's result is the row "
+        f"\"{summaries.METHOD_NAMES[selection['method']]}\"."
+    ]
   smoothing = results.get("teacher_smoothing")
   if smoothing:
-    lines += ["", f"The taught teacher's per-token eps along the first L2T-DLF student's run "
-              f"(anchor {smoothing['anchor']:g}; steps {smoothing['steps']}): mean over "
-              f"training tokens " + ", ".join(f"{v:.4f}" for v in smoothing["token_mean"])
-              + "; at the end, by token-frequency quartile (rarest first): "
-              + ", ".join(f"{v:.4f}" for v in smoothing["by_frequency"])
-              + " (plots/token_smoothing.png)."]
+    lines += [
+        "", f"The taught teacher's per-token eps along the first L2T-DLF student's run "
+        f"(anchor {smoothing['anchor']:g}; steps {smoothing['steps']}): mean over "
+        f"training tokens " + ", ".join(f"{v:.4f}" for v in smoothing["token_mean"]) +
+        "; at the end, by token-frequency quartile (rarest first): " +
+        ", ".join(f"{v:.4f}" for v in smoothing["by_frequency"]) + " (plots/token_smoothing.png)."
+    ]
   tuning = results.get("tuning")
   if tuning:
-    lines += ["", f"Label smoothing's eps was tuned on the validation split (one student per "
-              f"eps, seed {tuning['seed']}): **eps = {tuning['chosen']:g}** ("
-              + ", ".join(f"eps {k}: {v:.2f}" for k, v in tuning["val_bleu"].items())
-              + "); the label-smoothing baseline"
-              + (" and the teacher's anchor use it." if results.get("teach", {}).get("num_updates")
-                 else " uses it.")]
+    lines += [
+        "", f"Label smoothing's eps was tuned on the validation split (one student per "
+        f"eps, seed {tuning['seed']}): **eps = {tuning['chosen']:g}** (" +
+        ", ".join(f"eps {k}: {v:.2f}" for k, v in tuning["val_bleu"].items()) +
+        "); the label-smoothing baseline" + (" and the teacher's anchor use it." if results.get(
+            "teach", {}).get("num_updates") else " uses it.")
+    ]
   if results["data"].get("pretokenized"):
-    lines += ["", "Note: this corpus is already tokenised (and lowercased); the sacreBLEU "
-              "column is computed on that text, not on detokenised output."]
-  lines += ["", f"sacreBLEU signature: `{results['signature']}`",
-            f"Tokenised BLEU: `{results['tokenized_signature']}` (the IWSLT14 convention; "
-            "not comparable with sacreBLEU).",
-            f"Beam {results['config']['eval']['beam_size']}, length penalty alpha "
-            f"{results['config']['eval']['alpha']}."]
+    lines += [
+        "", "Note: this corpus is already tokenised (and lowercased); the sacreBLEU "
+        "column is computed on that text, not on detokenised output."
+    ]
+  lines += [
+      "", f"sacreBLEU signature: `{results['signature']}`",
+      f"Tokenised BLEU: `{results['tokenized_signature']}` (the IWSLT14 convention; "
+      "not comparable with sacreBLEU).",
+      f"Beam {results['config']['eval']['beam_size']}, length penalty alpha "
+      f"{results['config']['eval']['alpha']}."
+  ]
   return "\n".join(lines) + "\n"
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, *,
+def run(config: ml_collections.ConfigDict,
+        workdir: str,
+        *,
         on_checkpoint: Optional[phases.CheckpointHook] = None) -> dict:
   """Runs (or resumes) one translation experiment; writes ``results.{json,md}``.
 
@@ -429,38 +511,44 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   validate_config(config)
   workdir = make_workdir(workdir)
   t_start = time.time()
-  data = load_data(config, workdir)          # fails early on missing data, before config.json
+  data = load_data(config, workdir)  # fails early on missing data, before config.json
   check_workdir_config(config, workdir)
-  logging.info("%s %s-%s from %s: train %d pairs (%d within the length limits), dev %d, "
-               "test %d; vocabulary %d", data.corpus.name, config.data.src_lang,
-               config.data.tgt_lang, data.corpus.source, len(data.corpus.train),
-               data.train.num_examples, len(data.corpus.dev), len(data.corpus.test),
-               data.vocab_size)
+  logging.info(
+      "%s %s-%s from %s: train %d pairs (%d within the length limits), dev %d, "
+      "test %d; vocabulary %d", data.corpus.name, config.data.src_lang, config.data.tgt_lang,
+      data.corpus.source, len(data.corpus.train), data.train.num_examples, len(data.corpus.dev),
+      len(data.corpus.test), data.vocab_size)
   student = build_seq2seq_student(config, data)
   tuning = tune_smoothing(config, data, student, workdir, on_checkpoint=on_checkpoint)
   tags = {}
-  if tuning is not None:      # the baseline and the teacher's anchor use the tuned eps
+  if tuning is not None:  # the baseline and the teacher's anchor use the tuned eps
     config = with_smoothing(config, tuning["chosen"])
     tags["label_smoothing"] = smoothing_tag(tuning["chosen"])
   teacher = build_teacher(config, data.vocab_size)
-  taught = phases.maybe_teach(config, data, student, teacher, workdir,
-                              on_checkpoint=on_checkpoint,
-                              measure=build_seq2seq_measure(config, data))
+  taught = phases.maybe_teach(
+      config,
+      data,
+      student,
+      teacher,
+      workdir,
+      on_checkpoint=on_checkpoint,
+      measure=build_seq2seq_measure(config, data))
   methods, thetas = _student_methods(config, teacher, taught)
-  runs, bleus, val_bleus = _students(config, data, student, teacher, workdir, methods,
-                                     thetas, tags, on_checkpoint)
+  runs, bleus, val_bleus = _students(config, data, student, teacher, workdir, methods, thetas, tags,
+                                     on_checkpoint)
   selection = None
   if "l2t_dlf_anchor" in methods:
     selection = select_on_validation(val_bleus, workdir)
   results = _results(config, data, runs, bleus, val_bleus, taught, selection, t_start)
   results["tuning"] = tuning
-  results["teacher_smoothing"] = _teacher_smoothing(config, data, teacher, thetas, runs,
-                                                    workdir)
+  results["teacher_smoothing"] = _teacher_smoothing(config, data, teacher, thetas, runs, workdir)
   teach_history = [] if taught is None else taught["history"]
   rows = summaries.metric_rows(runs, teach_history, config.seed)
   rows += [("student", b["method"], b["seed"], b["step"], f"{b.get('split', 'test')}_{key}",
-            float(b[key])) for b in bleus + val_bleus
-           for key in ("bleu", "tokenized_bleu") if b[key] is not None]
+            float(b[key]))
+           for b in bleus + val_bleus
+           for key in ("bleu", "tokenized_bleu")
+           if b[key] is not None]
   markdown = results_markdown(results)
   summaries.write_summary(workdir, results, markdown, rows)
   plots.write_plots(os.path.join(workdir, "plots"), runs=runs, teach_history=teach_history)
@@ -481,18 +569,25 @@ def _students(config, data: NMTData, student: dlf_jax.Student, teacher: dlf_jax.
     tag = tags.get(method)
     bleus.append(bleu_phase(config, data, student, method, seed, workdir, tag=tag))
     if data.val is not None:
-      val_bleus.append(bleu_phase(config, data, student, method, seed, workdir, split="val",
-                                  tag=tag))
+      val_bleus.append(
+          bleu_phase(config, data, student, method, seed, workdir, split="val", tag=tag))
 
-  runs = phases.student_phases(config, data, student, workdir, teacher=teacher,
-                               on_checkpoint=on_checkpoint, after=decode, methods=methods,
-                               thetas=thetas, tags=tags)
+  runs = phases.student_phases(
+      config,
+      data,
+      student,
+      workdir,
+      teacher=teacher,
+      on_checkpoint=on_checkpoint,
+      after=decode,
+      methods=methods,
+      thetas=thetas,
+      tags=tags)
   return runs, bleus, val_bleus
 
 
-def _teacher_smoothing(config: ml_collections.ConfigDict, data: NMTData,
-                       teacher: dlf_jax.Teacher, thetas: dict, runs: list,
-                       workdir: str) -> Optional[dict]:
+def _teacher_smoothing(config: ml_collections.ConfigDict, data: NMTData, teacher: dlf_jax.Teacher,
+                       thetas: dict, runs: list, workdir: str) -> Optional[dict]:
   """A soft-target teacher's per-token eps along the first L2T-DLF student's run.
 
   Against token frequency: :func:`dlf_jax.analysis.smoothing_by_frequency`, plotted
@@ -501,15 +596,17 @@ def _teacher_smoothing(config: ml_collections.ConfigDict, data: NMTData,
   history = [r["history"] for r in runs if r["method"] == "l2t_dlf"]
   if not schema.has_soft_targets(config.teacher.parameterisation) or not history:
     return None
-  snaps = analysis.phi_snapshots(teacher, thetas["l2t_dlf"], history[0], num=5,
-                                 first_step=min(config.teach.pretrain_steps,
-                                                config.student.num_steps))
+  snaps = analysis.phi_snapshots(
+      teacher,
+      thetas["l2t_dlf"],
+      history[0],
+      num=5,
+      first_step=min(config.teach.pretrain_steps, config.student.num_steps))
   counts = np.bincount(data.train.arrays["tgt_out"].ravel(), minlength=data.vocab_size)
   counts[PAD_ID] = 0
-  anchor = (config.teacher.anchor_smoothing if config.teacher.anchor == "label_smoothing"
-            else 0.0)
-  plots.plot_smoothing_by_frequency(
-      snaps, counts, anchor, os.path.join(workdir, "plots", "token_smoothing.png"))
+  anchor = (config.teacher.anchor_smoothing if config.teacher.anchor == "label_smoothing" else 0.0)
+  plots.plot_smoothing_by_frequency(snaps, counts, anchor,
+                                    os.path.join(workdir, "plots", "token_smoothing.png"))
   return {"anchor": anchor, **analysis.smoothing_by_frequency(snaps, counts)}
 
 
@@ -535,25 +632,44 @@ def _results(config: ml_collections.ConfigDict, data: NMTData, runs: list, bleus
              t_start: float) -> dict:
   """The ``results.json`` content of one translation experiment."""
   return {
-      "config": config_json(config),
-      "data": {"name": data.corpus.name, "pair": f"{config.data.src_lang}->"
-               f"{config.data.tgt_lang}", "notes": data.corpus.notes,
-               "train": len(data.corpus.train), "train_used": data.train.num_examples,
-               "dev": len(data.corpus.dev), "test": len(data.corpus.test),
-               "val": 0 if data.corpus.val is None else len(data.corpus.val),
-               "val_split": schema.val_split(config),
-               "vocab_size": data.vocab_size, "source": data.corpus.source,
-               "pretokenized": config.data.name == "iwslt14" or config.data.variant == "tok"},
-      "methods": summarize_bleu(bleus, runs, list(dict.fromkeys(r["method"] for r in runs)),
-                                val_bleus),
-      "bleu": bleus,
-      "val_bleu": val_bleus,
-      "selection": selection,
-      "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs],
-      "signature": bleus[0]["signature"],
-      "tokenized_signature": bleus[0]["tokenized_signature"],
-      "teach": summaries.teach_summary([] if taught is None else taught["history"]),
-      "wall_seconds": {"teach": None if taught is None else taught["seconds"],
-                       "session": time.time() - t_start},
-      "environment": summaries.environment(devices=False),
+      "config":
+          config_json(config),
+      "data": {
+          "name": data.corpus.name,
+          "pair": f"{config.data.src_lang}->"
+                  f"{config.data.tgt_lang}",
+          "notes": data.corpus.notes,
+          "train": len(data.corpus.train),
+          "train_used": data.train.num_examples,
+          "dev": len(data.corpus.dev),
+          "test": len(data.corpus.test),
+          "val": 0 if data.corpus.val is None else len(data.corpus.val),
+          "val_split": schema.val_split(config),
+          "vocab_size": data.vocab_size,
+          "source": data.corpus.source,
+          "pretokenized": config.data.name == "iwslt14" or config.data.variant == "tok"
+      },
+      "methods":
+          summarize_bleu(bleus, runs, list(dict.fromkeys(r["method"] for r in runs)), val_bleus),
+      "bleu":
+          bleus,
+      "val_bleu":
+          val_bleus,
+      "selection":
+          selection,
+      "runs": [{
+          k: v for k, v in r.items() if k != "history"
+      } for r in runs],
+      "signature":
+          bleus[0]["signature"],
+      "tokenized_signature":
+          bleus[0]["tokenized_signature"],
+      "teach":
+          summaries.teach_summary([] if taught is None else taught["history"]),
+      "wall_seconds": {
+          "teach": None if taught is None else taught["seconds"],
+          "session": time.time() - t_start
+      },
+      "environment":
+          summaries.environment(devices=False),
   }
