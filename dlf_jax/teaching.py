@@ -894,8 +894,18 @@ def teach(student: Student,
       full_dev_host=full_dev_host,
       full_dev=parallel.shard_batches(full_dev_host, mesh),
       fns=_teach_fns(student, teacher, measure, tx, schedule.warm_start))
-  total_updates = schedule.num_episodes * segments
-  history = []
+  state, history = _outer_loop(plan, state, schedule.num_episodes * segments, callback, progress)
+  return TeachResult(theta=state.theta, history=history, state=state, schedule=schedule)
+
+
+def _outer_loop(plan: _TeachPlan, state: TeachState, total_updates: int, callback,
+                progress: bool) -> tuple[TeachState, list[dict]]:
+  """Algorithm 1's loop: outer steps from ``state.update`` to ``total_updates``.
+
+  Returns:
+    ``(the last TeachState, one history record per outer step taken)``.
+  """
+  history: list[dict] = []
   bar = _progress(total_updates, "teach", progress, initial=state.update)
   while state.update < total_updates:
     state, record = _teach_update(plan, state)
@@ -910,7 +920,7 @@ def teach(student: Student,
         dev_acc=f"{record['dev_accuracy']:.4f}")
   if bar is not None:
     bar.close()
-  return TeachResult(theta=state.theta, history=history, state=state, schedule=schedule)
+  return state, history
 
 
 def _check_train_args(student: Student, loss: LossProvider, theta, num_steps: int, eval_every: int,

@@ -469,26 +469,8 @@ def run(config,
   final_seeds = [config.seed + i for i in range(seeds)]
   rows, t_start = [], time.time()
 
-  # Label smoothing eps, selected on the validation split (never on test).
-  tuning = {
-      eps:
-          summaries.mean_std([
-              runner.baseline("label_smoothing", s, eps, read_test=False)[val_key]
-              for s in runner.tune_seeds
-          ])[0] for eps in ls_grid
-  }
-  tuned_eps = select(tuning, tuning)  # a tie: the earlier eps of ls_grid (the smaller)
-  logging.info("label smoothing: validation error per eps %s -> eps = %g", tuning, tuned_eps)
-
-  for method in baselines:
-    eps = tuned_eps if _tuned_smoothing(method) else 0.1
-    desc = {
-        "cross_entropy": "cross-entropy",
-        "label_smoothing": f"label smoothing, eps = {tuned_eps:g} (tuned on validation)",
-        "large_margin": "Large-Margin Softmax (m = 2, beta annealed)"
-    }[method]
-    rows.append(
-        _row(method, desc, [runner.baseline(method, s, eps) for s in final_seeds], metric=metric))
+  tuning, tuned_eps = _tune_label_smoothing(runner, ls_grid, val_key)
+  rows += _baseline_rows(runner, baselines, tuned_eps, final_seeds, metric)
 
   # The chain starts from the previous default whatever the config file's recipe is, so a
   # row adds its ingredient to the rows above it and never to the file's own recipe.
@@ -525,6 +507,41 @@ def run(config,
   plot(out, os.path.join(workdir, "plots", "ablation.png"))
   print(markdown(out))
   return out
+
+
+def _tune_label_smoothing(runner: Runner, ls_grid, val_key: str) -> tuple[dict, float]:
+  """Label smoothing's eps, selected on the validation split (never on test).
+
+  Returns:
+    ``(eps -> mean validation error over the tuning seeds, the chosen eps)``; a tie
+    goes to the earlier eps of ``ls_grid`` (the smaller).
+  """
+  tuning = {
+      eps:
+          summaries.mean_std([
+              runner.baseline("label_smoothing", s, eps, read_test=False)[val_key]
+              for s in runner.tune_seeds
+          ])[0] for eps in ls_grid
+  }
+  tuned_eps = select(tuning, tuning)
+  logging.info("label smoothing: validation error per eps %s -> eps = %g", tuning, tuned_eps)
+  return tuning, tuned_eps
+
+
+def _baseline_rows(runner: Runner, baselines, tuned_eps: float, final_seeds,
+                   metric: str) -> list[dict]:
+  """One table row per baseline method, its students on ``final_seeds``."""
+  rows = []
+  for method in baselines:
+    eps = tuned_eps if _tuned_smoothing(method) else 0.1
+    desc = {
+        "cross_entropy": "cross-entropy",
+        "label_smoothing": f"label smoothing, eps = {tuned_eps:g} (tuned on validation)",
+        "large_margin": "Large-Margin Softmax (m = 2, beta annealed)"
+    }[method]
+    rows.append(
+        _row(method, desc, [runner.baseline(method, s, eps) for s in final_seeds], metric=metric))
+  return rows
 
 
 def plot_teacher(runner: Runner, name: str, teacher, theta, config, workdir: str) -> None:

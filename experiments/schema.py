@@ -299,6 +299,12 @@ def _leaves_steps_to_teach_text(config) -> str:
           "step of the run to teach; lower teach.pretrain_steps or raise student.num_steps")
 
 
+def _is_forward_correction(parameterisation) -> bool:
+  """True if the form named ``parameterisation`` is a forward-correction T (GLC can seed it)."""
+  form = losses.FORMS.get(parameterisation)
+  return form is not None and issubclass(form, losses.ForwardCorrectionW)
+
+
 def has_soft_targets(parameterisation) -> bool:
   """True if the form named ``parameterisation`` reads ``teacher.target``."""
   form = losses.FORMS.get(parameterisation)
@@ -746,7 +752,7 @@ CLASSIFICATION = (
     Rule(
         "teacher.anchor",
         test=lambda v, c: v != "glc" or
-        (c.teacher.parameterisation == "forward_correction" and _uses_noise(c)),
+        (_is_forward_correction(c.teacher.parameterisation) and _uses_noise(c)),
         text="'glc' only with teacher.parameterisation='forward_correction' and label "
         "noise (data.noise.kind != 'none'): GLC's T^ is a forward-correction matrix",
         doc="glc: forward_correction teacher, noisy labels"),
