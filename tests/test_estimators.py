@@ -34,7 +34,7 @@ from experiments.configs import mnist_mlp
 from experiments.workdir import Checkpoints
 
 from _numerics import rel_err
-from test_hypergrad import B, C, make_problem
+from problems import B, C, make_problem
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEDULE = Schedule(

@@ -22,7 +22,7 @@ import pytest
 from dlf_jax import evolution, hypergrad, measures, unroll
 
 from _numerics import flat
-from test_hypergrad import make_problem
+from problems import make_problem
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -19,7 +19,7 @@ from dlf_jax.estimators import AntitheticES, ForwardMode, ReverseMode
 from dlf_jax.teaching import DevSampling, Schedule, TeachState, teach
 
 from _numerics import leaf_central_difference, rel_err
-from test_hypergrad import B, C, T, count_eqns, make_problem
+from problems import B, C, T, count_eqns, make_problem
 
 MAX_REL_ERR = {"reverse": 0.0, "autodiff": 0.0, "chunked": 0.0, "finite_diff": 0.0, "teach": 0.0}
 _CACHE = {}

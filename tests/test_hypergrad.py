@@ -23,15 +23,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlf_jax import hypergrad, losses, measures, models, unroll
+from dlf_jax import hypergrad, losses, measures, unroll
 from dlf_jax import student as student_lib
 from dlf_jax import teacher as teacher_lib
 
 from _numerics import flat, leaf_central_difference, rel_err
+from problems import C, T, count_eqns, make_problem, make_teacher_module
 
-C, T, B, B_DEV = 5, 5, 8, 6
 SEGMENT = 2  # does not divide T: 2 full segments + 1 step
-LEARNING_RATES = {"sgd": 0.3, "momentum": 0.1, "nesterov": 0.1, "adam": 0.02}
 OPTIMIZERS = ("sgd", "momentum", "adam")
 # The paper's W forms under Eqn. (2)'s sigmoid link; the soft-target W and the identity
 # link are checked against autodiff and finite differences in test_loss_family.py.
@@ -57,62 +56,6 @@ def _fast_compile_and_report(fast_compile):
 
 def _record(kind, err):
   MAX_REL_ERR[kind] = max(MAX_REL_ERR[kind], float(err))
-
-
-@dataclasses.dataclass
-class Problem:
-  student: student_lib.Student
-  teacher: teacher_lib.Teacher
-  theta: dict
-  state: student_lib.StudentState
-  batches: dict
-  dev: dict
-
-
-def make_model(kind, dtype=jnp.float64):
-  if kind == "mlp":
-    return models.MLP(hidden=(12,), num_classes=C, activation=jnp.tanh, dtype=dtype)
-  return models.ConvBN(num_classes=C, width=4, activation=jnp.tanh, dtype=dtype)
-
-
-def make_teacher_module(kind, parameterisation, num_classes=C):
-  if kind == "attention":
-    return teacher_lib.AttentionTeacher(
-        num_classes, num_matrices=3, parameterisation=parameterisation, rank=2, init_scale=0.1)
-  return teacher_lib.MLPTeacher(
-      num_classes, parameterisation=parameterisation, rank=2, hidden=6, init_scale=0.1)
-
-
-def make_problem(model="mlp",
-                 opt="sgd",
-                 parameterisation="full",
-                 *,
-                 teacher="attention",
-                 features=teacher_lib.STATE_FEATURES,
-                 num_steps=T,
-                 tx=None,
-                 seed=0,
-                 dtype=jnp.float64):
-  """A tiny student/teacher pair with ``num_steps`` training batches and a padded dev set."""
-  rng = np.random.default_rng(seed)
-  x = rng.normal(size=(num_steps, B, 6, 6, 1))
-  y = rng.integers(0, C, size=(num_steps, B))
-  dev_mask = np.ones((2, B_DEV))
-  dev_mask[1, -2:] = 0.0  # two padded dev examples
-  dev = {
-      "x": jnp.asarray(rng.normal(size=(2, B_DEV, 6, 6, 1)), dtype),
-      "y": jnp.asarray(rng.integers(0, C, size=(2, B_DEV))),
-      "mask": jnp.asarray(dev_mask, dtype)
-  }
-  batches = {"x": jnp.asarray(x, dtype), "y": jnp.asarray(y)}
-  tx = student_lib.make_optimizer(opt, LEARNING_RATES[opt]) if tx is None else tx
-  student = student_lib.Student(make_model(model, dtype), tx, C)
-  teacher_ = teacher_lib.Teacher(
-      make_teacher_module(teacher, parameterisation), features=features, total_steps=20)
-  theta = jax.tree.map(lambda a: a.astype(dtype), teacher_.init(jax.random.PRNGKey(seed + 1)))
-  state = student.init(jax.random.PRNGKey(seed), {"x": batches["x"][0], "y": batches["y"][0]})
-  state = state.replace(stats=jax.tree.map(lambda a: a.astype(dtype), state.stats))
-  return Problem(student, teacher_, theta, state, batches, dev)
 
 
 def run(problem, measure=None, **kw):
@@ -365,19 +308,6 @@ def test_teacher_gradient_nonzero_at_init(x64, teacher, parameterisation):
 
 
 # ----------------------------------------------------------------------------- (5) compile once
-
-
-def count_eqns(jaxpr):
-  """Equations of a jaxpr and of every sub-jaxpr (scan bodies, pjit, custom_jvp, ...)."""
-  jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
-  n = 0
-  for eqn in jaxpr.eqns:
-    n += 1
-    for param in eqn.params.values():
-      for sub in (param if isinstance(param, (list, tuple)) else (param,)):
-        if hasattr(sub, "eqns"):
-          n += count_eqns(sub)
-  return n
 
 
 def jaxpr_size(num_steps, opt, **kw):

@@ -27,7 +27,7 @@ from experiments.tasks import classification
 from experiments.configs import quickstart
 
 from _numerics import flat, rel_err
-from test_hypergrad import C, make_problem
+from problems import C, make_problem
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 import dlf_jax
-from dlf_jax import hypergrad, measures, models, teacher as teacher_lib
+from dlf_jax import hypergrad, measures, models
 from dlf_jax.data import augment as augment_lib
 from dlf_jax.models import layers
+
+from problems import resnet_problem
 
 pytestmark = pytest.mark.usefixtures("fast_compile")  # tiny programs: compile time dominates
 
@@ -120,37 +122,11 @@ def test_augmentation_errors():
   assert augment_lib.make_augment("none") is None
 
 
-def _resnet_problem(num_steps=3, batch=4, weight_decay=1e-4, augment=True, net="resnet8"):
-  """A float64 BatchNorm student (``net``: ResNet-8 or the smaller ``convbn``), momentum
-  with weight decay and a step schedule, crop/flip augmentation, and a 2-loss teacher."""
-  model = (
-      models.ResNet(8, 10, width=4, dtype=jnp.float64) if net == "resnet8" else models.ConvBN(
-          num_classes=10, width=4, dtype=jnp.float64))
-  tx = dlf_jax.make_optimizer(
-      "momentum", lambda t: 0.1 * jnp.where(t >= 2, 0.1, 1.0), weight_decay=weight_decay)
-  student = dlf_jax.Student(
-      model, tx, 10, augment=augment_lib.make_augment("crop_flip", padding=1) if augment else None)
-  teacher = teacher_lib.Teacher(teacher_lib.AttentionTeacher(10, num_matrices=2), total_steps=10)
-  theta = jax.tree.map(lambda a: a.astype(jnp.float64), teacher.init(jax.random.PRNGKey(1)))
-  rng = np.random.default_rng(0)
-  batches = {
-      "x": jnp.asarray(rng.normal(size=(num_steps, batch, 8, 8, 3))),
-      "y": jnp.asarray(rng.integers(0, 10, (num_steps, batch)))
-  }
-  dev = {
-      "x": jnp.asarray(rng.normal(size=(1, 6, 8, 8, 3))),
-      "y": jnp.asarray(rng.integers(0, 10, (1, 6)))
-  }
-  state = student.init(jax.random.PRNGKey(0), {"x": batches["x"][0], "y": batches["y"][0]})
-  state = state.replace(stats=jax.tree.map(lambda a: a.astype(jnp.float64), state.stats))
-  return student, teacher, theta, state, batches, dev
-
-
 def test_resnet_bn_momentum_weight_decay_hypergradient_matches_autodiff(x64):
   """ResNet-8 (BatchNorm), momentum SGD + weight decay + step schedule + augmentation."""
   # T = 4 in two chunks of 2: no tail chunk, whose extra copy of the step would double the
   # compilation (tails are checked on the small problems of test_hypergrad.py).
-  student, teacher, theta, state, batches, dev = _resnet_problem(num_steps=4)
+  student, teacher, theta, state, batches, dev = resnet_problem(num_steps=4)
   m = measures.ExpectedAccuracy()
   ref = hypergrad.make_hypergradient_fn(
       student, teacher, m, method="autodiff")(theta, state, batches, dev)
@@ -173,8 +149,8 @@ def test_resnet_bn_momentum_weight_decay_hypergradient_matches_autodiff(x64):
 
 def test_augmentation_changes_the_step_and_is_reproducible(x64):
   # The student's augmentation does not depend on the net: the small conv net compiles faster.
-  student, teacher, theta, state, batches, _ = _resnet_problem(net="convbn")
-  plain, *_ = _resnet_problem(augment=False, net="convbn")
+  student, teacher, theta, state, batches, _ = resnet_problem(net="convbn")
+  plain, *_ = resnet_problem(augment=False, net="convbn")
   run = lambda s: dlf_jax.unroll.unroll(s, teacher, theta, state, batches)[0].params
   a, b, c = run(student), run(student), run(plain)
   flat = lambda t: np.concatenate([np.ravel(v) for v in jax.tree.leaves(t)])

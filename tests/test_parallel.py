@@ -25,9 +25,9 @@ SCRIPT = textwrap.dedent("""
     jax.config.update("jax_disable_most_optimizations", True)
     assert jax.device_count() == 4, jax.devices()
     from dlf_jax import hypergrad, measures, parallel, teach, unroll
-    from tests.test_models import _resnet_problem
+    from tests.problems import resnet_problem
     # T = 2 in two chunks of one step: the chunk loop runs, no tail chunk to compile too.
-    student, teacher, theta, state, batches, dev = _resnet_problem(num_steps=2, batch=8,
+    student, teacher, theta, state, batches, dev = resnet_problem(num_steps=2, batch=8,
                                                                    net="convbn")
     dev = {k: np.concatenate([v, v[:, :2]], axis=1) for k, v in dev.items()}   # 8 dev examples
     fn = hypergrad.make_hypergradient_fn(student, teacher, measures.ExpectedAccuracy(),
