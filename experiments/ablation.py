@@ -679,8 +679,9 @@ def main(argv):
   bad = [b for b in FLAGS.baselines if b not in BASELINE_ROWS]
   if bad:
     _fail(f"unknown --baselines {bad}; choose from {list(BASELINE_ROWS)}.")
-  if FLAGS.workdir is None:
-    _fail("--workdir is required.")
+  if not (FLAGS.workdir or "").strip():
+    _fail(f"--workdir={FLAGS.workdir!r}: give a directory for the ablation's caches and "
+          "results, e.g. --workdir=runs/ablation.")
   if FLAGS.seeds < 1 or FLAGS.val_size < 1 or FLAGS.tune_seeds < 1:
     _fail(f"--seeds, --val_size and --tune_seeds must be >= 1; got {FLAGS.seeds}, "
           f"{FLAGS.val_size}, {FLAGS.tune_seeds}.")

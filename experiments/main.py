@@ -88,7 +88,9 @@ def _parse_flags(argv):
   except (AttributeError, KeyError) as e:
     _moved_keys(argv)
     bad = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
-    key = repr(str(e.args[0] if e.args else e).strip("'\""))
+    raw = str(e.args[0] if e.args else e).strip("'\"")
+    key, _, hint = raw.partition("\n")  # ml_collections adds 'Did you mean ...?'
+    key = repr(key.strip("'\"")) + (f"; {hint.strip()}" if hint.strip() else "")
     _fail(f"FATAL Flags parsing error: a --config.<key> override names a key the config does "
           f"not have ({key}); overrides given: {', '.join(bad)}. The keys and their meaning are "
           "in experiments/schema.py (CLASSIFICATION; translation configs: TRANSLATION).")
@@ -115,6 +117,9 @@ def main(argv):
             "repository root.")
     _fail(f"Could not load --config: {str(e).splitlines()[0]} "
           f"{' '.join(line.strip() for line in str(e).splitlines()[1:])}")
+  if not _WORKDIR.value.strip():  # '' would write the run into the current directory
+    _fail(f"--workdir={_WORKDIR.value!r}: give a directory for the run's checkpoints and "
+          "results, e.g. --workdir=runs/quickstart.")
   try:
     runner = get_task(config)
     runner.validate_config(config)

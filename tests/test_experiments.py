@@ -164,13 +164,19 @@ def test_cli_names_an_unknown_config_key(tmp_path):
   assert "--config.model.foo" in done.stderr and "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize(
-    "case",
-    ["bad_value", "bad_type", "unknown_variant", "no_such_file", "missing_data", "other_workdir"])
+@pytest.mark.parametrize("case", [
+    "bad_value", "bad_type", "unknown_variant", "no_such_file", "missing_data", "other_workdir",
+    "empty_workdir", "misspelt_key"
+])
 def test_cli_input_errors_end_cleanly(case, tmp_path):
   """Bad input ends with status 2 and the message naming it, not a traceback."""
-  config, flags, expect = "quickstart.py:smoke", [], None
-  if case == "bad_value":
+  config, flags, expect, workdir = "quickstart.py:smoke", [], None, str(tmp_path)
+  if case == "empty_workdir":  # '' would write the run into the current directory
+    workdir, expect = "", "--workdir='': give a directory"
+  elif case == "misspelt_key":  # ml_collections' suggestion, read as text (no quoted \n)
+    flags = ["--config.teach.estimatr.name=es"]
+    expect = "('estimatr'; Did you mean \"estimator\" instead of \"estimatr\"?)"
+  elif case == "bad_value":
     flags, expect = ["--config.teach.mode=offline"], "Invalid config: config.teach.mode='offline'"
   elif case == "bad_type":
     flags, expect = ["--config.student.num_steps=abc"], "--config.student.num_steps=abc"
@@ -181,14 +187,14 @@ def test_cli_input_errors_end_cleanly(case, tmp_path):
   elif case == "missing_data":
     config = "mnist_mlp.py:smoke"
     flags, expect = [f"--config.data.data_dir={tmp_path / 'nowhere'}"], "nowhere"
-  else:
+  elif case == "other_workdir":
     other = _smoke("quickstart")
     other.teach.learning_rate = 0.5
     check_workdir_config(other, str(tmp_path))
     expect = "teach.learning_rate = 0.5 there"
   cmd = [
       sys.executable, "-m", "experiments.main", f"--config=experiments/configs/{config}",
-      f"--workdir={tmp_path}", *flags
+      f"--workdir={workdir}", *flags
   ]
   done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
   assert done.returncode == 2, done.stderr[-2000:]
