@@ -121,13 +121,19 @@ def check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> Non
 
   Raises:
     WorkdirConfigError: ``workdir`` holds a run of another config (naming every key
-      that differs, with both values).
+      that differs, with both values), or a ``config.json`` that is not JSON.
   """
   path = os.path.join(workdir, "config.json")
   current = config_json(config)
   if os.path.exists(path):
     with open(path) as f:
-      saved = _upgrade_saved(json.load(f), current)
+      try:
+        saved = _upgrade_saved(json.load(f), current)
+      except json.JSONDecodeError as e:
+        raise WorkdirConfigError(
+            f"{path} is not the JSON of a run's config ({e.msg} at line {e.lineno}): the "
+            "workdir holds something else or a damaged run; use a fresh --workdir (or "
+            "delete that file to start this run there afresh).") from None
     strip = lambda c: {k: v for k, v in c.items() if k not in RESUMABLE_KEYS}
     old, new = _flatten(strip(saved)), _flatten(strip(current))
     for k, default in ADDED_KEYS.items():  # a workdir older than the key

@@ -166,13 +166,17 @@ def test_cli_names_an_unknown_config_key(tmp_path):
 
 @pytest.mark.parametrize("case", [
     "bad_value", "bad_type", "unknown_variant", "no_such_file", "missing_data", "other_workdir",
-    "empty_workdir", "misspelt_key"
+    "empty_workdir", "misspelt_key", "damaged_workdir"
 ])
 def test_cli_input_errors_end_cleanly(case, tmp_path):
   """Bad input ends with status 2 and the message naming it, not a traceback."""
   config, flags, expect, workdir = "quickstart.py:smoke", [], None, str(tmp_path)
   if case == "empty_workdir":  # '' would write the run into the current directory
     workdir, expect = "", "--workdir='': give a directory"
+  elif case == "damaged_workdir":  # a config.json that is not JSON: no JSONDecodeError trace
+    with open(os.path.join(tmp_path, "config.json"), "w") as f:
+      f.write("{not json")
+    expect = "config.json is not the JSON of a run's config"
   elif case == "misspelt_key":  # ml_collections' suggestion, read as text (no quoted \n)
     flags = ["--config.teach.estimatr.name=es"]
     expect = "('estimatr'; Did you mean \"estimator\" instead of \"estimatr\"?)"
