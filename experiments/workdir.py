@@ -6,12 +6,17 @@ naming every key that differs (the keys of :data:`RESUMABLE_KEYS` may change
 between a run and its resumption; a key of :data:`ADDED_KEYS` absent from an older
 ``config.json`` matches its default value). :class:`Checkpoints` saves and restores the
 ``(pytree state, JSON meta)`` pairs from which every phase resumes.
+:func:`claim_workdir` wraps a run: a run that fails before it records anything
+takes its ``config.json`` back, so the fixed rerun is no conflict.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import Any, Optional
+import signal
+import threading
+from typing import Any, Iterator, Optional
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +27,7 @@ from experiments import io, schema
 
 __all__ = [
     "RESUMABLE_KEYS", "ADDED_KEYS", "InputError", "WorkdirConfigError", "make_workdir",
-    "config_json", "check_workdir_config", "Checkpoints", "run_path"
+    "config_json", "check_workdir_config", "claim_workdir", "Checkpoints", "run_path"
 ]
 
 # Config keys that may change between a run and its resumption.
@@ -151,9 +156,65 @@ def check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> Non
   io.write_json(path, current)
 
 
+# Files a run writes before it has trained anything.
+_UNTRAINED_FILES = ("config.json", "label_noise.json")
+
+
+def _files_under(directory: str) -> set[str]:
+  return {os.path.join(root, name) for root, _, names in os.walk(directory) for name in names}
+
+
+@contextlib.contextmanager
+def claim_workdir(config: ml_collections.ConfigDict, workdir: str) -> Iterator[None]:
+  """:func:`check_workdir_config`, then the body; un-pins a run that recorded nothing.
+
+  If the body raises (a refused estimator, a bad value found late, an interrupt)
+  before any checkpoint or result was written, the ``config.json`` this call
+  wrote is removed: a run that trained nothing does not pin the workdir to its
+  config, so the fix its error message suggests can run there.
+
+  Raises:
+    WorkdirConfigError: as :func:`check_workdir_config`; whatever the body raises.
+  """
+  path = os.path.join(workdir, "config.json")
+  before = None if os.path.exists(path) else _files_under(workdir)
+  check_workdir_config(config, workdir)
+  try:
+    yield
+  except BaseException:
+    if before is not None:
+      new = _files_under(workdir) - before
+      if all(os.path.basename(f) in _UNTRAINED_FILES for f in new):
+        for f in new:
+          os.remove(f)
+    raise
+
+
 def run_path(workdir: str, method: str, seed: int) -> str:
   """``runs/<method>_seed<seed>.json``: the record of a finished student run."""
   return os.path.join(workdir, "runs", f"{method}_seed{seed}.json")
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+  """Holds SIGINT (Ctrl-C) until the block ends, then raises ``KeyboardInterrupt``.
+
+  A ``KeyboardInterrupt`` raised inside orbax's save can abort the process from
+  one of its threads and leave a ``*.orbax-checkpoint-tmp`` folder; deferred, the
+  save completes and the interrupt follows it. Off the main thread (where Python
+  cannot install handlers) the block runs as is.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  received: list[int] = []
+  previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+  if received:
+    raise KeyboardInterrupt
 
 
 class Checkpoints:
@@ -161,7 +222,8 @@ class Checkpoints:
 
   Saves are synchronous so that a checkpoint on disk is complete when the
   callback returns; orbax writes to a temporary directory and renames it, so a
-  kill mid-save leaves the previous checkpoint as the latest.
+  kill mid-save leaves the previous checkpoint as the latest. A Ctrl-C (SIGINT)
+  during a save is held until the save is complete, then raised.
   """
 
   def __init__(self, directory: str, max_to_keep: int = 2):
@@ -184,11 +246,13 @@ class Checkpoints:
         lambda x: jnp.zeros((1,), x.dtype) if getattr(x, "size", 1) == 0 else x, tree)
 
   def save(self, step: int, state: Any, meta: dict) -> None:
-    self._manager.save(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(self._fill_empty(state)), meta=ocp.args.JsonSave(meta)))
-    self._manager.wait_until_finished()
+    """Saves ``(state, meta)`` as ``step``; a SIGINT meanwhile is raised once it is on disk."""
+    with _interrupts_deferred():
+      self._manager.save(
+          step,
+          args=ocp.args.Composite(
+              state=ocp.args.StandardSave(self._fill_empty(state)), meta=ocp.args.JsonSave(meta)))
+      self._manager.wait_until_finished()
 
   def restore_meta(self, step: int) -> dict:
     return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]

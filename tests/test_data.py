@@ -232,7 +232,10 @@ def test_cifar_bad_labels_and_no_substitution(tmp_path):
           b"data": _to_cifar_rows(_fake_images(rng, 3, 32, 32)),
           b"labels": [0, 10, 1]
       }, fh)
-  with pytest.raises(ValueError, match=r"labels .* span \[0, 10\], expected \[0, 10\)"):
+  with pytest.raises(
+      ValueError,
+      match=r"train labels read from data_batch_1, .*data_batch_5 in "
+      r".*cifar-10-batches-py hold 10 \(\d bad in all\), outside \[0, 9\]"):
     load_image_dataset("cifar10", source="files", data_dir=str(tmp_path), dev_size=1)
   with pytest.raises(FileNotFoundError, match="cifar-100-python"):  # Never CIFAR-10.
     load_image_dataset("cifar100", source="files", data_dir=str(tmp_path))
@@ -253,6 +256,28 @@ def test_idx_layout_ungzipped_roundtrip(tmp_path):
   assert (len(ds.train), len(ds.dev), len(ds.test)) == (25, 5, 10)
   np.testing.assert_array_equal(_raw_pixels(ds, ds.dev.x)[..., 0], train_x[ds.dev.index])
   np.testing.assert_array_equal(ds.test.y, test_y)
+
+
+def test_idx_bad_label_names_the_training_file(tmp_path):
+  # A bad label in the training file is reported against that file, also when it
+  # lands in the dev split carved from it.
+  rng = np.random.default_rng(3)
+  d = tmp_path / "fashion_mnist"
+  d.mkdir()
+  train_y = rng.integers(0, 10, size=30)
+  train_y[7] = 10
+  arrays = (rng.integers(0, 256,
+                         size=(30, 28, 28)), train_y, rng.integers(0, 256, size=(10, 28, 28)),
+            rng.integers(0, 10, size=10))
+  for stem, arr in zip(IDX_STEMS, arrays):
+    _write_idx(str(d / stem), arr)
+  for dev_size in (5, 29):
+    with pytest.raises(
+        ValueError,
+        match=r"fashion_mnist (train|dev \(carved from the training "
+        r"split\)) labels read from .*train-labels-idx1-ubyte hold 10 \(1 bad "
+        r"in all\), outside \[0, 9\].*point data_dir at fashion_mnist's files"):
+      load_image_dataset("fashion_mnist", data_dir=str(tmp_path), dev_size=dev_size)
 
 
 def test_idx_parser_rejects_bad_files(tmp_path):

@@ -378,30 +378,35 @@ def test_smoke_end_to_end(name, tmp_path):
   assert results["data"]["source"].startswith("files:")
 
 
-def test_cli_end_to_end_and_kill_resume(reference, tmp_path):
-  """``python -m experiments.main``; SIGKILL once the teacher has a checkpoint; rerun."""
+def test_cli_end_to_end_and_ctrl_c_resume(reference, tmp_path):
+  """``python -m experiments.main``; Ctrl-C during a teacher checkpoint save; rerun resumes."""
   ref_dir, ref = reference
-  workdir = str(tmp_path / "killed")
+  workdir = str(tmp_path / "interrupted")
   cmd = [
       sys.executable, "-m", "experiments.main", "--config=experiments/configs/quickstart.py:smoke",
       f"--workdir={workdir}"
   ]
-  proc = subprocess.Popen(
-      cmd,
-      cwd=ROOT,
-      env=_env(),
-      stdout=subprocess.DEVNULL,
-      stderr=subprocess.DEVNULL,
-      start_new_session=True)
-  teach_dir = os.path.join(workdir, "checkpoints", "teach")
-  deadline = time.time() + 120
-  while time.time() < deadline and proc.poll() is None:
-    if os.path.isdir(teach_dir) and any(d.isdigit() for d in os.listdir(teach_dir)):
-      break
-    time.sleep(0.05)
-  assert proc.poll() is None, "the run ended before it could be killed"
-  os.killpg(proc.pid, signal.SIGKILL)
-  proc.wait()
+  with open(tmp_path / "stderr.txt", "w") as err:
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    teach_dir = os.path.join(workdir, "checkpoints", "teach")
+    entries = lambda: os.listdir(teach_dir) if os.path.isdir(teach_dir) else []
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+      if any(d.isdigit() for d in entries()):  # the first save is done: catch the next one
+        break
+      time.sleep(0.05)
+    deadline = time.time() + 5
+    while time.time() < deadline and not any("tmp" in d for d in entries()):
+      time.sleep(0.001)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    returncode = proc.wait(timeout=120)
+  stderr = (tmp_path / "stderr.txt").read_text()
+  assert returncode == 130, stderr[-3000:]
+  assert "Re-run the same command to resume" in stderr, stderr[-3000:]
+  assert "Traceback" not in stderr and "Fatal Python error" not in stderr, stderr[-3000:]
+  assert not [d for _, dirs, _ in os.walk(workdir) for d in dirs if "tmp" in d]
   assert not os.path.exists(os.path.join(workdir, "results.json"))
   done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]

@@ -11,6 +11,7 @@
   (sign, zero, type, Adam constants), integer sizes, dev/test features against train.
 """
 import os
+import signal
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 
 import dlf_jax
@@ -28,6 +30,7 @@ from dlf_jax.data import images
 from dlf_jax.estimators import ReverseMode
 from dlf_jax.teaching import teach
 from experiments.tasks import classification
+from experiments import workdir as workdir_lib
 from experiments.workdir import Checkpoints
 from experiments.configs import quickstart
 
@@ -118,6 +121,29 @@ def test_checkpoints_keep_zero_size_arrays(tmp_path):
   np.testing.assert_array_equal(got["w"], [0.0, 1.0, 2.0])
 
 
+def test_ctrl_c_during_a_checkpoint_save_waits_for_it(tmp_path, monkeypatch):
+  """SIGINT mid-save: the save completes, then KeyboardInterrupt; no temporary folder left."""
+  real_save = ocp.CheckpointManager.save
+
+  def interrupted_save(self, *args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as orbax starts writing
+    return real_save(self, *args, **kwargs)
+
+  state = {"w": jnp.arange(3.0)}
+  ckpt = Checkpoints(str(tmp_path / "ckpt"))
+  try:
+    ckpt.save(1, state, {"note": "first"})
+    monkeypatch.setattr(ocp.CheckpointManager, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+      ckpt.save(2, state, {"note": "second"})
+    assert ckpt.latest_step() == 2
+    assert ckpt.restore_meta(2) == {"note": "second"}
+  finally:
+    ckpt.close()
+  assert sorted(os.listdir(tmp_path / "ckpt")) == ["1", "2"]  # no *.orbax-checkpoint-tmp
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 # ------------------------------------------------------------- (2) NaN in concrete batches
 
 
@@ -181,6 +207,30 @@ def test_run_rejects_data_the_config_cannot_use(monkeypatch, tmp_path, data, mat
   with pytest.raises(ValueError, match=match):
     classification.run(_smoke(), str(tmp_path / "work"))
   assert not os.path.exists(tmp_path / "work" / "config.json")  # a fixed rerun is no conflict
+
+
+def test_a_refused_run_does_not_pin_the_workdir(tmp_path):
+  # Refused after config.json was written (the forward-mode size limit is checked
+  # when teaching starts): the workdir must not then refuse the suggested fix.
+  workdir = str(tmp_path / "work")
+  config = quickstart.get_config("smoke")
+  config.teach.estimator.name = "forward"
+  config.teach.estimator.forward.max_params = 1
+  with pytest.raises(ValueError, match=r"max_params=1\b.*estimator='reverse'"):
+    classification.run(config, workdir)
+  assert not os.path.exists(os.path.join(workdir, "config.json"))
+  workdir_lib.check_workdir_config(_smoke(), workdir)  # the fix: no conflict
+  # A run that has recorded progress keeps its claim, interrupted or not.
+  other = str(tmp_path / "other")
+  os.makedirs(other)
+  with pytest.raises(KeyboardInterrupt):
+    with workdir_lib.claim_workdir(_smoke(), other):
+      os.makedirs(os.path.join(other, "runs"))
+      with open(os.path.join(other, "runs", "ce_seed0.json"), "w") as f:
+        f.write("{}")
+      raise KeyboardInterrupt
+  with pytest.raises(ValueError, match="different config"):
+    workdir_lib.check_workdir_config(config, other)
 
 
 def test_run_names_a_workdir_that_cannot_be_created(tmp_path):

@@ -182,6 +182,9 @@ class _Pool:
   source: str
   notes: str
   default_dev_size: int
+  # Where the train / test labels were read, for error messages (default: ``source``).
+  train_origin: str = ""
+  test_origin: str = ""
 
 
 # Tries one on-disk layout of a dataset in one directory: ``(spec, directory) ->
@@ -347,8 +350,16 @@ def _existing(directory: str, stem: str) -> str | None:
   return None
 
 
-def _array_pool(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *,
-                source: str, notes: str, default_dev_size: int) -> _Pool:
+def _array_pool(train_x: np.ndarray,
+                train_y: np.ndarray,
+                test_x: np.ndarray,
+                test_y: np.ndarray,
+                *,
+                source: str,
+                notes: str,
+                default_dev_size: int,
+                train_origin: str = "",
+                test_origin: str = "") -> _Pool:
   """A pool over in-memory uint8 ``[N, H, W, C]`` images and ``[N]`` labels."""
 
   def reader(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -365,7 +376,9 @@ def _array_pool(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, te
       read_test=reader(test_x, test_y),
       source=source,
       notes=notes,
-      default_dev_size=default_dev_size)
+      default_dev_size=default_dev_size,
+      train_origin=train_origin,
+      test_origin=test_origin)
 
 
 def _read_idx_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -402,7 +415,9 @@ def _idx_pool(spec: ImageDatasetSpec, directory: str, *,
           test_y,
           source=source,
           notes="",
-          default_dev_size=spec.default_dev_size), ""
+          default_dev_size=spec.default_dev_size,
+          train_origin=train_labels,
+          test_origin=test_labels), ""
     if train_images is None and has_first10k:
       with np.load(first10k) as z:
         train_x, train_y = z["images"], z["labels"]
@@ -424,7 +439,9 @@ def _idx_pool(spec: ImageDatasetSpec, directory: str, *,
           test_y,
           source=source,
           notes=notes,
-          default_dev_size=_MNIST_FIRST10K_DEV_SIZE), ""
+          default_dev_size=_MNIST_FIRST10K_DEV_SIZE,
+          train_origin=first10k,
+          test_origin=test_labels), ""
   if first10k_ok and "train-images-idx3-ubyte.gz" in missing:
     missing[missing.index("train-images-idx3-ubyte.gz")] += f" (or {_MNIST_FIRST10K})"
   return None, f"{directory}: missing {', '.join(missing)}"
@@ -485,7 +502,9 @@ def _cifar_pickle_pool(spec: ImageDatasetSpec, directory: str, train_files: tupl
       test_y,
       source=f"files:{directory}",
       notes="",
-      default_dev_size=spec.default_dev_size), ""
+      default_dev_size=spec.default_dev_size,
+      train_origin=f"{', '.join(train_files)} in {directory}",
+      test_origin=f"{', '.join(test_files)} in {directory}"), ""
 
 
 def _cifar_pickle_layout(subdir: str | None, train_files: tuple[str, ...],
@@ -567,7 +586,9 @@ def _jpeg_npz_layout(train_file: str, test_file: str, notes: str) -> FileLayout:
         read_test=read_test,
         source=f"files:{directory}",
         notes=notes,
-        default_dev_size=spec.default_dev_size), ""
+        default_dev_size=spec.default_dev_size,
+        train_origin=paths[0],
+        test_origin=paths[1]), ""
 
   return layout
 
@@ -895,14 +916,17 @@ def _normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
 
 
 def _check_raw(images: np.ndarray, labels: np.ndarray, *, spec: ImageDatasetSpec, what: str,
-               source: str) -> None:
+               origin: str) -> None:
+  """Checks one split's raw pixels and labels; ``origin`` names the file (or source) read."""
   name, expected, k = spec.name, spec.image_shape, spec.num_classes
   if images.dtype != np.uint8 or images.shape[1:] != expected:
-    raise ValueError(f"{name} {what} images from {source} are {images.dtype} "
+    raise ValueError(f"{name} {what} images from {origin} are {images.dtype} "
                      f"{images.shape[1:]}, expected uint8 {expected}.")
-  if len(labels) and (labels.min() < 0 or labels.max() >= k):
-    raise ValueError(f"{name} {what} labels from {source} span [{labels.min()}, "
-                     f"{labels.max()}], expected [0, {k}).")
+  bad = labels[(labels < 0) | (labels >= k)]
+  if bad.size:
+    raise ValueError(f"{name} {what} labels read from {origin} hold {int(bad[0])} ({bad.size} "
+                     f"bad in all), outside [0, {k - 1}] for its {k} classes: the file is "
+                     f"corrupt or not {name}'s; replace it, or point data_dir at {name}'s files.")
 
 
 # -------------------------------------------------------------------------- public
@@ -1015,9 +1039,11 @@ def load_image_dataset(name: str,
   train_x, train_y = pool.read_train(train_idx)
   dev_x, dev_y = pool.read_train(dev_idx)
   test_x, test_y = pool.read_test(test_idx)
-  for what, (x, y) in (("train", (train_x, train_y)), ("dev", (dev_x, dev_y)), ("test", (test_x,
-                                                                                         test_y))):
-    _check_raw(x, y, spec=spec, what=what, source=pool.source)
+  train_origin, test_origin = pool.train_origin or pool.source, pool.test_origin or pool.source
+  _check_raw(train_x, train_y, spec=spec, what="train", origin=train_origin)
+  _check_raw(
+      dev_x, dev_y, spec=spec, what="dev (carved from the training split)", origin=train_origin)
+  _check_raw(test_x, test_y, spec=spec, what="test", origin=test_origin)
   mean, std = _channel_stats(train_x)
 
   def split(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> Split:

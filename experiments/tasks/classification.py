@@ -58,7 +58,7 @@ from experiments.correction_phases import DataBaselines
 from experiments.phases import CheckpointHook, choose_teacher, maybe_teach, student_phases
 # ``run`` calls ``load_data`` by this module's name: the task's data (tests substitute it).
 from experiments.splits import load_data
-from experiments.workdir import check_workdir_config, config_json, make_workdir
+from experiments.workdir import claim_workdir, config_json, make_workdir
 
 __all__ = ["SCHEMA", "validate_config", "load_data", "build_student", "build_teacher", "run"]
 
@@ -115,7 +115,13 @@ def run(config: ml_collections.ConfigDict,
   t_start = time.time()
   # Checked before config.json is written: a fixed rerun is no conflict.
   data, val = splits.prepare(config, load_data(config))
-  check_workdir_config(config, workdir)
+  with claim_workdir(config, workdir):  # a run refused before it trains un-pins its config
+    return _run(config, workdir, data, val, t_start, on_checkpoint)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str, data, val, t_start: float,
+         on_checkpoint: Optional[CheckpointHook]) -> dict:
+  """The body of :func:`run` once the data is loaded and the workdir claimed."""
   logging.info("data %s from %s: train %d, dev %d, val %d, test %d", data.name, data.source,
                len(data.train), len(data.dev), 0 if val is None else len(val), len(data.test))
   labels = splits.label_record(config, data, val)

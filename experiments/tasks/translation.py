@@ -66,8 +66,7 @@ from experiments import summaries
 from experiments.builders import build_schedule, build_teacher
 from experiments.selection import select
 from experiments.schema import NMT_MEASURES, NMT_METHODS, NMT_MODELS
-from experiments.workdir import (Checkpoints, InputError, check_workdir_config, config_json,
-                                 make_workdir)
+from experiments.workdir import (Checkpoints, InputError, claim_workdir, config_json, make_workdir)
 
 __all__ = [
     "SCHEMA", "NMT_MODELS", "NMT_MEASURES", "NMT_METHODS", "SELECTION_CANDIDATES", "NMTData",
@@ -512,7 +511,13 @@ def run(config: ml_collections.ConfigDict,
   workdir = make_workdir(workdir)
   t_start = time.time()
   data = load_data(config, workdir)  # fails early on missing data, before config.json
-  check_workdir_config(config, workdir)
+  with claim_workdir(config, workdir):  # a run refused before it trains un-pins its config
+    return _run(config, workdir, data, t_start, on_checkpoint)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str, data: NMTData, t_start: float,
+         on_checkpoint: Optional[phases.CheckpointHook]) -> dict:
+  """The body of :func:`run` once the corpus is loaded and the workdir claimed."""
   logging.info(
       "%s %s-%s from %s: train %d pairs (%d within the length limits), dev %d, "
       "test %d; vocabulary %d", data.corpus.name, config.data.src_lang, config.data.tgt_lang,
