@@ -579,19 +579,6 @@ def plot_teacher(runner: Runner, name: str, teacher, theta, config, workdir: str
   plots.plot_target_mass(snaps, os.path.join(workdir, "plots", "teacher_target_mass.png"))
 
 
-def paired_difference(row: dict, reference: dict, key: str = "test_errors"):
-  """Mean and standard error of ``row - reference`` over their common seeds.
-
-  Paired: the same seeds share the initialisation and the batch order. None without 2
-  common seeds. ``key``: the per-seed errors compared (``'test_balanced_errors'`` for a long tail).
-  """
-  ref = dict(zip(reference["seeds"], reference[key]))
-  d = np.asarray([e - ref[s] for s, e in zip(row["seeds"], row[key]) if s in ref])
-  if len(d) < 2:
-    return None
-  return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
-
-
 def markdown(out: dict) -> str:
   """The ablation table (markdown).
 
@@ -621,7 +608,8 @@ def markdown(out: dict) -> str:
     teach = f"{r['teach_seconds']:.0f}" if r.get("teach_seconds") else "—"
     steps = f"{r['outer_steps']} ({r['unroll_steps']})" if r.get("outer_steps") else "—"
     sel = (f"update {r['selected_update']}" if r.get("selection") else "—")
-    diff = None if ref is None or r is ref else paired_difference(r, ref, f"test{b}_errors")
+    diff = None if ref is None or r is ref else summaries.paired_difference(
+        r, ref, f"test{b}_errors")
     diff = "—" if diff is None else f"{diff[0]:+.2f} ± {diff[1]:.2f}"
     plain = f" {r['test_error']:.2f} ± {r['test_std']:.2f} |" if balanced else ""
     lines.append(f"| {r['name']} | {r['description']} | {r[f'test{b}_error']:.2f} ± "

@@ -72,7 +72,8 @@ __all__ = [
 ]
 
 # The fixed baselines, those built from the data (experiments.corrections), the teacher.
-METHODS = tuple(losses.BASELINES) + tuple(corrections.DATA_BASELINES) + ("l2t_dlf",)
+METHODS = tuple(losses.BASELINES) + tuple(
+    corrections.DATA_BASELINES) + ("l2t_dlf", "l2t_dlf_anchor")
 # The losses a teacher can start from in a config: the family's anchors, and GLC's
 # estimate of T (a forward_correction teacher on noisy labels; image runner only).
 TEACHER_ANCHORS = tuple(losses.ANCHORS) + ("glc",)
@@ -741,7 +742,8 @@ CLASSIFICATION = (
         "correction with GLC's T^ (from the same seed's cross-entropy student and the "
         "clean dev set); forward_oracle: forward correction with the true T (an "
         "oracle); logit_adjusted, class_balanced: for long tails; l2t_dlf uses the "
-        "frozen learned teacher"),
+        "frozen learned teacher; l2t_dlf_anchor, its control: the same students with "
+        "the teacher's untaught anchor (no outer step)"),
     Rule(
         "methods",
         test=lambda v, c: _uses_noise(c) or not set(v) & set(corrections.NOISE_METHODS),

@@ -188,6 +188,54 @@ def summarize(runs: Sequence[dict], methods: Sequence[str], metric: str = "accur
   return out
 
 
+def paired_difference(row: dict,
+                      reference: dict,
+                      key: str = "test_errors") -> Optional[tuple[float, float]]:
+  """Mean and standard error of ``row - reference`` over their common seeds.
+
+  Paired: the same seeds share the initialisation and the batch order, so the
+  difference's spread is the seed noise that remains after pairing.
+
+  Args:
+    row, reference: entries of :func:`summarize` (``seeds`` and ``key`` lists).
+    key: the per-seed errors compared (``'test_balanced_errors'`` for a long tail).
+
+  Returns:
+    ``(mean, standard error)`` in the errors' units (percentage points), or None
+    with fewer than 2 common seeds.
+  """
+  ref = dict(zip(reference["seeds"], reference[key]))
+  d = np.asarray([e - ref[s] for s, e in zip(row["seeds"], row[key]) if s in ref])
+  if len(d) < 2:
+    return None
+  return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+
+
+def paired_lines(results: dict) -> list[str]:
+  """L2T-DLF's paired differences to every other method, as markdown lines.
+
+  Negative is better (an error difference, percentage points, ± standard error
+  over the common seeds); empty without an ``l2t_dlf`` row or 2 common seeds.
+  """
+  methods = results["methods"]
+  balanced = results.get("headline_metric", "accuracy") == "balanced_accuracy"
+  key = "test_balanced_errors" if balanced else "test_errors"
+  if "l2t_dlf" not in methods or key not in methods["l2t_dlf"]:
+    return []
+  lines = []
+  for method, entry in methods.items():
+    diff = None if method == "l2t_dlf" else paired_difference(methods["l2t_dlf"], entry, key)
+    if diff is not None:
+      lines.append(f"- L2T-DLF − {METHOD_NAMES.get(method, method)}: {diff[0]:+.2f} ± "
+                   f"{diff[1]:.2f} points ({diff[0] / diff[1]:+.1f} s.e.)" if diff[1] >
+                   0 else f"- L2T-DLF − {METHOD_NAMES.get(method, method)}: "
+                   f"{diff[0]:+.2f} points (no spread)")
+  if not lines:
+    return []
+  what = "balanced test error" if balanced else "test error"
+  return ["", f"## Paired differences ({what}, same seeds)", ""] + lines
+
+
 def teach_summary(history: Sequence[dict]) -> dict:
   """The teaching phase in a few numbers (empty dict if there was none).
 
@@ -277,6 +325,7 @@ def results_markdown(results: dict) -> str:
       intro,
       "",
       results_table(results),
+      *paired_lines(results),
       "",
       "## Wall time",
       "",

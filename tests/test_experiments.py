@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from dlf_jax.data import load_image_dataset
@@ -337,6 +338,28 @@ def test_readme_recipe_trains_the_clis_student(tmp_path):
   assert [r["step"] for r in readme.history] == [10, 20, 40, 60]
 
 
+def test_untaught_anchor_row_needs_no_teaching(reference, tmp_path):
+  """``l2t_dlf_anchor``: the warm start, then the teacher at its initial theta (no outer step).
+
+  Its student equals the quickstart reference's L2T-DLF student up to the warm start
+  (both are the same cross-entropy steps), then follows the anchor, which that
+  student follows too only where the selection chose the anchor.
+  """
+  config = quickstart.get_config("smoke")
+  config.methods = ("l2t_dlf_anchor",)
+  config.teach.select = False
+  results = classification.run(config, str(tmp_path))
+  assert list(results["methods"]) == ["l2t_dlf_anchor"] and not results["teach"]
+  assert "L2T-DLF's untaught anchor" in summaries.results_table(results)
+  mine = _histories(str(tmp_path))["l2t_dlf_anchor_seed0.json"]
+  taught = _histories(reference[0])["l2t_dlf_seed0.json"]
+  assert [r["step"] for r in mine] == [10, 20, 40, 60]
+  assert mine[0] == taught[0]  # the shared warm start
+  # The reference reports the teacher its validation split chose: the anchor, or not.
+  chose_anchor = reference[1]["selection"]["chosen"] == "anchor (untaught)"
+  assert (mine == taught) == chose_anchor, reference[1]["selection"]
+
+
 @pytest.mark.parametrize("key, value, match", [
     ("model.depth", 21, r"config\.model\.depth=21.*6n\+2"),
 ])
@@ -468,6 +491,19 @@ def test_resume_refuses_a_different_config(reference, tmp_path):
 
 
 # ------------------------------------------------------------------- reporting
+
+
+def test_paired_differences_over_common_seeds():
+  l2t = {"seeds": [0, 1, 2, 3], "test_errors": [10.0, 12.0, 11.0, 30.0]}
+  ce = {"seeds": [0, 1, 2], "test_errors": [13.0, 14.0, 15.0]}  # seed 3 unpaired
+  mean, se = summaries.paired_difference(l2t, ce)
+  assert mean == pytest.approx(-3.0)  # differences -3, -2, -4
+  assert se == pytest.approx(1.0 / np.sqrt(3))  # their sample std is 1
+  assert summaries.paired_difference(l2t, {"seeds": [3], "test_errors": [1.0]}) is None
+  lines = summaries.paired_lines({"methods": {"cross_entropy": ce, "l2t_dlf": l2t}})
+  assert lines[1] == "## Paired differences (test error, same seeds)"
+  assert lines[3] == "- L2T-DLF − Cross-entropy: -3.00 ± 0.58 points (-5.2 s.e.)"
+  assert summaries.paired_lines({"methods": {"cross_entropy": ce}}) == []
 
 
 def test_reporting_summary_and_table():

@@ -56,14 +56,14 @@ from experiments.configs import common
 from experiments.configs import mnist_mlp
 
 VARIANTS = ("smoke", "lt", "lt_smoke", "glc", "glc_smoke")
-GLC_METHODS = ("cross_entropy", "label_smoothing", "glc", "forward_oracle", "l2t_dlf")
-LONG_TAIL_BASELINES = ("logit_adjusted", "class_balanced")
-
-
-def _with_long_tail_baselines(methods) -> tuple:
-  """``methods`` with :data:`LONG_TAIL_BASELINES` before ``l2t_dlf`` (the table's order)."""
-  methods = tuple(m for m in methods if m != "l2t_dlf")
-  return methods + LONG_TAIL_BASELINES + ("l2t_dlf",)
+# The protocol's rows (issue: noisy labels): the baselines at their best, the closed-form
+# corrections beside them, and the teacher's untaught anchor as the control of the taught row.
+NOISE_METHODS = ("cross_entropy", "label_smoothing", "glc", "forward_oracle", "l2t_dlf_anchor",
+                 "l2t_dlf")
+LONG_TAIL_METHODS = ("cross_entropy", "label_smoothing", "logit_adjusted", "class_balanced",
+                     "l2t_dlf_anchor", "l2t_dlf")
+GLC_METHODS = NOISE_METHODS
+NUM_SEEDS = 5
 
 
 def get_config(arg=None):
@@ -73,16 +73,17 @@ def get_config(arg=None):
     raise ValueError(f"Unknown mnist_noisy variant {arg!r}; use one of {VARIANTS} or "
                      "nothing.")
   config = mnist_mlp.get_config()
+  config.num_seeds = NUM_SEEDS
   if arg in ("lt", "lt_smoke"):
     config.data.imbalance.ratio = 100.0
     config.data.imbalance.seed = 0
-    config.methods = _with_long_tail_baselines(config.methods)
+    config.methods = LONG_TAIL_METHODS
   else:
     config.data.noise.kind = "pair"
     config.data.noise.rate = 0.4
     config.data.noise.seed = 0
+    config.methods = NOISE_METHODS
   if arg in ("glc", "glc_smoke"):
-    config.methods = GLC_METHODS
     # A forward-correction teacher (T outside the log) that starts at GLC's T^.
     config.teacher.parameterisation = "forward_correction"
     config.teacher.anchor = "glc"
@@ -92,8 +93,8 @@ def get_config(arg=None):
     config.data.source = "embedded"
     config.data.dev_split = "random"
     config.methods = {
-        "smoke": ("cross_entropy", "label_smoothing", "l2t_dlf"),
-        "lt_smoke": _with_long_tail_baselines(("cross_entropy", "label_smoothing", "l2t_dlf")),
+        "smoke": ("cross_entropy", "label_smoothing", "l2t_dlf_anchor", "l2t_dlf"),
+        "lt_smoke": LONG_TAIL_METHODS,
         "glc_smoke": GLC_METHODS
     }[arg]
     if arg == "lt_smoke":
