@@ -216,9 +216,10 @@ def test_beam_search_and_decoders_reject_bad_arguments():
     decoding.sample_decode(step, jnp.zeros(2), 2, 4, jax.random.PRNGKey(0), temperature=0.0)
 
 
-@pytest.mark.parametrize("kind", ["transformer", "lstm"])
-def test_translate_jit_equals_eager(kind):
-  model, variables, src, _ = tiny_seq2seq(kind, seed=5, dtype=jnp.float32)
+def test_translate_jit_equals_eager():
+  # A property of the decoding code, not of the model: the Transformer (the LSTM's
+  # decode_step is checked against teacher forcing above).
+  model, variables, src, _ = tiny_seq2seq("transformer", seed=5, dtype=jnp.float32)
   fn = functools.partial(decoding.translate, model, max_len=MAX_LEN, beam_size=3, alpha=0.6)
   eager = np.asarray(fn(variables, src))
   jitted = np.asarray(jax.jit(fn)(variables, src))

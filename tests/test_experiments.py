@@ -26,6 +26,11 @@ from experiments.configs import (cifar10_resnet8, cifar10_resnet20, cifar10_resn
                                  cifar100_resnet8, cifar100_resnet20, cifar100_resnet32,
                                  fashion_mnist_mlp, mnist_lenet, mnist_mlp, quickstart)
 
+# The runs are tiny: compile time dominates, and XLA without most optimizations compiles
+# them ~1.5x faster. The CLI runs get the same setting (_env), so that their numbers can
+# equal the in-process reference's bit for bit.
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {
     "quickstart": quickstart,
@@ -73,7 +78,7 @@ def _histories(workdir):
 
 
 def _env():
-  env = dict(os.environ)
+  env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
   env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
   return env
 
@@ -94,7 +99,7 @@ def _interrupt_at(phase, step):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, fast_compile):
   """quickstart:smoke, uninterrupted."""
   workdir = str(tmp_path_factory.mktemp("reference"))
   return workdir, classification.run(_smoke("quickstart"), workdir)
@@ -213,21 +218,6 @@ def test_unknown_key_in_locked_config():
     config.teach.unroll_step = 5
 
 
-def test_cli_rejects_unknown_key(tmp_path):
-  proc = subprocess.run([
-      sys.executable, "-m", "experiments.main", "--config=experiments/configs/quickstart.py:smoke",
-      f"--workdir={tmp_path}", "--config.teach.bogus_key=3"
-  ],
-                        cwd=ROOT,
-                        env=_env(),
-                        capture_output=True,
-                        text=True,
-                        timeout=120)
-  assert proc.returncode == 2
-  assert "bogus_key" in proc.stderr
-  assert not os.path.exists(os.path.join(tmp_path, "results.json"))
-
-
 def test_missing_dataset_message_is_the_librarys(tmp_path):
   config = mnist_mlp.get_config("smoke")
   config.data.data_dir = str(tmp_path / "nowhere")
@@ -254,7 +244,9 @@ def _check_outputs(workdir, results, config):
   assert len(results["runs"]) == len(config.methods) * config.num_seeds
   with open(os.path.join(workdir, "results.md")) as f:
     md = f.read()
-  assert "| L2T-DLF |" in md and "| Cross-entropy |" in md and results["data"]["source"] in md
+  assert results["data"]["source"] in md
+  for method in config.methods:
+    assert f"| {summaries.METHOD_NAMES[method]} |" in md, method
   with open(os.path.join(workdir, "metrics.csv")) as f:
     lines = f.read().splitlines()
   assert lines[0] == "phase,method,seed,step,metric,value"
@@ -391,9 +383,12 @@ def test_step_schedule_divides_at_half_and_three_quarters():
 def test_smoke_end_to_end(name, tmp_path):
   config = CONFIGS[name].get_config("smoke")
   if name in ("mnist_lenet", "cifar10_resnet8"):
-    # Conv nets compile slowly on CPU: cross-entropy and L2T-DLF only (the MLP runs, the
-    # quickstart reference and test_losses.py cover the other losses).
-    config.methods = ("cross_entropy", "l2t_dlf")
+    # Conv nets compile slowly on CPU: L2T-DLF only (its warm start is cross-entropy; the
+    # MLP runs, the quickstart reference and test_losses.py cover the other losses), and
+    # one teaching episode for the ResNet (test_models.py checks its hypergradient).
+    config.methods = ("l2t_dlf",)
+    if name == "cifar10_resnet8":
+      config.teach.num_episodes = 1
   config.lock()
   results = classification.run(config, str(tmp_path))
   _check_outputs(str(tmp_path), results, config)

