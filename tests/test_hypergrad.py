@@ -42,9 +42,9 @@ PARAMETERISATIONS = ("full", "diagonal", "low_rank")
 # under SGD (with the literal Eqns. 4-5) and each stateful optimizer under two forms; on the
 # conv net SGD and momentum (Adam through BatchNorm: test_forward_hypergrad.py).
 CASES = ([("mlp", "sgd", w) for w in PARAMETERISATIONS] + [("mlp", "momentum", "diagonal"),
-                                                             ("mlp", "momentum", "low_rank"),
-                                                             ("mlp", "adam", "full"),
-                                                             ("mlp", "adam", "low_rank")] +
+                                                           ("mlp", "momentum", "low_rank"),
+                                                           ("mlp", "adam", "full"),
+                                                           ("mlp", "adam", "low_rank")] +
          [("convbn", "sgd", "low_rank"), ("convbn", "momentum", "diagonal")])
 
 _REFERENCES = {}  # results(): shared between tests

@@ -153,6 +153,9 @@ def smoke(config: config_dict.ConfigDict) -> config_dict.ConfigDict:
   config.data.max_src_len = 32
   config.data.max_tgt_len = 32
   config.data.block = 10
+  # One padded width (= the length limit): a smoke run is mostly compilation, and each
+  # width is one more compilation of every step.
+  config.data.pad_multiple = 32
   config.model.d_model = 32
   config.model.num_heads = 2
   config.model.d_ff = 64
