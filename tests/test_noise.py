@@ -12,7 +12,8 @@ from dlf_jax import student as student_lib
 from dlf_jax.data import noise
 from dlf_jax.data.batching import make_eval_batches
 from experiments import ablation, schema, selection, splits, summaries, workdir
-from experiments.configs import common, mnist_noisy
+from experiments.configs import (cifar10_noisy, common, fashion_mnist_noisy, label_corruption,
+                                 mnist_noisy)
 
 # ------------------------------------------------------------------- transition matrices
 
@@ -395,16 +396,35 @@ def test_workdir_older_than_the_noise_keys_resumes(tmp_path):
     workdir.check_workdir_config(_config(noise__kind="pair", noise__rate=0.4), str(tmp_path))
 
 
-@pytest.mark.parametrize("variant", [None, "smoke", "lt", "lt_smoke"])
-def test_mnist_noisy_configs_validate(variant):
-  config = mnist_noisy.get_config(variant)
+NOISY_CONFIGS = {
+    "mnist_noisy": mnist_noisy,
+    "fashion_mnist_noisy": fashion_mnist_noisy,
+    "cifar10_noisy": cifar10_noisy
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOISY_CONFIGS))
+@pytest.mark.parametrize("variant", (None,) + label_corruption.VARIANTS)
+def test_noisy_configs_validate(name, variant):
+  config = NOISY_CONFIGS[name].get_config(variant)
   schema.validate(config, schema.CLASSIFICATION)
-  assert (config.data.noise.kind != "none") != (config.data.imbalance.ratio is not None)
+  kind = "none" if variant and variant.startswith("lt") else "symmetric" if variant and (
+      variant.startswith("sym60")) else "pair"
+  assert config.data.noise.kind == kind
+  assert config.data.noise.rate == {"none": 0.0, "symmetric": 0.6, "pair": 0.4}[kind]
+  assert (kind == "none") == (config.data.imbalance.ratio is not None)
+  # The protocol's rows: the untaught anchor beside the taught teacher, on trusted sets.
+  assert config.methods[-2:] == ("l2t_dlf_anchor", "l2t_dlf")
+  assert config.teach.select and config.data.val_size and config.data.dev_size
+  smoke = variant is not None and variant.endswith("smoke")
+  assert (config.num_seeds == 1) == smoke
+  assert (config.teacher.anchor == "glc") == (variant in ("glc", "glc_smoke"))
 
 
-def test_mnist_noisy_unknown_variant():
-  with pytest.raises(ValueError, match="Unknown mnist_noisy variant 'bogus'"):
-    mnist_noisy.get_config("bogus")
+@pytest.mark.parametrize("name", sorted(NOISY_CONFIGS))
+def test_noisy_config_unknown_variant(name):
+  with pytest.raises(ValueError, match=f"Unknown {name} variant 'bogus'"):
+    NOISY_CONFIGS[name].get_config("bogus")
 
 
 # ---------------------------------------------------- headline metric: balanced under a long tail
