@@ -5,16 +5,25 @@ import jax
 import numpy as np
 import pytest
 
+# Options that change how XLA compiles but not jit's cache key: a function compiled under
+# one setting would be reused under the other, so switching them clears the caches.
+_COMPILE_OPTIONS = ("jax_disable_most_optimizations",)
+
 
 @contextlib.contextmanager
 def jax_option(name: str, value):
   """Sets ``jax.config`` option ``name`` to ``value`` and restores it afterwards."""
   previous = jax.config.read(name)
+  switch = name in _COMPILE_OPTIONS and previous != value
   jax.config.update(name, value)
+  if switch:
+    jax.clear_caches()
   try:
     yield
   finally:
     jax.config.update(name, previous)
+    if switch:
+      jax.clear_caches()
 
 
 @pytest.fixture
@@ -47,11 +56,11 @@ def xla_optimized():
 # The longest test files first (measured): with one file per pytest-xdist worker
 # (``--dist loadfile``), they start at once and the short files fill the gaps, so the
 # workers finish together. Files not listed run after these, in collection order.
-_LONGEST_FIRST = ("test_experiments.py", "test_nmt_experiments.py", "test_hypergrad.py",
-                  "test_nmt_hypergrad.py", "test_decoding.py", "test_models.py",
-                  "test_loss_family.py", "test_parallel.py", "test_forward_hypergrad.py",
-                  "test_benchmarks.py", "test_notebook.py", "test_translation_data.py",
-                  "test_bleu.py")
+_LONGEST_FIRST = ("test_hypergrad.py", "test_nmt_experiments.py", "test_experiments.py",
+                  "test_resume.py", "test_loss_family.py", "test_nmt_hypergrad.py",
+                  "test_decoding.py", "test_models.py", "test_notebook.py",
+                  "test_forward_hypergrad.py", "test_evolution.py", "test_benchmarks.py",
+                  "test_guards.py", "test_parallel.py", "test_estimators.py", "test_teacher.py")
 
 
 def pytest_collection_modifyitems(items):

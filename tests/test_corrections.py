@@ -123,7 +123,7 @@ def test_long_tail_baselines_use_the_training_labels():
 def test_methods_are_both_registries():
   assert set(schema.METHODS) == (
       set(losses.BASELINES) | set(corrections.DATA_BASELINES)
-      | {"l2t_dlf"})
+      | {"l2t_dlf", "l2t_dlf_anchor"})
 
 
 @pytest.mark.parametrize("change, match", [
