@@ -202,17 +202,19 @@ def _interrupts_deferred() -> Iterator[None]:
   A ``KeyboardInterrupt`` raised inside orbax's save can abort the process from
   one of its threads and leave a ``*.orbax-checkpoint-tmp`` folder; deferred, the
   save completes and the interrupt follows it. Off the main thread (where Python
-  cannot install handlers) the block runs as is.
+  cannot install handlers), or where SIGINT is ignored or has a handler of the
+  caller's, the block runs as is.
   """
-  if threading.current_thread() is not threading.main_thread():
-    yield
+  if (threading.current_thread() is not threading.main_thread() or
+      signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    yield  # not Python's Ctrl-C (ignored, or a handler of the caller's): left alone
     return
   received: list[int] = []
   previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
   try:
     yield
   finally:
-    signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+    signal.signal(signal.SIGINT, previous)
   if received:
     raise KeyboardInterrupt
 

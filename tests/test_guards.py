@@ -131,6 +131,8 @@ def test_ctrl_c_during_a_checkpoint_save_waits_for_it(tmp_path, monkeypatch):
 
   state = {"w": jnp.arange(3.0)}
   ckpt = Checkpoints(str(tmp_path / "ckpt"))
+  # Python's own Ctrl-C handler, whatever the test runner set (a background job ignores SIGINT).
+  runner_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
   try:
     ckpt.save(1, state, {"note": "first"})
     monkeypatch.setattr(ocp.CheckpointManager, "save", interrupted_save)
@@ -138,10 +140,15 @@ def test_ctrl_c_during_a_checkpoint_save_waits_for_it(tmp_path, monkeypatch):
       ckpt.save(2, state, {"note": "second"})
     assert ckpt.latest_step() == 2
     assert ckpt.restore_meta(2) == {"note": "second"}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    # An ignored SIGINT stays ignored: the save runs, nothing is raised.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ckpt.save(3, state, {"note": "third"})
+    assert ckpt.latest_step() == 3 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
   finally:
+    signal.signal(signal.SIGINT, runner_handler)
     ckpt.close()
-  assert sorted(os.listdir(tmp_path / "ckpt")) == ["1", "2"]  # no *.orbax-checkpoint-tmp
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  assert sorted(os.listdir(tmp_path / "ckpt")) == ["2", "3"]  # no *.orbax-checkpoint-tmp
 
 
 # ------------------------------------------------------------- (2) NaN in concrete batches

@@ -146,8 +146,16 @@ def test_cli_end_to_end_and_ctrl_c_resume(reference, tmp_path):
       f"--workdir={workdir}"
   ]
   with open(tmp_path / "stderr.txt", "w") as err:
+    # Python turns SIGINT into KeyboardInterrupt unless it starts with SIGINT ignored (as
+    # under a test runner in the background): the child starts with the default action.
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=cli_env(), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        cmd,
+        cwd=ROOT,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     teach_dir = os.path.join(workdir, "checkpoints", "teach")
     entries = lambda: os.listdir(teach_dir) if os.path.isdir(teach_dir) else []
     deadline = time.time() + 120
