@@ -137,25 +137,28 @@ def test_untaught_anchor_row_needs_no_teaching(reference, tmp_path):
   assert (mine == taught) == chose_anchor, reference[1]["selection"]
 
 
+_WITH_CTRL_C = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "runpy.run_module('experiments.main', run_name='__main__', alter_sys=True)")
+
+
 def test_cli_end_to_end_and_ctrl_c_resume(reference, tmp_path):
   """``python -m experiments.main``; Ctrl-C during a teacher checkpoint save; rerun resumes."""
   ref_dir, ref = reference
   workdir = str(tmp_path / "interrupted")
-  cmd = [
-      sys.executable, "-m", "experiments.main", "--config=experiments/configs/quickstart.py:smoke",
-      f"--workdir={workdir}"
-  ]
+  flags = ["--config=experiments/configs/quickstart.py:smoke", f"--workdir={workdir}"]
+  cmd = [sys.executable, "-m", "experiments.main", *flags]
+  # Python turns SIGINT into KeyboardInterrupt unless it starts with SIGINT ignored (as
+  # under a test runner in the background): the interrupted run installs Python's handler
+  # first, then runs `python -m experiments.main` as is.
+  ctrl_c_cmd = [sys.executable, "-c", _WITH_CTRL_C, *flags]
   with open(tmp_path / "stderr.txt", "w") as err:
-    # Python turns SIGINT into KeyboardInterrupt unless it starts with SIGINT ignored (as
-    # under a test runner in the background): the child starts with the default action.
     proc = subprocess.Popen(
-        cmd,
+        ctrl_c_cmd,
         cwd=ROOT,
         env=cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=err,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        start_new_session=True)
     teach_dir = os.path.join(workdir, "checkpoints", "teach")
     entries = lambda: os.listdir(teach_dir) if os.path.isdir(teach_dir) else []
     deadline = time.time() + 120
