@@ -53,7 +53,8 @@ MAX_REL_ERR = {"autodiff": 0.0, "finite_diff": 0.0, "eqn45": 0.0}
 def _fast_compile_and_report(fast_compile):
   """The programs here are tiny: XLA without most optimizations (``fast_compile``).
 
-  Tests that use ``xla_optimized`` run with the default optimizations instead.
+  ``test_sgd_reverse_is_eqns_4_5`` runs with XLA's default optimizations instead (the
+  setting of real runs; one such program is enough, each compiles ~2x slower).
   """
   yield
   print("\nmax relative errors observed:", MAX_REL_ERR)
@@ -355,7 +356,7 @@ def test_program_size_does_not_grow_with_t(opt, kw, steps):
   assert small == large, (small, large)
 
 
-def test_jitted_fn_compiles_once(xla_optimized):
+def test_jitted_fn_compiles_once():
   problem = make_problem("mlp", "momentum", "diagonal", dtype=jnp.float32)
   other = make_problem("mlp", "momentum", "diagonal", dtype=jnp.float32, seed=3)
   fn = hypergrad.make_hypergradient_fn(

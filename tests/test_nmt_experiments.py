@@ -212,7 +212,9 @@ def _no_checkpoints(phase, step):
 def test_multi30k_smoke_end_to_end_and_read_back(tmp_path, multi30k):
   name = "multi30k_transformer"
   config = CONFIGS[name].get_config("smoke")
-  config.methods = ("cross_entropy", "l2t_dlf")
+  # The taught student only (its cross-entropy warm start trains the Transformer on
+  # cross-entropy; a cross-entropy row: the IWSLT14 Transformer smoke run below).
+  config.methods = ("l2t_dlf",)
   config.teach.measure = "expected_bleu"
   config.teach.select = True
   workdir = str(tmp_path / name)
