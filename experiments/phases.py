@@ -42,7 +42,7 @@ from experiments.selection import pick_by_validation
 from experiments.workdir import Checkpoints, InputError, run_path
 
 __all__ = [
-    "CheckpointHook", "SELECTION_SEEDS", "TEACHER_METHODS", "untaught_anchor",
+    "CheckpointHook", "SELECTION_SEEDS", "TEACHER_METHODS", "untaught_anchor", "teacher_thetas",
     "train_method_student", "teach_state_template", "teach_phase", "maybe_teach", "student_phase",
     "student_phases", "validation_scores", "select_teacher", "choose_teacher"
 ]
@@ -60,6 +60,25 @@ def untaught_anchor(config: ml_collections.ConfigDict, teacher: dlf_jax.Teacher)
   As :func:`dlf_jax.teach` initialises it from ``config.seed``.
   """
   return teacher.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0))
+
+
+def teacher_thetas(config: ml_collections.ConfigDict, teacher: dlf_jax.Teacher,
+                   taught: Optional[dict], with_anchor: bool) -> dict:
+  """The frozen teacher of each teacher-driven method (:data:`TEACHER_METHODS`).
+
+  Args:
+    config: the run's config (its ``seed`` fixes the untaught anchor).
+    teacher: the run's teacher.
+    taught: the teaching phase's result (``theta``), or None when nothing was taught.
+    with_anchor: add ``l2t_dlf_anchor``, the teacher at its anchor before any outer step.
+
+  Returns:
+    ``{method: theta}``, with ``l2t_dlf`` only when ``taught`` is given.
+  """
+  thetas = {} if taught is None else {"l2t_dlf": taught["theta"]}
+  if with_anchor:
+    thetas["l2t_dlf_anchor"] = untaught_anchor(config, teacher)
+  return thetas
 
 
 def _arrays(split):

@@ -24,6 +24,7 @@ def numbers(results):
 
 
 def histories(workdir):
+  """``{file: history}`` of every ``runs/*.json`` under ``workdir``, without wall-clock times."""
   out = {}
   for name in sorted(os.listdir(os.path.join(workdir, "runs"))):
     with open(os.path.join(workdir, "runs", name)) as f:
@@ -32,16 +33,20 @@ def histories(workdir):
 
 
 def cli_env():
+  """The environment of a CLI subprocess: this checkout importable, and XLA without most
+  optimizations (as the ``fast_compile`` fixture), so numbers match the in-process runs."""
   env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
   env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
   return env
 
 
 class Interrupt(Exception):
-  pass
+  """A simulated kill, raised by :func:`interrupt_at`'s hook right after a checkpoint."""
 
 
 def interrupt_at(phase, step):
+  """``(hook, seen)``: an ``on_checkpoint`` hook that records every ``(phase, step)`` it is
+  called with in ``seen`` and raises :class:`Interrupt` after the checkpoint ``(phase, step)``."""
   seen = []
 
   def hook(p, s):
@@ -53,6 +58,7 @@ def interrupt_at(phase, step):
 
 
 def check_outputs(workdir, results, config):
+  """A finished image run's files, tables, plots and metrics agree with ``config``."""
   for name in ("results.json", "results.md", "metrics.csv", "config.json"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
   taught = "l2t_dlf" in config.methods

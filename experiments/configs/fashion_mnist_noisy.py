@@ -35,9 +35,8 @@ def _clean():
   config.data.dev_size = 1000
   config.data.train_size = 9000  # val (1,000) is carved from these: train 8,000
   config.data.val_size = 1000
-  smoothing = fashion_mnist_mlp.get_config().baselines.smoothing  # eps selected on clean val
-  config.baselines.smoothing = smoothing
-  config.teacher.anchor_smoothing = smoothing
+  config.baselines.smoothing = fashion_mnist_mlp.SMOOTHING  # eps selected on clean val
+  config.teacher.anchor_smoothing = fashion_mnist_mlp.SMOOTHING
   return config
 
 

@@ -56,7 +56,7 @@ from experiments import summaries
 from experiments.builders import build_student, build_teacher, resolve_recipe
 from experiments.correction_phases import DataBaselines
 from experiments.phases import (CheckpointHook, choose_teacher, maybe_teach, student_phases,
-                                untaught_anchor)
+                                teacher_thetas)
 # ``run`` calls ``load_data`` by this module's name: the task's data (tests substitute it).
 from experiments.splits import load_data
 from experiments.workdir import claim_workdir, config_json, make_workdir
@@ -142,7 +142,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, data, val, t_start: fl
       student,
       workdir,
       teacher=teacher,
-      thetas=_thetas(config, teacher, taught),
+      thetas=teacher_thetas(config, teacher, taught, "l2t_dlf_anchor" in config.methods),
       on_checkpoint=on_checkpoint,
       loss_for=data_baselines.loss)
   results = _results(config, data, val, runs, taught, selection, t_start)
@@ -171,14 +171,6 @@ def _run(config: ml_collections.ConfigDict, workdir: str, data, val, t_start: fl
       label_noise=labels)
   print(summaries.results_table(results))
   return results
-
-
-def _thetas(config: ml_collections.ConfigDict, teacher, taught: Optional[dict]) -> dict:
-  """The frozen teacher of each teacher-driven method: taught, and the untaught anchor."""
-  thetas = {} if taught is None else {"l2t_dlf": taught["theta"]}
-  if "l2t_dlf_anchor" in config.methods:
-    thetas["l2t_dlf_anchor"] = untaught_anchor(config, teacher)
-  return thetas
 
 
 def _results(config: ml_collections.ConfigDict, data, val, runs: list, taught: Optional[dict],

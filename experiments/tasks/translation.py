@@ -624,12 +624,9 @@ def _student_methods(config: ml_collections.ConfigDict, teacher: dlf_jax.Teacher
   """
   if taught is None:
     return tuple(config.methods), {}
-  thetas = {"l2t_dlf": taught["theta"]}
-  methods = tuple(config.methods)
-  if config.teach.select:
-    thetas["l2t_dlf_anchor"] = phases.untaught_anchor(config, teacher)
-    methods += ("l2t_dlf_anchor",)
-  return methods, thetas
+  anchor = bool(config.teach.select)
+  methods = tuple(config.methods) + (("l2t_dlf_anchor",) if anchor else ())
+  return methods, phases.teacher_thetas(config, teacher, taught, with_anchor=anchor)
 
 
 def _results(config: ml_collections.ConfigDict, data: NMTData, runs: list, bleus: list,
