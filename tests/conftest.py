@@ -53,14 +53,17 @@ def xla_optimized():
     yield
 
 
-# The longest test files first (measured): with one file per pytest-xdist worker
-# (``--dist loadfile``), they start at once and the short files fill the gaps, so the
-# workers finish together. Files not listed run after these, in collection order.
-_LONGEST_FIRST = ("test_hypergrad.py", "test_nmt_experiments.py", "test_experiments.py",
-                  "test_resume.py", "test_loss_family.py", "test_nmt_hypergrad.py",
-                  "test_decoding.py", "test_models.py", "test_notebook.py",
-                  "test_forward_hypergrad.py", "test_evolution.py", "test_benchmarks.py",
-                  "test_guards.py", "test_parallel.py", "test_estimators.py", "test_teacher.py")
+# The longest test files first (measured, seconds of one worker): with one file per
+# pytest-xdist worker (``--dist loadfile``, ``--no-loadscope-reorder`` in pyproject.toml), the
+# longest start at once and the short files fill the gaps, so the workers finish together.
+# Files not listed run after these, in collection order.
+_LONGEST_FIRST = ("test_hypergrad.py", "test_loss_family.py", "test_nmt_experiments.py",
+                  "test_experiments.py", "test_resume.py", "test_notebook.py", "test_decoding.py",
+                  "test_forward_hypergrad.py", "test_nmt_hypergrad.py", "test_models.py",
+                  "test_evolution.py", "test_guards.py", "test_estimators.py", "test_parallel.py",
+                  "test_benchmarks.py", "test_distributed.py", "test_bleu.py", "test_teacher.py",
+                  "test_losses.py", "test_measures.py", "test_corrections.py", "test_recipe.py",
+                  "test_noise.py")
 
 
 def pytest_collection_modifyitems(items):
