@@ -28,7 +28,7 @@ from dlf_jax import hypergrad, losses, measures, unroll
 from dlf_jax import student as student_lib
 from dlf_jax import teacher as teacher_lib
 
-from _numerics import flat, leaf_central_difference, rel_err
+from _numerics import flat, hypergradients_together, leaf_central_difference, rel_err
 from problems import C, T, count_eqns, make_problem, make_teacher_module
 
 SEGMENT = 2  # does not divide T: 2 full segments + 1 step
@@ -88,14 +88,11 @@ def results(model, opt, parameterisation):
       variants["eqn45/store_all"] = dict(method="eqn45", memory="store_all")
       variants["eqn45/checkpointed"] = dict(
           method="eqn45", memory="checkpointed", checkpoint_every=SEGMENT)
-    fns = {
-        name:
-            functools.partial(hypergrad.hypergradient, problem.student, problem.teacher,
-                              measures.ExpectedAccuracy(), **kw) for name, kw in variants.items()
-    }
-    together = jax.jit(lambda *args: {name: fn(*args) for name, fn in fns.items()})
-    _REFERENCES[key] = (problem, together(problem.theta, problem.state, problem.batches,
-                                          problem.dev))
+    _REFERENCES[key] = (problem,
+                        hypergradients_together(problem.student, problem.teacher,
+                                                measures.ExpectedAccuracy(), variants,
+                                                problem.theta, problem.state, problem.batches,
+                                                problem.dev))
   return _REFERENCES[key]
 
 
@@ -293,19 +290,10 @@ def test_sgd_reverse_is_eqns_4_5(x64, xla_optimized):
     domega = jax.tree.map(lambda a, b: a - eta * b, domega, hvp)  # (4)
 
   paths = [("eqn45", "store_all"), ("vjp", "store_all"), ("eqn45", "checkpointed")]
-  fns = [
-      functools.partial(
-          hypergrad.hypergradient,
-          student,
-          teacher_,
-          measure,
-          method=method,
-          memory=memory,
-          checkpoint_every=SEGMENT) for method, memory in paths
-  ]
-  together = jax.jit(lambda *args: [fn(*args) for fn in fns])  # one compilation
-  outs = together(problem.theta, problem.state, problem.batches, problem.dev)
-  for (method, memory), got in zip(paths, outs):
+  variants = {p: dict(method=p[0], memory=p[1], checkpoint_every=SEGMENT) for p in paths}
+  outs = hypergradients_together(student, teacher_, measure, variants, problem.theta, problem.state,
+                                 problem.batches, problem.dev)
+  for (method, memory), got in outs.items():
     err = max(rel_err(got.dtheta, dtheta), rel_err(got.dparams0, domega))
     _record("eqn45", err)
     assert err <= 1e-10, (method, memory, err)

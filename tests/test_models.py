@@ -1,6 +1,4 @@
 """Students: CIFAR ResNets / WRNs, the im2col convolution, BatchNorm + momentum in the unroll."""
-import functools
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -8,10 +6,11 @@ import numpy as np
 import pytest
 
 import dlf_jax
-from dlf_jax import hypergrad, measures, models
+from dlf_jax import measures, models
 from dlf_jax.data import augment as augment_lib
 from dlf_jax.models import layers
 
+from _numerics import hypergradients_together
 from problems import resnet_problem
 
 pytestmark = pytest.mark.usefixtures("fast_compile")  # tiny programs: compile time dominates
@@ -132,9 +131,12 @@ def test_resnet_bn_momentum_weight_decay_hypergradient_matches_autodiff(x64):
   m = measures.ExpectedAccuracy()
   # store_all with BatchNorm is checked on the smaller conv net in test_hypergrad.py. The
   # reference and the checkpointed reverse scan are compiled as one program.
-  paths = (dict(method="autodiff"), dict(method="vjp", memory="checkpointed", checkpoint_every=2))
-  fns = [functools.partial(hypergrad.hypergradient, student, teacher, m, **kw) for kw in paths]
-  ref, got = jax.jit(lambda *args: [fn(*args) for fn in fns])(theta, state, batches, dev)
+  out = hypergradients_together(
+      student, teacher, m, {
+          "autodiff": dict(method="autodiff"),
+          "checkpointed": dict(method="vjp", memory="checkpointed", checkpoint_every=2)
+      }, theta, state, batches, dev)
+  ref, got = out["autodiff"], out["checkpointed"]
   for a, b in ((got.dtheta, ref.dtheta), (got.dparams0, ref.dparams0)):
     a, b = (np.concatenate([np.ravel(v) for v in jax.tree.leaves(t)]) for t in (a, b))
     assert np.linalg.norm(b) > 0

@@ -2,17 +2,15 @@
 ``jax.grad`` through the scan, in float64, for expected sentence BLEU over sampled
 candidates; and the token-level expected accuracy's value.
 """
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlf_jax import bleu, hypergrad, measures, unroll
+from dlf_jax import bleu, measures, unroll
 from dlf_jax import teacher as teacher_lib
 
-from _numerics import flat, rel_err
+from _numerics import flat, hypergradients_together, rel_err
 from helpers import (LS, LT, T_STEPS, B, V, detok, float64_state, nmt_student, random_pairs,
                      tiny_transformer, to_f64)
 
@@ -67,18 +65,6 @@ def check_against_autodiff(out, state):
   assert all(n > 0 for n in norms), norms
 
 
-def hypergradients(student, teacher, measure, theta, state, batches, dev):
-  """``hypergrad.hypergradient`` for each of VARIANTS, compiled as one program (one
-  compilation instead of two; each output is still computed by its own path)."""
-  fns = {
-      name: functools.partial(hypergrad.hypergradient, student, teacher, measure, **kw)
-      for name, kw in VARIANTS.items()
-  }
-  return jax.jit(lambda *args: {
-      name: fn(*args) for name, fn in fns.items()
-  })(theta, state, batches, dev)
-
-
 # Compilation dominates (~20 s per program on 2 busy cores): one problem (the low-rank W,
 # Adam, dropout on); the dev objective is expected sentence BLEU over sampled candidates
 # (Eqn. 3's only translation-specific part; the token-level expected accuracy is checked on
@@ -95,7 +81,8 @@ def test_transformer_hypergradient_expected_bleu(x64):
   # BLEU weights differ between candidates, so the measure depends on q (non-zero gradient).
   assert np.ptp(prepared["cand_bleu"][0][prepared["cand_valid"][0] > 0]) > 0
   prepared = {k_: jnp.asarray(v) for k_, v in prepared.items()}
-  out = hypergradients(student, teacher, measure, theta, state, batches, prepared)
+  out = hypergradients_together(student, teacher, measure, VARIANTS, theta, state, batches,
+                                prepared)
   check_against_autodiff(out, state)
   assert 0.0 < float(out["autodiff"].value) <= 1.0
   # Dropout is on in the unroll: the first step's training loss is not the eval-mode loss.
