@@ -3,7 +3,7 @@
 The fixed losses of :data:`dlf_jax.losses.BASELINES` are named by a config alone; the
 ones here need the data (a transition matrix, class priors or counts), so each is a
 *builder* ``builder(config, data, context) -> LossProvider`` in :data:`DATA_BASELINES`,
-and a config lists it in ``methods`` like any other baseline (PAPER.md Sec. 7):
+and a config lists it in ``methods`` like any other baseline:
 
 * ``glc``: forward correction (Patrini et al. 2017) with GLC's estimate ``T^``
   (Hendrycks et al. 2018) -- the cross-entropy student of the same seed, trained on the

@@ -20,6 +20,7 @@ with exit status 2 and a message naming the problem and the fix.
 """
 import logging as std_logging
 import os
+import signal
 import sys
 from typing import NoReturn
 
@@ -31,7 +32,7 @@ from ml_collections import config_flags
 import dlf_jax
 from experiments import schema
 from experiments.tasks import get_task, task_of
-from experiments.workdir import InputError, WorkdirConfigError
+from experiments.workdir import InputError, InterruptHandler, WorkdirConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -84,13 +85,23 @@ def _parse_flags(argv):
     if "Traceback (most recent call last)" in message:  # ml_collections quotes the traceback
       head, _, tail = message.partition("Traceback (most recent call last)")
       message = f"{head.strip()} {tail.strip().splitlines()[-1]}"
+    if "must have a value other than None" in message:  # --config or --workdir not given
+      message += ("\nBoth are required, e.g.: python -m experiments.main "
+                  "--config=experiments/configs/quickstart.py --workdir=runs/quickstart")
     _fail(f"FATAL Flags parsing error: {message}\nPass --helpfull to see help on flags.")
   except (AttributeError, KeyError) as e:
     _moved_keys(argv)
     bad = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
-    raw = str(e.args[0] if e.args else e).strip("'\"")
+    cause = e
+    while cause.args and isinstance(cause.args[0], BaseException):  # nested keys wrap a KeyError
+      cause = cause.args[0]
+    raw = str(cause.args[0] if cause.args else cause).strip("'\"")
     key, _, hint = raw.partition("\n")  # ml_collections adds 'Did you mean ...?'
-    key = repr(key.strip("'\"")) + (f"; {hint.strip()}" if hint.strip() else "")
+    key = key.strip("'\"")
+    paths = [b.removeprefix("--config.").split(".") for b in bad]
+    full = {".".join(p[:p.index(key) + 1]) for p in paths if key in p}  # the path up to it
+    key = repr(full.pop() if len(full) == 1 else key)
+    key += f"; {hint.strip()}" if hint.strip() else ""
     _fail(f"FATAL Flags parsing error: a --config.<key> override names a key the config does "
           f"not have ({key}); overrides given: {', '.join(bad)}. The keys and their meaning are "
           "in experiments/schema.py (CLASSIFICATION; translation configs: TRANSLATION).")
@@ -125,6 +136,8 @@ def main(argv):
     runner.validate_config(config)
   except ValueError as e:  # a bad value: the message names the key and the fix
     _fail(f"Invalid config: {e}")
+  if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, InterruptHandler())  # Ctrl-C, never lost (see there)
   try:
     runner.run(config, _WORKDIR.value)
   except (FileNotFoundError, WorkdirConfigError, InputError) as e:
@@ -133,7 +146,12 @@ def main(argv):
     logging.warning(
         "Interrupted. Re-run the same command to resume from the last checkpoint "
         "in %s.", _WORKDIR.value)
-    raise SystemExit(130) from None
+    # Every `finally` and `with` block has run and the checkpoints are on disk; the
+    # interpreter's teardown with XLA's threads mid-work can crash (SIGSEGV), so skip it.
+    std_logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 if __name__ == "__main__":

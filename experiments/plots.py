@@ -30,6 +30,7 @@ __all__ = [
     "plot_w_heatmaps",
     "plot_target_mass",
     "plot_error_bars",
+    "plot_sweep",
     "plot_phi_statistics",
     "plot_teach_curve",
     "plot_accuracy_curves",
@@ -284,6 +285,45 @@ def plot_error_bars(groups: Sequence[tuple],
   ax.set_ylim(max(0.0, lo - 3 * pad), hi + pad)
   ax.set_ylabel(ylabel)
   ax.grid(alpha=0.3, axis="y")
+  return _save(fig, path)
+
+
+def plot_sweep(sweep: dict, names: dict, path: Optional[str] = None) -> Figure:
+  """Error against a swept config key: a panel per panel value, a line per method.
+
+  Args:
+    sweep: :func:`experiments.sweep.collect`'s dict (``panels -> x -> method ->
+      {'mean', 'std'}``, errors in %).
+    names: display name per method (methods not in it are shown as they are).
+    path: if given, save the figure there.
+  """
+  panels = list(sweep["panels"])
+  fig = _new_figure(4.2 * len(panels) + 1.0, 3.6)
+  axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+  methods = list(
+      dict.fromkeys(m for p in sweep["panels"].values() for pt in p.values() for m in pt))
+  for ax, panel in zip(axes, panels):
+    points = sweep["panels"][panel]
+    for k, method in enumerate(methods):
+      xs = [float(x) for x in points if method in points[x]]
+      means = [points[x][method]["mean"] for x in points if method in points[x]]
+      stds = [points[x][method]["std"] for x in points if method in points[x]]
+      ax.errorbar(
+          xs,
+          means,
+          yerr=stds,
+          marker="o",
+          ms=4,
+          capsize=3,
+          color=f"C{k}",
+          label=names.get(method, method))
+    ax.set_xlabel(sweep["x"])
+    if sweep["panel"] is not None:
+      ax.set_title(f"{sweep['panel']} = {panel}", fontsize=9)
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel(("balanced " if sweep["metric"] == "balanced_accuracy" else "") +
+                     "test error %")
+  axes[-1].legend(fontsize=7)
   return _save(fig, path)
 
 

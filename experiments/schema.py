@@ -338,7 +338,8 @@ def _noise_rate_ok(value, config) -> bool:
 def _noise_rate_text(config) -> str:
   kind = config.data.noise.kind
   if kind == "none":
-    return ("0 with data.noise.kind='none' (set data.noise.kind='symmetric' or 'pair' to "
+    return ("0 with data.noise.kind='none' (for clean labels also pass "
+            "--config.data.noise.rate=0; or set data.noise.kind='symmetric' or 'pair' to "
             "corrupt the training labels at this rate)")
   if kind == "matrix":
     return "0 with data.noise.kind='matrix' (the rates are the rows of data.noise.matrix)"

@@ -168,7 +168,7 @@ def headline_metric(config) -> str:
     student's history records).
 
   References:
-    PAPER.md Sec. 7 (class imbalance: report balanced error).
+    Cao et al. 2019; Menon et al. 2021 (class imbalance: report balanced error).
   """
   data = config.get("data")
   imbalance = None if data is None else data.get("imbalance")

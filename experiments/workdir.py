@@ -195,20 +195,43 @@ def run_path(workdir: str, method: str, seed: int) -> str:
   return os.path.join(workdir, "runs", f"{method}_seed{seed}.json")
 
 
+class InterruptHandler:
+  """A SIGINT handler that raises ``KeyboardInterrupt`` as Python's does, and remembers it.
+
+  Python runs a signal handler at the next bytecode of the main thread, which can be
+  inside a garbage-collector callback (jax registers one) or a ``__del__``, where an
+  exception is printed as "Exception ignored" and lost: the run would go on. With this
+  handler installed (``experiments.main`` does), the next checkpoint save raises the
+  lost interrupt instead (:func:`_interrupts_deferred`).
+  """
+
+  def __init__(self):
+    self.received = False
+
+  def __call__(self, signum, frame):
+    del signum, frame
+    self.received = True
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def _interrupts_deferred() -> Iterator[None]:
   """Holds SIGINT (Ctrl-C) until the block ends, then raises ``KeyboardInterrupt``.
 
   A ``KeyboardInterrupt`` raised inside orbax's save can abort the process from
   one of its threads and leave a ``*.orbax-checkpoint-tmp`` folder; deferred, the
-  save completes and the interrupt follows it. Off the main thread (where Python
-  cannot install handlers), or where SIGINT is ignored or has a handler of the
-  caller's, the block runs as is.
+  save completes and the interrupt follows it. An interrupt that an
+  :class:`InterruptHandler` received but that was lost (see there) is raised before
+  the block. Off the main thread (where Python cannot install handlers), or where
+  SIGINT is ignored or has a handler of the caller's, the block runs as is.
   """
+  handler = signal.getsignal(signal.SIGINT)
   if (threading.current_thread() is not threading.main_thread() or
-      signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+      not (handler is signal.default_int_handler or isinstance(handler, InterruptHandler))):
     yield  # not Python's Ctrl-C (ignored, or a handler of the caller's): left alone
     return
+  if isinstance(handler, InterruptHandler) and handler.received:
+    raise KeyboardInterrupt  # received earlier where raising it was lost
   received: list[int] = []
   previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
   try:

@@ -33,7 +33,8 @@ def shared_dir():
   path = images.default_data_dir()
   if not os.path.isdir(path):
     pytest.fail(f"Shared data directory {path} does not exist. Set DLF_DATA_DIR to the "
-                "folder holding mnist/, fashion_mnist/ and cifar10/ (see its README.md).")
+                "folder holding mnist/, fashion_mnist/, cifar10/ and multi30k/ (README.md, 'Run "
+                "the tests', lists their files).")
   return path
 
 

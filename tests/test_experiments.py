@@ -109,26 +109,31 @@ def test_cli_names_an_unknown_config_key(tmp_path):
   ]
   done = subprocess.run(cmd, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120)
   assert done.returncode == 2
-  assert "names a key the config does not have ('foo')" in done.stderr
+  assert "names a key the config does not have ('model.foo')" in done.stderr
   assert "--config.model.foo" in done.stderr and "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("case", [
     "bad_value", "bad_type", "unknown_variant", "no_such_file", "missing_data", "other_workdir",
-    "empty_workdir", "misspelt_key", "damaged_workdir"
+    "empty_workdir", "no_workdir", "misspelt_key", "misspelt_leaf", "damaged_workdir"
 ])
 def test_cli_input_errors_end_cleanly(case, tmp_path):
   """Bad input ends with status 2 and the message naming it, not a traceback."""
   config, flags, expect, workdir = "quickstart.py:smoke", [], None, str(tmp_path)
   if case == "empty_workdir":  # '' would write the run into the current directory
     workdir, expect = "", "--workdir='': give a directory"
+  elif case == "no_workdir":  # absl's message, and an example of both required flags
+    workdir, expect = None, "Both are required, e.g.: python -m experiments.main --config="
   elif case == "damaged_workdir":  # a config.json that is not JSON: no JSONDecodeError trace
     with open(os.path.join(tmp_path, "config.json"), "w") as f:
       f.write("{not json")
     expect = "config.json is not the JSON of a run's config"
   elif case == "misspelt_key":  # ml_collections' suggestion, read as text (no quoted \n)
     flags = ["--config.teach.estimatr.name=es"]
-    expect = "('estimatr'; Did you mean \"estimator\" instead of \"estimatr\"?)"
+    expect = "('teach.estimatr'; Did you mean \"estimator\" instead of \"estimatr\"?)"
+  elif case == "misspelt_leaf":  # ml_collections wraps the KeyError of a leaf in another
+    flags = ["--config.teach.unrol_steps=3"]
+    expect = "('teach.unrol_steps'; Did you mean \"unroll_steps\" instead of \"unrol_steps\"?)"
   elif case == "bad_value":
     flags, expect = ["--config.teach.mode=offline"], "Invalid config: config.teach.mode='offline'"
   elif case == "bad_type":
@@ -147,7 +152,7 @@ def test_cli_input_errors_end_cleanly(case, tmp_path):
     expect = "teach.learning_rate = 0.5 there"
   cmd = [
       sys.executable, "-m", "experiments.main", f"--config=experiments/configs/{config}",
-      f"--workdir={workdir}", *flags
+      *([] if workdir is None else [f"--workdir={workdir}"]), *flags
   ]
   done = subprocess.run(cmd, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
   assert done.returncode == 2, done.stderr[-2000:]

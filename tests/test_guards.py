@@ -31,7 +31,7 @@ from dlf_jax.estimators import ReverseMode
 from dlf_jax.teaching import teach
 from experiments.tasks import classification
 from experiments import workdir as workdir_lib
-from experiments.workdir import Checkpoints
+from experiments.workdir import Checkpoints, InterruptHandler
 from experiments.configs import quickstart
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -593,3 +593,34 @@ def test_evaluation_splits_are_checked_against_train():
     _train(student, train, test=short)
   with pytest.raises(ValueError, match=r"The arrays of train disagree .* \{'x': 64, 'y': 60\}"):
     _train(student, dict(train, y=train["y"][:60]))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lost one
+def test_a_ctrl_c_lost_in_a_gc_callback_is_raised_at_the_next_save(tmp_path):
+  """A SIGINT whose KeyboardInterrupt was swallowed ("Exception ignored in: <function
+  _xla_gc_callback>") stops the run at the next checkpoint, before it is written."""
+  import gc  # pylint: disable=import-outside-toplevel
+
+  handler = InterruptHandler()
+  ckpt = Checkpoints(str(tmp_path / "ckpt"))
+  runner_handler = signal.signal(signal.SIGINT, handler)
+
+  def swallowing_callback(phase, info):  # as Python treats an exception in a gc callback
+    del info
+    if phase == "start":
+      os.kill(os.getpid(), signal.SIGINT)
+
+  gc.callbacks.append(swallowing_callback)
+  try:
+    gc.collect()  # the handler runs inside the callback: its KeyboardInterrupt is lost
+    gc.callbacks.remove(swallowing_callback)
+    assert handler.received
+    with pytest.raises(KeyboardInterrupt):
+      ckpt.save(1, {"w": jnp.arange(3.0)}, {"note": "after the lost Ctrl-C"})
+    assert ckpt.latest_step() is None  # nothing written after the interrupt
+    assert signal.getsignal(signal.SIGINT) is handler
+  finally:
+    if swallowing_callback in gc.callbacks:
+      gc.callbacks.remove(swallowing_callback)
+    signal.signal(signal.SIGINT, runner_handler)
+    ckpt.close()

@@ -1,6 +1,6 @@
 """Label noise and class imbalance of a training split, and what a trusted set can measure.
 
-Noise model (PAPER.md Sec. 7): an observed label ``y~`` of an example of true class
+Noise model (Patrini et al. 2017): an observed label ``y~`` of an example of true class
 ``i`` is drawn from row ``i`` of a row-stochastic transition matrix ``T``::
 
     T[i, j] = P(y~ = j | y = i),   T >= 0,   sum_j T[i, j] = 1.
@@ -81,7 +81,7 @@ def symmetric_transition(num_classes: int, rate: float) -> np.ndarray:
       ``[0, (C - 1) / C]``.
 
   References:
-    PAPER.md Sec. 7; Patrini et al. 2017.
+    Patrini et al. 2017.
   """
   c = _check_num_classes(num_classes)
   r = _check_rate(
@@ -108,7 +108,7 @@ def pair_flip_transition(num_classes: int, rate: float) -> np.ndarray:
     ValueError: ``num_classes`` not an integer >= 2, or ``rate`` outside ``[0, 1)``.
 
   References:
-    PAPER.md Sec. 7; Patrini et al. 2017; Han et al., "Co-teaching", NeurIPS 2018.
+    Patrini et al. 2017; Han et al., "Co-teaching", NeurIPS 2018.
   """
   c = _check_num_classes(num_classes)
   r = _check_rate(rate, 1.0, closed=False, what="pair-flip noise")

@@ -26,8 +26,9 @@ Each form of ``W`` is one class here (a pytree ``phi``) and one entry of
   negative entry, so the student cannot lower the loss by pushing a wrong class
   to ``p -> 0``.
 
-The forms that contain the known noisy-label / class-imbalance fixes (PAPER.md
-Sec. 7), each exactly cross-entropy at its anchor (identity link):
+The forms that contain the known noisy-label / class-imbalance fixes (Patrini et
+al. 2017; Cui et al. 2019; Menon et al. 2021), each exactly cross-entropy at its
+anchor (identity link):
 
 * :class:`WeightedSoftTargetW` (``weighted_soft_target``): a soft-target ``W`` with
   per-class loss weights ``c_y`` (class-balanced reweighting, Cui et al. 2019);

@@ -1,6 +1,6 @@
 """The noisy-label and long-tail variants shared by the ``*_noisy.py`` configs.
 
-A clean image config becomes the protocol of the noisy-label issue (PAPER.md Sec. 7):
+A clean image config becomes the protocol of noisy-label training (RESULTS.md):
 the training labels are corrupted after the dev and val splits are carved, so that
 the small dev set (the teacher's reward) and the val set (selection) stay trusted,
 and every table holds the same rows on the same seeds:
@@ -75,6 +75,9 @@ def corrupted(name: str,
     # A forward-correction teacher (T outside the log) that starts at GLC's T^.
     config.teacher.parameterisation = "forward_correction"
     config.teacher.anchor = "glc"
+    # No cross-entropy warm start: every L2T-DLF student, taught or not, trains with the
+    # correction from step 0, so the untaught anchor *is* GLC (RESULTS.md, "Noisy labels").
+    config.teach.pretrain_steps = 0
   if arg == "smoke":
     config.methods = SMOKE_METHODS
   return config

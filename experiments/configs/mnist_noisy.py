@@ -1,6 +1,6 @@
 """MNIST MLP on corrupted training labels, taught from a small clean dev set (not in the paper).
 
-Where a learned loss has something to learn (PAPER.md Sec. 7): the training labels carry
+Where a learned loss has something to learn: the training labels carry
 structure that a small *trusted* dev set knows better. Data and protocol as
 ``mnist_mlp.py`` (the first 10,000 MNIST training digits: train 8,000 / dev 1,000, the
 last 1,000 / val 1,000 random others / the real 10k test set; MLP 784-500-300-10, plain
