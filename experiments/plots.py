@@ -292,19 +292,17 @@ def plot_sweep(sweep: dict, names: dict, path: Optional[str] = None) -> Figure:
   """Error against a swept config key: a panel per panel value, a line per method.
 
   Args:
-    sweep: :func:`experiments.sweep.collect`'s dict (``panels -> x -> method ->
-      {'mean', 'std'}``, errors in %).
+    sweep: :func:`experiments.sweep.collect`'s dict (``methods``, and ``panels -> x ->
+      method -> {'mean', 'std'}``, errors in %).
     names: display name per method (methods not in it are shown as they are).
     path: if given, save the figure there.
   """
   panels = list(sweep["panels"])
   fig = _new_figure(4.2 * len(panels) + 1.0, 3.6)
   axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
-  methods = list(
-      dict.fromkeys(m for p in sweep["panels"].values() for pt in p.values() for m in pt))
   for ax, panel in zip(axes, panels):
     points = sweep["panels"][panel]
-    for k, method in enumerate(methods):
+    for k, method in enumerate(sweep["methods"]):
       xs = [float(x) for x in points if method in points[x]]
       means = [points[x][method]["mean"] for x in points if method in points[x]]
       stds = [points[x][method]["std"] for x in points if method in points[x]]

@@ -36,7 +36,7 @@ from typing import Any, Optional, Sequence
 from absl import app, flags
 
 from experiments.plots import plot_sweep
-from experiments.summaries import METHOD_NAMES, mean_std, paired_difference
+from experiments.summaries import METHOD_NAMES, error_key, mean_std, paired_difference
 
 _X = flags.DEFINE_string("x", None, "The swept config key (dotted), e.g. data.noise.rate.")
 _PANEL = flags.DEFINE_string("panel", None, "A second config key: one panel per value.")
@@ -96,7 +96,7 @@ def read_run(spec: str, x_key: str, panel_key: Optional[str], metric: str) -> li
   missing = [m for m in keep if m not in methods]
   if missing:
     raise SweepError(f"{path}: no method {missing} in results.json (it has {list(methods)}).")
-  key = "test_errors" if metric == "accuracy" else "test_balanced_errors"
+  key = error_key("test", metric) + "s"  # the per-seed list: test_errors, test_balanced_errors
   rows = []
   for method in keep:
     if key not in methods[method]:
@@ -131,7 +131,8 @@ def collect(specs: Sequence[str],
       standard error over common seeds, in points) are reported at each point.
 
   Returns:
-    ``{'x': x_key, 'panel': panel_key, 'metric', 'reference', 'panels': {panel: {x:
+    ``{'x': x_key, 'panel': panel_key, 'metric', 'reference', 'methods' (in the order
+    first given), 'panels': {panel: {x:
     {method: {'seeds', 'errors', 'mean', 'std', 'run', 'reference_minus': [mean, se]
     or None}}}}}`` (panels and x values as strings, sorted; ``std``: sample std).
 
@@ -173,19 +174,19 @@ def collect(specs: Sequence[str],
           diff = paired_difference(point[reference], entry, key="errors")
         entry["reference_minus"] = None if diff is None else list(diff)
     table[panel] = {str(x): table[panel][x] for x in sorted(table[panel])}
-  return {"x": x_key, "panel": panel_key, "metric": metric, "reference": reference, "panels": table}
+  methods = list(dict.fromkeys(row["method"] for row in rows))  # in the order first given
+  return {
+      "x": x_key,
+      "panel": panel_key,
+      "metric": metric,
+      "reference": reference,
+      "methods": methods,
+      "panels": table
+  }
 
 
 def _joins_all(row: dict, every_panel_at: Optional[float]) -> bool:
   return every_panel_at is not None and float(row["x"]) == float(every_panel_at)
-
-
-def _methods(sweep: dict) -> list[str]:
-  seen: list[str] = []
-  for panel in sweep["panels"].values():
-    for point in panel.values():
-      seen += [m for m in point if m not in seen]
-  return seen
 
 
 def markdown(sweep: dict, names: Optional[dict] = None) -> str:
@@ -202,7 +203,7 @@ def markdown(sweep: dict, names: Optional[dict] = None) -> str:
     xs = list(points)
     header = " | ".join(f"{sweep['x']} = {x}" for x in xs)
     lines += [f"| method | {header} |", "|---|" + "---|" * len(xs)]
-    for method in _methods(sweep):
+    for method in sweep["methods"]:
       cells = [(f"{points[x][method]['mean']:.2f} ± {points[x][method]['std']:.2f}"
                 if method in points[x] else "—") for x in xs]
       lines.append(f"| {names.get(method, method)} | {' | '.join(cells)} |")
